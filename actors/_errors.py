@@ -1,0 +1,128 @@
+"""The exceptions MarketPrism raises, in one tree.
+
+Theory of operation: every failure that can end a connection's session is converted at
+the boundary where it happens (socket, TLS, WebSocket handshake, exchange protocol) into
+one of these types, with ``raise Ours(...) from exc`` so the original stays attached. The
+supervisor decides what to do from the type alone. Bugs (exceptions nobody typed) are not
+converted: they travel up as themselves and count as crashes.
+
+::
+
+    SupervisorError
+    ├── ConfigError                 the configuration is unusable (never retried)
+    ├── TransportError              the network failed us (expected; restarted)
+    │   ├── ConnectError            TCP/TLS/proxy connect failed, or timed out
+    │   ├── HandshakeRejected       the server answered the upgrade with an HTTP status
+    │   └── ConnectionLost          an open connection ended (close code/reason, reset, EOF)
+    │       └── FeedStale           no frame arrived for ``stale_after`` seconds
+    ├── ProtocolError               one side broke the exchange protocol
+    │   ├── LocalProtocolError      our misuse of an adapter (a bug on our side)
+    │   └── RemoteProtocolError     the exchange broke its own protocol
+    └── RestartLimitExceeded        restart intensity exceeded; the supervisor gave up loudly
+
+Following Trio's split, *closed* means we closed something ourselves and *broken* means
+something outside did. API misuse raises ``RuntimeError``, ``TypeError`` or ``ValueError``
+and is never retried.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "ConnectError",
+    "ConnectionLost",
+    "FeedStale",
+    "HandshakeRejected",
+    "LocalProtocolError",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "RestartLimitExceeded",
+    "SupervisorError",
+    "TransportError",
+]
+
+
+class SupervisorError(Exception):
+    """Base class of every error MarketPrism raises on purpose."""
+
+
+class ConfigError(SupervisorError):
+    """The configuration cannot be used.
+
+    Attributes:
+        problems: one line per problem, ``FILE:LINE: key.path: what is wrong (expected)``.
+    """
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class TransportError(SupervisorError):
+    """The network failed; the session ends and the connection is restarted."""
+
+
+class ConnectError(TransportError):
+    """Opening the connection (DNS, TCP, proxy, TLS, or its deadline) failed."""
+
+
+class HandshakeRejected(TransportError):
+    """The server answered the WebSocket upgrade with an HTTP error status.
+
+    Attributes:
+        status: the HTTP status code, e.g. 429 or 503.
+    """
+
+    def __init__(self, message: str, *, status: int) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class ConnectionLost(TransportError):
+    """An established connection ended without us asking for it.
+
+    Attributes:
+        code: the WebSocket close code (1006 when the TCP connection broke without a
+            close frame), or ``None`` when no code applies.
+        reason: the close reason the peer sent, possibly empty.
+    """
+
+    def __init__(self, message: str, *, code: int | None = None, reason: str = "") -> None:
+        self.code = code
+        self.reason = reason
+        super().__init__(message)
+
+
+class FeedStale(ConnectionLost):
+    """No frame arrived for ``stale_after`` seconds while we waited on the socket.
+
+    A busy consumer never causes this: only time spent waiting for the exchange counts.
+    """
+
+
+class ProtocolError(SupervisorError):
+    """One side broke the exchange protocol."""
+
+
+class LocalProtocolError(ProtocolError):
+    """We misused an adapter (wrong command for its state): a bug on our side."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The exchange broke its own protocol in a way that ends the session."""
+
+
+class RestartLimitExceeded(SupervisorError):
+    """More than ``max_restarts`` restarts happened within ``within`` seconds.
+
+    The supervisor stopped every child cleanly before raising this.
+
+    Attributes:
+        connection: the name of the connection whose failure crossed the limit.
+        last_error: a one-line description of that connection's last error.
+    """
+
+    def __init__(self, message: str, *, connection: str, last_error: str) -> None:
+        self.connection = connection
+        self.last_error = last_error
+        super().__init__(message)

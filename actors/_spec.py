@@ -1,0 +1,80 @@
+"""What one connection is: the part of the configuration an actor needs.
+
+The supervisor's configuration (``supervisor.config.ConnectionConfig``) extends this Struct
+with the supervision keys (restart type, backoff), so the same decoded object can be handed
+to the actor without copying. Build it only through ``msgspec.convert``/``decode``: a Struct's
+``__init__`` does not check types or constraints.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated, Final
+
+import msgspec
+
+__all__ = [
+    "DEFAULT_BUFFER",
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "DEFAULT_STALE_AFTER",
+    "ConnectionSpec",
+    "Overflow",
+]
+
+#: Seconds without any frame before a session counts as stale. 30 s matches OKX's own
+#: idle limit (https://www.okx.com/docs-v5/en/#overview-websocket-connect) and is longer
+#: than Binance's 20 s ping interval, so a healthy quiet feed is never declared stale.
+DEFAULT_STALE_AFTER: Final = 30.0
+#: Seconds for TCP connect + TLS + WebSocket upgrade together.
+DEFAULT_CONNECT_TIMEOUT: Final = 10.0
+#: Batches (everything decoded from one frame) queued for the consumer per connection.
+DEFAULT_BUFFER: Final = 1024
+#: Largest WebSocket message accepted; bigger ones close the session with 1009
+#: (RFC 6455 section 7.4.1). Exchange depth snapshots stay well under 4 MiB.
+DEFAULT_MAX_MESSAGE_SIZE: Final = 4 * 1024 * 1024
+
+
+class Overflow(enum.Enum):
+    """What the actor does when the consumer's queue for this connection is full."""
+
+    #: Wait for the consumer. Back-pressure reaches the socket; nothing is lost.
+    BLOCK = "block"
+    #: Throw away the oldest queued batch to make room, and count it.
+    DROP_OLDEST = "drop_oldest"
+    #: Throw away the batch that does not fit, and count it.
+    DROP_NEWEST = "drop_newest"
+
+
+PositiveSeconds = Annotated[float, msgspec.Meta(gt=0, le=86_400.0)]
+
+
+class ConnectionSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One configured exchange connection.
+
+    Attributes:
+        name: unique connection name, the ``NAME`` of ``[connections.NAME]``.
+        exchange: which adapter speaks to it (``raw``, later ``binance``, ``okx``, ...).
+        url: WebSocket URL; ``None`` means the adapter's default endpoint.
+        channels: normalized channel names (``trades``, ``ticker``, ...).
+        symbols: normalized symbols (``BTC-USDT``) or the exchange's native names.
+        subscribe: frames the ``raw`` adapter sends verbatim after every connect.
+        stale_after: seconds without a frame, while waiting on the socket, that end the
+            session as stale.
+        connect_timeout: seconds for TCP connect, TLS and the WebSocket upgrade.
+        overflow: what to do when the consumer falls ``buffer`` batches behind.
+        buffer: batches queued for the consumer before ``overflow`` applies.
+        max_message_size: largest accepted WebSocket message in bytes.
+    """
+
+    name: str
+    exchange: str
+    url: str | None = None
+    channels: tuple[str, ...] = ()
+    symbols: tuple[str, ...] = ()
+    subscribe: tuple[str, ...] = ()
+    stale_after: PositiveSeconds = DEFAULT_STALE_AFTER
+    connect_timeout: PositiveSeconds = DEFAULT_CONNECT_TIMEOUT
+    overflow: Overflow = Overflow.BLOCK
+    buffer: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = DEFAULT_BUFFER
+    max_message_size: Annotated[int, msgspec.Meta(ge=1024, le=1 << 30)] = DEFAULT_MAX_MESSAGE_SIZE

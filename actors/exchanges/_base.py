@@ -1,0 +1,180 @@
+"""The sans-IO adapter contract every exchange implements.
+
+Rules of this file:
+
+- An adapter never imports trio, trio_websocket, httpx or anyio, never reads a clock and
+  never sends anything. Time arrives as ``now`` (the caller's monotonic clock, seconds)
+  and ``received_at`` (Unix time, for stamping messages).
+- Everything the caller must do comes back as data: frames to write
+  (:meth:`ExchangeProtocol.frames_to_send`), control events
+  (:meth:`ExchangeProtocol.events`), and a deadline by which :meth:`tick` must be called
+  (:meth:`ExchangeProtocol.deadline`).
+- State lives in :class:`AdapterState`; the legal transitions are in ``TRANSITIONS``
+  below and nowhere else. An illegal one raises ``LocalProtocolError`` and leaves the
+  state unchanged.
+
+The caller's loop, for one session::
+
+    proto.start_session(now)                      # queues subscribe frames
+    loop:
+        write every frame in proto.frames_to_send()
+        handle every event in proto.events()
+        wait for a frame until min(proto.deadline(), stale deadline)
+        on timeout: proto.tick(now)
+        on a frame: batch = proto.receive_frame(data, now, received_at)
+                    deliver batch if not empty
+    proto.end_session()
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import math
+from collections.abc import Sequence
+from typing import ClassVar
+
+from actors._errors import LocalProtocolError
+from actors._spec import ConnectionSpec
+from actors.exchanges._messages import Batch, Event, Subscribed
+
+__all__ = ["TRANSITIONS", "AdapterState", "ExchangeProtocol", "Frame"]
+
+#: What goes over the WebSocket: text frames as ``str``, binary frames as ``bytes``.
+Frame = str | bytes
+
+
+class AdapterState(enum.Enum):
+    """Where an adapter is in its session."""
+
+    #: No session: before the first connect or after one ended.
+    IDLE = "idle"
+    #: Connected; subscribe frames queued or sent, acks outstanding.
+    SUBSCRIBING = "subscribing"
+    #: Every subscription is confirmed; data flows.
+    LIVE = "live"
+
+
+#: The legal transitions: (from, to). Everything else is a LocalProtocolError.
+TRANSITIONS: frozenset[tuple[AdapterState, AdapterState]] = frozenset(
+    {
+        (AdapterState.IDLE, AdapterState.SUBSCRIBING),
+        (AdapterState.SUBSCRIBING, AdapterState.LIVE),
+        (AdapterState.SUBSCRIBING, AdapterState.IDLE),
+        (AdapterState.LIVE, AdapterState.IDLE),
+    }
+)
+
+
+class ExchangeProtocol(abc.ABC):
+    """One exchange's protocol for one connection, as a plain object.
+
+    Args:
+        spec: the connection this adapter serves (name, channels, symbols, ...).
+    """
+
+    #: The ``exchange`` value that selects this adapter in config.
+    exchange: ClassVar[str]
+    #: The endpoint used when the config gives no ``url``; ``None`` makes ``url`` required.
+    default_url: ClassVar[str | None] = None
+
+    def __init__(self, spec: ConnectionSpec) -> None:
+        self.spec = spec
+        self._state = AdapterState.IDLE
+        self._outbox: list[Frame] = []
+        self._events: list[Event] = []
+
+    # -- configuration -------------------------------------------------------------
+
+    @classmethod
+    def check(cls, spec: ConnectionSpec) -> list[tuple[str, str]]:
+        """Problems with a connection spec that only this adapter can see.
+
+        Args:
+            spec: the decoded connection.
+
+        Returns:
+            ``(key, problem)`` pairs, e.g. ``("url", "required by the raw adapter (...)")``;
+            empty when the spec is usable.
+        """
+        if spec.url is None and cls.default_url is None:
+            return [("url", f"required: the {cls.exchange} adapter has no default endpoint")]
+        return []
+
+    @property
+    def url(self) -> str:
+        """The WebSocket URL to open: the configured one, else the adapter's default."""
+        url = self.spec.url or self.default_url
+        if url is None:  # pragma: no cover - check() rejects this config
+            raise ValueError(f"connection {self.spec.name!r} has no url")
+        return url
+
+    # -- state ---------------------------------------------------------------------
+
+    @property
+    def state(self) -> AdapterState:
+        """The current :class:`AdapterState`."""
+        return self._state
+
+    def _move(self, new: AdapterState, why: str) -> None:
+        if (self._state, new) not in TRANSITIONS:
+            raise LocalProtocolError(
+                f"{why} is not allowed while {type(self).__name__} for connection "
+                f"{self.spec.name!r} is {self._state.name}; end the session first"
+            )
+        self._state = new
+
+    # -- session -------------------------------------------------------------------
+
+    def start_session(self, now: float) -> None:
+        """A new connection is open: reset per-session state and queue subscriptions.
+
+        Side effects for the caller: write :meth:`frames_to_send`, handle :meth:`events`.
+
+        Raises:
+            LocalProtocolError: a session is already running.
+        """
+        self._move(AdapterState.SUBSCRIBING, "start_session")
+        self._outbox.clear()
+        self._events.clear()
+        self._on_start(now)
+
+    def end_session(self) -> None:
+        """The connection is gone; forget per-session state. Idempotent."""
+        if self._state is not AdapterState.IDLE:
+            self._move(AdapterState.IDLE, "end_session")
+        self._outbox.clear()
+
+    def frames_to_send(self) -> list[Frame]:
+        """Frames the caller must write now, in order; the adapter forgets them."""
+        out, self._outbox = self._outbox, []
+        return out
+
+    def events(self) -> list[Event]:
+        """Control events produced since the last call; the adapter forgets them."""
+        out, self._events = self._events, []
+        return out
+
+    def deadline(self) -> float:
+        """The caller's monotonic time by which :meth:`tick` must be called (or ``inf``)."""
+        return math.inf
+
+    def tick(self, now: float) -> None:  # noqa: B027 - optional hook, default no-op
+        """Time passed without a frame: queue heartbeats or paced frames that are due."""
+
+    @abc.abstractmethod
+    def _on_start(self, now: float) -> None:
+        """Queue the session's opening frames (subscriptions, heartbeat setup)."""
+
+    @abc.abstractmethod
+    def receive_frame(self, data: Frame, now: float, received_at: float) -> Batch:
+        """Take one received frame; return the messages to deliver (maybe empty).
+
+        Control events and reply frames are queued for :meth:`events` and
+        :meth:`frames_to_send`. A frame that cannot be understood queues a
+        ``MalformedFrame`` event and never raises.
+        """
+
+    def _mark_live(self, topics: Sequence[str]) -> None:
+        self._move(AdapterState.LIVE, "confirming subscriptions")
+        self._events.append(Subscribed(topics=tuple(topics)))

@@ -1,0 +1,59 @@
+"""The ``raw`` adapter: send configured frames verbatim, deliver every frame as JSON.
+
+Useful for any exchange we have no adapter for yet, and for tests. It has no acks, so its
+subscriptions count as confirmed once queued; every received text or binary frame must be
+one JSON value, anything else is counted as malformed and dropped.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import msgspec
+
+from actors._spec import ConnectionSpec
+from actors.exchanges._base import ExchangeProtocol, Frame
+from actors.exchanges._messages import Batch, MalformedFrame, RawMessage
+
+__all__ = ["RawProtocol"]
+
+_SAMPLE_CHARS = 200
+
+
+class RawProtocol(ExchangeProtocol):
+    """Pass-through adapter: ``subscribe`` frames out, JSON values in."""
+
+    exchange: ClassVar[str] = "raw"
+    default_url: ClassVar[str | None] = None
+
+    def __init__(self, spec: ConnectionSpec) -> None:
+        super().__init__(spec)
+        self._decode = msgspec.json.Decoder().decode
+        self._name = spec.name
+
+    @classmethod
+    def check(cls, spec: ConnectionSpec) -> list[tuple[str, str]]:
+        problems = super().check(spec)
+        for key in ("channels", "symbols"):
+            if getattr(spec, key):
+                problems.append(
+                    (key, "not used by the raw adapter (list the frames to send in subscribe)")
+                )
+        return problems
+
+    def _on_start(self, now: float) -> None:
+        self._outbox.extend(self.spec.subscribe)
+        self._mark_live(self.spec.subscribe)
+
+    def receive_frame(self, data: Frame, now: float, received_at: float) -> Batch:
+        try:
+            value = self._decode(data)
+        except msgspec.DecodeError as exc:
+            sample = data if isinstance(data, str) else data.decode("utf-8", "replace")
+            self._events.append(
+                MalformedFrame(kind="invalid_json", detail=str(exc), sample=sample[:_SAMPLE_CHARS])
+            )
+            return ()
+        return (
+            RawMessage(connection=self._name, exchange="raw", received_at=received_at, data=value),
+        )
