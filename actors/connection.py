@@ -1,0 +1,334 @@
+"""The ConnectionActor: one exchange connection, one session per ``run()``.
+
+Theory of operation: the supervisor keeps one actor per configured connection for the
+whole life of the supervisor and calls :meth:`ConnectionActor.run` once per session:
+
+    permit (registry paces connects per host)
+    -> connect (connector: TCP/TLS or a fake) -> WebSocket handshake
+    -> adapter.start_session (subscribe frames)
+    -> pump: frames in -> adapter -> batches out, until the session ends
+    -> close (close frame sent, bounded by ``close_timeout``, even when cancelled)
+
+A session ends by raising a typed error from :mod:`actors._errors`, or by returning when
+the exchange closed the connection normally (code 1000). The actor decides nothing about
+restarts: that is the supervisor's job. It does own everything that must survive a
+restart: the adapter (and so the subscriptions), the outbox toward the consumer, and which
+kinds of malformed frame were already logged.
+
+The liveness watchdog is the receive deadline itself: ``stale_after`` counts only time
+spent waiting on the socket, so a consumer that blocks the outbox never makes a healthy
+feed look stale.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Final
+
+import trio
+import trio_websocket
+
+from actors._errors import ConnectError, ConnectionLost, FeedStale, HandshakeRejected
+from actors._outbox import Outbox
+from actors._spec import ConnectionSpec
+from actors.exchanges._base import ExchangeProtocol
+from actors.exchanges._messages import MalformedFrame, Subscribed
+from actors.net._connect import Connector, redact_url, split_ws_url
+from actors.registry import (
+    Connected,
+    ConnectionState,
+    RegistryClient,
+    StateChanged,
+    Traffic,
+)
+
+__all__ = ["DEFAULT_FLUSH_INTERVAL", "ConnectionActor"]
+
+logger = logging.getLogger("marketprism.connection")
+
+#: Seconds between traffic reports to the registry while frames flow; stats lag by at
+#: most this much.
+DEFAULT_FLUSH_INTERVAL: Final = 0.25
+#: trio-websocket reads the socket in chunks of this size (its default is 4 KiB, which
+#: costs one extra read per few frames on busy depth streams).
+_RECEIVE_BUFFER: Final = 64 * 1024
+#: Frames trio-websocket may hold between its reader and ours.
+_MESSAGE_QUEUE: Final = 64
+#: RFC 6455 section 7.4.1: 1000 is a normal closure.
+_NORMAL_CLOSURE: Final = 1000
+
+
+class _WatchedStream(trio.abc.Stream):
+    """Forwards to a stream and records when it hits EOF or breaks.
+
+    trio-websocket waits for the opening handshake forever if the server drops the TCP
+    connection before answering; watching the stream lets the actor fail that handshake
+    at once instead of at the connect deadline.
+    """
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.ended = trio.Event()
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        try:
+            await self.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.ended.set()
+            raise
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.stream.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        try:
+            data = await self.stream.receive_some(max_bytes)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.ended.set()
+            raise
+        if not data:
+            self.ended.set()
+        return data
+
+    async def aclose(self) -> None:
+        self.ended.set()
+        await self.stream.aclose()
+
+
+class ConnectionActor:
+    """Owns one connection's socket, adapter and outbox across its sessions.
+
+    Args:
+        spec: the connection.
+        protocol: the adapter for ``spec.exchange`` (kept across sessions).
+        outbox: the queue toward the consumer (kept across sessions).
+        registry: where state changes and traffic go.
+        connector: opens the stream under the WebSocket.
+        close_timeout: seconds the closing handshake may take.
+    """
+
+    def __init__(
+        self,
+        spec: ConnectionSpec,
+        *,
+        protocol: ExchangeProtocol,
+        outbox: Outbox,
+        registry: RegistryClient,
+        connector: Connector,
+        close_timeout: float,
+    ) -> None:
+        self.spec = spec
+        self.protocol = protocol
+        self.outbox = outbox
+        self._registry = registry
+        self._connector = connector
+        self._close_timeout = close_timeout
+        #: trio time the current/last session's subscriptions were confirmed, or None.
+        self.live_since: float | None = None
+        self._logged_kinds: set[str] = set()
+        # Traffic not yet reported to the registry.
+        self._frames = self._messages = self._bytes = self._malformed = 0
+        self._dropped_reported = 0
+        self._last_frame_at = 0.0
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run one session: connect, subscribe, receive until it ends.
+
+        ``task_status.started()`` is called once the subscriptions are confirmed.
+
+        Returns:
+            When the exchange closed the connection normally (close code 1000).
+
+        Raises:
+            ConnectError: TCP/TLS failed, or connect + handshake took longer than
+                ``connect_timeout``.
+            HandshakeRejected: the server refused the upgrade with an HTTP status.
+            ConnectionLost: the connection broke or was closed with a code other than
+                1000.
+            FeedStale: no frame for ``stale_after`` seconds.
+
+        Cancellation: the WebSocket is closed with code 1000 on the way out; the closing
+        handshake is shielded but bounded by ``close_timeout``.
+        """
+        self.live_since = None
+        url = self.protocol.url
+        _, host, port, resource = split_ws_url(url)
+        await self._set_state(ConnectionState.CONNECTING)
+        await self._registry.permit(host)
+        try:
+            try:
+                async with trio.open_nursery() as nursery:
+                    ws = await self._open(nursery, url, host, port, resource)
+                    try:
+                        await self._pump(ws, task_status)
+                    finally:
+                        await self._close(ws)
+                        nursery.cancel_scope.cancel(reason="session ended")
+            except* trio_websocket.ConnectionRejected as group:
+                rejected = group.exceptions[0]
+                assert isinstance(rejected, trio_websocket.ConnectionRejected)
+                raise HandshakeRejected(
+                    f"{redact_url(url)} rejected the WebSocket upgrade with HTTP "
+                    f"{rejected.status_code}",
+                    status=rejected.status_code,
+                ) from group
+        finally:
+            self.protocol.end_session()
+            with trio.CancelScope(shield=True), trio.move_on_after(self._close_timeout):
+                await self._flush(trio.current_time())
+
+    async def _open(
+        self, nursery: trio.Nursery, url: str, host: str, port: int, resource: str
+    ) -> trio_websocket.WebSocketConnection:
+        shown = redact_url(url)
+        timeout = self.spec.connect_timeout
+        host_header = host if port in (80, 443) else f"{host}:{port}"
+        ws: trio_websocket.WebSocketConnection | None = None
+        with trio.move_on_after(timeout) as deadline:
+            try:
+                stream = await self._connector(url)
+            except OSError as exc:
+                raise ConnectError(f"cannot connect to {shown}: {exc}") from exc
+            watched = _WatchedStream(stream)
+            async with trio.open_nursery() as race:
+
+                async def watch() -> None:
+                    await watched.ended.wait()
+                    race.cancel_scope.cancel(reason="stream ended during handshake")
+
+                race.start_soon(watch)
+                ws = await trio_websocket.wrap_client_stream(
+                    nursery,
+                    watched,  # type: ignore[arg-type]  # any trio Stream works
+                    host_header,
+                    resource,
+                    message_queue_size=_MESSAGE_QUEUE,
+                    max_message_size=self.spec.max_message_size,
+                    receive_buffer_size=_RECEIVE_BUFFER,
+                )
+                race.cancel_scope.cancel(reason="handshake done")
+        if deadline.cancelled_caught:
+            raise ConnectError(f"connecting to {shown} took longer than {timeout:g} s")
+        if ws is None:
+            raise ConnectError(f"{shown} closed the connection during the WebSocket handshake")
+        now = trio.current_time()
+        await self._registry.report(Connected(connection=self.spec.name, at=now))
+        await self._set_state(ConnectionState.SUBSCRIBING)
+        logger.info("%s: connected to %s", self.spec.name, shown)
+        return ws
+
+    async def _close(self, ws: trio_websocket.WebSocketConnection) -> None:
+        with trio.CancelScope(shield=True), trio.move_on_after(self._close_timeout):
+            await ws.aclose(_NORMAL_CLOSURE)
+
+    async def _pump(
+        self, ws: trio_websocket.WebSocketConnection, task_status: trio.TaskStatus[None]
+    ) -> None:
+        proto = self.protocol
+        stale_after = self.spec.stale_after
+        receive = ws.get_message
+        put = self.outbox.put
+        started = False
+        now = trio.current_time()
+        last_frame = now
+        next_flush = math.inf
+        proto.start_session(now)
+        try:
+            while True:
+                for frame in proto.frames_to_send():
+                    await ws.send_message(frame)
+                events = proto.events()
+                if events:
+                    for event in events:
+                        if isinstance(event, Subscribed):
+                            self.live_since = trio.current_time()
+                            await self._set_state(ConnectionState.LIVE)
+                            if not started:
+                                started = True
+                                task_status.started()
+                        elif isinstance(event, MalformedFrame):
+                            self._malformed += 1
+                            self._log_malformed(event)
+                stale_at = last_frame + stale_after
+                with trio.move_on_at(min(stale_at, proto.deadline(), next_flush)) as waited:
+                    data = await receive()
+                now = trio.current_time()
+                if waited.cancelled_caught:
+                    if now >= stale_at:
+                        raise FeedStale(
+                            f"no frame from {redact_url(proto.url)} for {stale_after:g} s",
+                            code=None,
+                        )
+                    if now >= next_flush:
+                        await self._flush(now)
+                        next_flush = math.inf
+                    proto.tick(now)
+                    continue
+                last_frame = now
+                self._frames += 1
+                self._bytes += len(data)
+                self._last_frame_at = now
+                batch = proto.receive_frame(data, now, time.time())
+                if batch:
+                    self._messages += len(batch)
+                    await put(batch)
+                if next_flush == math.inf:
+                    next_flush = now + DEFAULT_FLUSH_INTERVAL
+                elif now >= next_flush:
+                    await self._flush(now)
+                    next_flush = math.inf
+        except trio_websocket.ConnectionClosed as exc:
+            reason = exc.reason
+            code = reason.code if reason is not None else None
+            if code == _NORMAL_CLOSURE:
+                logger.info("%s: the exchange closed the connection normally", self.spec.name)
+                return
+            text = (reason.reason or "") if reason is not None else ""
+            name = reason.name if reason is not None else "UNKNOWN"
+            raise ConnectionLost(
+                f"connection to {redact_url(proto.url)} lost: close code {code} ({name})"
+                + (f": {text}" if text else ""),
+                code=code,
+                reason=text,
+            ) from exc
+
+    def _log_malformed(self, event: MalformedFrame) -> None:
+        if event.kind in self._logged_kinds:
+            return
+        self._logged_kinds.add(event.kind)
+        logger.warning(
+            "%s: dropped a malformed frame (%s: %s): %r; further frames of this kind are "
+            "counted in stats, not logged",
+            self.spec.name,
+            event.kind,
+            event.detail,
+            event.sample,
+        )
+
+    async def _set_state(self, state: ConnectionState) -> None:
+        await self._registry.report(
+            StateChanged(connection=self.spec.name, state=state, at=trio.current_time())
+        )
+
+    async def _flush(self, now: float) -> None:
+        dropped = self.outbox.dropped - self._dropped_reported
+        if not (self._frames or self._malformed or dropped):
+            return
+        event = Traffic(
+            connection=self.spec.name,
+            frames=self._frames,
+            messages=self._messages,
+            bytes=self._bytes,
+            dropped=dropped,
+            malformed=self._malformed,
+            last_frame_at=self._last_frame_at,
+            at=now,
+        )
+        self._frames = self._messages = self._bytes = self._malformed = 0
+        self._dropped_reported += dropped
+        try:
+            await self._registry.report(event)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            logger.debug("%s: registry gone; traffic counts not reported", self.spec.name)

@@ -1,0 +1,425 @@
+"""The RegistryActor: the only owner of shared state (stats, states, connect pacing).
+
+Theory of operation: actors and the supervisor never share mutable objects. They send
+small frozen events over one bounded channel; this actor folds them into per-connection
+records. Readers ask for a :class:`Stats` snapshot with a request that carries its own
+one-shot reply channel. Connection attempts ask for a permit per host the same way: the
+registry answers at once with the time at which the attempt may start, so that at most
+``attempts`` attempts start in any window of ``interval`` seconds per host. A mass
+disconnect (Binance cuts every connection after 24 h) thus becomes a paced reconnect
+instead of a burst of HTTP 429s.
+
+Traffic is counted locally by each actor and flushed here a few times a second, so the
+per-message cost of statistics is an integer increment, not a channel hop.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+from typing import Any, Final
+
+import msgspec
+import trio
+
+__all__ = [
+    "DEFAULT_RATE_WINDOW",
+    "Connected",
+    "ConnectionState",
+    "ConnectionStats",
+    "Disconnected",
+    "PermitRequest",
+    "Registered",
+    "RegistryActor",
+    "RegistryClient",
+    "RegistryEvent",
+    "Restarting",
+    "SnapshotRequest",
+    "StateChanged",
+    "Stats",
+    "Traffic",
+]
+
+#: Seconds over which the message rate is averaged.
+DEFAULT_RATE_WINDOW: Final = 5.0
+
+
+class ConnectionState(enum.Enum):
+    """Where a supervised connection is."""
+
+    #: Waiting for a connect permit, or opening TCP/TLS/WebSocket.
+    CONNECTING = "connecting"
+    #: Open; subscriptions sent, acknowledgements outstanding.
+    SUBSCRIBING = "subscribing"
+    #: Subscriptions confirmed; data flows.
+    LIVE = "live"
+    #: The last session ended; waiting out the backoff delay before the next.
+    BACKOFF = "backoff"
+    #: Not running and not going to restart (temporary/transient end, or shutdown).
+    STOPPED = "stopped"
+
+
+class Registered(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """A connection joins the registry (sent once, before anything else about it)."""
+
+    connection: str
+    exchange: str
+    url: str
+
+
+class StateChanged(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """A connection moved to ``state`` at trio time ``at``."""
+
+    connection: str
+    state: ConnectionState
+    at: float
+
+
+class Connected(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """A session's WebSocket handshake succeeded at ``at``."""
+
+    connection: str
+    at: float
+
+
+class Disconnected(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """A session ended at ``at``; ``error`` describes why (empty for a normal end)."""
+
+    connection: str
+    error: str
+    at: float
+
+
+class Restarting(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """The supervisor will restart the connection after ``delay`` seconds."""
+
+    connection: str
+    delay: float
+    at: float
+
+
+class Traffic(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """Counts since the previous Traffic event of this connection.
+
+    Attributes:
+        frames: WebSocket messages received.
+        messages: normalized messages produced.
+        bytes: payload size received (characters for text frames, bytes for binary).
+        dropped: messages discarded by the overflow policy.
+        malformed: frames that could not be understood.
+        last_frame_at: trio time of the newest frame counted here.
+        at: trio time of the flush.
+    """
+
+    connection: str
+    frames: int
+    messages: int
+    bytes: int
+    dropped: int
+    malformed: int
+    last_frame_at: float
+    at: float
+
+
+class SnapshotRequest(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """Ask for a :class:`Stats` snapshot, answered on ``reply``."""
+
+    reply: Any
+
+
+class PermitRequest(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """Ask when a connection attempt to ``host`` may start; the trio time comes on ``reply``."""
+
+    host: str
+    reply: Any
+
+
+RegistryEvent = (
+    Registered
+    | StateChanged
+    | Connected
+    | Disconnected
+    | Restarting
+    | Traffic
+    | SnapshotRequest
+    | PermitRequest
+)
+
+
+class ConnectionStats(msgspec.Struct, frozen=True, kw_only=True):
+    """A snapshot of one connection.
+
+    Attributes:
+        name: the connection's name.
+        exchange: its adapter.
+        url: the URL it opens (credentials never included).
+        state: the :class:`ConnectionState` value.
+        state_for: seconds spent in that state.
+        connects: sessions whose handshake succeeded.
+        disconnects: sessions that ended.
+        restarts: restarts scheduled by the supervisor.
+        frames: WebSocket messages received.
+        messages: normalized messages produced.
+        bytes: payload size received.
+        dropped: messages discarded by the overflow policy.
+        malformed: frames that could not be understood.
+        rate: messages per second over the last few seconds.
+        idle_for: seconds since the last frame, ``None`` before the first.
+        backoff: the current (or last) restart delay in seconds.
+        last_error: why the last session ended, empty if none has.
+    """
+
+    name: str
+    exchange: str
+    url: str
+    state: str
+    state_for: float
+    connects: int
+    disconnects: int
+    restarts: int
+    frames: int
+    messages: int
+    bytes: int
+    dropped: int
+    malformed: int
+    rate: float
+    idle_for: float | None
+    backoff: float
+    last_error: str
+
+
+class Stats(msgspec.Struct, frozen=True, kw_only=True):
+    """A snapshot of every connection, in configuration order.
+
+    Attributes:
+        at: trio time of the snapshot.
+        connections: one :class:`ConnectionStats` per connection.
+    """
+
+    at: float
+    connections: tuple[ConnectionStats, ...]
+
+
+class _Record:
+    """Mutable per-connection state, touched only by the registry task."""
+
+    __slots__ = (
+        "backoff",
+        "bytes",
+        "connects",
+        "disconnects",
+        "dropped",
+        "exchange",
+        "frames",
+        "last_error",
+        "last_frame_at",
+        "malformed",
+        "messages",
+        "restarts",
+        "samples",
+        "since",
+        "state",
+        "url",
+    )
+
+    def __init__(self, exchange: str, url: str, now: float) -> None:
+        self.exchange = exchange
+        self.url = url
+        self.state = ConnectionState.CONNECTING
+        self.since = now
+        self.connects = self.disconnects = self.restarts = 0
+        self.frames = self.messages = self.bytes = self.dropped = self.malformed = 0
+        self.last_frame_at: float | None = None
+        self.backoff = 0.0
+        self.last_error = ""
+        # (trio time, messages so far) samples for the rate; oldest first.
+        self.samples: collections.deque[tuple[float, int]] = collections.deque()
+
+
+class RegistryActor:
+    """Owns every connection's record and the per-host connect pacing.
+
+    Args:
+        connect_attempts: attempts granted per host per ``connect_interval``.
+        connect_interval: the pacing window in seconds.
+        rate_window: seconds over which ``rate`` is averaged.
+    """
+
+    def __init__(
+        self,
+        *,
+        connect_attempts: int,
+        connect_interval: float,
+        rate_window: float = DEFAULT_RATE_WINDOW,
+    ) -> None:
+        self._attempts = connect_attempts
+        self._interval = connect_interval
+        self._rate_window = rate_window
+        self._records: dict[str, _Record] = {}
+        self._grants: dict[str, collections.deque[float]] = {}
+
+    async def run(
+        self,
+        events: trio.MemoryReceiveChannel[RegistryEvent],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Fold events into records until every sender is closed.
+
+        Cancellation: stops at once; records are simply dropped with the actor.
+        """
+        task_status.started()
+        async with events:
+            async for event in events:
+                self.handle(event, trio.current_time())
+
+    def handle(self, event: RegistryEvent, now: float) -> None:
+        """Apply one event at trio time ``now`` (answers requests with ``send_nowait``)."""
+        if isinstance(event, Traffic):
+            rec = self._records[event.connection]
+            rec.frames += event.frames
+            rec.messages += event.messages
+            rec.bytes += event.bytes
+            rec.dropped += event.dropped
+            rec.malformed += event.malformed
+            if event.frames:
+                rec.last_frame_at = event.last_frame_at
+            self._sample(rec, event.at)
+        elif isinstance(event, StateChanged):
+            rec = self._records[event.connection]
+            if rec.state is not event.state:
+                rec.state = event.state
+                rec.since = event.at
+        elif isinstance(event, Connected):
+            self._records[event.connection].connects += 1
+        elif isinstance(event, Disconnected):
+            rec = self._records[event.connection]
+            rec.disconnects += 1
+            rec.last_error = event.error
+        elif isinstance(event, Restarting):
+            rec = self._records[event.connection]
+            rec.restarts += 1
+            rec.backoff = event.delay
+            if rec.state is not ConnectionState.BACKOFF:
+                rec.state = ConnectionState.BACKOFF
+                rec.since = event.at
+        elif isinstance(event, Registered):
+            self._records[event.connection] = _Record(event.exchange, event.url, now)
+        elif isinstance(event, PermitRequest):
+            event.reply.send_nowait(self.grant(event.host, now))
+        elif isinstance(event, SnapshotRequest):
+            event.reply.send_nowait(self.snapshot(now))
+
+    def grant(self, host: str, now: float) -> float:
+        """Reserve the earliest start time for an attempt to ``host``.
+
+        Returns:
+            The trio time at which the attempt may start (``now`` or later). At most
+            ``connect_attempts`` grants fall in any window of ``connect_interval``.
+        """
+        grants = self._grants.setdefault(host, collections.deque())
+        at = now
+        if len(grants) >= self._attempts:
+            at = max(now, grants[-self._attempts] + self._interval)
+        grants.append(at)
+        while len(grants) > self._attempts:
+            grants.popleft()
+        return at
+
+    def _sample(self, rec: _Record, at: float) -> None:
+        samples = rec.samples
+        samples.append((at, rec.messages))
+        # Keep one sample at or before the window start so the rate spans the window.
+        while len(samples) > 2 and samples[1][0] <= at - self._rate_window:
+            samples.popleft()
+
+    def _rate(self, rec: _Record, now: float) -> float:
+        # Messages per second since the newest sample at or before the window start
+        # (or since the first sample, when there is less history than one window).
+        if not rec.samples:
+            return 0.0
+        start = now - self._rate_window
+        base_t, base_n = rec.samples[0]
+        for t, n in rec.samples:
+            if t > start:
+                break
+            base_t, base_n = t, n
+        span = now - base_t
+        return (rec.messages - base_n) / span if span > 0 else 0.0
+
+    def snapshot(self, now: float) -> Stats:
+        """Every connection's stats at trio time ``now``."""
+        return Stats(
+            at=now,
+            connections=tuple(
+                ConnectionStats(
+                    name=name,
+                    exchange=rec.exchange,
+                    url=rec.url,
+                    state=rec.state.value,
+                    state_for=now - rec.since,
+                    connects=rec.connects,
+                    disconnects=rec.disconnects,
+                    restarts=rec.restarts,
+                    frames=rec.frames,
+                    messages=rec.messages,
+                    bytes=rec.bytes,
+                    dropped=rec.dropped,
+                    malformed=rec.malformed,
+                    rate=self._rate(rec, now),
+                    idle_for=None if rec.last_frame_at is None else now - rec.last_frame_at,
+                    backoff=rec.backoff,
+                    last_error=rec.last_error,
+                )
+                for name, rec in self._records.items()
+            ),
+        )
+
+
+class RegistryClient:
+    """What actors and the supervisor hold to talk to the registry.
+
+    Args:
+        send: a send channel into the registry (the client owns it; close with
+            :meth:`aclose`).
+    """
+
+    def __init__(self, send: trio.MemorySendChannel[RegistryEvent]) -> None:
+        self._send = send
+
+    def clone(self) -> RegistryClient:
+        """A client with its own clone of the channel, for another task to own."""
+        return RegistryClient(self._send.clone())
+
+    async def report(self, event: RegistryEvent) -> None:
+        """Send one event.
+
+        Cancellation: atomic; a cancelled report delivered nothing.
+        """
+        await self._send.send(event)
+
+    async def permit(self, host: str) -> None:
+        """Wait until a connection attempt to ``host`` may start.
+
+        Cancellation: may be partial: a cancelled wait may leave its reserved slot
+        unused, which only makes pacing stricter.
+        """
+        send, receive = trio.open_memory_channel[float](1)
+        await self._send.send(PermitRequest(host=host, reply=send))
+        async with receive:
+            at = await receive.receive()
+        await trio.sleep_until(at)
+
+    async def snapshot(self) -> Stats:
+        """The current :class:`Stats`.
+
+        Cancellation: atomic.
+        """
+        send, receive = trio.open_memory_channel[Stats](1)
+        await self._send.send(SnapshotRequest(reply=send))
+        async with receive:
+            return await receive.receive()
+
+    async def aclose(self) -> None:
+        """Close this client's channel. Idempotent."""
+        await self._send.aclose()

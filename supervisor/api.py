@@ -1,0 +1,70 @@
+"""The public entry: ``open_supervisor(config)`` and the per-message iterator.
+
+::
+
+    async with open_supervisor(load_config("config.toml")) as sup:
+        async for msg in sup.messages():
+            ...
+
+Everything the supervisor starts lives inside the ``async with``: no globals, no
+threads, nothing left running after it exits.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import trio
+
+from actors.net._connect import Connector
+from supervisor.config import Config
+from supervisor.tree import Supervisor
+
+__all__ = ["open_supervisor"]
+
+
+@asynccontextmanager
+async def open_supervisor(
+    config: Config,
+    *,
+    connector: Connector | None = None,
+    rng: random.Random | None = None,
+) -> AsyncIterator[Supervisor]:
+    """Run a supervision tree for ``config`` while the ``async with`` body runs.
+
+    Args:
+        config: from :func:`~supervisor.config.load_config` (or ``loads_config``,
+            ``config_from_dict``).
+        connector: opens the stream under each WebSocket; default TCP + verified TLS.
+            Tests pass an in-memory connector from :mod:`supervisor.testing`.
+        rng: randomness for backoff jitter; pass a seeded ``random.Random`` for
+            reproducible delays.
+
+    Yields:
+        The running :class:`~supervisor.tree.Supervisor`.
+
+    Raises:
+        RestartLimitExceeded: restart intensity was exceeded; every connection was
+            closed cleanly first and the body was cancelled.
+
+    Cancellation: on exit, whether normal, by exception or by cancellation, every
+    connection is closed cleanly within ``shutdown_timeout``.
+    """
+    sup = Supervisor(config, connector=connector, rng=rng)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sup.run)
+
+        async def cancel_body_on_escalation() -> None:
+            await sup.finished.wait()
+            if sup.fatal is not None:
+                nursery.cancel_scope.cancel(reason="restart intensity exceeded")
+
+        nursery.start_soon(cancel_body_on_escalation)
+        try:
+            yield sup
+        finally:
+            await sup.stop()
+    if sup.fatal is not None:
+        raise sup.fatal

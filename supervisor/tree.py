@@ -1,0 +1,436 @@
+"""The Supervisor: one nursery, one ConnectionActor per connection, OTP-style restarts.
+
+Theory of operation. Each configured connection is a *child*: an actor that lives as
+long as the supervisor, plus a restart type, a backoff and its place in file order. A
+child runs as a series of *incarnations*; each incarnation is a task in the supervisor's
+nursery with its own cancel scope that waits for the previous incarnation to finish,
+sleeps the backoff delay, then runs one session (``actor.run()``). When it ends it sends
+an exit record to the control loop, which alone decides what happens next:
+
+- the restart type says whether to restart at all (permanent: always; transient: only
+  after a failure; temporary: never);
+- the restart is recorded in the intensity window; crossing ``max_restarts`` within
+  ``within`` seconds escalates: every child is stopped cleanly and
+  ``RestartLimitExceeded`` leaves ``open_supervisor``;
+- the backoff resets if the session stayed live for ``reset_after``; the next delay is
+  drawn;
+- the strategy picks the group that restarts together (one_for_one: the child;
+  one_for_all: everyone; rest_for_one: the child and those declared after it). Siblings
+  in the group are cancelled (their sockets closed cleanly) and respawned after the
+  same delay.
+
+Exits caused by the supervisor itself (a group restart, ``restart()``, shutdown) are
+recognised by their cancelled scope and ignored. When every child has stopped for good,
+the supervisor shuts down and the message stream ends.
+
+Delivery: each child's actor writes batches into its own bounded Outbox (overflow policy
+applied there); one forwarder per child moves batches into a single unbuffered channel
+that the consumer reads, so a full consumer blocks forwarders, and the policy decides.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterator
+from typing import Final, NamedTuple
+
+import trio
+
+from actors._errors import RestartLimitExceeded, SupervisorError
+from actors._outbox import Outbox
+from actors.connection import ConnectionActor
+from actors.exchanges import ADAPTERS
+from actors.exchanges._messages import Batch
+from actors.net._connect import Connector, TcpTlsConnector, redact_url
+from actors.registry import (
+    ConnectionState,
+    Disconnected,
+    Registered,
+    RegistryActor,
+    RegistryClient,
+    RegistryEvent,
+    Restarting,
+    StateChanged,
+    Stats,
+)
+from supervisor._stream import MessageStream
+from supervisor.config import Config, ConnectionConfig
+from supervisor.policy import Backoff, RestartIntensity, RestartType, Strategy
+
+__all__ = ["Supervisor"]
+
+logger = logging.getLogger("marketprism.supervisor")
+
+#: Events queued toward the registry before senders wait; the registry only updates
+#: counters, so it keeps up easily.
+_REGISTRY_QUEUE: Final = 1024
+#: Extra seconds, beyond ``shutdown_timeout``, before a stop gives up waiting.
+_STOP_GRACE: Final = 1.0
+
+
+class _Child:
+    """Per-child supervision state; touched only by the supervisor's tasks."""
+
+    __slots__ = ("actor", "backoff", "config", "done", "index", "scope", "stopped")
+
+    def __init__(
+        self, index: int, config: ConnectionConfig, actor: ConnectionActor, backoff: Backoff
+    ) -> None:
+        self.index = index
+        self.config = config
+        self.actor = actor
+        self.backoff = backoff
+        self.scope: trio.CancelScope | None = None
+        self.done = trio.Event()
+        self.done.set()
+        self.stopped = False
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+class _Exit(NamedTuple):
+    child: _Child
+    scope: trio.CancelScope
+    error: BaseException | None
+    cancelled: bool
+    live_for: float | None
+
+
+def _leaves(exc: BaseException) -> Iterator[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield exc
+
+
+def describe_error(exc: BaseException | None) -> str:
+    """One line naming an error's type and message (the first leaf of a group)."""
+    if exc is None:
+        return ""
+    leaf = next(_leaves(exc), exc)
+    text = str(leaf)
+    return f"{type(leaf).__name__}: {text}" if text else type(leaf).__name__
+
+
+class Supervisor:
+    """Runs the supervision tree for one :class:`~supervisor.config.Config`.
+
+    Users get one from :func:`supervisor.open_supervisor`; they call :meth:`messages`,
+    :meth:`stats`, :meth:`restart` and :meth:`stop`.
+
+    Args:
+        config: what to run.
+        connector: opens streams under WebSockets; default TCP + verified TLS.
+        rng: the randomness for backoff jitter; default a fresh ``random.Random()``.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        connector: Connector | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        settings = config.supervisor
+        self._config = config
+        self._rng = rng if rng is not None else random.Random()
+        self._intensity = RestartIntensity(settings.max_restarts, settings.within)
+        registry_send, self._registry_receive = trio.open_memory_channel[RegistryEvent](
+            _REGISTRY_QUEUE
+        )
+        self._registry = RegistryClient(registry_send)
+        self._registry_actor = RegistryActor(
+            connect_attempts=settings.connect_attempts,
+            connect_interval=settings.connect_interval,
+        )
+        self._merged_send, self._merged_receive = trio.open_memory_channel[Batch](0)
+        connector = connector if connector is not None else TcpTlsConnector()
+        self._children: list[_Child] = []
+        for index, spec in enumerate(config.connections):
+            actor = ConnectionActor(
+                spec,
+                protocol=ADAPTERS[spec.exchange](spec),
+                outbox=Outbox(spec.overflow, spec.buffer),
+                registry=self._registry,
+                connector=connector,
+                close_timeout=settings.shutdown_timeout,
+            )
+            self._children.append(_Child(index, spec, actor, Backoff(spec.backoff, self._rng)))
+        # Each incarnation sends exactly one exit; at most two incarnations per child
+        # exist at once (one finishing, one waiting for it).
+        self._exits_send, self._exits_receive = trio.open_memory_channel[_Exit](
+            2 * len(self._children) + 1
+        )
+        self._nursery: trio.Nursery | None = None
+        self._stopping = False
+        self._finished = trio.Event()
+        self._final_stats: Stats | None = None
+        #: Set when restart intensity was exceeded; open_supervisor raises it.
+        self.fatal: RestartLimitExceeded | None = None
+
+    # -- public handle -------------------------------------------------------------
+
+    @property
+    def config(self) -> Config:
+        """The configuration this supervisor runs."""
+        return self._config
+
+    @property
+    def finished(self) -> trio.Event:
+        """Set once the supervisor has stopped (by request, escalation, or completion)."""
+        return self._finished
+
+    def messages(self) -> MessageStream:
+        """Every delivered message, in arrival order, as typed msgspec Structs.
+
+        Iteration ends when the supervisor stops. Several iterators share one stream:
+        each message goes to exactly one of them.
+        """
+        return MessageStream(self._merged_receive)
+
+    def batches(self) -> trio.MemoryReceiveChannel[Batch]:
+        """The stream of batches (all messages decoded from one frame), in arrival order.
+
+        Iterating ends when the supervisor stops. Prefer :meth:`messages` unless you
+        process many messages per frame and want to skip a per-message step.
+        """
+        return self._merged_receive
+
+    async def stats(self) -> Stats:
+        """A snapshot of every connection's state and counters.
+
+        After the supervisor stopped, the snapshot taken at shutdown.
+
+        Cancellation: atomic.
+        """
+        if self._final_stats is not None:
+            return self._final_stats
+        return await self._registry.snapshot()
+
+    async def restart(self, name: str) -> None:
+        """Restart one connection now: close its session cleanly and reconnect at once.
+
+        A manual restart skips the backoff delay and does not count toward restart
+        intensity. A stopped (temporary or finished) connection starts again.
+
+        Raises:
+            ValueError: no connection is called ``name``.
+            RuntimeError: the supervisor is stopping or stopped.
+
+        Cancellation: atomic; the restart is scheduled before the first checkpoint.
+        """
+        child = self._child(name)
+        if self._stopping or self._nursery is None:
+            raise RuntimeError(f"cannot restart {name!r}: the supervisor is not running")
+        logger.info("%s: restart requested", name)
+        if child.scope is not None:
+            child.scope.cancel(reason="restart requested")
+        child.stopped = False
+        self._spawn(child, 0.0)
+        await self._registry.report(
+            Restarting(connection=name, delay=0.0, at=trio.current_time())
+        )
+
+    async def stop(self) -> None:
+        """Stop every connection cleanly and end the message stream. Idempotent.
+
+        Close frames are sent and answered within ``shutdown_timeout``; sockets still
+        open after that are closed hard.
+
+        Cancellation: shielded; stop finishes even if the caller is cancelled, bounded by
+        ``shutdown_timeout``.
+        """
+        await self._shutdown("stop requested")
+
+    # -- running -------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the tree until it stops; ``started()`` once every child is launched.
+
+        Escalation does not raise here: it sets :attr:`fatal` and returns, so that
+        ``open_supervisor`` can raise it unwrapped.
+
+        Cancellation: cancelling this task abandons the children without close frames;
+        call :meth:`stop` for a clean stop.
+        """
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._registry_actor.run, self._registry_receive)
+            async with self._merged_send:
+                for child in self._children:
+                    spec = child.config
+                    await self._registry.report(
+                        Registered(
+                            connection=spec.name,
+                            exchange=spec.exchange,
+                            url=redact_url(child.actor.protocol.url),
+                        )
+                    )
+                    nursery.start_soon(self._forward, child.actor.outbox, self._merged_send.clone())
+                for child in self._children:
+                    self._spawn(child, 0.0)
+                task_status.started()
+                if not self._children:
+                    await self._shutdown("no connections")
+                async for ended in self._exits_receive:
+                    await self._on_exit(ended)
+
+    def _child(self, name: str) -> _Child:
+        for child in self._children:
+            if child.name == name:
+                return child
+        known = ", ".join(c.name for c in self._children)
+        raise ValueError(f"no connection named {name!r} (connections: {known})")
+
+    async def _forward(
+        self, outbox: Outbox, send: trio.MemorySendChannel[Batch]
+    ) -> None:
+        async with send:
+            async for batch in outbox.receive:
+                await send.send(batch)
+
+    def _spawn(self, child: _Child, delay: float) -> None:
+        assert self._nursery is not None
+        previous = child.done
+        child.done = trio.Event()
+        child.scope = trio.CancelScope()
+        self._nursery.start_soon(self._incarnation, child, child.scope, child.done, previous, delay)
+
+    async def _incarnation(
+        self,
+        child: _Child,
+        scope: trio.CancelScope,
+        done: trio.Event,
+        previous: trio.Event,
+        delay: float,
+    ) -> None:
+        error: BaseException | None = None
+        live_for: float | None = None
+        try:
+            with scope:
+                await previous.wait()
+                await trio.sleep(delay)
+                try:
+                    await child.actor.run()
+                except* trio.Cancelled:
+                    raise
+                except* Exception as group:
+                    error = group.exceptions[0] if len(group.exceptions) == 1 else group
+            live_since = child.actor.live_since
+            if live_since is not None:
+                live_for = trio.current_time() - live_since
+        finally:
+            done.set()
+        self._exits_send.send_nowait(_Exit(child, scope, error, scope.cancelled_caught, live_for))
+
+    async def _on_exit(self, ended: _Exit) -> None:
+        child = ended.child
+        # Exits the supervisor caused (group restart, restart(), stop) and exits of
+        # incarnations already replaced are not failures to act on.
+        if ended.cancelled or self._stopping or child.scope is not ended.scope:
+            return
+        now = trio.current_time()
+        name = child.name
+        why = describe_error(ended.error) or "the exchange closed the connection normally"
+        await self._registry.report(Disconnected(connection=name, error=why, at=now))
+        if ended.error is not None and not all(
+            isinstance(leaf, SupervisorError) for leaf in _leaves(ended.error)
+        ):
+            logger.error("%s: crashed: %s", name, why, exc_info=ended.error)
+        else:
+            logger.warning("%s: session ended: %s", name, why)
+
+        restart = child.config.restart
+        if restart is RestartType.TEMPORARY or (
+            restart is RestartType.TRANSIENT and ended.error is None
+        ):
+            await self._retire(child, f"restart = {restart.value!r}")
+            return
+
+        if self._intensity.record(now):
+            settings = self._config.supervisor
+            self.fatal = RestartLimitExceeded(
+                f"connection {name!r} needed more than {settings.max_restarts} restarts "
+                f"within {settings.within:g} s; last error: {why}",
+                connection=name,
+                last_error=why,
+            )
+            logger.error("giving up: %s", self.fatal)
+            await self._shutdown("restart intensity exceeded")
+            return
+
+        if ended.live_for is not None and ended.live_for >= child.config.backoff.reset_after:
+            child.backoff.reset()
+        delay = child.backoff.next_delay()
+        for member in self._group(child):
+            if member is not child:
+                if member.config.restart is RestartType.TEMPORARY:
+                    if member.scope is not None:
+                        member.scope.cancel(reason=f"{name} failed ({self._strategy_name})")
+                    await self._retire(member, f"{name} failed; temporary children stay down")
+                    continue
+                if member.stopped:
+                    continue
+                if member.scope is not None:
+                    member.scope.cancel(reason=f"{name} failed ({self._strategy_name})")
+                logger.info("%s: restarting with %s (%s)", member.name, name, self._strategy_name)
+            await self._registry.report(Restarting(connection=member.name, delay=delay, at=now))
+            self._spawn(member, delay)
+        logger.info(
+            "%s: reconnecting in %.2f s (attempt %d)", name, delay, child.backoff.attempt
+        )
+
+    @property
+    def _strategy_name(self) -> str:
+        return self._config.supervisor.strategy.value
+
+    def _group(self, child: _Child) -> list[_Child]:
+        strategy = self._config.supervisor.strategy
+        if strategy is Strategy.ONE_FOR_ALL:
+            return list(self._children)
+        if strategy is Strategy.REST_FOR_ONE:
+            return self._children[child.index :]
+        return [child]
+
+    async def _retire(self, child: _Child, why: str) -> None:
+        child.stopped = True
+        child.scope = None
+        await self._registry.report(
+            StateChanged(
+                connection=child.name, state=ConnectionState.STOPPED, at=trio.current_time()
+            )
+        )
+        logger.info("%s: stopped for good (%s)", child.name, why)
+        if all(c.stopped for c in self._children):
+            await self._shutdown("every connection has stopped")
+
+    async def _shutdown(self, why: str) -> None:
+        if self._stopping:
+            with trio.CancelScope(shield=True):
+                await self._finished.wait()
+            return
+        self._stopping = True
+        logger.info("stopping: %s", why)
+        timeout = self._config.supervisor.shutdown_timeout
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(timeout + _STOP_GRACE) as waited:
+                for child in self._children:
+                    if child.scope is not None:
+                        child.scope.cancel(reason=f"supervisor stopping: {why}")
+                for child in self._children:
+                    await child.done.wait()
+                now = trio.current_time()
+                for child in self._children:
+                    await self._registry.report(
+                        StateChanged(connection=child.name, state=ConnectionState.STOPPED, at=now)
+                    )
+                self._final_stats = await self._registry.snapshot()
+            if waited.cancelled_caught:
+                logger.error("connections did not close within %g s; closed hard", timeout)
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel(reason=f"supervisor stopped: {why}")
+        self._finished.set()
