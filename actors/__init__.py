@@ -1,0 +1,44 @@
+"""The things the supervisor keeps alive: connection actors, the registry, transports.
+
+``actors`` never imports ``supervisor``; ``actors.exchanges`` never imports trio.
+"""
+
+from actors._errors import ConfigError as ConfigError
+from actors._errors import ConnectError as ConnectError
+from actors._errors import ConnectionLost as ConnectionLost
+from actors._errors import FeedStale as FeedStale
+from actors._errors import HandshakeRejected as HandshakeRejected
+from actors._errors import LocalProtocolError as LocalProtocolError
+from actors._errors import ProtocolError as ProtocolError
+from actors._errors import RemoteProtocolError as RemoteProtocolError
+from actors._errors import RestartLimitExceeded as RestartLimitExceeded
+from actors._errors import SupervisorError as SupervisorError
+from actors._errors import TransportError as TransportError
+from actors._outbox import Outbox as Outbox
+from actors._spec import ConnectionSpec as ConnectionSpec
+from actors._spec import Overflow as Overflow
+from actors.connection import ConnectionActor as ConnectionActor
+from actors.registry import ConnectionState as ConnectionState
+from actors.registry import RegistryActor as RegistryActor
+from actors.registry import RegistryClient as RegistryClient
+
+__all__ = [
+    "ConfigError",
+    "ConnectError",
+    "ConnectionActor",
+    "ConnectionLost",
+    "ConnectionSpec",
+    "ConnectionState",
+    "FeedStale",
+    "HandshakeRejected",
+    "LocalProtocolError",
+    "Outbox",
+    "Overflow",
+    "ProtocolError",
+    "RegistryActor",
+    "RegistryClient",
+    "RemoteProtocolError",
+    "RestartLimitExceeded",
+    "SupervisorError",
+    "TransportError",
+]

@@ -1,0 +1,74 @@
+"""MarketPrism Supervisor: keep exchange WebSocket connections alive, on Trio.
+
+::
+
+    from supervisor import load_config, open_supervisor
+
+    async with open_supervisor(load_config("config.toml")) as sup:
+        async for msg in sup.messages():
+            ...
+"""
+
+from actors._errors import ConfigError as ConfigError
+from actors._errors import ConnectError as ConnectError
+from actors._errors import ConnectionLost as ConnectionLost
+from actors._errors import FeedStale as FeedStale
+from actors._errors import HandshakeRejected as HandshakeRejected
+from actors._errors import LocalProtocolError as LocalProtocolError
+from actors._errors import ProtocolError as ProtocolError
+from actors._errors import RemoteProtocolError as RemoteProtocolError
+from actors._errors import RestartLimitExceeded as RestartLimitExceeded
+from actors._errors import SupervisorError as SupervisorError
+from actors._errors import TransportError as TransportError
+from actors.exchanges._messages import Message as Message
+from actors.exchanges._messages import RawMessage as RawMessage
+from actors.registry import ConnectionStats as ConnectionStats
+from actors.registry import Stats as Stats
+from supervisor._stream import MessageStream as MessageStream
+from supervisor.api import open_supervisor as open_supervisor
+from supervisor.config import Config as Config
+from supervisor.config import ConnectionConfig as ConnectionConfig
+from supervisor.config import SupervisorSettings as SupervisorSettings
+from supervisor.config import config_from_dict as config_from_dict
+from supervisor.config import load_config as load_config
+from supervisor.config import loads_config as loads_config
+from supervisor.policy import Backoff as Backoff
+from supervisor.policy import BackoffPolicy as BackoffPolicy
+from supervisor.policy import Jitter as Jitter
+from supervisor.policy import RestartIntensity as RestartIntensity
+from supervisor.policy import RestartType as RestartType
+from supervisor.policy import Strategy as Strategy
+from supervisor.tree import Supervisor as Supervisor
+
+__all__ = [
+    "Backoff",
+    "BackoffPolicy",
+    "Config",
+    "ConfigError",
+    "ConnectError",
+    "ConnectionConfig",
+    "ConnectionLost",
+    "ConnectionStats",
+    "FeedStale",
+    "HandshakeRejected",
+    "Jitter",
+    "LocalProtocolError",
+    "Message",
+    "MessageStream",
+    "ProtocolError",
+    "RawMessage",
+    "RemoteProtocolError",
+    "RestartIntensity",
+    "RestartLimitExceeded",
+    "RestartType",
+    "Stats",
+    "Strategy",
+    "Supervisor",
+    "SupervisorError",
+    "SupervisorSettings",
+    "TransportError",
+    "config_from_dict",
+    "load_config",
+    "loads_config",
+    "open_supervisor",
+]

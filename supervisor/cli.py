@@ -56,9 +56,7 @@ def _parser() -> argparse.ArgumentParser:
         help="jsonl: one JSON object per delivered message on stdout (default); "
         "none: deliver and count only",
     )
-    run.add_argument(
-        "--duration", type=_seconds, default=None, help="stop cleanly after SECONDS"
-    )
+    run.add_argument("--duration", type=_seconds, default=None, help="stop cleanly after SECONDS")
 
     check = commands.add_parser("check", help="validate a config file and start nothing")
     check.add_argument("config", nargs="?", default=DEFAULT_CONFIG, help="config file")
@@ -140,9 +138,7 @@ def _run_supervised(fn: object, *args: object) -> int:
     try:
         trio.run(fn, *args)  # type: ignore[arg-type]
     except RestartLimitExceeded as exc:
-        print(
-            f"marketprism: gave up on connection {exc.connection!r}: {exc}", file=sys.stderr
-        )
+        print(f"marketprism: gave up on connection {exc.connection!r}: {exc}", file=sys.stderr)
         return EXIT_GAVE_UP
     except ConfigError as exc:
         return _report_config_error(exc)

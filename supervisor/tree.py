@@ -231,9 +231,7 @@ class Supervisor:
             child.scope.cancel(reason="restart requested")
         child.stopped = False
         self._spawn(child, 0.0)
-        await self._registry.report(
-            Restarting(connection=name, delay=0.0, at=trio.current_time())
-        )
+        await self._registry.report(Restarting(connection=name, delay=0.0, at=trio.current_time()))
 
     async def stop(self) -> None:
         """Stop every connection cleanly and end the message stream. Idempotent.
@@ -286,9 +284,7 @@ class Supervisor:
         known = ", ".join(c.name for c in self._children)
         raise ValueError(f"no connection named {name!r} (connections: {known})")
 
-    async def _forward(
-        self, outbox: Outbox, send: trio.MemorySendChannel[Batch]
-    ) -> None:
+    async def _forward(self, outbox: Outbox, send: trio.MemorySendChannel[Batch]) -> None:
         async with send:
             async for batch in outbox.receive:
                 await send.send(batch)
@@ -380,9 +376,7 @@ class Supervisor:
                 logger.info("%s: restarting with %s (%s)", member.name, name, self._strategy_name)
             await self._registry.report(Restarting(connection=member.name, delay=delay, at=now))
             self._spawn(member, delay)
-        logger.info(
-            "%s: reconnecting in %.2f s (attempt %d)", name, delay, child.backoff.attempt
-        )
+        logger.info("%s: reconnecting in %.2f s (attempt %d)", name, delay, child.backoff.attempt)
 
     @property
     def _strategy_name(self) -> str:

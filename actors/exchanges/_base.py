@@ -98,7 +98,13 @@ class ExchangeProtocol(abc.ABC):
             empty when the spec is usable.
         """
         if spec.url is None and cls.default_url is None:
-            return [("url", f"required: the {cls.exchange} adapter has no default endpoint")]
+            return [
+                (
+                    "url",
+                    f"missing (expected a ws:// or wss:// URL; the {cls.exchange} adapter "
+                    "has no default endpoint)",
+                )
+            ]
         return []
 
     @property

@@ -1,0 +1,181 @@
+"""``marketprism demo``: the supervisor against built-in fake exchanges, offline.
+
+Three fake exchanges listen on loopback; the supervisor holds one connection to each
+through the same code path as production (TCP, WebSocket handshake, raw adapter). Every
+``fault_every`` seconds one fake suffers the next fault in a fixed cycle: close frame,
+TCP reset, stall, garbage frame, oversized frame, refused connections, slow sender. A
+live table shows each connection's state, message rate, reconnects and backoff while
+messages keep flowing. Ctrl-C stops everything cleanly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+import trio
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from actors.registry import Stats
+from supervisor.api import open_supervisor
+from supervisor.config import config_from_dict
+from supervisor.testing import FakeExchange, open_fake_exchange
+from supervisor.tree import Supervisor
+
+__all__ = ["run_demo"]
+
+_NAMES: Final = ("alpha", "beta", "gamma")
+_MAX_MESSAGE_SIZE: Final = 64 * 1024
+_SUBSCRIBE: Final = '{"op":"subscribe","args":["trades"]}'
+_REFRESH: Final = 0.25
+
+
+def _demo_config(fakes: list[FakeExchange]) -> dict[str, object]:
+    return {
+        "supervisor": {"max_restarts": 1000, "within": 60.0, "shutdown_timeout": 2.0},
+        "defaults": {
+            "exchange": "raw",
+            "subscribe": [_SUBSCRIBE],
+            "stale_after": 2.0,
+            "connect_timeout": 2.0,
+            "overflow": "drop_oldest",
+            "max_message_size": _MAX_MESSAGE_SIZE,
+            "backoff": {
+                "initial": 0.25,
+                "max": 4.0,
+                "multiplier": 2.0,
+                "jitter": "equal",
+                "reset_after": 5.0,
+            },
+        },
+        "connections": {fake.name: {"url": fake.url} for fake in fakes},
+    }
+
+
+def _faults(fake: FakeExchange) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
+    async def close() -> None:
+        await fake.close(1001, "going away (demo)")
+
+    async def stall() -> None:
+        fake.stall()
+
+    async def refuse() -> None:
+        fake.refuse(2.0)
+
+    async def slow() -> None:
+        fake.slow(0.5)
+
+    async def oversized() -> None:
+        await fake.oversized(_MAX_MESSAGE_SIZE + 1)
+
+    return [
+        ("close 1001", close),
+        ("TCP reset", fake.reset),
+        ("stall", stall),
+        ("garbage frame", fake.garbage),
+        ("oversized frame", oversized),
+        ("refuse 2 s", refuse),
+        ("slow sender", slow),
+    ]
+
+
+async def _inject(
+    fakes: list[FakeExchange], every: float, rng: random.Random, log: list[str]
+) -> None:
+    cycles = [_faults(fake) for fake in fakes]
+    step = 0
+    while True:
+        await trio.sleep(every)
+        fake = fakes[rng.randrange(len(fakes))]
+        # Undo the previous slow-down before the next fault so rates recover.
+        for other in fakes:
+            other.slow(0.01)
+            other.resume()
+        label, fault = cycles[fakes.index(fake)][step % len(cycles[0])]
+        step += 1
+        await fault()
+        log.append(f"{trio.current_time():9.1f}  {fake.name}: {label}")
+        del log[:-4]
+
+
+async def _consume(sup: Supervisor, counter: list[int]) -> None:
+    async for batch in sup.batches():
+        counter[0] += len(batch)
+
+
+def _table(stats: Stats, delivered: int, log: list[str]) -> Table:
+    table = Table(
+        title=f"marketprism demo: {delivered} messages delivered (Ctrl-C to stop)",
+        caption="recent faults:\n" + ("\n".join(log) or "(none yet)"),
+        caption_justify="left",
+    )
+    for column in (
+        "connection",
+        "state",
+        "msg/s",
+        "messages",
+        "reconnects",
+        "backoff s",
+        "dropped",
+        "malformed",
+        "last error",
+    ):
+        table.add_column(column, overflow="fold")
+    for conn in stats.connections:
+        table.add_row(
+            conn.name,
+            conn.state,
+            f"{conn.rate:.0f}",
+            str(conn.messages),
+            str(conn.restarts),
+            f"{conn.backoff:.2f}",
+            str(conn.dropped),
+            str(conn.malformed),
+            conn.last_error[:60],
+        )
+    return table
+
+
+async def _show(sup: Supervisor, counter: list[int], log: list[str], console: Console) -> None:
+    if console.is_terminal:
+        with Live(console=console, auto_refresh=False) as live:
+            while True:
+                live.update(_table(await sup.stats(), counter[0], log), refresh=True)
+                await trio.sleep(_REFRESH)
+    while True:
+        await trio.sleep(2.0)
+        console.print(_table(await sup.stats(), counter[0], log))
+
+
+async def run_demo(duration: float | None, fault_every: float, seed: int | None) -> None:
+    """Run the demo until ``duration`` passes or SIGINT/SIGTERM arrives.
+
+    Cancellation: every connection and fake is closed cleanly on the way out.
+    """
+    from supervisor.cli import stop_on_signals
+
+    rng = random.Random(seed)
+    console = Console(file=sys.stdout)
+    counter = [0]
+    log: list[str] = []
+    async with contextlib.AsyncExitStack() as stack:
+        fakes = [
+            await stack.enter_async_context(open_fake_exchange(name=name, interval=0.01))
+            for name in _NAMES
+        ]
+        config = config_from_dict(_demo_config(fakes), source="<demo>")
+        sup = await stack.enter_async_context(open_supervisor(config, rng=rng))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(stop_on_signals, sup)
+            nursery.start_soon(_inject, fakes, fault_every, rng, log)
+            nursery.start_soon(_show, sup, counter, log, console)
+            with trio.move_on_after(duration if duration is not None else float("inf")):
+                await _consume(sup, counter)
+            await sup.stop()
+            nursery.cancel_scope.cancel(reason="demo finished")
+        console.print(_table(await sup.stats(), counter[0], log))

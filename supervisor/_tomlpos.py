@@ -1,0 +1,288 @@
+"""Where each table header and key of a TOML document is written, by line.
+
+Theory of operation: :mod:`tomllib` returns plain dicts and forgets positions, but
+configuration errors must name the line to fix. This module re-reads the text with a
+small scanner that only understands what matters for positions: headers, keys (bare,
+quoted, dotted), and the extent of values (strings of all four kinds, arrays, inline
+tables, comments), so that an ``=``, ``#``, ``[`` or ``]`` inside a string or a
+multi-line array is never mistaken for structure. It does not validate: the text is
+expected to have passed :func:`tomllib.loads` already (or, for diagnosing a tomllib
+error, to be the part of the document before the error). On text it does not
+understand it stops early or skips ahead; it never raises.
+
+Paths are tuples of decoded key parts: ``[connections."my conn"]`` followed by
+``backoff.initial = 1`` gives ``("connections", "my conn")`` and
+``("connections", "my conn", "backoff", "initial")``, plus the implied
+``("connections", "my conn", "backoff")`` on the line of the dotted key. Keys inside
+``[[array.of.tables]]`` and inside arrays of inline tables are not recorded: they have
+no dotted path.
+"""
+
+from __future__ import annotations
+
+import enum
+import tomllib
+from typing import NamedTuple
+
+__all__ = ["Entry", "Kind", "key_entries", "key_lines"]
+
+_BARE_KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+# Characters that end a bare value (number, boolean, date-time) inside a document.
+_VALUE_END = frozenset(",]}#\n")
+
+
+class Kind(enum.Enum):
+    """How a path came to be written."""
+
+    #: A ``[table]`` or ``[[array-of-tables]]`` header.
+    HEADER = "header"
+    #: The full key of a ``key = value`` pair (also inside an inline table).
+    KEY = "key"
+    #: A table implied by a dotted key: ``a`` in ``a.b = 1``.
+    DOTTED = "dotted"
+
+
+class Entry(NamedTuple):
+    """One path written in the document.
+
+    Attributes:
+        path: the decoded key parts from the document root.
+        line: the 1-based line where the path's last key part is written.
+        kind: whether it is a header, a key, or a table implied by a dotted key.
+    """
+
+    path: tuple[str, ...]
+    line: int
+    kind: Kind
+
+
+def key_lines(text: str) -> dict[tuple[str, ...], int]:
+    """Map every table header and key in ``text`` to the line where it first appears.
+
+    Args:
+        text: a TOML document that :func:`tomllib.loads` accepts.
+
+    Returns:
+        ``{path: line}`` with 1-based lines, in document order; a path written twice
+        (possible only for implied tables) keeps its first line.
+    """
+    lines: dict[tuple[str, ...], int] = {}
+    for entry in key_entries(text):
+        lines.setdefault(entry.path, entry.line)
+    return lines
+
+
+def key_entries(text: str) -> list[Entry]:
+    """List every table header and key in ``text`` in document order, repeats included.
+
+    Args:
+        text: a TOML document, or the start of one (used to diagnose tomllib errors such
+            as a key written twice).
+
+    Returns:
+        One :class:`Entry` per header, key and dotted-key prefix, in document order.
+    """
+    scanner = _Scanner(text)
+    scanner.run()
+    return scanner.entries
+
+
+class _Scanner:
+    """A forgiving single-pass reader of TOML structure (see the module docstring)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+        self.line = 1
+        self.entries: list[Entry] = []
+        # None while inside [[array.of.tables]]: its keys have no dotted path.
+        self.table: tuple[str, ...] | None = ()
+
+    # -- low level -----------------------------------------------------------------
+
+    def peek(self, offset: int = 0) -> str:
+        index = self.pos + offset
+        return self.text[index] if index < len(self.text) else ""
+
+    def advance(self, count: int = 1) -> None:
+        end = min(self.pos + count, len(self.text))
+        self.line += self.text.count("\n", self.pos, end)
+        self.pos = end
+
+    def skip_blanks(self) -> None:
+        """Skip spaces and tabs on the current line."""
+        while self.peek() in (" ", "\t"):
+            self.pos += 1
+
+    def skip_comment(self) -> None:
+        if self.peek() == "#":
+            end = self.text.find("\n", self.pos)
+            self.pos = len(self.text) if end < 0 else end
+
+    def skip_space(self) -> None:
+        """Skip whitespace, newlines and comments (between statements or array items)."""
+        while self.pos < len(self.text):
+            char = self.peek()
+            if char in (" ", "\t", "\r", "\n"):
+                self.advance()
+            elif char == "#":
+                self.skip_comment()
+            else:
+                return
+
+    def skip_to_line_end(self) -> None:
+        end = self.text.find("\n", self.pos)
+        self.pos = len(self.text) if end < 0 else end
+
+    def record(self, path: tuple[str, ...], line: int, kind: Kind) -> None:
+        self.entries.append(Entry(path, line, kind))
+
+    # -- statements ----------------------------------------------------------------
+
+    def run(self) -> None:
+        while True:
+            self.skip_space()
+            if self.pos >= len(self.text):
+                return
+            start = self.pos
+            if self.peek() == "[":
+                self.header()
+            else:
+                self.key_value(self.table)
+            if self.pos == start:  # not understood: give up on this line, keep going
+                self.skip_to_line_end()
+                if self.pos == start:
+                    self.advance()
+
+    def header(self) -> None:
+        array = self.peek(1) == "["
+        self.advance(2 if array else 1)
+        self.skip_blanks()
+        line = self.line
+        path = self.key()
+        self.skip_blanks()
+        self.advance(2 if array else 1)  # "]]" or "]"
+        if path:
+            self.record(path, line, Kind.HEADER)
+        self.table = None if array else path
+        self.skip_blanks()
+        self.skip_comment()
+
+    def key_value(self, prefix: tuple[str, ...] | None) -> None:
+        line = self.line
+        key = self.key()
+        if not key:
+            return
+        if prefix is not None:
+            for depth in range(1, len(key)):
+                self.record(prefix + key[:depth], line, Kind.DOTTED)
+            self.record(prefix + key, line, Kind.KEY)
+        self.skip_blanks()
+        if self.peek() != "=":
+            return
+        self.advance()
+        self.skip_blanks()
+        self.value(None if prefix is None else prefix + key)
+
+    def key(self) -> tuple[str, ...]:
+        """Read a (dotted) key; return its decoded parts, empty if there is none here."""
+        parts: list[str] = []
+        while True:
+            self.skip_blanks()
+            part = self.key_part()
+            if part is None:
+                return tuple(parts)
+            parts.append(part)
+            self.skip_blanks()
+            if self.peek() != ".":
+                return tuple(parts)
+            self.advance()
+
+    def key_part(self) -> str | None:
+        char = self.peek()
+        if char in ('"', "'"):
+            start = self.pos
+            self.single_line_string(char)
+            return _decode_quoted(self.text[start : self.pos])
+        start = self.pos
+        while self.peek() and self.peek() in _BARE_KEY_CHARS:
+            self.pos += 1
+        return self.text[start : self.pos] if self.pos > start else None
+
+    # -- values --------------------------------------------------------------------
+
+    def value(self, path: tuple[str, ...] | None) -> None:
+        """Skip one value; record the keys of an inline table under ``path``."""
+        char = self.peek()
+        if char in ('"', "'"):
+            if self.text.startswith(char * 3, self.pos):
+                self.multi_line_string(char)
+            else:
+                self.single_line_string(char)
+        elif char == "[":
+            self.array()
+        elif char == "{":
+            self.inline_table(path)
+        else:
+            while self.peek() and self.peek() not in _VALUE_END:
+                self.pos += 1
+
+    def single_line_string(self, quote: str) -> None:
+        self.advance()
+        while self.peek() and self.peek() not in (quote, "\n"):
+            self.advance(2 if quote == '"' and self.peek() == "\\" else 1)
+        if self.peek() == quote:
+            self.advance()
+
+    def multi_line_string(self, quote: str) -> None:
+        self.advance(3)
+        while self.pos < len(self.text):
+            if quote == '"' and self.peek() == "\\":
+                self.advance(2)
+            elif self.text.startswith(quote * 3, self.pos):
+                self.advance(3)
+                # Up to two more quotes belong to the content: '''a''''' is "a''".
+                for _ in range(2):
+                    if self.peek() == quote:
+                        self.advance()
+                return
+            else:
+                self.advance()
+
+    def array(self) -> None:
+        self.advance()
+        while True:
+            self.skip_space()
+            if self.peek() in ("]", ""):
+                self.advance()
+                return
+            start = self.pos
+            self.value(None)
+            self.skip_space()
+            if self.peek() == ",":
+                self.advance()
+            elif self.pos == start:  # not understood: stop rather than loop
+                return
+
+    def inline_table(self, path: tuple[str, ...] | None) -> None:
+        self.advance()
+        while True:
+            self.skip_space()
+            if self.peek() in ("}", ""):
+                self.advance()
+                return
+            start = self.pos
+            self.key_value(path)
+            self.skip_space()
+            if self.peek() == ",":
+                self.advance()
+            elif self.pos == start:
+                return
+
+
+def _decode_quoted(token: str) -> str:
+    """Decode a quoted key exactly as TOML does (escapes included) by asking tomllib."""
+    try:
+        return next(iter(tomllib.loads(f"{token} = 0")))
+    except (tomllib.TOMLDecodeError, StopIteration):
+        return token.strip("\"'")
