@@ -160,11 +160,16 @@ class ConnectionActor:
         try:
             try:
                 async with trio.open_nursery() as nursery:
-                    ws = await self._open(nursery, url, host, port, resource)
+                    ws, stream = await self._open(nursery, url, host, port, resource)
                     try:
                         await self._pump(ws, task_status)
+                    except FeedStale:
+                        # A silent peer would not answer a closing handshake either:
+                        # drop the socket instead of waiting close_timeout for it.
+                        await trio.aclose_forcefully(stream)
+                        raise
                     finally:
-                        await self._close(ws)
+                        await self._close(ws, stream)
                         nursery.cancel_scope.cancel(reason="session ended")
             except* trio_websocket.ConnectionRejected as group:
                 rejected = group.exceptions[0]
@@ -181,7 +186,7 @@ class ConnectionActor:
 
     async def _open(
         self, nursery: trio.Nursery, url: str, host: str, port: int, resource: str
-    ) -> trio_websocket.WebSocketConnection:
+    ) -> tuple[trio_websocket.WebSocketConnection, trio.abc.Stream]:
         shown = redact_url(url)
         timeout = self.spec.connect_timeout
         host_header = host if port in (80, 443) else f"{host}:{port}"
@@ -217,11 +222,14 @@ class ConnectionActor:
         await self._registry.report(Connected(connection=self.spec.name, at=now))
         await self._set_state(ConnectionState.SUBSCRIBING)
         logger.info("%s: connected to %s", self.spec.name, shown)
-        return ws
+        return ws, watched
 
-    async def _close(self, ws: trio_websocket.WebSocketConnection) -> None:
+    async def _close(self, ws: trio_websocket.WebSocketConnection, stream: trio.abc.Stream) -> None:
         with trio.CancelScope(shield=True), trio.move_on_after(self._close_timeout):
             await ws.aclose(_NORMAL_CLOSURE)
+        # trio-websocket leaves the socket open when the peer closed first; the closing
+        # handshake is over either way, so no TLS close_notify is owed.
+        await trio.aclose_forcefully(stream)
 
     async def _pump(
         self, ws: trio_websocket.WebSocketConnection, task_status: trio.TaskStatus[None]
@@ -258,7 +266,7 @@ class ConnectionActor:
                 if waited.cancelled_caught:
                     if now >= stale_at:
                         raise FeedStale(
-                            f"no frame from {redact_url(proto.url)} for {stale_after:g} s",
+                            f"stale: no frame for {stale_after:g} s from {redact_url(proto.url)}",
                             code=None,
                         )
                     if now >= next_flush:
@@ -288,8 +296,9 @@ class ConnectionActor:
             text = (reason.reason or "") if reason is not None else ""
             name = reason.name if reason is not None else "UNKNOWN"
             raise ConnectionLost(
-                f"connection to {redact_url(proto.url)} lost: close code {code} ({name})"
-                + (f": {text}" if text else ""),
+                f"connection lost: close code {code} ({name})"
+                + (f" {text!r}" if text else "")
+                + f" from {redact_url(proto.url)}",
                 code=code,
                 reason=text,
             ) from exc

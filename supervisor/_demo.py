@@ -125,7 +125,7 @@ def _table(stats: Stats, delivered: int, log: list[str]) -> Table:
         "malformed",
         "last error",
     ):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, no_wrap=True, overflow="ellipsis")
     for conn in stats.connections:
         table.add_row(
             conn.name,
@@ -136,7 +136,7 @@ def _table(stats: Stats, delivered: int, log: list[str]) -> Table:
             f"{conn.backoff:.2f}",
             str(conn.dropped),
             str(conn.malformed),
-            conn.last_error[:60],
+            conn.last_error,
         )
     return table
 
@@ -161,6 +161,8 @@ async def run_demo(duration: float | None, fault_every: float, seed: int | None)
 
     rng = random.Random(seed)
     console = Console(file=sys.stdout)
+    if not console.is_terminal:
+        console.width = max(console.width, 160)
     counter = [0]
     log: list[str] = []
     async with contextlib.AsyncExitStack() as stack:

@@ -1,0 +1,13 @@
+"""Test doubles for MarketPrism users and for MarketPrism's own tests.
+
+:func:`open_fake_exchange` runs a real WebSocket server (loopback TCP or in-memory
+streams) that streams numbered data frames and injects scripted faults: close frames,
+resets, stalls, garbage and oversized frames, refused connections, a slow sender.
+"""
+
+from ._fake import FakeExchange as FakeExchange
+from ._fake import FakeSession as FakeSession
+from ._fake import open_fake_exchange as open_fake_exchange
+from ._fake import route as route
+
+__all__ = ["FakeExchange", "FakeSession", "open_fake_exchange", "route"]
