@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 import trio
@@ -97,6 +98,30 @@ class _WatchedStream(trio.abc.Stream):
         await self.stream.aclose()
 
 
+class _ReaderHost:
+    """Runs trio-websocket's reader task shielded from outside cancellation.
+
+    ``wrap_client_stream`` starts the reader in the nursery it is given; that reader is
+    what receives the peer's answer to our close frame. If a supervisor restart or an
+    outer timeout cancelled it together with our pump, every clean close would wait out
+    ``close_timeout`` for an answer nobody reads. So the reader runs under its own
+    shielded scope, which the actor cancels itself once the session is closed (in a
+    ``finally``, so it cannot outlive the session). Only ``start_soon`` is provided:
+    it is all trio-websocket uses of the nursery.
+    """
+
+    def __init__(self, nursery: trio.Nursery) -> None:
+        self._nursery = nursery
+        self.scope = trio.CancelScope(shield=True)
+
+    def start_soon(self, fn: Callable[[], Awaitable[object]]) -> None:
+        self._nursery.start_soon(self._run, fn)
+
+    async def _run(self, fn: Callable[[], Awaitable[object]]) -> None:
+        with self.scope:
+            await fn()
+
+
 class ConnectionActor:
     """Owns one connection's socket, adapter and outbox across its sessions.
 
@@ -160,17 +185,20 @@ class ConnectionActor:
         try:
             try:
                 async with trio.open_nursery() as nursery:
-                    ws, stream = await self._open(nursery, url, host, port, resource)
+                    reader = _ReaderHost(nursery)
                     try:
-                        await self._pump(ws, task_status)
-                    except FeedStale:
-                        # A silent peer would not answer a closing handshake either:
-                        # drop the socket instead of waiting close_timeout for it.
-                        await trio.aclose_forcefully(stream)
-                        raise
+                        ws, stream = await self._open(reader, url, host, port, resource)
+                        try:
+                            await self._pump(ws, task_status)
+                        except FeedStale:
+                            # A silent peer would not answer a closing handshake
+                            # either: drop the socket instead of waiting for it.
+                            await trio.aclose_forcefully(stream)
+                            raise
+                        finally:
+                            await self._close(ws, stream)
                     finally:
-                        await self._close(ws, stream)
-                        nursery.cancel_scope.cancel(reason="session ended")
+                        reader.scope.cancel(reason="session closed")
             except* trio_websocket.ConnectionRejected as group:
                 rejected = group.exceptions[0]
                 assert isinstance(rejected, trio_websocket.ConnectionRejected)
@@ -185,7 +213,7 @@ class ConnectionActor:
                 await self._flush(trio.current_time())
 
     async def _open(
-        self, nursery: trio.Nursery, url: str, host: str, port: int, resource: str
+        self, reader: _ReaderHost, url: str, host: str, port: int, resource: str
     ) -> tuple[trio_websocket.WebSocketConnection, trio.abc.Stream]:
         shown = redact_url(url)
         timeout = self.spec.connect_timeout
@@ -205,7 +233,7 @@ class ConnectionActor:
 
                 race.start_soon(watch)
                 ws = await trio_websocket.wrap_client_stream(
-                    nursery,
+                    reader,  # type: ignore[arg-type]  # only start_soon is used
                     watched,  # type: ignore[arg-type]  # any trio Stream works
                     host_header,
                     resource,
@@ -282,6 +310,9 @@ class ConnectionActor:
                 if batch:
                     self._messages += len(batch)
                     await put(batch)
+                    # Time spent blocked on the consumer is not silence from the
+                    # exchange: the stale clock restarts once we can read again.
+                    last_frame = trio.current_time()
                 if next_flush == math.inf:
                     next_flush = now + DEFAULT_FLUSH_INTERVAL
                 elif now >= next_flush:

@@ -166,6 +166,7 @@ class Supervisor:
             2 * len(self._children) + 1
         )
         self._nursery: trio.Nursery | None = None
+        self._registry_scope = trio.CancelScope(shield=True)
         self._stopping = False
         self._finished = trio.Event()
         self._final_stats: Stats | None = None
@@ -257,25 +258,38 @@ class Supervisor:
         """
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            nursery.start_soon(self._registry_actor.run, self._registry_receive)
-            async with self._merged_send:
-                for child in self._children:
-                    spec = child.config
-                    await self._registry.report(
-                        Registered(
-                            connection=spec.name,
-                            exchange=spec.exchange,
-                            url=redact_url(child.actor.protocol.url),
-                        )
+            nursery.start_soon(self._run_registry)
+            try:
+                await self._supervise(nursery, task_status)
+            finally:
+                # Also when cancelled from outside: close every session cleanly.
+                await self._shutdown("supervisor cancelled")
+
+    async def _run_registry(self) -> None:
+        # Shielded so that the registry outlives an outer cancellation long enough for
+        # _shutdown to record the final states; _shutdown cancels it last.
+        with self._registry_scope:
+            await self._registry_actor.run(self._registry_receive)
+
+    async def _supervise(self, nursery: trio.Nursery, task_status: trio.TaskStatus[None]) -> None:
+        async with self._merged_send:
+            for child in self._children:
+                spec = child.config
+                await self._registry.report(
+                    Registered(
+                        connection=spec.name,
+                        exchange=spec.exchange,
+                        url=redact_url(child.actor.protocol.url),
                     )
-                    nursery.start_soon(self._forward, child.actor.outbox, self._merged_send.clone())
-                for child in self._children:
-                    self._spawn(child, 0.0)
-                task_status.started()
-                if not self._children:
-                    await self._shutdown("no connections")
-                async for ended in self._exits_receive:
-                    await self._on_exit(ended)
+                )
+                nursery.start_soon(self._forward, child.actor.outbox, self._merged_send.clone())
+            for child in self._children:
+                self._spawn(child, 0.0)
+            task_status.started()
+            if not self._children:
+                await self._shutdown("no connections")
+            async for ended in self._exits_receive:
+                await self._on_exit(ended)
 
     def _child(self, name: str) -> _Child:
         for child in self._children:
@@ -425,6 +439,7 @@ class Supervisor:
                 self._final_stats = await self._registry.snapshot()
             if waited.cancelled_caught:
                 logger.error("connections did not close within %g s; closed hard", timeout)
+        self._registry_scope.cancel(reason="supervisor stopped")
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel(reason=f"supervisor stopped: {why}")
         self._finished.set()
