@@ -11,6 +11,7 @@ messages keep flowing. Ctrl-C stops everything cleanly.
 from __future__ import annotations
 
 import contextlib
+import logging
 import random
 import sys
 from collections.abc import Awaitable, Callable
@@ -19,6 +20,7 @@ from typing import Final
 import trio
 from rich.console import Console
 from rich.live import Live
+from rich.logging import RichHandler
 from rich.table import Table
 
 from actors.registry import Stats
@@ -88,6 +90,7 @@ async def _inject(
     fakes: list[FakeExchange], every: float, rng: random.Random, log: list[str]
 ) -> None:
     cycles = [_faults(fake) for fake in fakes]
+    started = trio.current_time()
     step = 0
     while True:
         await trio.sleep(every)
@@ -99,7 +102,7 @@ async def _inject(
         label, fault = cycles[fakes.index(fake)][step % len(cycles[0])]
         step += 1
         await fault()
-        log.append(f"{trio.current_time():9.1f}  {fake.name}: {label}")
+        log.append(f"  +{trio.current_time() - started:6.1f} s  {fake.name}: {label}")
         del log[:-4]
 
 
@@ -108,24 +111,27 @@ async def _consume(sup: Supervisor, counter: list[int]) -> None:
         counter[0] += len(batch)
 
 
+_COLUMNS: Final = (
+    ("connection", "left"),
+    ("state", "left"),
+    ("msg/s", "right"),
+    ("messages", "right"),
+    ("reconnects", "right"),
+    ("backoff s", "right"),
+    ("dropped", "right"),
+    ("malformed", "right"),
+)
+
+
 def _table(stats: Stats, delivered: int, log: list[str]) -> Table:
     table = Table(
         title=f"marketprism demo: {delivered} messages delivered (Ctrl-C to stop)",
         caption="recent faults:\n" + ("\n".join(log) or "(none yet)"),
         caption_justify="left",
     )
-    for column in (
-        "connection",
-        "state",
-        "msg/s",
-        "messages",
-        "reconnects",
-        "backoff s",
-        "dropped",
-        "malformed",
-        "last error",
-    ):
-        table.add_column(column, no_wrap=True, overflow="ellipsis")
+    for column, justify in _COLUMNS:
+        table.add_column(column, justify=justify, no_wrap=True, min_width=len(column))  # type: ignore[arg-type]
+    table.add_column("last error", no_wrap=True, overflow="ellipsis", max_width=56)
     for conn in stats.connections:
         table.add_row(
             conn.name,
@@ -161,7 +167,11 @@ async def run_demo(duration: float | None, fault_every: float, seed: int | None)
 
     rng = random.Random(seed)
     console = Console(file=sys.stdout)
-    if not console.is_terminal:
+    if console.is_terminal:
+        # Logs scroll above the live table instead of tearing through it.
+        handler = RichHandler(console=console, show_path=False)
+        logging.getLogger("marketprism").handlers[:] = [handler]
+    else:
         console.width = max(console.width, 160)
     counter = [0]
     log: list[str] = []
