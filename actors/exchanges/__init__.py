@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Final
+import typing
 
 from actors.exchanges._base import AdapterState as AdapterState
 from actors.exchanges._base import ExchangeProtocol as ExchangeProtocol
@@ -26,6 +26,6 @@ __all__ = [
 ]
 
 #: Adapter classes by the ``exchange`` name used in config.
-ADAPTERS: Final[dict[str, type[ExchangeProtocol]]] = {
+ADAPTERS: typing.Final[dict[str, type[ExchangeProtocol]]] = {
     RawProtocol.exchange: RawProtocol,
 }

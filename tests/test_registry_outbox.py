@@ -1,0 +1,109 @@
+"""RegistryActor bookkeeping and Outbox overflow policies, without sockets."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from actors import Outbox, Overflow, RegistryActor
+from actors.exchanges import RawMessage
+from actors.registry import (
+    Connected,
+    ConnectionState,
+    Disconnected,
+    Registered,
+    Restarting,
+    StateChanged,
+    Traffic,
+)
+
+
+def registry() -> RegistryActor:
+    return RegistryActor(connect_attempts=3, connect_interval=1.0, rate_window=5.0)
+
+
+def test_grants_at_most_attempts_per_interval_per_host() -> None:
+    reg = registry()
+    assert [reg.grant("h", 0.0) for _ in range(7)] == [0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 2.0]
+    assert reg.grant("other", 0.0) == 0.0  # hosts are paced independently
+    assert reg.grant("h", 10.0) == 10.0  # old grants have left the window
+    assert reg.grant("h", 10.5) == 10.5
+    assert reg.grant("h", 10.5) == 10.5
+    assert reg.grant("h", 10.6) == 11.0
+
+
+def traffic(at: float, messages: int, **extra: int | float) -> Traffic:
+    fields: dict[str, int | float] = {
+        "frames": messages,
+        "bytes": 10 * messages,
+        "dropped": 0,
+        "malformed": 0,
+        "last_frame_at": at,
+    }
+    fields.update(extra)
+    return Traffic(connection="a", messages=messages, at=at, **fields)  # type: ignore[arg-type]
+
+
+def test_snapshot_folds_events() -> None:
+    reg = registry()
+    reg.handle(Registered(connection="a", exchange="raw", url="ws://x/ws"), 0.0)
+    reg.handle(StateChanged(connection="a", state=ConnectionState.LIVE, at=1.0), 1.0)
+    reg.handle(Connected(connection="a", at=1.0), 1.0)
+    reg.handle(traffic(1.0, 10), 1.0)
+    reg.handle(traffic(2.0, 10, dropped=3, malformed=1), 2.0)
+    reg.handle(Disconnected(connection="a", error="ConnectionLost: x", at=3.0), 3.0)
+    reg.handle(Restarting(connection="a", delay=0.5, at=3.0), 3.0)
+    (conn,) = reg.snapshot(4.0).connections
+    assert (conn.name, conn.exchange, conn.url) == ("a", "raw", "ws://x/ws")
+    assert (conn.state, conn.state_for) == ("backoff", 1.0)
+    assert (conn.connects, conn.disconnects, conn.restarts) == (1, 1, 1)
+    assert (conn.frames, conn.messages, conn.bytes) == (20, 20, 200)
+    assert (conn.dropped, conn.malformed) == (3, 1)
+    assert conn.idle_for == 2.0
+    assert (conn.backoff, conn.last_error) == (0.5, "ConnectionLost: x")
+    assert conn.rate == 10 / 3.0  # 10 messages counted after the first sample at t=1
+
+
+def test_rate_covers_the_last_window_and_decays() -> None:
+    reg = registry()
+    reg.handle(Registered(connection="a", exchange="raw", url="ws://x/ws"), 0.0)
+    for t in range(1, 21):
+        reg.handle(traffic(float(t), 100), float(t))  # 100 messages per second
+    (conn,) = reg.snapshot(20.0).connections
+    assert conn.rate == 100.0
+    (conn,) = reg.snapshot(40.0).connections
+    assert conn.rate == 0.0  # nothing in the last 5 s
+    assert conn.idle_for == 20.0
+
+
+def batch(n: int) -> tuple[RawMessage, ...]:
+    return (RawMessage(connection="a", exchange="raw", received_at=0.0, data=n),)
+
+
+@pytest.mark.parametrize(
+    ("policy", "kept"),
+    [(Overflow.DROP_NEWEST, [0, 1]), (Overflow.DROP_OLDEST, [3, 4])],
+)
+async def test_outbox_drop_policies(policy: Overflow, kept: list[int]) -> None:
+    outbox = Outbox(policy, 2)
+    for n in range(5):
+        await outbox.put(batch(n))
+    outbox.close()
+    assert [b[0].data async for b in outbox.receive] == kept
+    assert outbox.dropped == 3
+
+
+async def test_outbox_block_waits_for_the_consumer(autojump_clock: trio.testing.MockClock) -> None:
+    outbox = Outbox(Overflow.BLOCK, 1)
+    await outbox.put(batch(0))
+    with trio.move_on_after(5.0) as waited:
+        await outbox.put(batch(1))
+    assert waited.cancelled_caught
+    assert outbox.receive.receive_nowait()[0].data == 0
+    await outbox.put(batch(2))
+    assert outbox.dropped == 0
+
+
+def test_outbox_rejects_zero_capacity() -> None:
+    with pytest.raises(ValueError, match=r"^Outbox capacity must be at least 1, got 0$"):
+        Outbox(Overflow.BLOCK, 0)
