@@ -217,40 +217,55 @@ class ConnectionActor:
     ) -> tuple[trio_websocket.WebSocketConnection, trio.abc.Stream]:
         shown = redact_url(url)
         timeout = self.spec.connect_timeout
-        host_header = host if port in (80, 443) else f"{host}:{port}"
-        ws: trio_websocket.WebSocketConnection | None = None
         with trio.move_on_after(timeout) as deadline:
             try:
                 stream = await self._connector(url)
             except OSError as exc:
                 raise ConnectError(f"cannot connect to {shown}: {exc}") from exc
-            watched = _WatchedStream(stream)
-            async with trio.open_nursery() as race:
-
-                async def watch() -> None:
-                    await watched.ended.wait()
-                    race.cancel_scope.cancel(reason="stream ended during handshake")
-
-                race.start_soon(watch)
-                ws = await trio_websocket.wrap_client_stream(
-                    reader,  # type: ignore[arg-type]  # only start_soon is used
-                    watched,  # type: ignore[arg-type]  # any trio Stream works
-                    host_header,
-                    resource,
-                    message_queue_size=_MESSAGE_QUEUE,
-                    max_message_size=self.spec.max_message_size,
-                    receive_buffer_size=_RECEIVE_BUFFER,
-                )
-                race.cancel_scope.cancel(reason="handshake done")
         if deadline.cancelled_caught:
             raise ConnectError(f"connecting to {shown} took longer than {timeout:g} s")
-        if ws is None:
-            raise ConnectError(f"{shown} closed the connection during the WebSocket handshake")
-        now = trio.current_time()
-        await self._registry.report(Connected(connection=self.spec.name, at=now))
-        await self._set_state(ConnectionState.SUBSCRIBING)
+        watched = _WatchedStream(stream)
+        try:
+            with trio.move_on_at(deadline.deadline) as deadline:
+                ws = await self._handshake(reader, watched, host, port, resource)
+            if deadline.cancelled_caught:
+                raise ConnectError(f"connecting to {shown} took longer than {timeout:g} s")
+            if ws is None:
+                raise ConnectError(f"{shown} closed the connection during the WebSocket handshake")
+            now = trio.current_time()
+            await self._registry.report(Connected(connection=self.spec.name, at=now))
+            await self._set_state(ConnectionState.SUBSCRIBING)
+        except BaseException:
+            # Rejected, timed out, cancelled: trio-websocket does not close the stream
+            # on any of these, so the socket would leak.
+            await trio.aclose_forcefully(watched)
+            raise
         logger.info("%s: connected to %s", self.spec.name, shown)
         return ws, watched
+
+    async def _handshake(
+        self, reader: _ReaderHost, watched: _WatchedStream, host: str, port: int, resource: str
+    ) -> trio_websocket.WebSocketConnection | None:
+        """The WebSocket upgrade; None if the peer hung up before answering it."""
+        ws: trio_websocket.WebSocketConnection | None = None
+        async with trio.open_nursery() as race:
+
+            async def watch() -> None:
+                await watched.ended.wait()
+                race.cancel_scope.cancel(reason="stream ended during handshake")
+
+            race.start_soon(watch)
+            ws = await trio_websocket.wrap_client_stream(
+                reader,  # type: ignore[arg-type]  # only start_soon is used
+                watched,  # type: ignore[arg-type]  # any trio Stream works
+                host if port in (80, 443) else f"{host}:{port}",
+                resource,
+                message_queue_size=_MESSAGE_QUEUE,
+                max_message_size=self.spec.max_message_size,
+                receive_buffer_size=_RECEIVE_BUFFER,
+            )
+            race.cancel_scope.cancel(reason="handshake done")
+        return ws
 
     async def _close(self, ws: trio_websocket.WebSocketConnection, stream: trio.abc.Stream) -> None:
         with trio.CancelScope(shield=True), trio.move_on_after(self._close_timeout):

@@ -16,6 +16,7 @@ per-message cost of statistics is an integer increment, not a channel hop.
 from __future__ import annotations
 
 import collections
+import contextlib
 import enum
 from typing import Any, Final
 
@@ -306,9 +307,15 @@ class RegistryActor:
         elif isinstance(event, Registered):
             self._records[event.connection] = _Record(event.exchange, event.url, now)
         elif isinstance(event, PermitRequest):
-            event.reply.send_nowait(self.grant(event.host, now))
+            self._answer(event.reply, self.grant(event.host, now))
         elif isinstance(event, SnapshotRequest):
-            event.reply.send_nowait(self.snapshot(now))
+            self._answer(event.reply, self.snapshot(now))
+
+    @staticmethod
+    def _answer(reply: trio.MemorySendChannel[Any], value: object) -> None:
+        # A requester that was cancelled closed its end: nobody is left to answer.
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            reply.send_nowait(value)
 
     def grant(self, host: str, now: float) -> float:
         """Reserve the earliest start time for an attempt to ``host``.

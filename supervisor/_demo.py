@@ -87,6 +87,17 @@ def _faults(fake: FakeExchange) -> list[tuple[str, Callable[[], Awaitable[None]]
 
 
 async def _inject(
+    fakes: list[FakeExchange],
+    every: float,
+    rng: random.Random,
+    log: list[str],
+    scope: trio.CancelScope,
+) -> None:
+    with scope:
+        await _inject_forever(fakes, every, rng, log)
+
+
+async def _inject_forever(
     fakes: list[FakeExchange], every: float, rng: random.Random, log: list[str]
 ) -> None:
     cycles = [_faults(fake) for fake in fakes]
@@ -123,9 +134,10 @@ _COLUMNS: Final = (
 )
 
 
-def _table(stats: Stats, delivered: int, log: list[str]) -> Table:
+def _table(stats: Stats, delivered: int, log: list[str], *, final: bool = False) -> Table:
+    hint = "stopped" if final else "Ctrl-C to stop"
     table = Table(
-        title=f"marketprism demo: {delivered} messages delivered (Ctrl-C to stop)",
+        title=f"marketprism demo: {delivered} messages delivered ({hint})",
         caption="recent faults:\n" + ("\n".join(log) or "(none yet)"),
         caption_justify="left",
     )
@@ -184,10 +196,15 @@ async def run_demo(duration: float | None, fault_every: float, seed: int | None)
         sup = await stack.enter_async_context(open_supervisor(config, rng=rng))
         async with trio.open_nursery() as nursery:
             nursery.start_soon(stop_on_signals, sup)
-            nursery.start_soon(_inject, fakes, fault_every, rng, log)
+            faults = trio.CancelScope()
+            nursery.start_soon(_inject, fakes, fault_every, rng, log, faults)
             nursery.start_soon(_show, sup, counter, log, console)
             with trio.move_on_after(duration if duration is not None else float("inf")):
                 await _consume(sup, counter)
+            # No new faults during the clean stop, and no stalled peer to wait for.
+            faults.cancel(reason="demo stopping")
+            for fake in fakes:
+                fake.resume()
             await sup.stop()
             nursery.cancel_scope.cancel(reason="demo finished")
-        console.print(_table(await sup.stats(), counter[0], log))
+        console.print(_table(await sup.stats(), counter[0], log, final=True))

@@ -35,7 +35,9 @@ class MessageStream:
         if self._next < len(self._pending):
             message = self._pending[self._next]
             self._next += 1
-            await trio.lowlevel.checkpoint()
+            # Buffered data: honour cancellation without a full schedule point per
+            # message (a checkpoint costs ~2.5 us; this ~0.15 us).
+            await trio.lowlevel.checkpoint_if_cancelled()
             return message
         try:
             batch = await self._batches.receive()

@@ -146,15 +146,27 @@ def _run_supervised(fn: object, *args: object) -> int:
 
 
 async def stop_on_signals(sup: Supervisor) -> None:
-    """Stop ``sup`` cleanly on the first SIGINT or SIGTERM.
+    """Stop ``sup`` cleanly on SIGINT or SIGTERM; further signals only log.
+
+    The receiver stays open for the whole shutdown so that a second Ctrl-C is consumed
+    here instead of surfacing as a KeyboardInterrupt traceback.
 
     Cancellation: returns at once; no signal handler stays installed.
     """
+    timeout = sup.config.supervisor.shutdown_timeout
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            logger.info("received %s; stopping cleanly", signal.Signals(signum).name)
-            await sup.stop()
-            return
+        async with trio.open_nursery() as nursery:
+            stopping = False
+            async for signum in signals:
+                name = signal.Signals(signum).name
+                if stopping:
+                    logger.warning(
+                        "received %s; already stopping (at most %g s more)", name, timeout
+                    )
+                    continue
+                stopping = True
+                logger.info("received %s; stopping cleanly", name)
+                nursery.start_soon(sup.stop)
 
 
 async def _run(config: Config, output: str, duration: float | None) -> None:
@@ -205,3 +217,7 @@ def _print_summary(stats: Stats, stream: TextIO) -> None:
             + (f"; last error: {conn.last_error}" if conn.last_error else ""),
             file=stream,
         )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -31,6 +31,7 @@ that the consumer reads, so a full consumer blocks forwarders, and the policy de
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import Iterator
 from typing import Final, NamedTuple
@@ -148,6 +149,9 @@ class Supervisor:
             connect_interval=settings.connect_interval,
         )
         self._merged_send, self._merged_receive = trio.open_memory_channel[Batch](0)
+        # One iterator for the supervisor, so a batch half-consumed by one `async for`
+        # is continued by the next instead of being lost.
+        self._stream = MessageStream(self._merged_receive)
         connector = connector if connector is not None else TcpTlsConnector()
         self._children: list[_Child] = []
         for index, spec in enumerate(config.connections):
@@ -160,11 +164,10 @@ class Supervisor:
                 close_timeout=settings.shutdown_timeout,
             )
             self._children.append(_Child(index, spec, actor, Backoff(spec.backoff, self._rng)))
-        # Each incarnation sends exactly one exit; at most two incarnations per child
-        # exist at once (one finishing, one waiting for it).
-        self._exits_send, self._exits_receive = trio.open_memory_channel[_Exit](
-            2 * len(self._children) + 1
-        )
+            # Each incarnation sends exactly one tiny exit record and never waits to do so;
+        # the control loop drains them. Unbounded is safe: incarnations are only created
+        # by the control loop and restart(), and each ends before sending.
+        self._exits_send, self._exits_receive = trio.open_memory_channel[_Exit](math.inf)
         self._nursery: trio.Nursery | None = None
         self._registry_scope = trio.CancelScope(shield=True)
         self._stopping = False
@@ -188,10 +191,10 @@ class Supervisor:
     def messages(self) -> MessageStream:
         """Every delivered message, in arrival order, as typed msgspec Structs.
 
-        Iteration ends when the supervisor stops. Several iterators share one stream:
-        each message goes to exactly one of them.
+        Iteration ends when the supervisor stops. Every call returns the same iterator,
+        so leaving one ``async for`` early and starting another loses nothing.
         """
-        return MessageStream(self._merged_receive)
+        return self._stream
 
     def batches(self) -> trio.MemoryReceiveChannel[Batch]:
         """The stream of batches (all messages decoded from one frame), in arrival order.
@@ -216,7 +219,8 @@ class Supervisor:
         """Restart one connection now: close its session cleanly and reconnect at once.
 
         A manual restart skips the backoff delay and does not count toward restart
-        intensity. A stopped (temporary or finished) connection starts again.
+        intensity. A stopped (temporary or finished) connection starts again, as long
+        as the supervisor still runs (it stops once every connection has stopped).
 
         Raises:
             ValueError: no connection is called ``name``.
@@ -253,8 +257,8 @@ class Supervisor:
         Escalation does not raise here: it sets :attr:`fatal` and returns, so that
         ``open_supervisor`` can raise it unwrapped.
 
-        Cancellation: cancelling this task abandons the children without close frames;
-        call :meth:`stop` for a clean stop.
+        Cancellation: when cancelled, every connection is still closed cleanly (close
+        frames sent), bounded by ``shutdown_timeout``.
         """
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
@@ -305,6 +309,8 @@ class Supervisor:
 
     def _spawn(self, child: _Child, delay: float) -> None:
         assert self._nursery is not None
+        if self._stopping:
+            return
         previous = child.done
         child.done = trio.Event()
         child.scope = trio.CancelScope()
@@ -334,6 +340,10 @@ class Supervisor:
             if live_since is not None:
                 live_for = trio.current_time() - live_since
         finally:
+            # Never let a successor start while the predecessor still holds the
+            # actor (a cancelled waiter would otherwise break the chain).
+            with trio.CancelScope(shield=True):
+                await previous.wait()
             done.set()
         self._exits_send.send_nowait(_Exit(child, scope, error, scope.cancelled_caught, live_for))
 
@@ -423,6 +433,19 @@ class Supervisor:
             return
         self._stopping = True
         logger.info("stopping: %s", why)
+        try:
+            await self._stop_children(why)
+        finally:
+            if self._final_stats is None:
+                # The registry did not answer in time: read what it has directly (its
+                # task is being cancelled, so nothing else touches it any more).
+                self._final_stats = self._registry_actor.snapshot(trio.current_time())
+            self._registry_scope.cancel(reason="supervisor stopped")
+            if self._nursery is not None:
+                self._nursery.cancel_scope.cancel(reason=f"supervisor stopped: {why}")
+            self._finished.set()
+
+    async def _stop_children(self, why: str) -> None:
         timeout = self._config.supervisor.shutdown_timeout
         with trio.CancelScope(shield=True):
             with trio.move_on_after(timeout + _STOP_GRACE) as waited:
@@ -439,7 +462,3 @@ class Supervisor:
                 self._final_stats = await self._registry.snapshot()
             if waited.cancelled_caught:
                 logger.error("connections did not close within %g s; closed hard", timeout)
-        self._registry_scope.cancel(reason="supervisor stopped")
-        if self._nursery is not None:
-            self._nursery.cancel_scope.cancel(reason=f"supervisor stopped: {why}")
-        self._finished.set()

@@ -12,6 +12,7 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
 import pytest
 import trio
 from helpers import SUBSCRIBE, RecordingConnector, make_config
@@ -496,8 +497,6 @@ async def test_connect_permits_pace_connections_per_host(
             per_connection={},
         )
         five = config.connections[0]
-        import msgspec
-
         config = msgspec.structs.replace(
             config,
             connections=tuple(msgspec.structs.replace(five, name=f"c{i}") for i in range(5)),
@@ -548,3 +547,109 @@ async def test_a_bug_is_a_crash_logged_with_traceback_and_restarted(
     crash = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert [r.getMessage() for r in crash] == ["a: crashed: KeyError: 'bug'"]
     assert crash[0].exc_info is not None
+
+
+# -- regressions found in review ------------------------------------------------------
+
+
+@pytest.mark.parametrize("checkpoints", range(6))
+async def test_stop_while_permit_requests_are_queued(
+    autojump_clock: trio.testing.MockClock, checkpoints: int
+) -> None:
+    # A stop abandons permit requests still queued at the registry; answering them
+    # must not kill the registry (which used to hang the shutdown forever).
+    async with open_fake_exchange(name="a", transport="memory", interval=1.0) as fake:
+        config = make_config(fake)
+        many = tuple(
+            msgspec.structs.replace(config.connections[0], name=f"c{i}") for i in range(10)
+        )
+        config = msgspec.structs.replace(config, connections=many)
+        with trio.fail_after(30):
+            async with open_supervisor(config, connector=fake.connect) as sup:
+                for _ in range(checkpoints):
+                    await trio.lowlevel.checkpoint()
+                await sup.stop()
+                stats = await sup.stats()
+    assert [s.state for s in stats.connections] == ["stopped"] * 10
+
+
+async def test_abandoned_stats_requests_do_not_break_the_registry(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_fake_exchange(name="a", transport="memory", interval=1.0) as fake:
+        with trio.fail_after(30):
+            async with open_supervisor(make_config(fake), connector=fake.connect) as sup:
+                async with trio.open_nursery() as nursery:
+                    for _ in range(3):
+                        nursery.start_soon(sup.stats)
+                    await trio.lowlevel.checkpoint()
+                    nursery.cancel_scope.cancel()
+                msg = await sup.messages().__anext__()
+                await sup.stop()
+                assert (await sup.stats()).connections[0].messages == 1
+    assert data(msg) == {"seq": 0, "session": 0}
+
+
+@pytest.mark.parametrize("concurrent", [False, True])
+async def test_repeated_manual_restarts_never_overlap_sessions(
+    autojump_clock: trio.testing.MockClock, concurrent: bool
+) -> None:
+    async with open_fake_exchange(name="a", transport="memory", interval=1.0) as fake:
+        config = make_config(fake, supervisor={"max_restarts": 0})
+        with trio.fail_after(30):
+            async with open_supervisor(config, connector=fake.connect) as sup:
+                await sup.messages().__anext__()
+                fake.stall()  # our close frame goes unanswered until close_timeout (1 s)
+                if concurrent:
+                    async with trio.open_nursery() as nursery:
+                        for _ in range(8):  # more than a fixed-size exit queue held
+                            nursery.start_soon(sup.restart, "a")
+                else:
+                    await sup.restart("a")
+                    await sup.restart("a")
+                await fake.wait_until(lambda f: len(f.sessions) == 2)
+                # the successor connected only after the first session was closed
+                assert trio.current_time() == 2.0
+                fake.resume()
+                msg = await sup.messages().__anext__()
+                stats = (await sup.stats()).connections[0]
+    assert data(msg) == {"seq": 0, "session": 1}
+    assert len(fake.sessions) == 2
+    assert stats.last_error == ""  # no session collided with another
+
+
+async def test_failed_handshakes_leak_no_socket() -> None:
+    async with open_fake_exchange(name="a", interval=1.0) as fake:
+        fake.refuse(1e6, status=429)
+        config = make_config(
+            fake, supervisor={"max_restarts": 2}, backoff={"initial": 0.01, "max": 0.01}
+        )
+        fds_before = _open_fds()
+        with trio.fail_after(10), pytest.raises(RestartLimitExceeded):
+            async with open_supervisor(config):
+                await trio.sleep_forever()
+        assert fake.refused == 3
+        assert _open_fds() == fds_before
+
+
+async def test_a_batch_is_continued_by_the_next_loop() -> None:
+    from supervisor import MessageStream, Supervisor, config_from_dict
+
+    # every messages() call hands out the one iterator that holds the current batch
+    config = config_from_dict(
+        {"connections": {"a": {"exchange": "raw", "url": "ws://example.invalid/ws"}}}
+    )
+    sup = Supervisor(config)
+    assert sup.messages() is sup.messages()
+
+    send, receive = trio.open_memory_channel[tuple[RawMessage, ...]](1)
+    stream = MessageStream(receive)
+    batch = tuple(
+        RawMessage(connection="a", exchange="raw", received_at=0.0, data=n) for n in range(3)
+    )
+    await send.send(batch)
+    await send.aclose()
+    async for msg in stream:
+        assert msg.data == 0
+        break
+    assert [msg.data async for msg in stream] == [1, 2]

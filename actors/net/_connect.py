@@ -39,16 +39,33 @@ Connector = Callable[[str], Awaitable[trio.abc.Stream]]
 DEFAULT_PORTS: Final = {"ws": 80, "wss": 443}
 
 
+#: Query parameters whose values are masked in URLs shown anywhere.
+_SECRET_PARAMS: Final = ("key", "token", "secret", "signature", "password", "passphrase", "auth")
+
+
 def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (safe for logs, stats and errors)."""
+    """``url`` safe for logs, stats and errors.
+
+    Any user-info (``user:password@`` or a bare token ``tok@``) becomes ``***@``, and the
+    values of query parameters that look like credentials (``apiKey=``, ``token=``,
+    ``signature=``, ...) become ``***``.
+    """
     parts = urlsplit(url)
-    if parts.password is None:
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    query = parts.query
+    if query:
+        pairs = []
+        for pair in query.split("&"):
+            name, eq, value = pair.partition("=")
+            if eq and any(word in name.lower() for word in _SECRET_PARAMS):
+                value = "***"
+            pairs.append(f"{name}{eq}{value}")
+        query = "&".join(pairs)
+    if netloc == parts.netloc and query == parts.query:
         return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    netloc = f"{parts.username}:***@{host}" if parts.username else f"***@{host}"
-    return parts._replace(netloc=netloc).geturl()
+    return parts._replace(netloc=netloc, query=query).geturl()
 
 
 def split_ws_url(url: str) -> tuple[SplitResult, str, int, str]:

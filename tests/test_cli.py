@@ -1,0 +1,584 @@
+"""The ``marketprism`` command end to end, run the way a user runs it: in a child process.
+
+Rules of this file: every test starts the real entry point (``CLI``; ``supervisor.cli``
+has no ``__main__`` guard, so ``python -m supervisor.cli`` would do nothing) and asserts
+exact output lines and exit codes. Tests that need an exchange serve a TCP fake exchange
+(``supervisor.testing``) from the test's own Trio loop on loopback and write a config
+file pointing at it; the child connects to it. They wait on the fake's state
+(``wait_until``) or on the child's output, never on time. Every test has a hard deadline:
+``trio.fail_after`` (real seconds) or ``timeout=`` on ``subprocess.run``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from functools import partial
+from pathlib import Path
+from typing import Any, Final, final
+
+import pytest
+import trio
+import trio.testing
+
+from supervisor.testing import FakeExchange, open_fake_exchange
+
+#: The real entry point, exactly as the ``marketprism`` console script calls it.
+CLI: Final = [
+    sys.executable,
+    "-c",
+    "import sys; from supervisor.cli import main; sys.exit(main())",
+]
+#: The repository root, home of the example ``config.toml``.
+REPO: Final = Path(__file__).resolve().parent.parent
+#: The child's environment: no terminal size or colour overrides, so output is stable.
+ENV: Final = {
+    key: value
+    for key, value in os.environ.items()
+    if key not in {"COLUMNS", "LINES", "FORCE_COLOR", "NO_COLOR", "TTY_COMPATIBLE"}
+}
+#: Hard deadline of a test that runs the child against a fake, in real seconds.
+DEADLINE: Final = 20.0
+#: ``timeout=`` of ``subprocess.run`` for commands that start nothing.
+QUICK: Final = 15.0
+#: ``[supervisor] shutdown_timeout`` of the configs below: a clean stop must end within it.
+SHUTDOWN_TIMEOUT: Final = 3.0
+#: The frame the test connection sends after every connect.
+SUBSCRIBE: Final = '{"op":"subscribe","args":["trades"]}'
+#: The keys of every JSON line ``run --output jsonl`` prints for the raw adapter.
+MESSAGE_KEYS: Final = {"connection", "exchange", "kind", "received_at", "data"}
+#: The per-connection summary ``run`` prints on stderr when it stops cleanly.
+SUMMARY: Final = re.compile(
+    r"feed: (?P<messages>\d+) messages, 1 connects, 0 restarts, 0 dropped, 0 malformed"
+)
+
+
+def write_config(
+    path: Path, url: str, *, supervisor: str = "", connection: str = "", backoff: str = ""
+) -> Path:
+    """Write a config with one raw connection ``feed`` to ``url``; return ``path``.
+
+    ``supervisor``, ``connection`` and ``backoff`` are extra TOML lines for the
+    ``[supervisor]``, ``[connections.feed]`` and ``[connections.feed.backoff]`` tables,
+    which start on lines 1, 5 and 11; the extra lines go on lines 3, 9 and 12.
+    """
+    lines = [
+        "[supervisor]",
+        f"shutdown_timeout = {SHUTDOWN_TIMEOUT}",
+        supervisor,
+        "",
+        "[connections.feed]",
+        'exchange = "raw"',
+        f'url = "{url}"',
+        f"subscribe = ['{SUBSCRIBE}']",
+        connection,
+        "",
+        "[connections.feed.backoff]",
+        backoff,
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``marketprism ARGS`` to completion (for commands that start nothing)."""
+    return subprocess.run(
+        [*CLI, *args],
+        cwd=cwd,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=QUICK,
+        check=False,
+    )
+
+
+async def run_cli_async(*args: str, cwd: Path) -> subprocess.CompletedProcess[bytes]:
+    """Run ``marketprism ARGS`` to completion while the test's fakes keep serving."""
+    return await trio.run_process(
+        [*CLI, *args],
+        cwd=cwd,
+        env=ENV,
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+
+
+def messages_of(stdout: str) -> list[dict[str, Any]]:
+    """Parse ``run --output jsonl`` output; assert the exact shape of every line."""
+    messages: list[dict[str, Any]] = []
+    for line in stdout.splitlines():
+        message = json.loads(line)
+        assert isinstance(message, dict), line
+        assert set(message) == MESSAGE_KEYS, line
+        assert (message["connection"], message["exchange"], message["kind"]) == (
+            "feed",
+            "raw",
+            "raw",
+        ), line
+        assert type(message["received_at"]) is float, line
+        messages.append(message)
+    return messages
+
+
+def assert_consecutive(messages: list[dict[str, Any]]) -> None:
+    """The fake's frames of session 0, all of them, in order, from seq 0."""
+    assert [m["data"] for m in messages] == [
+        {"seq": seq, "session": 0} for seq in range(len(messages))
+    ]
+    stamps = [m["received_at"] for m in messages]
+    assert stamps == sorted(stamps)
+
+
+def summary_count(stderr: str) -> int:
+    """The message count of the summary, which must be stderr's last line."""
+    match = SUMMARY.fullmatch(stderr.splitlines()[-1])
+    assert match is not None, stderr
+    return int(match["messages"])
+
+
+@final
+class Capture:
+    """Everything a child process writes to one pipe; tests wait on its content."""
+
+    def __init__(self) -> None:
+        self._data = bytearray()
+        self._closed = False
+        self._changed = trio.Event()
+
+    @property
+    def text(self) -> str:
+        return self._data.decode()
+
+    async def drain(self, stream: trio.abc.ReceiveStream) -> None:
+        async with stream:
+            async for chunk in stream:
+                self._data += chunk
+                self._wake()
+        self._closed = True
+        self._wake()
+
+    async def wait_until(self, predicate: Callable[[str], bool]) -> None:
+        """Wait until ``predicate(text)`` holds; fail if the pipe closes first."""
+        while not predicate(self.text):
+            if self._closed:
+                raise AssertionError(f"output ended before the awaited state:\n{self.text}")
+            await self._changed.wait()
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+
+@final
+class Child:
+    """A running ``marketprism`` child process with its stdout and stderr captured."""
+
+    def __init__(self, process: trio.Process) -> None:
+        self.process = process
+        self.stdout = Capture()
+        self.stderr = Capture()
+
+
+@asynccontextmanager
+async def running_cli(*args: str, cwd: Path) -> AsyncIterator[Child]:
+    """Start ``marketprism ARGS``; on exit wait for it and for both pipes to close.
+
+    If the block raises, the child is killed (``trio.run_process`` on cancellation).
+    """
+    async with trio.open_nursery() as nursery:
+        process: trio.Process = await nursery.start(
+            partial(
+                trio.run_process,
+                [*CLI, *args],
+                cwd=cwd,
+                env=ENV,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                check=False,
+            )
+        )
+        assert process.stdout is not None
+        assert process.stderr is not None
+        child = Child(process)
+        nursery.start_soon(child.stdout.drain, process.stdout)
+        nursery.start_soon(child.stderr.drain, process.stderr)
+        yield child
+
+
+async def wait_closed_by_client(fake: FakeExchange) -> int | None:
+    """Wait until the fake's only session ended; return the close code the client sent."""
+    await fake.wait_until(lambda f: len(f.sessions) == 1 and not f.sessions[0].open)
+    return fake.sessions[0].close_code
+
+
+def subscribed(fake: FakeExchange) -> bool:
+    return len(fake.sessions) == 1 and fake.sessions[0].subscribed
+
+
+# -- check ------------------------------------------------------------------------------
+
+
+def test_check_example_config_is_ok() -> None:
+    result = run_cli("check", "config.toml", cwd=REPO)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.splitlines() == ["config.toml: OK: 3 connection(s): binance, okx, deribit"]
+
+
+def test_check_default_path_is_config_toml() -> None:
+    result = run_cli("check", cwd=REPO)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == "config.toml: OK: 3 connection(s): binance, okx, deribit\n"
+
+
+BROKEN: Final = """\
+[supervisor]
+max_restrats = 3
+within = -5
+
+[connections.a]
+exchange = "binanse"
+url = "http://example.com/ws"
+
+[connections.b]
+exchange = "raw"
+url = "not a url"
+stale_after = 0
+"""
+
+BROKEN_PROBLEMS: Final = [
+    "broken.toml:2: supervisor.max_restrats: unknown key; did you mean 'max_restarts'? "
+    "(expected one of: connect_attempts, connect_interval, max_restarts, shutdown_timeout, "
+    "strategy, within)",
+    "broken.toml:3: supervisor.within: -5 is out of range (expected a number > 0 and <= 86400.0)",
+    "broken.toml:6: connections.a.exchange: unknown exchange 'binanse' (expected one of: raw)",
+    "broken.toml:7: connections.a.url: 'http://example.com/ws' is not a WebSocket URL "
+    "(expected ws:// or wss:// with a host)",
+    "broken.toml:11: connections.b.url: 'not a url' is not a WebSocket URL "
+    "(expected ws:// or wss:// with a host)",
+    "broken.toml:12: connections.b.stale_after: 0 is out of range "
+    "(expected a number > 0 and <= 86400.0)",
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "problems"),
+    [
+        pytest.param("broken.toml", BROKEN, BROKEN_PROBLEMS, id="every-problem-one-line-each"),
+        pytest.param(
+            "syntax.toml",
+            "[supervisor]\nwithin = 1.0\n[connections\n",
+            [
+                "syntax.toml:3: syntax: Expected ']' at the end of a table declaration "
+                "(fix the TOML syntax at column 13)"
+            ],
+            id="toml-syntax-error",
+        ),
+    ],
+)
+def test_check_bad_config_prints_problems_and_exits_2(
+    tmp_path: Path, name: str, text: str, problems: list[str]
+) -> None:
+    (tmp_path / name).write_text(text, encoding="utf-8")
+    result = run_cli("check", name, cwd=tmp_path)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.splitlines() == problems
+
+
+def test_check_missing_file_is_one_line(tmp_path: Path) -> None:
+    result = run_cli("check", "missing.toml", cwd=tmp_path)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        "missing.toml: cannot read: no such file (pass the path of a TOML config file)\n"
+    )
+
+
+# -- run: bad config --------------------------------------------------------------------
+
+
+async def test_run_bad_config_exits_2_and_starts_nothing(tmp_path: Path) -> None:
+    with trio.fail_after(DEADLINE):
+        async with open_fake_exchange(interval=0.05) as fake:
+            # Any TCP connection, even one that never finishes its handshake, counts.
+            fake.refuse(1e6)
+            write_config(
+                tmp_path / "bad.toml",
+                fake.url,
+                supervisor="max_restarts = -1",
+                connection='overflow = "drop"',
+                backoff="initial = -1.0",
+            )
+            result = await run_cli_async("run", "bad.toml", "--duration", "5", cwd=tmp_path)
+            await trio.testing.wait_all_tasks_blocked()
+            assert (fake.refused, fake.sessions) == (0, [])
+    assert (result.returncode, result.stdout) == (2, b"")
+    assert result.stderr.decode().splitlines() == [
+        "bad.toml:3: supervisor.max_restarts: -1 is out of range "
+        "(expected an integer >= 0 and <= 1000000)",
+        "bad.toml:9: connections.feed.overflow: unknown overflow 'drop' "
+        "(expected one of: block, drop_oldest, drop_newest)",
+        "bad.toml:12: connections.feed.backoff.initial: -1.0 is out of range "
+        "(expected a number >= 0 and <= 3600.0)",
+    ]
+
+
+def test_run_missing_default_config_exits_2(tmp_path: Path) -> None:
+    result = run_cli("run", cwd=tmp_path)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        "config.toml: cannot read: no such file (pass the path of a TOML config file)\n"
+    )
+
+
+# -- run against a fake exchange --------------------------------------------------------
+
+
+async def test_run_jsonl_for_duration_prints_every_frame_and_closes_1000(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(DEADLINE):
+        async with open_fake_exchange(interval=0.05) as fake:
+            write_config(tmp_path / "feed.toml", fake.url)
+            before = time.time()
+            result = await run_cli_async(
+                "run", "feed.toml", "--output", "jsonl", "--duration", "2", cwd=tmp_path
+            )
+            after = time.time()
+            close_code = await wait_closed_by_client(fake)
+            session = fake.sessions[0]
+    assert result.returncode == 0
+    stderr = result.stderr.decode()
+    assert "Traceback" not in stderr
+    messages = messages_of(result.stdout.decode())
+    # 2 s at one frame per 0.05 s is about 40; allow a slow machine plenty of slack.
+    assert len(messages) >= 10
+    assert_consecutive(messages)
+    assert all(before <= m["received_at"] <= after for m in messages)
+    assert session.received == [SUBSCRIBE]
+    assert close_code == 1000
+    assert len(messages) <= session.sent
+    assert summary_count(stderr) >= len(messages)
+    assert any(line.endswith("--duration 2 s reached; stopping") for line in stderr.splitlines())
+
+
+async def test_run_output_none_prints_nothing_but_delivers(tmp_path: Path) -> None:
+    with trio.fail_after(DEADLINE):
+        async with open_fake_exchange(interval=0.05) as fake:
+            write_config(tmp_path / "feed.toml", fake.url)
+            result = await run_cli_async(
+                "run", "feed.toml", "--output", "none", "--duration", "1", cwd=tmp_path
+            )
+            close_code = await wait_closed_by_client(fake)
+    assert (result.returncode, result.stdout) == (0, b"")
+    stderr = result.stderr.decode()
+    assert "Traceback" not in stderr
+    assert summary_count(stderr) > 0
+    assert close_code == 1000
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+async def test_run_stops_cleanly_on_signal(tmp_path: Path, signum: signal.Signals) -> None:
+    with trio.fail_after(DEADLINE):
+        async with open_fake_exchange(interval=0.05) as fake:
+            write_config(tmp_path / "feed.toml", fake.url)
+            async with running_cli("run", "feed.toml", cwd=tmp_path) as child:
+                await fake.wait_until(subscribed)
+                await child.stdout.wait_until(lambda text: text.count("\n") >= 3)
+                child.process.send_signal(signum)
+                with trio.fail_after(SHUTDOWN_TIMEOUT):
+                    await child.process.wait()
+            close_code = await wait_closed_by_client(fake)
+    assert child.process.returncode == 0
+    assert close_code == 1000
+    messages = messages_of(child.stdout.text)
+    assert len(messages) >= 3
+    assert_consecutive(messages)
+    stderr = child.stderr.text
+    assert "Traceback" not in stderr
+    lines = stderr.splitlines()
+    assert any(line.endswith(f"received {signum.name}; stopping cleanly") for line in lines)
+    assert summary_count(stderr) >= len(messages)
+
+
+async def test_run_second_sigint_during_shutdown_exits_without_traceback(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(DEADLINE):
+        async with open_fake_exchange(interval=0.05) as fake:
+            write_config(tmp_path / "feed.toml", fake.url)
+            async with running_cli("run", "feed.toml", cwd=tmp_path) as child:
+                await fake.wait_until(subscribed)
+                # A stalled exchange never answers the close frame, so the clean stop
+                # takes the whole shutdown_timeout: time for an impatient second Ctrl-C.
+                fake.stall()
+                child.process.send_signal(signal.SIGINT)
+                await child.stderr.wait_until(lambda text: "stopping cleanly" in text)
+                child.process.send_signal(signal.SIGINT)
+                with trio.fail_after(SHUTDOWN_TIMEOUT + 2):
+                    await child.process.wait()
+    assert "Traceback" not in child.stderr.text
+    assert "received SIGINT; already stopping (at most 3 s more)" in child.stderr.text
+    assert child.process.returncode == 0
+
+
+# -- run: the supervisor gives up -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "last_error"),
+    [
+        pytest.param(None, r"ConnectError: .*{url}.*", id="tcp-reset"),
+        pytest.param(
+            429,
+            r"HandshakeRejected: {url} rejected the WebSocket upgrade with HTTP 429",
+            id="http-429",
+        ),
+    ],
+)
+async def test_run_gives_up_loudly_with_exit_1(
+    tmp_path: Path, status: int | None, last_error: str
+) -> None:
+    with trio.fail_after(DEADLINE):
+        async with open_fake_exchange(interval=0.05) as fake:
+            fake.refuse(1e6, status=status)
+            write_config(
+                tmp_path / "feed.toml",
+                fake.url,
+                supervisor="max_restarts = 1\nwithin = 60.0",
+                backoff='initial = 0.05\njitter = "none"',
+            )
+            result = await run_cli_async("run", "feed.toml", cwd=tmp_path)
+            # One failure is restarted, the second one crosses max_restarts = 1.
+            await fake.wait_until(lambda f: f.refused >= 2)
+            assert (fake.refused, fake.sessions) == (2, [])
+    assert (result.returncode, result.stdout) == (1, b"")
+    stderr = result.stderr.decode()
+    assert "Traceback" not in stderr
+    expected = re.escape(
+        "marketprism: gave up on connection 'feed': connection 'feed' needed more than "
+        "1 restarts within 60 s; last error: "
+    ) + last_error.format(url=re.escape(fake.url))
+    assert re.fullmatch(expected, stderr.splitlines()[-1]), stderr
+
+
+# -- demo -------------------------------------------------------------------------------
+
+DEMO_NAMES: Final = ["alpha", "beta", "gamma"]
+DEMO_TITLE: Final = re.compile(r"marketprism demo: (\d+) messages delivered")
+DEMO_FAULT: Final = re.compile(
+    r"\+\s*\d+\.\d s  (alpha|beta|gamma): "
+    r"(close 1001|TCP reset|stall|garbage frame|oversized frame|refuse 2 s|slow sender)"
+)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> subprocess.CompletedProcess[str]:
+    """One ``marketprism demo`` run with frequent faults; stdout is a pipe, not a TTY."""
+    return subprocess.run(
+        [*CLI, "demo", "--duration", "4", "--fault-every", "0.5", "--seed", "3"],
+        cwd=tmp_path_factory.mktemp("demo"),
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_demo_runs_for_duration_and_exits_0(demo: subprocess.CompletedProcess[str]) -> None:
+    assert demo.returncode == 0, demo.stderr
+    assert "Traceback" not in demo.stdout + demo.stderr
+    delivered = [int(n) for n in DEMO_TITLE.findall(demo.stdout)]
+    assert delivered, demo.stdout
+    assert delivered == sorted(delivered)
+    assert delivered[-1] > 0
+    for name in DEMO_NAMES:
+        assert f"{name}: connected to ws://127.0.0.1:" in demo.stderr
+
+
+def test_demo_final_table_shows_every_connection(
+    demo: subprocess.CompletedProcess[str],
+) -> None:
+    final = demo.stdout[demo.stdout.rindex("marketprism demo: ") :]
+    title = DEMO_TITLE.search(final)
+    assert title is not None
+    rows = [
+        [cell.strip() for cell in line.strip().split("│")[1:-1]]
+        for line in final.splitlines()
+        if line.strip().startswith("│")
+    ]
+    assert [row[0] for row in rows] == DEMO_NAMES, final
+    assert [row[1] for row in rows] == ["stopped"] * 3, final
+    received = [int(row[3]) for row in rows]
+    assert all(count > 0 for count in received), final
+    # Every delivered message was received by some connection first.
+    assert 0 < int(title[1]) <= sum(received), final
+    faults = [line.strip() for line in final.splitlines() if DEMO_FAULT.fullmatch(line.strip())]
+    assert faults, final
+
+
+# -- usage errors -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        pytest.param(
+            ["run", "--duration", "-1"],
+            "marketprism run: error: argument --duration: '-1' must be a positive number "
+            "of seconds",
+            id="negative-duration",
+        ),
+        pytest.param(
+            ["run", "--duration", "nan"],
+            "marketprism run: error: argument --duration: 'nan' must be a positive number "
+            "of seconds",
+            id="nan-duration",
+        ),
+        pytest.param(
+            ["run", "--duration", "soon"],
+            "marketprism run: error: argument --duration: 'soon' is not a number of seconds",
+            id="word-duration",
+        ),
+        pytest.param(
+            ["demo", "--fault-every", "0"],
+            "marketprism demo: error: argument --fault-every: '0' must be a positive number "
+            "of seconds",
+            id="zero-fault-every",
+        ),
+        pytest.param(
+            ["run", "--output", "xml"],
+            "marketprism run: error: argument --output: invalid choice: 'xml'",
+            id="unknown-output",
+        ),
+        pytest.param(
+            ["frob"],
+            "marketprism: error: argument COMMAND: invalid choice: 'frob'",
+            id="unknown-command",
+        ),
+        pytest.param(
+            [],
+            "marketprism: error: the following arguments are required: COMMAND",
+            id="no-command",
+        ),
+    ],
+)
+def test_usage_error_exits_2_with_one_error_line(
+    tmp_path: Path, args: list[str], error: str
+) -> None:
+    result = run_cli(*args, cwd=tmp_path)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    # argparse's own format: usage lines, then the error line last.
+    assert len(errors) == 1, result.stderr
+    assert result.stderr.splitlines()[-1] == errors[0]
+    assert errors[0].startswith(error), result.stderr
