@@ -12,6 +12,7 @@ from actors._errors import LocalProtocolError as LocalProtocolError
 from actors._errors import ProtocolError as ProtocolError
 from actors._errors import RemoteProtocolError as RemoteProtocolError
 from actors._errors import RestartLimitExceeded as RestartLimitExceeded
+from actors._errors import ServerClosing as ServerClosing
 from actors._errors import SupervisorError as SupervisorError
 from actors._errors import TransportError as TransportError
 from actors._outbox import Outbox as Outbox
@@ -39,6 +40,7 @@ __all__ = [
     "RegistryClient",
     "RemoteProtocolError",
     "RestartLimitExceeded",
+    "ServerClosing",
     "SupervisorError",
     "TransportError",
 ]

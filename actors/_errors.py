@@ -14,7 +14,8 @@ converted: they travel up as themselves and count as crashes.
     │   ├── ConnectError            TCP/TLS/proxy connect failed, or timed out
     │   ├── HandshakeRejected       the server answered the upgrade with an HTTP status
     │   └── ConnectionLost          an open connection ended (close code/reason, reset, EOF)
-    │       └── FeedStale           no frame arrived for ``stale_after`` seconds
+    │       ├── FeedStale           no frame for ``stale_after`` s, or a heartbeat missed
+    │       └── ServerClosing       the exchange announced it will close the connection
     ├── ProtocolError               one side broke the exchange protocol
     │   ├── LocalProtocolError      our misuse of an adapter (a bug on our side)
     │   └── RemoteProtocolError     the exchange broke its own protocol
@@ -37,6 +38,7 @@ __all__ = [
     "ProtocolError",
     "RemoteProtocolError",
     "RestartLimitExceeded",
+    "ServerClosing",
     "SupervisorError",
     "TransportError",
 ]
@@ -94,10 +96,16 @@ class ConnectionLost(TransportError):
 
 
 class FeedStale(ConnectionLost):
-    """No frame arrived for ``stale_after`` seconds while we waited on the socket.
+    """No frame arrived for ``stale_after`` seconds while we waited on the socket, or a
+    heartbeat the exchange protocol requires went unanswered.
 
     A busy consumer never causes this: only time spent waiting for the exchange counts.
     """
+
+
+class ServerClosing(ConnectionLost):
+    """The exchange announced that it will close this connection soon (Binance
+    ``serverShutdown``, OKX notice 64008); the session ends so a new one starts now."""
 
 
 class ProtocolError(SupervisorError):

@@ -31,17 +31,32 @@ from typing import Final
 import trio
 import trio_websocket
 
-from actors._errors import ConnectError, ConnectionLost, FeedStale, HandshakeRejected
+from actors._errors import (
+    ConnectError,
+    ConnectionLost,
+    FeedStale,
+    HandshakeRejected,
+    ServerClosing,
+)
 from actors._outbox import Outbox
 from actors._spec import ConnectionSpec
-from actors.exchanges._base import ExchangeProtocol
-from actors.exchanges._messages import MalformedFrame, Subscribed
+from actors.exchanges._base import AdapterState, ExchangeProtocol
+from actors.exchanges._messages import (
+    Event,
+    HeartbeatMissed,
+    MalformedFrame,
+    ReconnectRequested,
+    SequenceGap,
+    Subscribed,
+    SubscriptionFailed,
+)
 from actors.net._connect import Connector, redact_url, split_ws_url
 from actors.registry import (
     Connected,
     ConnectionState,
     RegistryClient,
     StateChanged,
+    SubscriptionStates,
     Traffic,
 )
 
@@ -154,7 +169,7 @@ class ConnectionActor:
         self.live_since: float | None = None
         self._logged_kinds: set[str] = set()
         # Traffic not yet reported to the registry.
-        self._frames = self._messages = self._bytes = self._malformed = 0
+        self._frames = self._messages = self._bytes = self._malformed = self._gaps = 0
         self._dropped_reported = 0
         self._last_frame_at = 0.0
 
@@ -281,27 +296,24 @@ class ConnectionActor:
         stale_after = self.spec.stale_after
         receive = ws.get_message
         put = self.outbox.put
-        started = False
+        live = False
         now = trio.current_time()
         last_frame = now
         next_flush = math.inf
         proto.start_session(now)
+        await self._report_subscriptions()
         try:
             while True:
                 for frame in proto.frames_to_send():
                     await ws.send_message(frame)
                 events = proto.events()
                 if events:
-                    for event in events:
-                        if isinstance(event, Subscribed):
-                            self.live_since = trio.current_time()
-                            await self._set_state(ConnectionState.LIVE)
-                            if not started:
-                                started = True
-                                task_status.started()
-                        elif isinstance(event, MalformedFrame):
-                            self._malformed += 1
-                            self._log_malformed(event)
+                    await self._handle(events)
+                if not live and proto.state is AdapterState.LIVE:
+                    live = True
+                    self.live_since = trio.current_time()
+                    await self._set_state(ConnectionState.LIVE)
+                    task_status.started()
                 stale_at = last_frame + stale_after
                 with trio.move_on_at(min(stale_at, proto.deadline(), next_flush)) as waited:
                     data = await receive()
@@ -349,6 +361,47 @@ class ConnectionActor:
                 reason=text,
             ) from exc
 
+    async def _handle(self, events: list[Event]) -> None:
+        name = self.spec.name
+        subscriptions_changed = False
+        for event in events:
+            if isinstance(event, MalformedFrame):
+                self._malformed += 1
+                self._log_malformed(event)
+            elif isinstance(event, Subscribed):
+                subscriptions_changed = True
+            elif isinstance(event, SubscriptionFailed):
+                subscriptions_changed = True
+                logger.error(
+                    "%s: the exchange refused subscription %r: %s %s (check channels/symbols)",
+                    name,
+                    event.topic,
+                    event.code,
+                    event.message,
+                )
+            elif isinstance(event, SequenceGap):
+                self._gaps += 1
+                logger.warning(
+                    "%s: %s book sequence gap: expected to continue from %d, got %d",
+                    name,
+                    event.symbol,
+                    event.expected,
+                    event.received,
+                )
+            elif isinstance(event, HeartbeatMissed):
+                raise FeedStale(f"heartbeat missed: {event.detail}")
+            elif isinstance(event, ReconnectRequested):
+                raise ServerClosing(f"the exchange announced a disconnect: {event.reason}")
+        if subscriptions_changed:
+            await self._report_subscriptions()
+
+    async def _report_subscriptions(self) -> None:
+        states = tuple(self.protocol.subscriptions.items())
+        if states:
+            await self._registry.report(
+                SubscriptionStates(connection=self.spec.name, states=states)
+            )
+
     def _log_malformed(self, event: MalformedFrame) -> None:
         if event.kind in self._logged_kinds:
             return
@@ -369,7 +422,7 @@ class ConnectionActor:
 
     async def _flush(self, now: float) -> None:
         dropped = self.outbox.dropped - self._dropped_reported
-        if not (self._frames or self._malformed or dropped):
+        if not (self._frames or self._malformed or dropped or self._gaps):
             return
         event = Traffic(
             connection=self.spec.name,
@@ -378,10 +431,11 @@ class ConnectionActor:
             bytes=self._bytes,
             dropped=dropped,
             malformed=self._malformed,
+            gaps=self._gaps,
             last_frame_at=self._last_frame_at,
             at=now,
         )
-        self._frames = self._messages = self._bytes = self._malformed = 0
+        self._frames = self._messages = self._bytes = self._malformed = self._gaps = 0
         self._dropped_reported += dropped
         try:
             await self._registry.report(event)

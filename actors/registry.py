@@ -38,6 +38,7 @@ __all__ = [
     "SnapshotRequest",
     "StateChanged",
     "Stats",
+    "SubscriptionStates",
     "Traffic",
 ]
 
@@ -108,6 +109,7 @@ class Traffic(msgspec.Struct, frozen=True, kw_only=True, tag=True):
         bytes: payload size received (characters for text frames, bytes for binary).
         dropped: messages discarded by the overflow policy.
         malformed: frames that could not be understood.
+        gaps: book sequence gaps detected.
         last_frame_at: trio time of the newest frame counted here.
         at: trio time of the flush.
     """
@@ -118,8 +120,16 @@ class Traffic(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     bytes: int
     dropped: int
     malformed: int
+    gaps: int
     last_frame_at: float
     at: float
+
+
+class SubscriptionStates(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """The state of every subscription of a connection (native topic -> state)."""
+
+    connection: str
+    states: tuple[tuple[str, str], ...]
 
 
 class SnapshotRequest(msgspec.Struct, frozen=True, kw_only=True, tag=True):
@@ -142,6 +152,7 @@ RegistryEvent = (
     | Disconnected
     | Restarting
     | Traffic
+    | SubscriptionStates
     | SnapshotRequest
     | PermitRequest
 )
@@ -164,10 +175,12 @@ class ConnectionStats(msgspec.Struct, frozen=True, kw_only=True):
         bytes: payload size received.
         dropped: messages discarded by the overflow policy.
         malformed: frames that could not be understood.
+        gaps: book sequence gaps detected.
         rate: messages per second over the last few seconds.
         idle_for: seconds since the last frame, ``None`` before the first.
         backoff: the current (or last) restart delay in seconds.
         last_error: why the last session ended, empty if none has.
+        subscriptions: native topic -> ``pending``, ``live`` or ``failed: CODE MSG``.
     """
 
     name: str
@@ -183,10 +196,12 @@ class ConnectionStats(msgspec.Struct, frozen=True, kw_only=True):
     bytes: int
     dropped: int
     malformed: int
+    gaps: int
     rate: float
     idle_for: float | None
     backoff: float
     last_error: str
+    subscriptions: dict[str, str]
 
 
 class Stats(msgspec.Struct, frozen=True, kw_only=True):
@@ -212,6 +227,7 @@ class _Record:
         "dropped",
         "exchange",
         "frames",
+        "gaps",
         "last_error",
         "last_frame_at",
         "malformed",
@@ -220,6 +236,7 @@ class _Record:
         "samples",
         "since",
         "state",
+        "subscriptions",
         "url",
     )
 
@@ -230,6 +247,8 @@ class _Record:
         self.since = now
         self.connects = self.disconnects = self.restarts = 0
         self.frames = self.messages = self.bytes = self.dropped = self.malformed = 0
+        self.gaps = 0
+        self.subscriptions: dict[str, str] = {}
         self.last_frame_at: float | None = None
         self.backoff = 0.0
         self.last_error = ""
@@ -283,6 +302,7 @@ class RegistryActor:
             rec.bytes += event.bytes
             rec.dropped += event.dropped
             rec.malformed += event.malformed
+            rec.gaps += event.gaps
             if event.frames:
                 rec.last_frame_at = event.last_frame_at
             self._sample(rec, event.at)
@@ -291,6 +311,8 @@ class RegistryActor:
             if rec.state is not event.state:
                 rec.state = event.state
                 rec.since = event.at
+        elif isinstance(event, SubscriptionStates):
+            self._records[event.connection].subscriptions = dict(event.states)
         elif isinstance(event, Connected):
             self._records[event.connection].connects += 1
         elif isinstance(event, Disconnected):
@@ -373,10 +395,12 @@ class RegistryActor:
                     bytes=rec.bytes,
                     dropped=rec.dropped,
                     malformed=rec.malformed,
+                    gaps=rec.gaps,
                     rate=self._rate(rec, now),
                     idle_for=None if rec.last_frame_at is None else now - rec.last_frame_at,
                     backoff=rec.backoff,
                     last_error=rec.last_error,
+                    subscriptions=dict(rec.subscriptions),
                 )
                 for name, rec in self._records.items()
             ),

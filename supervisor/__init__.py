@@ -18,6 +18,7 @@ from actors._errors import LocalProtocolError as LocalProtocolError
 from actors._errors import ProtocolError as ProtocolError
 from actors._errors import RemoteProtocolError as RemoteProtocolError
 from actors._errors import RestartLimitExceeded as RestartLimitExceeded
+from actors._errors import ServerClosing as ServerClosing
 from actors._errors import SupervisorError as SupervisorError
 from actors._errors import TransportError as TransportError
 from actors.exchanges._messages import Message as Message
@@ -61,6 +62,7 @@ __all__ = [
     "RestartIntensity",
     "RestartLimitExceeded",
     "RestartType",
+    "ServerClosing",
     "Stats",
     "Strategy",
     "Supervisor",

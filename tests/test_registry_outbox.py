@@ -38,6 +38,7 @@ def traffic(at: float, messages: int, **extra: int | float) -> Traffic:
         "bytes": 10 * messages,
         "dropped": 0,
         "malformed": 0,
+        "gaps": 0,
         "last_frame_at": at,
     }
     fields.update(extra)

@@ -15,7 +15,7 @@ Rules of this file:
 
 The caller's loop, for one session::
 
-    proto.start_session(now)                      # queues subscribe frames
+    proto.start_session(now)                      # queues (paced) subscribe frames
     loop:
         write every frame in proto.frames_to_send()
         handle every event in proto.events()
@@ -29,14 +29,21 @@ The caller's loop, for one session::
 from __future__ import annotations
 
 import abc
+import collections
 import enum
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import ClassVar
 
 from actors._errors import LocalProtocolError
 from actors._spec import ConnectionSpec
-from actors.exchanges._messages import Batch, Event, Subscribed
+from actors.exchanges._messages import (
+    Batch,
+    Event,
+    MalformedFrame,
+    Subscribed,
+    SubscriptionFailed,
+)
 
 __all__ = ["TRANSITIONS", "AdapterState", "ExchangeProtocol", "Frame"]
 
@@ -69,6 +76,13 @@ TRANSITIONS: frozenset[tuple[AdapterState, AdapterState]] = frozenset(
 class ExchangeProtocol(abc.ABC):
     """One exchange's protocol for one connection, as a plain object.
 
+    The object lives as long as its connection (across sessions); per-session state is
+    reset by :meth:`start_session`. Subclasses implement :meth:`_on_start` (queue the
+    opening frames with :meth:`_send` / :meth:`_send_at` and declare the acks they
+    expect with :meth:`_expect`) and :meth:`receive_frame`; they report acks with
+    :meth:`_confirm` / :meth:`_refuse`, and may override :meth:`_timer` and
+    :meth:`_on_tick` for heartbeats.
+
     Args:
         spec: the connection this adapter serves (name, channels, symbols, ...).
     """
@@ -83,6 +97,12 @@ class ExchangeProtocol(abc.ABC):
         self._state = AdapterState.IDLE
         self._outbox: list[Frame] = []
         self._events: list[Event] = []
+        self._scheduled: collections.deque[tuple[float, Frame]] = collections.deque()
+        self._pending: set[str] = set()
+        #: Every subscription's state by native topic: ``pending``, ``live``, or
+        #: ``failed: CODE MESSAGE``. Kept across sessions for stats; reset to pending
+        #: when a session re-subscribes.
+        self.subscriptions: dict[str, str] = {}
 
     # -- configuration -------------------------------------------------------------
 
@@ -94,8 +114,8 @@ class ExchangeProtocol(abc.ABC):
             spec: the decoded connection.
 
         Returns:
-            ``(key, problem)`` pairs, e.g. ``("url", "required by the raw adapter (...)")``;
-            empty when the spec is usable.
+            ``(key, problem)`` pairs, e.g. ``("url", "missing (...)")``; empty when the
+            spec is usable.
         """
         if spec.url is None and cls.default_url is None:
             return [
@@ -135,7 +155,8 @@ class ExchangeProtocol(abc.ABC):
     def start_session(self, now: float) -> None:
         """A new connection is open: reset per-session state and queue subscriptions.
 
-        Side effects for the caller: write :meth:`frames_to_send`, handle :meth:`events`.
+        Side effects for the caller: write :meth:`frames_to_send`, handle :meth:`events`,
+        call :meth:`tick` by :meth:`deadline`.
 
         Raises:
             LocalProtocolError: a session is already running.
@@ -143,13 +164,20 @@ class ExchangeProtocol(abc.ABC):
         self._move(AdapterState.SUBSCRIBING, "start_session")
         self._outbox.clear()
         self._events.clear()
+        self._scheduled.clear()
+        self._pending.clear()
         self._on_start(now)
+        self._release(now)
+        self._maybe_live()
 
     def end_session(self) -> None:
         """The connection is gone; forget per-session state. Idempotent."""
         if self._state is not AdapterState.IDLE:
             self._move(AdapterState.IDLE, "end_session")
         self._outbox.clear()
+        self._scheduled.clear()
+        self._pending.clear()
+        self._on_end()
 
     def frames_to_send(self) -> list[Frame]:
         """Frames the caller must write now, in order; the adapter forgets them."""
@@ -163,14 +191,16 @@ class ExchangeProtocol(abc.ABC):
 
     def deadline(self) -> float:
         """The caller's monotonic time by which :meth:`tick` must be called (or ``inf``)."""
-        return math.inf
+        due = self._scheduled[0][0] if self._scheduled else math.inf
+        return min(due, self._timer())
 
-    def tick(self, now: float) -> None:  # noqa: B027 - optional hook, default no-op
-        """Time passed without a frame: queue heartbeats or paced frames that are due."""
+    def tick(self, now: float) -> None:
+        """Time passed: release paced frames that are due, run heartbeat timers.
 
-    @abc.abstractmethod
-    def _on_start(self, now: float) -> None:
-        """Queue the session's opening frames (subscriptions, heartbeat setup)."""
+        Side effects for the caller: write :meth:`frames_to_send`, handle :meth:`events`.
+        """
+        self._release(now)
+        self._on_tick(now)
 
     @abc.abstractmethod
     def receive_frame(self, data: Frame, now: float, received_at: float) -> Batch:
@@ -181,6 +211,61 @@ class ExchangeProtocol(abc.ABC):
         ``MalformedFrame`` event and never raises.
         """
 
-    def _mark_live(self, topics: Sequence[str]) -> None:
-        self._move(AdapterState.LIVE, "confirming subscriptions")
+    # -- for subclasses ------------------------------------------------------------
+
+    @abc.abstractmethod
+    def _on_start(self, now: float) -> None:
+        """Queue the session's opening frames (subscriptions, heartbeat setup)."""
+
+    def _on_end(self) -> None:  # noqa: B027 - optional hook
+        """Forget per-session state of the subclass."""
+
+    def _timer(self) -> float:
+        """The subclass's next timer (heartbeat) deadline, or ``inf``."""
+        return math.inf
+
+    def _on_tick(self, now: float) -> None:  # noqa: B027 - optional hook
+        """The subclass's timers are due (or may be): send pings, detect misses."""
+
+    def _send(self, frame: Frame) -> None:
+        """Queue a frame to write now."""
+        self._outbox.append(frame)
+
+    def _send_at(self, at: float, frame: Frame) -> None:
+        """Queue a frame to write at ``at`` (calls must come in non-decreasing ``at``)."""
+        self._scheduled.append((at, frame))
+
+    def _release(self, now: float) -> None:
+        scheduled = self._scheduled
+        while scheduled and scheduled[0][0] <= now:
+            self._outbox.append(scheduled.popleft()[1])
+
+    def _expect(self, topics: Iterable[str]) -> None:
+        """These topics were requested this session; their acks are outstanding."""
+        for topic in topics:
+            self._pending.add(topic)
+            self.subscriptions[topic] = "pending"
+
+    def _confirm(self, topics: Sequence[str]) -> None:
+        """The exchange acknowledged ``topics``."""
+        for topic in topics:
+            self._pending.discard(topic)
+            self.subscriptions[topic] = "live"
         self._events.append(Subscribed(topics=tuple(topics)))
+        self._maybe_live()
+
+    def _refuse(self, topic: str, code: str, message: str) -> None:
+        """The exchange refused ``topic``."""
+        self._pending.discard(topic)
+        self.subscriptions[topic] = f"failed: {code} {message}"
+        self._events.append(SubscriptionFailed(topic=topic, code=code, message=message))
+        self._maybe_live()
+
+    def _maybe_live(self) -> None:
+        if self._state is AdapterState.SUBSCRIBING and not self._pending:
+            self._move(AdapterState.LIVE, "confirming subscriptions")
+
+    def _malformed(self, kind: str, detail: str, data: Frame) -> None:
+        """Queue a MalformedFrame event for ``data``."""
+        sample = data if isinstance(data, str) else data.decode("utf-8", "replace")
+        self._events.append(MalformedFrame(kind=kind, detail=detail, sample=sample[:200]))

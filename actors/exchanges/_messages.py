@@ -1,8 +1,9 @@
 """Normalized messages delivered to consumers, and the adapters' control events.
 
 Messages are tagged msgspec Structs: the tag field is ``kind`` and its value is what
-``marketprism run --output jsonl`` prints (``raw`` now; ``trade``, ``ticker``,
-``book_snapshot``, ``book_delta`` with the exchange adapters). Every message carries the
+``marketprism run --output jsonl`` prints: ``raw``, ``trade``, ``ticker``,
+``book_snapshot``, ``book_delta``. Prices and sizes are exact ``Decimal`` values (printed
+as strings in JSON), never floats. Every message carries the
 connection it came from, the exchange, and ``received_at`` (Unix time in seconds, taken
 when the frame was read from the socket).
 
@@ -12,16 +13,27 @@ their class name and never reach consumers directly.
 
 from __future__ import annotations
 
-from typing import Any, TypeAlias
+from decimal import Decimal
+from typing import Any, Literal, TypeAlias
 
 import msgspec
 
 __all__ = [
     "Batch",
+    "BookDelta",
+    "BookSnapshot",
+    "Event",
+    "HeartbeatMissed",
+    "Level",
     "MalformedFrame",
     "Message",
     "RawMessage",
+    "ReconnectRequested",
+    "SequenceGap",
     "Subscribed",
+    "SubscriptionFailed",
+    "Ticker",
+    "Trade",
 ]
 
 
@@ -41,20 +53,165 @@ class RawMessage(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", ta
     data: Any
 
 
+class _Market(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
+    """Fields every normalized market message carries.
+
+    Attributes:
+        connection: the connection's configured name.
+        exchange: the adapter's exchange name (``binance``, ``okx``, ``deribit``, ...).
+        received_at: Unix time (seconds) when the frame was read.
+        symbol: the normalized symbol: ``BASE-QUOTE`` for spot, ``BASE-QUOTE-PERP`` for
+            perpetual swaps (Deribit's BTC-PERPETUAL is ``BTC-USD-PERP``).
+    """
+
+    connection: str
+    exchange: str
+    received_at: float
+    symbol: str
+
+
+class Trade(_Market, frozen=True, kw_only=True, tag="trade"):
+    """One trade.
+
+    Attributes:
+        side: the taker's side, ``buy`` or ``sell``.
+        price: exact price.
+        amount: exact size, in the exchange's unit (base currency for spot; contracts
+            on OKX swaps; USD on Deribit inverse perpetuals).
+        trade_id: the exchange's trade id, as a string.
+        timestamp: the exchange's trade time, Unix milliseconds.
+    """
+
+    side: Literal["buy", "sell"]
+    price: Decimal
+    amount: Decimal
+    trade_id: str
+    timestamp: int
+
+
+class Ticker(_Market, frozen=True, kw_only=True, tag="ticker"):
+    """Best bid and ask.
+
+    Attributes:
+        bid: best bid price.
+        bid_size: size at the best bid.
+        ask: best ask price.
+        ask_size: size at the best ask.
+        timestamp: exchange time in Unix milliseconds, ``None`` when the exchange sends
+            none (Binance spot bookTicker).
+    """
+
+    bid: Decimal
+    bid_size: Decimal
+    ask: Decimal
+    ask_size: Decimal
+    timestamp: int | None
+
+
+#: One price level: (price, size). Size 0 in a delta removes the level.
+Level: TypeAlias = tuple[Decimal, Decimal]
+
+
+class BookSnapshot(_Market, frozen=True, kw_only=True, tag="book_snapshot"):
+    """A full order book (or its top N levels).
+
+    Attributes:
+        bids: levels, best (highest) first.
+        asks: levels, best (lowest) first.
+        sequence: the exchange's sequence/update id of this book, if it has one.
+        timestamp: exchange time in Unix milliseconds, if sent.
+    """
+
+    bids: tuple[Level, ...]
+    asks: tuple[Level, ...]
+    sequence: int | None
+    timestamp: int | None
+
+
+class BookDelta(_Market, frozen=True, kw_only=True, tag="book_delta"):
+    """Changed levels of an order book; size 0 removes a level.
+
+    Attributes:
+        bids: changed bid levels.
+        asks: changed ask levels.
+        sequence: the exchange's id of this update (Binance ``u``, OKX ``seqId``,
+            Deribit ``change_id``).
+        prev_sequence: the id the previous update must have had (Binance ``U - 1``,
+            Binance USD-M ``pu``, OKX ``prevSeqId``, Deribit ``prev_change_id``), or
+            ``None``.
+        timestamp: exchange time in Unix milliseconds, if sent.
+    """
+
+    bids: tuple[Level, ...]
+    asks: tuple[Level, ...]
+    sequence: int | None
+    prev_sequence: int | None
+    timestamp: int | None
+
+
 #: Every message type a consumer can receive.
-Message: TypeAlias = RawMessage
+Message: TypeAlias = RawMessage | Trade | Ticker | BookSnapshot | BookDelta
 #: Everything decoded from one received frame, delivered together.
 Batch: TypeAlias = "tuple[Message, ...]"
 
 
 class Subscribed(msgspec.Struct, frozen=True, kw_only=True, tag=True):
-    """The adapter's subscriptions for this session are confirmed (or need no ack).
+    """The exchange confirmed these subscriptions (native topic names).
 
     Attributes:
         topics: the native topics now live.
     """
 
     topics: tuple[str, ...]
+
+
+class SubscriptionFailed(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """The exchange refused a subscription; it stays failed until the next session.
+
+    Attributes:
+        topic: the native topic.
+        code: the exchange's error code, as text (``"2"``, ``"60018"``, ``"13778"``).
+        message: the exchange's error message.
+    """
+
+    topic: str
+    code: str
+    message: str
+
+
+class SequenceGap(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """A book update did not follow the previous one: at least one update was lost.
+
+    Attributes:
+        symbol: the normalized symbol.
+        expected: the id the update should have continued from.
+        received: the id it did continue from.
+    """
+
+    symbol: str
+    expected: int
+    received: int
+
+
+class ReconnectRequested(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """The exchange announced it will close this connection (Binance ``serverShutdown``,
+    OKX notice 64008): reconnect now rather than lose data later.
+
+    Attributes:
+        reason: the notice, for the log.
+    """
+
+    reason: str
+
+
+class HeartbeatMissed(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """A heartbeat the exchange protocol requires went unanswered: the session is dead.
+
+    Attributes:
+        detail: what was missed (``no pong within 20 s of our ping``).
+    """
+
+    detail: str
 
 
 class MalformedFrame(msgspec.Struct, frozen=True, kw_only=True, tag=True):
@@ -73,4 +230,11 @@ class MalformedFrame(msgspec.Struct, frozen=True, kw_only=True, tag=True):
 
 
 #: Control events an adapter may emit.
-Event: TypeAlias = Subscribed | MalformedFrame
+Event: TypeAlias = (
+    Subscribed
+    | SubscriptionFailed
+    | SequenceGap
+    | ReconnectRequested
+    | HeartbeatMissed
+    | MalformedFrame
+)

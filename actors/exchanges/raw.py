@@ -13,11 +13,9 @@ import msgspec
 
 from actors._spec import ConnectionSpec
 from actors.exchanges._base import ExchangeProtocol, Frame
-from actors.exchanges._messages import Batch, MalformedFrame, RawMessage
+from actors.exchanges._messages import Batch, RawMessage
 
 __all__ = ["RawProtocol"]
-
-_SAMPLE_CHARS = 200
 
 
 class RawProtocol(ExchangeProtocol):
@@ -42,17 +40,17 @@ class RawProtocol(ExchangeProtocol):
         return problems
 
     def _on_start(self, now: float) -> None:
-        self._outbox.extend(self.spec.subscribe)
-        self._mark_live(self.spec.subscribe)
+        # No acks in a raw protocol: the frames count as confirmed once queued.
+        for frame in self.spec.subscribe:
+            self._send(frame)
+        if self.spec.subscribe:
+            self._confirm(self.spec.subscribe)
 
     def receive_frame(self, data: Frame, now: float, received_at: float) -> Batch:
         try:
             value = self._decode(data)
         except msgspec.DecodeError as exc:
-            sample = data if isinstance(data, str) else data.decode("utf-8", "replace")
-            self._events.append(
-                MalformedFrame(kind="invalid_json", detail=str(exc), sample=sample[:_SAMPLE_CHARS])
-            )
+            self._malformed("invalid_json", str(exc), data)
             return ()
         return (
             RawMessage(connection=self._name, exchange="raw", received_at=received_at, data=value),
