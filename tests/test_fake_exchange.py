@@ -28,7 +28,7 @@ import trio_websocket
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
 import supervisor.testing
-from supervisor.testing import FakeExchange, FakeSession, open_fake_exchange, route
+from supervisor.testing import FakeExchange, FakeSession, SessionIO, open_fake_exchange, route
 
 TRANSPORTS = ["tcp", "memory"]
 
@@ -162,6 +162,8 @@ def test_all_is_sorted_and_complete() -> None:
     assert supervisor.testing.__all__ == [
         "FakeExchange",
         "FakeSession",
+        "SessionHandler",
+        "SessionIO",
         "open_fake_exchange",
         "route",
     ]
@@ -727,3 +729,34 @@ async def test_tls_data_and_reset(
             assert await ws.get_message() == '{"seq":0,"session":0}'
             await fake.reset()
             assert (await close_of(ws)).code == 1006
+
+
+async def test_a_handler_runs_the_session_and_faults_still_apply(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def echo_upper(io: SessionIO) -> None:
+        while True:
+            frame = await io.receive()
+            assert isinstance(frame, str)
+            if frame == "bye":
+                io.close(4001, "asked to")
+                return
+            await io.send(frame.upper(), data=False)
+
+    with trio.fail_after(30):
+        async with open_fake_exchange(transport="memory", handler=echo_upper) as fake:
+            async with trio.open_nursery() as nursery:
+                stream = await fake.connect(fake.url)
+                ws = await trio_websocket.wrap_client_stream(nursery, stream, "fake", "/ws")
+                await ws.send_message("hello")
+                assert await ws.get_message() == "HELLO"
+                await fake.garbage()
+                assert await ws.get_message() == "\x00garbage{"
+                await ws.send_message("bye")
+                with pytest.raises(ConnectionClosed) as closed:
+                    await ws.get_message()
+                assert closed.value.reason is not None
+                assert (closed.value.reason.code, closed.value.reason.reason) == (4001, "asked to")
+                await stream.aclose()
+            assert fake.sessions[0].received == ["hello", "bye"]
+            assert fake.sessions[0].sent == 0

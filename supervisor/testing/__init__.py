@@ -7,7 +7,16 @@ resets, stalls, garbage and oversized frames, refused connections, a slow sender
 
 from ._fake import FakeExchange as FakeExchange
 from ._fake import FakeSession as FakeSession
+from ._fake import SessionHandler as SessionHandler
+from ._fake import SessionIO as SessionIO
 from ._fake import open_fake_exchange as open_fake_exchange
 from ._fake import route as route
 
-__all__ = ["FakeExchange", "FakeSession", "open_fake_exchange", "route"]
+__all__ = [
+    "FakeExchange",
+    "FakeSession",
+    "SessionHandler",
+    "SessionIO",
+    "open_fake_exchange",
+    "route",
+]

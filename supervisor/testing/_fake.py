@@ -85,6 +85,8 @@ _LINGER_RESET: Final = struct.pack("ii", 1, 0)
 
 _Transport = Literal["tcp", "memory"]
 _Payload = Callable[["FakeSession", int], str | bytes]
+#: An exchange-specific session program: runs one client session over a SessionIO.
+SessionHandler = Callable[["SessionIO"], Awaitable[None]]
 
 
 class _EndKind(enum.Enum):
@@ -235,6 +237,98 @@ class FakeSession:
         )
 
 
+def _check_close(code: int, reason: str) -> None:
+    if not 1000 <= code <= 4999 or code in _UNSENDABLE_CLOSE_CODES:
+        raise ValueError(
+            f"close code {code!r} may not be sent (RFC 6455 section 7.4); "
+            f"use 1000-4999 except 1004, 1005, 1006 and 1015, e.g. 1000 or 4000"
+        )
+    if len(reason.encode()) > _MAX_CLOSE_REASON_BYTES:
+        raise ValueError(
+            f"close reason {reason[:20]!r}... is {len(reason.encode())} bytes of UTF-8; "
+            f"a close frame holds at most {_MAX_CLOSE_REASON_BYTES} (RFC 6455 section 5.5)"
+        )
+
+
+class SessionIO:
+    """One client session as an exchange-specific fake handler sees it.
+
+    A handler (see ``open_fake_exchange(handler=...)``) is a plain async program that
+    implements an exchange's server side for one session: read the client's frames,
+    answer them, push data, ping. The generic fake keeps owning the transport, so every
+    fault (close, reset, stall, garbage, oversized, refuse, slow) still applies.
+
+    Created by the fake only.
+
+    Attributes:
+        session: the :class:`FakeSession` being served.
+        fake: the :class:`FakeExchange` serving it.
+    """
+
+    def __init__(
+        self, fake: FakeExchange, session: FakeSession, ws: WebSocketConnection, gate: _GatedStream
+    ) -> None:
+        self.fake = fake
+        self.session = session
+        self._ws = ws
+        self._gate = gate
+
+    async def receive(self) -> str | bytes:
+        """The client's next frame (also recorded in ``session.received``).
+
+        Raises:
+            trio_websocket.ConnectionClosed: the client closed or went away.
+
+        Cancellation: atomic.
+        """
+        message = await self._ws.get_message()
+        self.session.received.append(message)
+        self.session.subscribed = True
+        self.fake._changed()
+        return message
+
+    async def send(self, frame: str | bytes, *, data: bool = True) -> None:
+        """Send one frame to the client, waiting while the session is stalled.
+
+        Args:
+            frame: the frame.
+            data: count it in ``session.sent`` (False for acks, pongs, notices).
+
+        Raises:
+            trio_websocket.ConnectionClosed: the client is gone.
+
+        Cancellation: may be partial (the frame may be on the wire).
+        """
+        if self._gate.stalled:
+            await self._gate.wait_resumed()
+        await self._ws.send_message(frame)
+        if data:
+            self.session.sent += 1
+        self.fake._changed()
+
+    async def ping(self, payload: bytes) -> None:
+        """Send a WebSocket ping and wait for the matching pong.
+
+        Callers bound the wait (``trio.move_on_after``) to model an exchange's pong
+        deadline.
+
+        Raises:
+            trio_websocket.ConnectionClosed: the client is gone.
+
+        Cancellation: may be partial (the ping may be on the wire).
+        """
+        await self._ws.ping(payload)
+
+    def close(self, code: int, reason: str = "") -> None:
+        """End this session with a close frame (code, reason), as the exchange would."""
+        _check_close(code, reason)
+        self.session._end(_EndKind.CLOSE, code, reason)
+
+    async def wait_interval(self, since: float) -> float:
+        """Sleep until ``since + fake.interval`` (re-read on changes); return that time."""
+        return await self.fake._wait_interval(since)
+
+
 def _default_payload(session: FakeSession, seq: int) -> str:
     return f'{{"seq":{seq},"session":{session.index}}}'
 
@@ -282,8 +376,10 @@ class FakeExchange:
         interval: float,
         require_subscribe: bool,
         payload: _Payload | None,
+        handler: SessionHandler | None = None,
     ) -> None:
         """Do not call; use :func:`open_fake_exchange`, which starts and stops the fake."""
+        self._handler = handler
         self._name = name
         self._transport = transport
         self._url = url
@@ -457,16 +553,7 @@ class FakeExchange:
         Cancellation:
             Partial: sessions already asked to close still close, in their own tasks.
         """
-        if not 1000 <= code <= 4999 or code in _UNSENDABLE_CLOSE_CODES:
-            raise ValueError(
-                f"close code {code!r} may not be sent (RFC 6455 section 7.4); "
-                f"use 1000-4999 except 1004, 1005, 1006 and 1015, e.g. 1000 or 4000"
-            )
-        if len(reason.encode()) > _MAX_CLOSE_REASON_BYTES:
-            raise ValueError(
-                f"close reason {reason[:20]!r}... is {len(reason.encode())} bytes of UTF-8; "
-                f"a close frame holds at most {_MAX_CLOSE_REASON_BYTES} (RFC 6455 section 5.5)"
-            )
+        _check_close(code, reason)
         await self._end_sessions(_EndKind.CLOSE, code, reason)
 
     async def reset(self) -> None:
@@ -734,10 +821,14 @@ class FakeExchange:
         self, session: FakeSession, ws: WebSocketConnection, gate: _GatedStream
     ) -> None:
         with session._scope:
-            async with trio.open_nursery() as tasks:
-                tasks.start_soon(self._send_data, session, ws, gate)
-                await self._receive(session, ws)
-                tasks.cancel_scope.cancel(reason="session ended by the client")
+            if self._handler is not None:
+                with suppress(ConnectionClosed):
+                    await self._handler(SessionIO(self, session, ws, gate))
+            else:
+                async with trio.open_nursery() as tasks:
+                    tasks.start_soon(self._send_data, session, ws, gate)
+                    await self._receive(session, ws)
+                    tasks.cancel_scope.cancel(reason="session ended by the client")
         if session._end_kind is _EndKind.RESET:
             await gate.reset()
         elif session._end_kind is _EndKind.CLOSE:
@@ -815,6 +906,7 @@ async def open_fake_exchange(
     interval: float = 0.1,
     require_subscribe: bool = True,
     payload: _Payload | None = None,
+    handler: SessionHandler | None = None,
 ) -> AsyncIterator[FakeExchange]:
     """Run a fake exchange WebSocket server for the duration of the block.
 
@@ -840,6 +932,10 @@ async def open_fake_exchange(
         payload: ``payload(session, seq)`` returns data frame ``seq`` of ``session``;
             the default is ``{"seq":N,"session":K}``. Exceptions it raises propagate
             out of this context manager.
+        handler: an exchange-specific session program (see :class:`SessionIO`) that
+            replaces the default behaviour (record frames, push ``payload`` frames);
+            ``interval``, ``require_subscribe`` and ``payload`` are then the handler's
+            to use or ignore.
 
     Yields:
         The running fake.
@@ -889,6 +985,7 @@ async def open_fake_exchange(
             interval=float(interval),
             require_subscribe=require_subscribe,
             payload=payload,
+            handler=handler,
         )
         if listener is not None:
             # Already listening (open_tcp_listeners), so clients may connect at once.
