@@ -59,6 +59,13 @@ class ConnectionSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
         channels: normalized channel names (``trades``, ``ticker``, ...).
         symbols: normalized symbols (``BTC-USDT``) or the exchange's native names.
         subscribe: frames the ``raw`` adapter sends verbatim after every connect.
+        raw: native topics an exchange adapter subscribes in addition to
+            ``channels`` x ``symbols`` (e.g. ``btcusdt@aggTrade``); their frames are
+            delivered as ``raw`` messages unless the adapter recognises them.
+        heartbeat: seconds for the exchange's heartbeat, where it has one we set
+            (OKX: send ``ping`` after this long without a frame, must be < 30; Deribit:
+            ``public/set_heartbeat`` interval, >= 10); ``None`` for the adapter's
+            default.
         stale_after: seconds without a frame, while waiting on the socket, that end the
             session as stale.
         connect_timeout: seconds for TCP connect, TLS and the WebSocket upgrade.
@@ -73,6 +80,8 @@ class ConnectionSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     channels: tuple[str, ...] = ()
     symbols: tuple[str, ...] = ()
     subscribe: tuple[str, ...] = ()
+    raw: tuple[str, ...] = ()
+    heartbeat: Annotated[float, msgspec.Meta(gt=0, le=3600.0)] | None = None
     stale_after: PositiveSeconds = DEFAULT_STALE_AFTER
     connect_timeout: PositiveSeconds = DEFAULT_CONNECT_TIMEOUT
     overflow: Overflow = Overflow.BLOCK

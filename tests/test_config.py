@@ -24,8 +24,8 @@ SRC = "config.toml"
 URL = "wss://stream.example.com/ws"
 SUP_KEYS = "connect_attempts, connect_interval, max_restarts, shutdown_timeout, strategy, within"
 CONN_KEYS = (
-    "backoff, buffer, channels, connect_timeout, exchange, max_message_size, overflow, "
-    "restart, stale_after, subscribe, symbols, url"
+    "backoff, buffer, channels, connect_timeout, exchange, heartbeat, max_message_size, "
+    "overflow, raw, restart, stale_after, subscribe, symbols, url"
 )
 BACKOFF_KEYS = "initial, jitter, max, multiplier, reset_after"
 
@@ -233,8 +233,8 @@ BAD = [
         url = "{URL}"
         """,
         [
-            "config.toml:2: connections.a.exchange: unknown exchange 'binanse' "
-            "(expected one of: raw)"
+            "config.toml:2: connections.a.exchange: unknown exchange 'binanse'; did you mean "
+            "'binance'? (expected one of: binance, binance_usdm, deribit, okx, raw)"
         ],
         id="unknown-exchange",
     ),
@@ -288,7 +288,8 @@ BAD = [
         """,
         [
             "config.toml:1: connections.a.exchange: missing "
-            "(expected one of: raw; set it here or in [defaults])"
+            "(expected one of: binance, binance_usdm, deribit, okx, raw; set it here or in"
+            " [defaults])"
         ],
         id="missing-exchange",
     ),
@@ -495,7 +496,8 @@ BAD = [
         exchange = "raw"
         """,
         [
-            "config.toml:2: defaults.exchange: unknown exchange 'binanse' (expected one of: raw)",
+            "config.toml:2: defaults.exchange: unknown exchange 'binanse'; did you mean"
+            " 'binance'? (expected one of: binance, binance_usdm, deribit, okx, raw)",
             "config.toml:3: defaults.name: unknown key "
             "(each connection's name comes from its [connections.NAME] header)",
         ],
@@ -537,7 +539,7 @@ BAD = [
             "config.toml:5: supervisor.within: 0 is out of range "
             "(expected a number > 0 and <= 86400.0)",
             "config.toml:7: connections.a.exchange: unknown exchange 'rwa'; "
-            "did you mean 'raw'? (expected one of: raw)",
+            "did you mean 'raw'? (expected one of: binance, binance_usdm, deribit, okx, raw)",
             "config.toml:8: connections.a.url: 'ftp://alice:***@example.com' is not a "
             "WebSocket URL (expected ws:// or wss:// with a host)",
             "config.toml:8: connections.a.url: 'ftp://alice:***@example.com' has credentials "
