@@ -38,7 +38,7 @@ from typing import Final, NamedTuple
 
 import trio
 
-from actors._errors import RestartLimitExceeded, SupervisorError
+from actors._errors import RestartLimitExceeded, ServerClosing, SupervisorError
 from actors._outbox import Outbox
 from actors.connection import ConnectionActor
 from actors.exchanges import ADAPTERS
@@ -335,7 +335,9 @@ class Supervisor:
                 except* trio.Cancelled:
                     raise
                 except* Exception as group:
-                    error = group.exceptions[0] if len(group.exceptions) == 1 else group
+                    # Nurseries nest groups; a lone failure is reported as itself.
+                    leaves = list(_leaves(group))
+                    error = leaves[0] if len(leaves) == 1 else group
             live_since = child.actor.live_since
             if live_since is not None:
                 live_for = trio.current_time() - live_since
@@ -385,7 +387,14 @@ class Supervisor:
 
         if ended.live_for is not None and ended.live_for >= child.config.backoff.reset_after:
             child.backoff.reset()
-        delay = child.backoff.next_delay()
+        if isinstance(ended.error, ServerClosing):
+            # A planned disconnect announced by the exchange (Binance serverShutdown,
+            # OKX 64008) is not a failure: reconnect at once, as the exchanges ask,
+            # without growing the backoff. It still counts toward intensity, so an
+            # exchange that announces in a loop cannot make us spin.
+            delay = 0.0
+        else:
+            delay = child.backoff.next_delay()
         for member in self._group(child):
             if member is not child:
                 if member.config.restart is RestartType.TEMPORARY:
