@@ -87,6 +87,8 @@ class _WatchedStream(trio.abc.Stream):
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
         self.ended = trio.Event()
+        #: trio time bytes last arrived (data or control frames such as pings).
+        self.last_received = trio.current_time()
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         try:
@@ -104,7 +106,9 @@ class _WatchedStream(trio.abc.Stream):
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self.ended.set()
             raise
-        if not data:
+        if data:
+            self.last_received = trio.current_time()
+        else:
             self.ended.set()
         return data
 
@@ -204,7 +208,7 @@ class ConnectionActor:
                     try:
                         ws, stream = await self._open(reader, url, host, port, resource)
                         try:
-                            await self._pump(ws, task_status)
+                            await self._pump(ws, stream, task_status)
                         except FeedStale:
                             # A silent peer would not answer a closing handshake
                             # either: drop the socket instead of waiting for it.
@@ -229,7 +233,7 @@ class ConnectionActor:
 
     async def _open(
         self, reader: _ReaderHost, url: str, host: str, port: int, resource: str
-    ) -> tuple[trio_websocket.WebSocketConnection, trio.abc.Stream]:
+    ) -> tuple[trio_websocket.WebSocketConnection, _WatchedStream]:
         shown = redact_url(url)
         timeout = self.spec.connect_timeout
         with trio.move_on_after(timeout) as deadline:
@@ -290,7 +294,10 @@ class ConnectionActor:
         await trio.aclose_forcefully(stream)
 
     async def _pump(
-        self, ws: trio_websocket.WebSocketConnection, task_status: trio.TaskStatus[None]
+        self,
+        ws: trio_websocket.WebSocketConnection,
+        stream: _WatchedStream,
+        task_status: trio.TaskStatus[None],
     ) -> None:
         proto = self.protocol
         stale_after = self.spec.stale_after
@@ -319,7 +326,11 @@ class ConnectionActor:
                     data = await receive()
                 now = trio.current_time()
                 if waited.cancelled_caught:
-                    if now >= stale_at:
+                    if now >= stale_at and stream.last_received > last_frame:
+                        # Only control frames (an exchange's WebSocket pings) arrived:
+                        # the connection is alive, so the stale clock restarts there.
+                        last_frame = stream.last_received
+                    elif now >= stale_at:
                         raise FeedStale(
                             f"stale: no frame for {stale_after:g} s from {redact_url(proto.url)}",
                             code=None,

@@ -387,14 +387,12 @@ class Supervisor:
 
         if ended.live_for is not None and ended.live_for >= child.config.backoff.reset_after:
             child.backoff.reset()
-        if isinstance(ended.error, ServerClosing):
-            # A planned disconnect announced by the exchange (Binance serverShutdown,
-            # OKX 64008) is not a failure: reconnect at once, as the exchanges ask,
-            # without growing the backoff. It still counts toward intensity, so an
-            # exchange that announces in a loop cannot make us spin.
-            delay = 0.0
-        else:
-            delay = child.backoff.next_delay()
+        # A planned disconnect announced by the exchange (Binance serverShutdown, OKX
+        # 64008) is not a failure: reconnect at once, as the exchanges ask, without
+        # growing the backoff. It still counts toward intensity, so an exchange that
+        # announces in a loop cannot make us spin.
+        announced = isinstance(ended.error, ServerClosing)
+        delay = 0.0 if announced else child.backoff.next_delay()
         for member in self._group(child):
             if member is not child:
                 if member.config.restart is RestartType.TEMPORARY:

@@ -160,7 +160,11 @@ def test_all_is_sorted_and_complete() -> None:
     assert supervisor.testing.__all__ == sorted(supervisor.testing.__all__)
     assert set(supervisor.testing.__all__) == public
     assert supervisor.testing.__all__ == [
+        "FakeBinance",
+        "FakeBinanceUsdm",
+        "FakeDeribit",
         "FakeExchange",
+        "FakeOkx",
         "FakeSession",
         "SessionHandler",
         "SessionIO",

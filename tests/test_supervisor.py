@@ -18,7 +18,7 @@ import trio
 from helpers import SUBSCRIBE, RecordingConnector, make_config
 
 from supervisor import RawMessage, RestartLimitExceeded, open_supervisor
-from supervisor.testing import FakeExchange, open_fake_exchange
+from supervisor.testing import FakeExchange, SessionIO, open_fake_exchange
 
 
 def data(msg: object) -> dict[str, Any]:
@@ -653,3 +653,26 @@ async def test_a_batch_is_continued_by_the_next_loop() -> None:
         assert msg.data == 0
         break
     assert [msg.data async for msg in stream] == [1, 2]
+
+
+async def test_websocket_pings_alone_keep_a_quiet_connection_alive(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Binance-style: the server pings every 10 s and sends no data at all. The
+    # connection is alive (the exchange's own heartbeat says so): no stale restart.
+    async def pinger(io: SessionIO) -> None:
+        await io.receive()  # the subscribe frame
+        while True:
+            await trio.sleep(10.0)
+            await io.ping(b"hb")
+
+    async with open_fake_exchange(name="a", transport="memory", handler=pinger) as fake:
+        config = make_config(fake, stale_after=15.0)
+        with trio.fail_after(300):
+            async with open_supervisor(config, connector=fake.connect) as sup:
+                await trio.sleep_until(100.0)
+                quiet = (await sup.stats()).connections[0]
+                fake.stall()  # now truly silent: stale 15 s after the last ping (t=100)
+                await fake.wait_until(lambda f: len(f.sessions) == 2)
+                assert trio.current_time() == 116.0  # stale at 115, backoff 1 s
+    assert (quiet.restarts, quiet.state) == (0, "live")
