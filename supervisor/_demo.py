@@ -1,11 +1,14 @@
 """``marketprism demo``: the supervisor against built-in fake exchanges, offline.
 
-Three fake exchanges listen on loopback; the supervisor holds one connection to each
-through the same code path as production (TCP, WebSocket handshake, raw adapter). Every
-``fault_every`` seconds one fake suffers the next fault in a fixed cycle: close frame,
-TCP reset, stall, garbage frame, oversized frame, refused connections, slow sender. A
-live table shows each connection's state, message rate, reconnects and backoff while
-messages keep flowing. Ctrl-C stops everything cleanly.
+Fake Binance, OKX and Deribit servers listen on loopback, each following its exchange's
+protocol and rules (acks, heartbeats, rate limits); the supervisor holds one connection
+to each through the same code path as production (TCP, WebSocket handshake, the real
+exchange adapters), subscribed to trades, tickers and books. Every ``fault_every``
+seconds one fake suffers the next fault in a fixed cycle: close frame, TCP reset,
+stall, garbage frame, book sequence gap, server disconnect notice, oversized frame,
+refused connections, slow sender. A live table shows each connection's state, message
+rate, reconnects, backoff and subscriptions while messages keep flowing. Ctrl-C stops
+everything cleanly.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import logging
 import random
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Final
+from typing import Final, NamedTuple
 
 import trio
 from rich.console import Console
@@ -26,24 +29,51 @@ from rich.table import Table
 from actors.registry import Stats
 from supervisor.api import open_supervisor
 from supervisor.config import config_from_dict
-from supervisor.testing import FakeExchange, open_fake_exchange
+from supervisor.testing import (
+    FakeBinance,
+    FakeDeribit,
+    FakeExchange,
+    FakeOkx,
+    SessionHandler,
+    open_fake_exchange,
+)
 from supervisor.tree import Supervisor
 
 __all__ = ["run_demo"]
 
-_NAMES: Final = ("alpha", "beta", "gamma")
-_MAX_MESSAGE_SIZE: Final = 64 * 1024
-_SUBSCRIBE: Final = '{"op":"subscribe","args":["trades"]}'
+_MAX_MESSAGE_SIZE: Final = 256 * 1024
 _REFRESH: Final = 0.25
+_CHANNELS: Final = ["trades", "ticker", "book"]
 
 
-def _demo_config(fakes: list[FakeExchange]) -> dict[str, object]:
+class _Venue(NamedTuple):
+    """One fake exchange in the demo and how to hurt it."""
+
+    fake: FakeExchange
+    exchange: str
+    symbols: list[str]
+    #: The exchange-specific faults: (label, action).
+    extra: list[tuple[str, Callable[[], Awaitable[object]]]]
+
+
+def _demo_config(venues: list[_Venue]) -> dict[str, object]:
+    connections: dict[str, dict[str, object]] = {}
+    for venue in venues:
+        table: dict[str, object] = {
+            "exchange": venue.exchange,
+            "url": venue.fake.url,
+            "channels": _CHANNELS,
+            "symbols": venue.symbols,
+        }
+        if venue.exchange == "deribit":
+            # Deribit's heartbeat is at least 10 s and must fit inside stale_after; the
+            # platform_state channel carries its maintenance notices.
+            table.update(heartbeat=10.0, stale_after=12.0, raw=["platform_state"])
+        connections[venue.exchange] = table
     return {
         "supervisor": {"max_restarts": 1000, "within": 60.0, "shutdown_timeout": 2.0},
         "defaults": {
-            "exchange": "raw",
-            "subscribe": [_SUBSCRIBE],
-            "stale_after": 2.0,
+            "stale_after": 3.0,
             "connect_timeout": 2.0,
             "overflow": "drop_oldest",
             "max_message_size": _MAX_MESSAGE_SIZE,
@@ -55,11 +85,13 @@ def _demo_config(fakes: list[FakeExchange]) -> dict[str, object]:
                 "reset_after": 5.0,
             },
         },
-        "connections": {fake.name: {"url": fake.url} for fake in fakes},
+        "connections": connections,
     }
 
 
-def _faults(fake: FakeExchange) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
+def _faults(venue: _Venue) -> list[tuple[str, Callable[[], Awaitable[object]]]]:
+    fake = venue.fake
+
     async def close() -> None:
         await fake.close(1001, "going away (demo)")
 
@@ -80,40 +112,82 @@ def _faults(fake: FakeExchange) -> list[tuple[str, Callable[[], Awaitable[None]]
         ("TCP reset", fake.reset),
         ("stall", stall),
         ("garbage frame", fake.garbage),
+        *venue.extra,
         ("oversized frame", oversized),
         ("refuse 2 s", refuse),
         ("slow sender", slow),
     ]
 
 
+async def _open_venues(stack: contextlib.AsyncExitStack) -> list[_Venue]:
+    binance_rules = FakeBinance()
+    okx_rules = FakeOkx()
+    deribit_rules = FakeDeribit()
+
+    async def fake(name: str, rules: SessionHandler) -> FakeExchange:
+        return await stack.enter_async_context(
+            open_fake_exchange(name=name, interval=0.05, handler=rules)
+        )
+
+    async def deribit_gap() -> None:
+        deribit_rules.inject_gap("BTC-PERPETUAL")
+
+    async def binance_gap() -> None:
+        binance_rules.inject_gap("BTCUSDT")
+
+    async def okx_gap() -> None:
+        okx_rules.inject_gap("BTC-USDT")
+
+    return [
+        _Venue(
+            await fake("binance", binance_rules),
+            "binance",
+            ["BTC-USDT", "ETH-USDT"],
+            [("book gap", binance_gap), ("serverShutdown", binance_rules.server_shutdown)],
+        ),
+        _Venue(
+            await fake("okx", okx_rules),
+            "okx",
+            ["BTC-USDT", "ETH-USDT"],
+            [("book gap", okx_gap), ("notice 64008", okx_rules.notice)],
+        ),
+        _Venue(
+            await fake("deribit", deribit_rules),
+            "deribit",
+            ["BTC-USD-PERP", "ETH-USD-PERP"],
+            [("book gap", deribit_gap), ("maintenance", deribit_rules.maintenance)],
+        ),
+    ]
+
+
 async def _inject(
-    fakes: list[FakeExchange],
+    venues: list[_Venue],
     every: float,
     rng: random.Random,
     log: list[str],
     scope: trio.CancelScope,
 ) -> None:
     with scope:
-        await _inject_forever(fakes, every, rng, log)
+        await _inject_forever(venues, every, rng, log)
 
 
 async def _inject_forever(
-    fakes: list[FakeExchange], every: float, rng: random.Random, log: list[str]
+    venues: list[_Venue], every: float, rng: random.Random, log: list[str]
 ) -> None:
-    cycles = [_faults(fake) for fake in fakes]
+    cycles = [_faults(venue) for venue in venues]
+    steps = [0] * len(venues)
     started = trio.current_time()
-    step = 0
     while True:
         await trio.sleep(every)
-        fake = fakes[rng.randrange(len(fakes))]
-        # Undo the previous slow-down before the next fault so rates recover.
-        for other in fakes:
-            other.slow(0.01)
-            other.resume()
-        label, fault = cycles[fakes.index(fake)][step % len(cycles[0])]
-        step += 1
+        # Undo the previous slow-down and stall before the next fault so rates recover.
+        for venue in venues:
+            venue.fake.slow(0.05)
+            venue.fake.resume()
+        pick = rng.randrange(len(venues))
+        label, fault = cycles[pick][steps[pick] % len(cycles[pick])]
+        steps[pick] += 1
         await fault()
-        log.append(f"  +{trio.current_time() - started:6.1f} s  {fake.name}: {label}")
+        log.append(f"  +{trio.current_time() - started:6.1f} s  {venues[pick].exchange}: {label}")
         del log[:-4]
 
 
@@ -131,6 +205,8 @@ _COLUMNS: Final = (
     ("backoff s", "right"),
     ("dropped", "right"),
     ("malformed", "right"),
+    ("gaps", "right"),
+    ("subs live", "right"),
 )
 
 
@@ -154,9 +230,16 @@ def _table(stats: Stats, delivered: int, log: list[str], *, final: bool = False)
             f"{conn.backoff:.2f}",
             str(conn.dropped),
             str(conn.malformed),
+            str(conn.gaps),
+            _live_subscriptions(conn.subscriptions),
             conn.last_error,
         )
     return table
+
+
+def _live_subscriptions(subscriptions: dict[str, str]) -> str:
+    live = sum(state == "live" for state in subscriptions.values())
+    return f"{live}/{len(subscriptions)}"
 
 
 async def _show(sup: Supervisor, counter: list[int], log: list[str], console: Console) -> None:
@@ -184,27 +267,24 @@ async def run_demo(duration: float | None, fault_every: float, seed: int | None)
         handler = RichHandler(console=console, show_path=False)
         logging.getLogger("marketprism").handlers[:] = [handler]
     else:
-        console.width = max(console.width, 160)
+        console.width = max(console.width, 200)
     counter = [0]
     log: list[str] = []
     async with contextlib.AsyncExitStack() as stack:
-        fakes = [
-            await stack.enter_async_context(open_fake_exchange(name=name, interval=0.01))
-            for name in _NAMES
-        ]
-        config = config_from_dict(_demo_config(fakes), source="<demo>")
+        venues = await _open_venues(stack)
+        config = config_from_dict(_demo_config(venues), source="<demo>")
         sup = await stack.enter_async_context(open_supervisor(config, rng=rng))
         async with trio.open_nursery() as nursery:
             nursery.start_soon(stop_on_signals, sup)
             faults = trio.CancelScope()
-            nursery.start_soon(_inject, fakes, fault_every, rng, log, faults)
+            nursery.start_soon(_inject, venues, fault_every, rng, log, faults)
             nursery.start_soon(_show, sup, counter, log, console)
             with trio.move_on_after(duration if duration is not None else float("inf")):
                 await _consume(sup, counter)
             # No new faults during the clean stop, and no stalled peer to wait for.
             faults.cancel(reason="demo stopping")
-            for fake in fakes:
-                fake.resume()
+            for venue in venues:
+                venue.fake.resume()
             await sup.stop()
             nursery.cancel_scope.cancel(reason="demo finished")
         console.print(_table(await sup.stats(), counter[0], log, final=True))

@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from decimal import Decimal
 from functools import partial
 from pathlib import Path
 from typing import Any, Final, final
@@ -28,7 +29,7 @@ import pytest
 import trio
 import trio.testing
 
-from supervisor.testing import FakeExchange, open_fake_exchange
+from supervisor.testing import FakeBinance, FakeExchange, open_fake_exchange
 
 #: The real entry point, exactly as the ``marketprism`` console script calls it.
 CLI: Final = [
@@ -370,6 +371,55 @@ async def test_run_jsonl_for_duration_prints_every_frame_and_closes_1000(
     assert any(line.endswith("--duration 2 s reached; stopping") for line in stderr.splitlines())
 
 
+async def test_run_jsonl_prints_normalized_exchange_messages(tmp_path: Path) -> None:
+    # A real adapter against the rule-enforcing Binance fake over loopback TCP.
+    with trio.fail_after(DEADLINE):
+        async with open_fake_exchange(
+            name="binance", interval=0.05, handler=FakeBinance(combined=True)
+        ) as fake:
+            (tmp_path / "binance.toml").write_text(
+                "[supervisor]\n"
+                f"shutdown_timeout = {SHUTDOWN_TIMEOUT}\n"
+                "[connections.spot]\n"
+                'exchange = "binance"\n'
+                f'url = "{fake.url.removesuffix("/ws")}/stream"\n'
+                'channels = ["trades", "ticker", "book"]\n'
+                'symbols = ["BTC-USDT"]\n',
+                encoding="utf-8",
+            )
+            result = await run_cli_async(
+                "run", "binance.toml", "--output", "jsonl", "--duration", "1.5", cwd=tmp_path
+            )
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    kinds = {line["kind"] for line in lines}
+    assert kinds == {"trade", "ticker", "book_delta"}
+    for line in lines:
+        assert (line["connection"], line["exchange"], line["symbol"]) == (
+            "spot",
+            "binance",
+            "BTC-USDT",
+        )
+        assert isinstance(line["received_at"], float)
+    trade = next(line for line in lines if line["kind"] == "trade")
+    assert set(trade) == {
+        "kind",
+        "connection",
+        "exchange",
+        "received_at",
+        "symbol",
+        "side",
+        "price",
+        "amount",
+        "trade_id",
+        "timestamp",
+    }
+    # exact decimals travel as strings, never floats
+    assert isinstance(trade["price"], str) and isinstance(trade["amount"], str)
+    Decimal(trade["price"])
+    assert trade["side"] in ("buy", "sell")
+
+
 async def test_run_output_none_prints_nothing_but_delivers(tmp_path: Path) -> None:
     with trio.fail_after(DEADLINE):
         async with open_fake_exchange(interval=0.05) as fake:
@@ -472,11 +522,12 @@ async def test_run_gives_up_loudly_with_exit_1(
 
 # -- demo -------------------------------------------------------------------------------
 
-DEMO_NAMES: Final = ["alpha", "beta", "gamma"]
+DEMO_NAMES: Final = ["binance", "okx", "deribit"]
 DEMO_TITLE: Final = re.compile(r"marketprism demo: (\d+) messages delivered")
 DEMO_FAULT: Final = re.compile(
-    r"\+\s*\d+\.\d s  (alpha|beta|gamma): "
-    r"(close 1001|TCP reset|stall|garbage frame|oversized frame|refuse 2 s|slow sender)"
+    r"\+\s*\d+\.\d s  (binance|okx|deribit): "
+    r"(close 1001|TCP reset|stall|garbage frame|book gap|serverShutdown|notice 64008|"
+    r"maintenance|oversized frame|refuse 2 s|slow sender)"
 )
 
 
@@ -519,6 +570,8 @@ def test_demo_final_table_shows_every_connection(
     assert [row[0] for row in rows] == DEMO_NAMES, final
     assert [row[1] for row in rows] == ["stopped"] * 3, final
     received = [int(row[3]) for row in rows]
+    # every connection subscribed its trades, tickers and books (and deribit's notices)
+    assert [row[9] for row in rows] == ["6/6", "6/6", "7/7"], final
     assert all(count > 0 for count in received), final
     # Every delivered message was received by some connection first.
     assert 0 < int(title[1]) <= sum(received), final
