@@ -21,8 +21,12 @@ from actors._errors import RestartLimitExceeded as RestartLimitExceeded
 from actors._errors import ServerClosing as ServerClosing
 from actors._errors import SupervisorError as SupervisorError
 from actors._errors import TransportError as TransportError
+from actors.exchanges._messages import BookDelta as BookDelta
+from actors.exchanges._messages import BookSnapshot as BookSnapshot
 from actors.exchanges._messages import Message as Message
 from actors.exchanges._messages import RawMessage as RawMessage
+from actors.exchanges._messages import Ticker as Ticker
+from actors.exchanges._messages import Trade as Trade
 from actors.registry import ConnectionStats as ConnectionStats
 from actors.registry import Stats as Stats
 from supervisor._stream import MessageStream as MessageStream
@@ -44,6 +48,8 @@ from supervisor.tree import Supervisor as Supervisor
 __all__ = [
     "Backoff",
     "BackoffPolicy",
+    "BookDelta",
+    "BookSnapshot",
     "Config",
     "ConfigError",
     "ConnectError",
@@ -68,6 +74,8 @@ __all__ = [
     "Supervisor",
     "SupervisorError",
     "SupervisorSettings",
+    "Ticker",
+    "Trade",
     "TransportError",
     "config_from_dict",
     "load_config",
