@@ -18,10 +18,21 @@ kinds of malformed frame were already logged.
 The liveness watchdog is the receive deadline itself: ``stale_after`` counts only time
 spent waiting on the socket, so a consumer that blocks the outbox never makes a healthy
 feed look stale.
+
+Make-before-break: when the exchange announces that it will close the connection
+(``ReconnectRequested``: Binance ``serverShutdown``, OKX 64008), the current session keeps
+delivering while a successor session (a fresh adapter on a new socket) connects and
+subscribes, buffering what it receives. Once the successor is live, the old session
+stops reading, finishes delivering what it holds and closes cleanly; the successor's
+buffer is then delivered without what the old session already delivered (trades by
+trade id, book deltas by sequence until a new snapshot), and it carries on. If the
+successor cannot be built, the old session goes on until the exchange closes it, and the
+supervisor then reconnects at once (``ServerClosing``).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -42,6 +53,9 @@ from actors._outbox import Outbox
 from actors._spec import ConnectionSpec
 from actors.exchanges._base import AdapterState, ExchangeProtocol
 from actors.exchanges._messages import (
+    Batch,
+    BookDelta,
+    BookSnapshot,
     Event,
     HeartbeatMissed,
     MalformedFrame,
@@ -49,6 +63,7 @@ from actors.exchanges._messages import (
     SequenceGap,
     Subscribed,
     SubscriptionFailed,
+    Trade,
 )
 from actors.net._connect import Connector, redact_url, split_ws_url
 from actors.registry import (
@@ -141,6 +156,91 @@ class _ReaderHost:
             await fn()
 
 
+class _Session:
+    """One open WebSocket with its own adapter; owned by the task that pumps it."""
+
+    def __init__(
+        self,
+        proto: ExchangeProtocol,
+        ws: trio_websocket.WebSocketConnection,
+        stream: _WatchedStream,
+        reader: _ReaderHost,
+        deliver: Callable[[Batch], Awaitable[None]],
+    ) -> None:
+        self.proto = proto
+        self.ws = ws
+        self.stream = stream
+        self.reader = reader
+        #: Where batches go: the outbox, or a successor's buffer before its handover.
+        self.deliver = deliver
+        #: Set by a successor's handover: stop reading, finish delivering, close.
+        self.retiring = False
+        #: The current receive wait, cancelled to wake a retiring session at once.
+        self.wait: trio.CancelScope | None = None
+        #: Set once the session's socket is closed.
+        self.closed = trio.Event()
+
+    def retire(self) -> None:
+        self.retiring = True
+        if self.wait is not None:
+            self.wait.cancel(reason="handed over to the successor session")
+
+
+class _Handover:
+    """Make-before-break bookkeeping while a successor session is being built."""
+
+    def __init__(self, previous: _Session) -> None:
+        self.previous = previous
+        self.done = trio.Event()
+        self.succeeded = False
+        # What the old session delivered last, per symbol, to drop the successor's
+        # buffered duplicates: trade ids and book sequences.
+        self.last_trade: dict[str, int] = {}
+        self.last_sequence: dict[str, int] = {}
+        self.buffer: list[Batch] = []
+
+    async def track(self, put: Callable[[Batch], Awaitable[None]], batch: Batch) -> None:
+        await put(batch)
+        for message in batch:
+            if isinstance(message, Trade):
+                if message.trade_id.isdigit():
+                    self.last_trade[message.symbol] = int(message.trade_id)
+            elif isinstance(message, (BookDelta, BookSnapshot)) and message.sequence is not None:
+                self.last_sequence[message.symbol] = message.sequence
+
+    async def hold(self, batch: Batch) -> None:
+        self.buffer.append(batch)
+
+    def fresh(self) -> list[Batch]:
+        """The successor's buffered batches minus what the old session delivered."""
+        snapshots: set[str] = set()
+        kept: list[Batch] = []
+        for batch in self.buffer:
+            messages = []
+            for message in batch:
+                if isinstance(message, Trade):
+                    last = self.last_trade.get(message.symbol)
+                    if (
+                        last is not None
+                        and message.trade_id.isdigit()
+                        and int(message.trade_id) <= last
+                    ):
+                        continue
+                elif isinstance(message, BookSnapshot):
+                    snapshots.add(message.symbol)
+                elif (
+                    isinstance(message, BookDelta)
+                    and message.symbol not in snapshots
+                    and message.sequence is not None
+                    and message.sequence <= self.last_sequence.get(message.symbol, -1)
+                ):
+                    continue
+                messages.append(message)
+            if messages:
+                kept.append(tuple(messages))
+        return kept
+
+
 class ConnectionActor:
     """Owns one connection's socket, adapter and outbox across its sessions.
 
@@ -176,6 +276,9 @@ class ConnectionActor:
         self._frames = self._messages = self._bytes = self._malformed = self._gaps = 0
         self._dropped_reported = 0
         self._last_frame_at = 0.0
+        # Per incarnation: the nursery holding its sessions, and a handover under way.
+        self._nursery: trio.Nursery | None = None
+        self._handover: _Handover | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run one session: connect, subscribe, receive until it ends.
@@ -198,26 +301,32 @@ class ConnectionActor:
         """
         self.live_since = None
         url = self.protocol.url
-        _, host, port, resource = split_ws_url(url)
+        _, host, _, _ = split_ws_url(url)
         await self._set_state(ConnectionState.CONNECTING)
         await self._registry.permit(host)
         try:
             try:
                 async with trio.open_nursery() as nursery:
-                    reader = _ReaderHost(nursery)
+                    self._nursery = nursery
+                    self._handover = None
+                    session = await self._open_session(nursery, self.protocol, self.outbox.put)
                     try:
-                        ws, stream = await self._open(reader, url, host, port, resource)
-                        try:
-                            await self._pump(ws, stream, task_status)
-                        except FeedStale:
-                            # A silent peer would not answer a closing handshake
-                            # either: drop the socket instead of waiting for it.
-                            await trio.aclose_forcefully(stream)
+                        await self._run_session(session, task_status)
+                    except ConnectionLost as exc:
+                        # The exchange closed the old session as announced while its
+                        # successor was still being built: wait for the successor.
+                        handover = self._handover
+                        if handover is None or isinstance(exc, FeedStale):
                             raise
-                        finally:
-                            await self._close(ws, stream)
-                    finally:
-                        reader.scope.cancel(reason="session closed")
+                        await handover.done.wait()
+                        if not handover.succeeded:
+                            raise ServerClosing(
+                                "the exchange closed the connection as announced and no "
+                                f"successor session could be opened: {exc}",
+                                code=exc.code,
+                                reason=exc.reason,
+                            ) from exc
+                    # After a handover the successor's task goes on in this nursery.
             except* trio_websocket.ConnectionRejected as group:
                 rejected = group.exceptions[0]
                 assert isinstance(rejected, trio_websocket.ConnectionRejected)
@@ -227,9 +336,114 @@ class ConnectionActor:
                     status=rejected.status_code,
                 ) from group
         finally:
-            self.protocol.end_session()
+            self._nursery = None
+            self._handover = None
             with trio.CancelScope(shield=True), trio.move_on_after(self._close_timeout):
                 await self._flush(trio.current_time())
+
+    async def _open_session(
+        self,
+        nursery: trio.Nursery,
+        proto: ExchangeProtocol,
+        deliver: Callable[[Batch], Awaitable[None]],
+    ) -> _Session:
+        url = proto.url
+        _, host, port, resource = split_ws_url(url)
+        reader = _ReaderHost(nursery)
+        try:
+            ws, stream = await self._open(reader, url, host, port, resource)
+        except BaseException:
+            reader.scope.cancel(reason="session not opened")
+            raise
+        return _Session(proto, ws, stream, reader, deliver)
+
+    async def _run_session(
+        self, session: _Session, task_status: trio.TaskStatus[None] | None
+    ) -> None:
+        """Pump ``session`` until it ends, then close it and release its reader.
+
+        Must be entered with no checkpoint after the session was opened: the shielded
+        reader is released only here.
+        """
+        try:
+            if task_status is not None:
+                await self._set_state(ConnectionState.SUBSCRIBING)
+            await self._pump(session, task_status)
+        except FeedStale:
+            # A silent peer would not answer a closing handshake either: drop the
+            # socket instead of waiting for it.
+            await trio.aclose_forcefully(session.stream)
+            raise
+        finally:
+            try:
+                await self._close(session.ws, session.stream)
+            finally:
+                session.reader.scope.cancel(reason="session closed")
+                session.proto.end_session()
+                session.closed.set()
+
+    def _on_notice(self, session: _Session, notice: ReconnectRequested) -> None:
+        pending = self._handover
+        if pending is not None and not pending.done.is_set():
+            return  # a successor is already on its way
+        if self._nursery is None or session.retiring or session.proto is not self.protocol:
+            # Not the connection's current session (a successor before its handover):
+            # let it fail, the current session goes on.
+            raise ServerClosing(f"the exchange announced a disconnect: {notice.reason}")
+        logger.info(
+            "%s: %s; opening a successor session before closing this one",
+            self.spec.name,
+            notice.reason,
+        )
+        handover = self._handover = _Handover(session)
+        put = session.deliver
+        session.deliver = functools.partial(handover.track, put)
+        self._nursery.start_soon(self._successor, self._nursery, handover, notice)
+
+    async def _successor(
+        self, nursery: trio.Nursery, handover: _Handover, notice: ReconnectRequested
+    ) -> None:
+        proto = type(self.protocol)(self.spec)
+        session: _Session | None = None
+        try:
+            await self._registry.permit(split_ws_url(proto.url)[1])
+            session = await self._open_session(nursery, proto, handover.hold)
+        except Exception as exc:
+            self._abandon(handover, exc)
+            return
+        try:
+            await self._run_session(session, None)
+        except Exception as exc:
+            if handover.succeeded:
+                raise  # the successor is the connection now: its end is the actor's
+            self._abandon(handover, exc)
+
+    def _abandon(self, handover: _Handover, exc: BaseException) -> None:
+        logger.warning(
+            "%s: could not open a successor session (%s); the current session goes on "
+            "until the exchange closes it",
+            self.spec.name,
+            exc,
+        )
+        handover.done.set()
+
+    async def _hand_over(self, session: _Session) -> None:
+        """``session`` (the successor) is live: retire the old one and take its place."""
+        handover = self._handover
+        assert handover is not None
+        previous = handover.previous
+        previous.retire()
+        await previous.closed.wait()
+        for batch in handover.fresh():
+            await self.outbox.put(batch)
+        handover.buffer.clear()
+        session.deliver = self.outbox.put
+        self.protocol = session.proto
+        handover.succeeded = True
+        self._handover = None
+        handover.done.set()
+        await self._report_subscriptions()
+        logger.info("%s: switched to the successor session without a gap", self.spec.name)
 
     async def _open(
         self, reader: _ReaderHost, url: str, host: str, port: int, resource: str
@@ -253,7 +467,6 @@ class ConnectionActor:
                 raise ConnectError(f"{shown} closed the connection during the WebSocket handshake")
             now = trio.current_time()
             await self._registry.report(Connected(connection=self.spec.name, at=now))
-            await self._set_state(ConnectionState.SUBSCRIBING)
         except BaseException:
             # Rejected, timed out, cancelled: trio-websocket does not close the stream
             # on any of these, so the socket would leak.
@@ -293,39 +506,43 @@ class ConnectionActor:
         # handshake is over either way, so no TLS close_notify is owed.
         await trio.aclose_forcefully(stream)
 
-    async def _pump(
-        self,
-        ws: trio_websocket.WebSocketConnection,
-        stream: _WatchedStream,
-        task_status: trio.TaskStatus[None],
-    ) -> None:
-        proto = self.protocol
+    async def _pump(self, session: _Session, task_status: trio.TaskStatus[None] | None) -> None:
+        proto = session.proto
+        ws = session.ws
+        stream = session.stream
         stale_after = self.spec.stale_after
         receive = ws.get_message
-        put = self.outbox.put
         live = False
         now = trio.current_time()
         last_frame = now
         next_flush = math.inf
         proto.start_session(now)
-        await self._report_subscriptions()
+        if task_status is not None:
+            await self._report_subscriptions()
         try:
-            while True:
+            while not session.retiring:
                 for frame in proto.frames_to_send():
                     await ws.send_message(frame)
                 events = proto.events()
                 if events:
-                    await self._handle(events)
+                    await self._handle(events, session)
                 if not live and proto.state is AdapterState.LIVE:
                     live = True
-                    self.live_since = trio.current_time()
-                    await self._set_state(ConnectionState.LIVE)
-                    task_status.started()
+                    if task_status is None:
+                        await self._hand_over(session)
+                    else:
+                        self.live_since = trio.current_time()
+                        await self._set_state(ConnectionState.LIVE)
+                        task_status.started()
                 stale_at = last_frame + stale_after
                 with trio.move_on_at(min(stale_at, proto.deadline(), next_flush)) as waited:
+                    session.wait = waited
                     data = await receive()
+                session.wait = None
                 now = trio.current_time()
                 if waited.cancelled_caught:
+                    if session.retiring:
+                        break
                     if now >= stale_at and stream.last_received > last_frame:
                         # Only control frames (an exchange's WebSocket pings) arrived:
                         # the connection is alive, so the stale clock restarts there.
@@ -344,10 +561,25 @@ class ConnectionActor:
                 self._frames += 1
                 self._bytes += len(data)
                 self._last_frame_at = now
-                batch = proto.receive_frame(data, now, time.time())
+                try:
+                    batch = proto.receive_frame(data, now, time.time())
+                except Exception as exc:
+                    # Adapters report bad frames as MalformedFrame; anything that still
+                    # escapes (a hostile frame deep enough to hit RecursionError, an
+                    # adapter bug) is counted and logged the same way, never fatal.
+                    batch = ()
+                    self._malformed += 1
+                    sample = data if isinstance(data, str) else data.decode("utf-8", "replace")
+                    self._log_malformed(
+                        MalformedFrame(
+                            kind=f"adapter raised {type(exc).__name__}",
+                            detail=str(exc),
+                            sample=sample[:200],
+                        )
+                    )
                 if batch:
                     self._messages += len(batch)
-                    await put(batch)
+                    await session.deliver(batch)
                     # Time spent blocked on the consumer is not silence from the
                     # exchange: the stale clock restarts once we can read again.
                     last_frame = trio.current_time()
@@ -372,7 +604,7 @@ class ConnectionActor:
                 reason=text,
             ) from exc
 
-    async def _handle(self, events: list[Event]) -> None:
+    async def _handle(self, events: list[Event], session: _Session) -> None:
         name = self.spec.name
         subscriptions_changed = False
         for event in events:
@@ -402,8 +634,8 @@ class ConnectionActor:
             elif isinstance(event, HeartbeatMissed):
                 raise FeedStale(f"heartbeat missed: {event.detail}")
             elif isinstance(event, ReconnectRequested):
-                raise ServerClosing(f"the exchange announced a disconnect: {event.reason}")
-        if subscriptions_changed:
+                self._on_notice(session, event)
+        if subscriptions_changed and session.proto is self.protocol:
             await self._report_subscriptions()
 
     async def _report_subscriptions(self) -> None:

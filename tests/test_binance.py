@@ -1518,7 +1518,39 @@ async def test_resubscribes_after_a_reconnect(autojump_clock: trio.testing.MockC
     assert isinstance(message, Trade) and message.trade_id == "1000002"
 
 
-async def test_server_shutdown_leads_to_an_immediate_reconnect(
+async def test_server_shutdown_is_a_make_before_break_handover_without_a_gap(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    binance = FakeBinance()
+    async with open_fake_exchange(
+        name="binance", transport="memory", interval=1.0, handler=binance
+    ) as fake:
+        connector = RecordingConnector(fake)
+        config = make_config(channels=["trades", "book"], symbols=["BTC-USDT"])
+        with trio.fail_after(60):
+            async with open_supervisor(config, connector=connector) as sup:
+                stream = sup.messages()
+                got = [await stream.__anext__() for _ in range(2)]  # t=1: trade + depth
+                await binance.server_shutdown()  # at t=1
+                while trio.current_time() < 6.0:
+                    got.append(await stream.__anext__())
+                stats = (await sup.stats()).connections[0]
+    # The successor connected at once, while the old session was still delivering.
+    assert connector.times() == [0.0, 1.0]
+    assert fake.sessions[0].close_code == 1000  # we closed the old session cleanly
+    assert fake.sessions[1].received == [subscribe(1, "btcusdt@trade", "btcusdt@depth@100ms")]
+    # No restart, no error, and the consumer saw no gap and no duplicate.
+    assert (stats.restarts, stats.connects, stats.last_error) == (0, 2, "")
+    trades = [int(m.trade_id) for m in got if isinstance(m, Trade)]
+    assert trades == list(range(trades[0], trades[0] + len(trades)))
+    deltas = [m for m in got if isinstance(m, BookDelta)]
+    assert all(
+        later.prev_sequence == earlier.sequence for earlier, later in itertools.pairwise(deltas)
+    )
+    assert stats.gaps == 0
+
+
+async def test_without_a_successor_the_old_session_goes_on_until_the_exchange_closes_it(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     binance = FakeBinance()
@@ -1530,21 +1562,18 @@ async def test_server_shutdown_leads_to_an_immediate_reconnect(
         with trio.fail_after(60):
             async with open_supervisor(config, connector=connector) as sup:
                 stream = sup.messages()
-                await stream.__anext__()
-                await binance.server_shutdown()  # at t=1
-                await fake.wait_until(
-                    lambda f: len(f.sessions) == 2 and len(f.sessions[1].received) == 1
-                )
-                stats = (await sup.stats()).connections[0]
-                message = await stream.__anext__()
-    assert connector.times() == [0.0, 1.0]  # no backoff for an announced disconnect
-    assert stats.last_error == (
-        "ServerClosing: the exchange announced a disconnect: "
-        f"Binance serverShutdown notice (E={EPOCH + 1000})"
-    )
-    assert fake.sessions[0].close_code == 1000  # we closed the old session cleanly
-    assert fake.sessions[1].received == [subscribe(2, "btcusdt@trade")]
-    assert isinstance(message, Trade) and trio.current_time() == 2.0
+                await stream.__anext__()  # t=1
+                fake.refuse(2.0)  # the successor cannot connect until t=3
+                await binance.server_shutdown()
+                second = await stream.__anext__()  # the old session still delivers
+                assert trio.current_time() == 2.0
+                await trio.sleep_until(2.5)
+                await fake.close(1001, "shutting down as announced")
+                await fake.wait_until(lambda f: len(f.sessions) == 2)
+    assert isinstance(second, Trade)
+    # 1.0: successor refused; 2.5: closed as announced -> reconnect at once (refused);
+    # then the ordinary backoff (1 s) -> 3.5.
+    assert connector.times() == [0.0, 1.0, 2.5, 3.5]
 
 
 async def test_an_injected_gap_is_reported_and_the_session_goes_on(

@@ -1347,7 +1347,7 @@ async def test_e2e_resubscribes_after_a_reconnect(autojump_clock: trio.testing.M
     assert (stats.connects, stats.state) == (2, "live")
 
 
-async def test_e2e_maintenance_notice_reconnects_at_once(
+async def test_e2e_maintenance_notice_hands_over_to_a_successor_session(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     config = deribit_config(channels=["trades"], symbols=["BTC-USD-PERP"], raw=["platform_state"])
@@ -1359,16 +1359,17 @@ async def test_e2e_maintenance_notice_reconnects_at_once(
                 await trio.sleep_until(2.5)
                 assert await deribit.maintenance() == 1
                 notice = await take(stream, 1)
+                # the successor goes live, then the old session is closed
                 await exchange.wait_until(lambda f: len(f.sessions) == 2)
+                await exchange.wait_until(lambda f: not f.sessions[0].open)
+                await sup.stop()
                 stats = (await sup.stats()).connections[0]
     assert notice == [
         RawMessage(connection="d", exchange="deribit", received_at=0.0, data={"maintenance": True})
     ]
-    assert connector.times() == [0.0, 2.5]  # a planned disconnect: no backoff
-    assert stats.last_error == (
-        "ServerClosing: the exchange announced a disconnect: Deribit platform_state: "
-        "maintenance started"
-    )
+    assert connector.times() == [0.0, 2.5]  # make-before-break: connected at once
+    assert (stats.restarts, stats.connects, stats.last_error) == (0, 2, "")
+    assert exchange.sessions[0].close_code == 1000  # the old session closed cleanly
 
 
 async def test_e2e_book_gap_is_counted_and_the_session_goes_on(

@@ -1245,7 +1245,9 @@ async def test_resubscribed_after_a_reconnect(autojump_clock: trio.testing.MockC
     assert stats.subscriptions == {"trades:BTC-USDT": "live"}  # acked on the new session
 
 
-async def test_notice_64008_reconnects_at_once(autojump_clock: trio.testing.MockClock) -> None:
+async def test_notice_64008_hands_over_to_a_successor_session(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     okx = FakeOkx()
     async with open_fake_exchange(
         name="okx", transport="memory", interval=1.0, handler=okx
@@ -1256,16 +1258,15 @@ async def test_notice_64008_reconnects_at_once(autojump_clock: trio.testing.Mock
             async with open_supervisor(config, connector=dialer) as sup:
                 stream = sup.messages()
                 await stream.__anext__()
-                await okx.notice()
+                await okx.notice()  # at t=1
                 msg = await stream.__anext__()
-                assert trio.current_time() == 2.0
+                assert trio.current_time() == 2.0  # the successor's first trade, no gap
                 stats = (await sup.stats()).connections[0]
-    assert dialer.times() == [0.0, 1.0]  # no backoff for an announced disconnect
+    assert dialer.times() == [0.0, 1.0]  # make-before-break: connected at once
     assert bare(msg) == e2e_trade("BTC-USDT", 0, 2.0, session=1)
-    assert stats.last_error == (
-        f"ServerClosing: the exchange announced a disconnect: OKX notice 64008: {NOTICE}"
-    )
-    assert fake.sessions[0].close_code == 1000
+    assert (stats.restarts, stats.connects, stats.last_error) == (0, 2, "")
+    assert stats.subscriptions == {"trades:BTC-USDT": "live"}  # acked on the new session
+    assert fake.sessions[0].close_code == 1000  # the old session closed cleanly
 
 
 async def test_injected_gap_is_counted_and_the_session_goes_on(

@@ -676,3 +676,19 @@ async def test_websocket_pings_alone_keep_a_quiet_connection_alive(
                 await fake.wait_until(lambda f: len(f.sessions) == 2)
                 assert trio.current_time() == 116.0  # stale at 115, backoff 1 s
     assert (quiet.restarts, quiet.state) == (0, "live")
+
+
+async def test_a_frame_that_makes_the_adapter_raise_is_counted_not_fatal(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_fake_exchange(name="a", transport="memory", interval=1.0) as fake:
+        with trio.fail_after(30):
+            async with open_supervisor(make_config(fake), connector=fake.connect) as sup:
+                stream = sup.messages()
+                await stream.__anext__()
+                await fake.garbage("[" * 5000 + "]" * 5000)  # RecursionError in decoding
+                after = await stream.__anext__()
+                await sup.stop()
+                stats = (await sup.stats()).connections[0]
+    assert data(after) == {"seq": 1, "session": 0}
+    assert (stats.malformed, stats.restarts, len(fake.sessions)) == (1, 0, 1)
