@@ -1678,3 +1678,22 @@ async def test_fake_answers_requests_like_binance(autojump_clock: trio.testing.M
         '{"result":null,"id":null}',
     ]
     assert binance.sessions[0].streams == {"btcusdt@trade": None}
+
+
+def test_usdm_rejects_quotes_without_a_usdm_market() -> None:
+    with pytest.raises(ConfigError) as raised:
+        config_from_dict(
+            {
+                "connections": {
+                    "u": {
+                        "exchange": "binance_usdm",
+                        "channels": ["trades"],
+                        "symbols": ["BTC-USD-PERP", "ETH-USDC-PERP"],
+                    }
+                }
+            }
+        )
+    assert raised.value.problems == [
+        "<dict>: connections.u.symbols: 'BTC-USD-PERP' has no USD-M market (expected a USDT- "
+        "or USDC-margined perpetual such as BTC-USDT-PERP)"
+    ]

@@ -143,6 +143,8 @@ KNOWN_QUOTES: Final = tuple(sorted(
 _CHANNEL_STREAM: Final = {"trades": "trade", "ticker": "bookTicker", "book": "depth@100ms"}
 #: A native name as Binance lists it: no separator, no blanks, already upper case
 #: (non-ASCII names exist, web-socket-streams.md: symbols are UTF-8).
+#: Quote assets of USD-M perpetuals (https://developers.binance.com/docs/derivatives/usds-margined-futures/general-info).
+_USDM_QUOTES: Final = frozenset({"USDT", "USDC"})
 _NATIVE: Final = re.compile(r"^[^\s@/!\-]+$")
 _DIFF_DEPTH: Final = re.compile(r"^depth(@\d+ms)?$")
 _PARTIAL_DEPTH: Final = re.compile(r"^depth(5|10|20)(@\d+ms)?$")
@@ -619,6 +621,13 @@ class BinanceProtocol(ExchangeProtocol):
                     f"{symbol!r} is a spot symbol (expected a perpetual such as "
                     f"{symbol}-PERP on exchange 'binance_usdm'; use exchange = 'binance' "
                     f"for spot)"
+                )
+            if cls._perp and parsed.quote not in _USDM_QUOTES:
+                # USD-M acks any stream name and then sends nothing for it, so a wrong
+                # quote would look live and then go stale over and over.
+                return (
+                    f"{symbol!r} has no USD-M market (expected a USDT- or USDC-margined "
+                    f"perpetual such as {parsed.base}-USDT-PERP)"
                 )
             return None
         example = "BTC-USDT-PERP or BTCUSDT" if cls._perp else "BTC-USDT or BTCUSDT"
