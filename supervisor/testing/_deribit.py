@@ -80,6 +80,10 @@ DEFAULT_REQUEST_BURST: Final = 100
 #: ... refilled at 10 000 credits/s -> 20 calls per second.
 DEFAULT_REQUEST_RATE: Final = 20.0
 #: Instruments the fake knows (anything else is an unknown instrument).
+#: Seconds a test_request may stay unanswered. Deribit closes the connection at once if
+#: it is not answered (https://docs.deribit.com/#public-set_heartbeat); one second allows
+#: a network round trip and nothing more.
+DEFAULT_ANSWER_WINDOW: Final = 1.0
 DEFAULT_INSTRUMENTS: Final = ("BTC-PERPETUAL", "ETH-PERPETUAL", "BTC_USDC-PERPETUAL", "BTC_USDC")
 #: Close code for sessions the fake ends for breaking a rule. RFC 6455 section 7.4.1:
 #: 1008 "policy violation"; Deribit does not document the code it uses.
@@ -202,8 +206,9 @@ class FakeDeribit:
     Args:
         instruments: instrument names the fake knows.
         min_heartbeat: smallest ``public/set_heartbeat`` interval accepted, seconds.
-        answer_window: seconds a ``test_request`` may stay unanswered; None means "until
-            the next one is due" (one heartbeat interval).
+        answer_window: seconds a ``test_request`` may stay unanswered (Deribit closes
+            "immediately"; the default allows a round trip); None means "until the next
+            one is due" (one heartbeat interval).
         subscribe_burst: ``public/subscribe`` calls allowed at once (shared by sessions).
         subscribe_rate: ``public/subscribe`` calls refilled per second.
         request_burst: other calls allowed at once (shared by sessions).
@@ -221,7 +226,7 @@ class FakeDeribit:
         *,
         instruments: Collection[str] = DEFAULT_INSTRUMENTS,
         min_heartbeat: float = DEFAULT_MIN_HEARTBEAT,
-        answer_window: float | None = None,
+        answer_window: float | None = DEFAULT_ANSWER_WINDOW,
         subscribe_burst: int = DEFAULT_SUBSCRIBE_BURST,
         subscribe_rate: float = DEFAULT_SUBSCRIBE_RATE,
         request_burst: int = DEFAULT_REQUEST_BURST,
