@@ -403,7 +403,8 @@ class ConnectionActor:
     async def _successor(
         self, nursery: trio.Nursery, handover: _Handover, notice: ReconnectRequested
     ) -> None:
-        proto = type(self.protocol)(self.spec)
+        # A fresh adapter for the new socket, drawing on the same shared request budget.
+        proto = type(self.protocol)(self.spec, pacer=self.protocol.pacer)
         session: _Session | None = None
         try:
             await self._registry.permit(split_ws_url(proto.url)[1])

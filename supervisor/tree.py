@@ -43,7 +43,8 @@ from actors._outbox import Outbox
 from actors.connection import ConnectionActor
 from actors.exchanges import ADAPTERS
 from actors.exchanges._messages import Batch
-from actors.net._connect import Connector, TcpTlsConnector, redact_url
+from actors.exchanges._pacing import Pacer
+from actors.net._connect import Connector, TcpTlsConnector, redact_url, split_ws_url
 from actors.registry import (
     ConnectionState,
     Disconnected,
@@ -154,10 +155,17 @@ class Supervisor:
         self._stream = MessageStream(self._merged_receive)
         connector = connector if connector is not None else TcpTlsConnector()
         self._children: list[_Child] = []
+        # One request pacer per (exchange, host) for exchanges whose limits are per IP.
+        pacers: dict[tuple[str, str], Pacer] = {}
         for index, spec in enumerate(config.connections):
+            adapter = ADAPTERS[spec.exchange]
+            pacer = None
+            if adapter.shared_pacing is not None:
+                host = split_ws_url(spec.url or adapter.default_url or "")[1]
+                pacer = pacers.setdefault((spec.exchange, host), Pacer(*adapter.shared_pacing))
             actor = ConnectionActor(
                 spec,
-                protocol=ADAPTERS[spec.exchange](spec),
+                protocol=adapter(spec, pacer=pacer),
                 outbox=Outbox(spec.overflow, spec.buffer),
                 registry=self._registry,
                 connector=connector,

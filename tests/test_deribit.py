@@ -1393,3 +1393,41 @@ async def test_e2e_book_gap_is_counted_and_the_session_goes_on(
     assert stats.gaps == 1
     assert len(exchange.sessions) == 1
     assert (stats.restarts, stats.state) == (0, "live")
+
+
+async def test_e2e_connections_to_one_host_share_the_subscribe_credits(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Deribit counts subscribe credits per IP: two connections together must stay within
+    # one budget (the fake's bucket is shared by all sessions, like Deribit's).
+    names = [f"C{i}-PERPETUAL" for i in range(16)]
+    deribit = FakeDeribit(instruments=names)
+    async with open_fake_exchange(
+        name="deribit", transport="memory", handler=deribit, interval=math.inf
+    ) as exchange:
+        config = config_from_dict(
+            {
+                "supervisor": {"shutdown_timeout": 1.0},
+                "connections": {
+                    name: {
+                        "exchange": "deribit",
+                        "url": exchange.url,
+                        "channels": ["trades"],
+                        "symbols": symbols,
+                        "stale_after": 60.0,
+                    }
+                    for name, symbols in (("a", names[:8]), ("b", names[8:]))
+                },
+            },
+            source="<test>",
+        )
+        with trio.fail_after(60):
+            async with open_supervisor(config, connector=exchange.connect) as sup:
+                await trio.sleep_until(5.0)
+                stats = (await sup.stats()).connections
+    assert [s.restarts for s in stats] == [0, 0]
+    assert all(set(s.subscriptions.values()) == {"live"} for s in stats)
+    times = sorted(t for session in deribit.sessions for t, _ in session.subscribes)
+    # One schedule for both: a burst of 5, then one every 0.375 s.
+    assert times == [0.0] * 5 + [0.375 * k for k in range(1, 12)]
+    assert [session.closed for session in deribit.sessions] == [None, None]

@@ -44,6 +44,7 @@ from actors.exchanges._messages import (
     Subscribed,
     SubscriptionFailed,
 )
+from actors.exchanges._pacing import Pacer
 
 __all__ = ["TRANSITIONS", "AdapterState", "ExchangeProtocol", "Frame"]
 
@@ -91,9 +92,17 @@ class ExchangeProtocol(abc.ABC):
     exchange: ClassVar[str]
     #: The endpoint used when the config gives no ``url``; ``None`` makes ``url`` required.
     default_url: ClassVar[str | None] = None
+    #: ``(burst, spacing)`` of a request budget the exchange counts per IP or account
+    #: rather than per connection; the supervisor then shares one :class:`Pacer` among
+    #: all connections of this exchange to the same host. ``None``: no shared budget.
+    shared_pacing: ClassVar[tuple[int, float] | None] = None
 
-    def __init__(self, spec: ConnectionSpec) -> None:
+    def __init__(self, spec: ConnectionSpec, *, pacer: Pacer | None = None) -> None:
         self.spec = spec
+        if pacer is None and self.shared_pacing is not None:
+            pacer = Pacer(*self.shared_pacing)
+        #: The shared request pacer (see :attr:`shared_pacing`), or None.
+        self.pacer = pacer
         self._state = AdapterState.IDLE
         self._outbox: list[Frame] = []
         self._events: list[Event] = []

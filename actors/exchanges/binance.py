@@ -99,6 +99,7 @@ from actors.exchanges._messages import (
     Ticker,
     Trade,
 )
+from actors.exchanges._pacing import Pacer
 from actors.exchanges._symbols import parse_symbol
 
 __all__ = [
@@ -581,8 +582,8 @@ class BinanceProtocol(ExchangeProtocol):
     #: Whether symbols are perpetual swaps (USD-M) rather than spot.
     _perp: ClassVar[bool] = False
 
-    def __init__(self, spec: ConnectionSpec) -> None:
-        super().__init__(spec)
+    def __init__(self, spec: ConnectionSpec, *, pacer: Pacer | None = None) -> None:
+        super().__init__(spec, pacer=pacer)
         self._name = spec.name
         self._decoders = _Decoders()
         self._probe = self._decoders.probe.decode

@@ -102,6 +102,7 @@ from actors.exchanges._messages import (
     Ticker,
     Trade,
 )
+from actors.exchanges._pacing import Pacer
 from actors.exchanges._symbols import parse_symbol
 
 __all__ = [
@@ -277,10 +278,12 @@ class DeribitProtocol(ExchangeProtocol):
     """
 
     exchange: ClassVar[str] = "deribit"
+    # Subscribe credits are counted per IP (public traffic), not per connection.
+    shared_pacing: ClassVar[tuple[int, float] | None] = (SUBSCRIBE_BURST_USED, SUBSCRIBE_SPACING)
     default_url: ClassVar[str | None] = DEFAULT_URL
 
-    def __init__(self, spec: ConnectionSpec) -> None:
-        super().__init__(spec)
+    def __init__(self, spec: ConnectionSpec, *, pacer: Pacer | None = None) -> None:
+        super().__init__(spec, pacer=pacer)
         self._name = spec.name
         self._heartbeat = spec.heartbeat if spec.heartbeat is not None else DEFAULT_HEARTBEAT
         self._silence_limit = self._heartbeat * DEFAULT_HEARTBEAT_TOLERANCE
@@ -302,11 +305,11 @@ class DeribitProtocol(ExchangeProtocol):
         self._requests: dict[int, _Request] = {}
         self._books: dict[str, int] = {}
         self._alive_until = math.inf
-        # Subscribe pacing (GCRA), kept across sessions: the theoretical arrival time of
-        # the next call, the (send time, previous tat) of this session's calls, and the
-        # latest time frames were released.
-        self._tat = -math.inf
+        # Subscribe pacing: the shared per-host Pacer (GCRA, kept across sessions and
+        # connections); this session's (send time, previous tat) reservations, the
+        # pacer's state after the last one, and the latest time frames were released.
         self._paced: list[tuple[float, float]] = []
+        self._last_tat = -math.inf
         self._released_at = -math.inf
 
     # -- configuration -------------------------------------------------------------
@@ -495,9 +498,10 @@ class DeribitProtocol(ExchangeProtocol):
     def _on_end(self) -> None:
         # Subscribe calls that were scheduled but never written cost Deribit no credits:
         # give their pacing slots back (they are the tail of the schedule).
+        assert self.pacer is not None
         for at, tat_before in self._paced:
             if at > self._released_at:
-                self._tat = tat_before
+                self.pacer.give_back(tat_before, self._last_tat)
                 break
         self._paced.clear()
         self._requests.clear()
@@ -522,11 +526,11 @@ class DeribitProtocol(ExchangeProtocol):
             )
 
     def _pace(self, now: float) -> float:
-        """The time the next subscribe call may be written (GCRA virtual scheduling)."""
-        tolerance = (SUBSCRIBE_BURST_USED - 1) * SUBSCRIBE_SPACING
-        at = max(now, self._tat - tolerance)
-        self._paced.append((at, self._tat))
-        self._tat = max(at, self._tat) + SUBSCRIBE_SPACING
+        """The time the next subscribe call may be written (shared GCRA schedule)."""
+        assert self.pacer is not None
+        at, tat_before = self.pacer.reserve(now)
+        self._paced.append((at, tat_before))
+        self._last_tat = self.pacer.tat
         return at
 
     def _request(

@@ -94,6 +94,7 @@ from actors.exchanges._messages import (
     Ticker,
     Trade,
 )
+from actors.exchanges._pacing import Pacer
 from actors.exchanges._symbols import parse_symbol
 
 __all__ = [
@@ -412,8 +413,8 @@ class OkxProtocol(ExchangeProtocol):
     requests_per_window: ClassVar[int] = DEFAULT_REQUESTS_PER_WINDOW
     request_window: ClassVar[float] = DEFAULT_REQUEST_WINDOW
 
-    def __init__(self, spec: ConnectionSpec) -> None:
-        super().__init__(spec)
+    def __init__(self, spec: ConnectionSpec, *, pacer: Pacer | None = None) -> None:
+        super().__init__(spec, pacer=pacer)
         plan = _plan(spec)
         self._symbols = plan.symbols
         self._requests_plan = _batch(plan.targets, self.max_request_bytes)

@@ -14,6 +14,7 @@ import msgspec
 from actors._spec import ConnectionSpec
 from actors.exchanges._base import ExchangeProtocol, Frame
 from actors.exchanges._messages import Batch, RawMessage
+from actors.exchanges._pacing import Pacer
 
 __all__ = ["RawProtocol"]
 
@@ -24,8 +25,8 @@ class RawProtocol(ExchangeProtocol):
     exchange: ClassVar[str] = "raw"
     default_url: ClassVar[str | None] = None
 
-    def __init__(self, spec: ConnectionSpec) -> None:
-        super().__init__(spec)
+    def __init__(self, spec: ConnectionSpec, *, pacer: Pacer | None = None) -> None:
+        super().__init__(spec, pacer=pacer)
         self._decode = msgspec.json.Decoder().decode
         self._name = spec.name
 
