@@ -303,7 +303,7 @@ class ConnectionActor:
         url = self.protocol.url
         _, host, _, _ = split_ws_url(url)
         await self._set_state(ConnectionState.CONNECTING)
-        await self._registry.permit(host)
+        await self._registry.permit(host, self.protocol.connect_rate)
         try:
             try:
                 async with trio.open_nursery() as nursery:
@@ -407,7 +407,7 @@ class ConnectionActor:
         proto = type(self.protocol)(self.spec, pacer=self.protocol.pacer)
         session: _Session | None = None
         try:
-            await self._registry.permit(split_ws_url(proto.url)[1])
+            await self._registry.permit(split_ws_url(proto.url)[1], proto.connect_rate)
             session = await self._open_session(nursery, proto, handover.hold)
         except Exception as exc:
             self._abandon(handover, exc)

@@ -139,10 +139,15 @@ class SnapshotRequest(msgspec.Struct, frozen=True, kw_only=True, tag=True):
 
 
 class PermitRequest(msgspec.Struct, frozen=True, kw_only=True, tag=True):
-    """Ask when a connection attempt to ``host`` may start; the trio time comes on ``reply``."""
+    """Ask when a connection attempt to ``host`` may start; the trio time comes on ``reply``.
+
+    ``rate`` is the exchange's published ``(attempts, seconds)`` limit for the host, or
+    ``None`` for the supervisor's ``connect_attempts`` / ``connect_interval``.
+    """
 
     host: str
     reply: Any
+    rate: tuple[int, float] | None = None
 
 
 RegistryEvent = (
@@ -329,7 +334,7 @@ class RegistryActor:
         elif isinstance(event, Registered):
             self._records[event.connection] = _Record(event.exchange, event.url, now)
         elif isinstance(event, PermitRequest):
-            self._answer(event.reply, self.grant(event.host, now))
+            self._answer(event.reply, self.grant(event.host, now, event.rate))
         elif isinstance(event, SnapshotRequest):
             self._answer(event.reply, self.snapshot(now))
 
@@ -339,19 +344,26 @@ class RegistryActor:
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             reply.send_nowait(value)
 
-    def grant(self, host: str, now: float) -> float:
+    def grant(self, host: str, now: float, rate: tuple[int, float] | None = None) -> float:
         """Reserve the earliest start time for an attempt to ``host``.
+
+        Args:
+            host: the host connected to.
+            now: trio time of the request.
+            rate: ``(attempts, seconds)`` published by the exchange for this host; default
+                ``(connect_attempts, connect_interval)``.
 
         Returns:
             The trio time at which the attempt may start (``now`` or later). At most
-            ``connect_attempts`` grants fall in any window of ``connect_interval``.
+            ``attempts`` grants fall in any window of ``seconds``.
         """
+        attempts, interval = rate if rate is not None else (self._attempts, self._interval)
         grants = self._grants.setdefault(host, collections.deque())
         at = now
-        if len(grants) >= self._attempts:
-            at = max(now, grants[-self._attempts] + self._interval)
+        if len(grants) >= attempts:
+            at = max(now, grants[-attempts] + interval)
         grants.append(at)
-        while len(grants) > self._attempts:
+        while len(grants) > attempts:
             grants.popleft()
         return at
 
@@ -429,14 +441,19 @@ class RegistryClient:
         """
         await self._send.send(event)
 
-    async def permit(self, host: str) -> None:
+    async def permit(self, host: str, rate: tuple[int, float] | None = None) -> None:
         """Wait until a connection attempt to ``host`` may start.
+
+        Args:
+            host: the host to connect to.
+            rate: the exchange's ``(attempts, seconds)`` limit, or ``None`` for the
+                supervisor's default.
 
         Cancellation: may be partial: a cancelled wait may leave its reserved slot
         unused, which only makes pacing stricter.
         """
         send, receive = trio.open_memory_channel[float](1)
-        await self._send.send(PermitRequest(host=host, reply=send))
+        await self._send.send(PermitRequest(host=host, reply=send, rate=rate))
         async with receive:
             at = await receive.receive()
         await trio.sleep_until(at)

@@ -1396,3 +1396,22 @@ async def test_fake_data_frames_are_shaped_like_the_2025_captures(
         for e in (msgspec.json.decode(f)["data"][0] for f in (snapshot, update, later[2]))
     ]
     assert chain == [(-1, 1000), (1000, 1002), (1004, 1006)]  # 1004 never sent
+
+
+async def test_e2e_connects_are_paced_to_okx_limit_of_three_per_second(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_fake_exchange(
+        name="okx", transport="memory", interval=1.0, handler=FakeOkx(), max_connects=(3, 1.0)
+    ) as fake:
+        dialer = Dialer(fake)
+        one = okx_config(channels=["trades"], symbols=["BTC-USDT"])
+        six = tuple(msgspec.structs.replace(one.connections[0], name=f"okx{i}") for i in range(6))
+        config = msgspec.structs.replace(one, connections=six)
+        with trio.fail_after(30):
+            async with open_supervisor(config, connector=dialer) as sup:
+                await fake.wait_until(lambda f: len(f.sessions) == 6)
+                stats = (await sup.stats()).connections
+    assert dialer.times() == [0.0, 0.0, 0.0, 1.0, 1.0, 1.0]
+    assert fake.refused == 0
+    assert [s.restarts for s in stats] == [0] * 6

@@ -692,3 +692,23 @@ async def test_a_frame_that_makes_the_adapter_raise_is_counted_not_fatal(
                 stats = (await sup.stats()).connections[0]
     assert data(after) == {"seq": 1, "session": 0}
     assert (stats.malformed, stats.restarts, len(fake.sessions)) == (1, 0, 1)
+
+
+async def test_a_fake_connection_rate_limit_rejects_a_burst_with_429(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_fake_exchange(
+        name="a", transport="memory", interval=1.0, max_connects=(3, 1.0)
+    ) as fake:
+        connector = RecordingConnector(fake)
+        config = make_config(fake, supervisor={"connect_attempts": 10, "connect_interval": 1.0})
+        five = tuple(msgspec.structs.replace(config.connections[0], name=f"c{i}") for i in range(5))
+        config = msgspec.structs.replace(config, connections=five)
+        with trio.fail_after(30):
+            async with open_supervisor(config, connector=connector) as sup:
+                await fake.wait_until(lambda f: len(f.sessions) == 5)
+                stats = (await sup.stats()).connections
+    assert fake.refused == 2  # attempts 4 and 5 of the first second
+    assert sorted(s.last_error for s in stats)[-1] == (
+        "HandshakeRejected: ws://a.fake.invalid/ws rejected the WebSocket upgrade with HTTP 429"
+    )

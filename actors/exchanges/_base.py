@@ -96,6 +96,10 @@ class ExchangeProtocol(abc.ABC):
     #: rather than per connection; the supervisor then shares one :class:`Pacer` among
     #: all connections of this exchange to the same host. ``None``: no shared budget.
     shared_pacing: ClassVar[tuple[int, float] | None] = None
+    #: ``(attempts, seconds)``: the exchange's connection-attempt limit per IP; the
+    #: registry paces connects to the host accordingly. ``None``: the supervisor's
+    #: ``connect_attempts`` / ``connect_interval``.
+    connect_rate: ClassVar[tuple[int, float] | None] = None
 
     def __init__(self, spec: ConnectionSpec, *, pacer: Pacer | None = None) -> None:
         self.spec = spec

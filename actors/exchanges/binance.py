@@ -574,6 +574,8 @@ class BinanceProtocol(ExchangeProtocol):
     """
 
     exchange: ClassVar[str] = "binance"
+    #: 300 connection attempts per 5 minutes per IP (web-socket-streams.md, Limits).
+    connect_rate: ClassVar[tuple[int, float] | None] = (300, 300.0)
     #: Combined-stream base on the main host; port 9443 as documented first
     #: (web-socket-streams.md §General WSS information).
     default_url: ClassVar[str | None] = "wss://stream.binance.com:9443/stream"

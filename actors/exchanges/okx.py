@@ -408,6 +408,8 @@ class OkxProtocol(ExchangeProtocol):
     """
 
     exchange: ClassVar[str] = "okx"
+    #: 3 connection attempts per second per IP (https://www.okx.com/docs-v5/en/#overview-websocket).
+    connect_rate: ClassVar[tuple[int, float] | None] = (3, 1.0)
     default_url: ClassVar[str | None] = "wss://ws.okx.com:8443/ws/v5/public"
     max_request_bytes: ClassVar[int] = DEFAULT_MAX_REQUEST_BYTES
     requests_per_window: ClassVar[int] = DEFAULT_REQUESTS_PER_WINDOW

@@ -35,6 +35,7 @@ callback, is a bug in the test and propagates out of :func:`open_fake_exchange`.
 
 from __future__ import annotations
 
+import collections
 import enum
 import errno
 import math
@@ -76,6 +77,8 @@ SHUTDOWN_CLOSE_CODE: Final = 1001
 #: 1006 only report a missing status or an abnormal closure locally, 1015 a TLS failure.
 _UNSENDABLE_CLOSE_CODES: Final = frozenset({1004, 1005, 1006, 1015})
 
+#: HTTP status of a handshake refused for exceeding ``max_connects`` (RFC 6585 section 4).
+TOO_MANY_CONNECTS_STATUS: Final = 429
 #: A close frame's payload is at most 125 bytes: a 2-byte code and up to 123 bytes of
 #: UTF-8 reason (RFC 6455 section 5.5).
 _MAX_CLOSE_REASON_BYTES: Final = 123
@@ -377,9 +380,12 @@ class FakeExchange:
         require_subscribe: bool,
         payload: _Payload | None,
         handler: SessionHandler | None = None,
+        max_connects: tuple[int, float] | None = None,
     ) -> None:
         """Do not call; use :func:`open_fake_exchange`, which starts and stops the fake."""
         self._handler = handler
+        self._max_connects = max_connects
+        self._attempts: collections.deque[float] = collections.deque()
         self._name = name
         self._transport = transport
         self._url = url
@@ -690,7 +696,21 @@ class FakeExchange:
         return [session for session in self._sessions if session.open]
 
     def _refusal(self) -> tuple[bool, int | None]:
-        return trio.current_time() < self._refuse_until, self._refuse_status
+        """Whether to refuse the connection attempt being made now, and how."""
+        now = trio.current_time()
+        if now < self._refuse_until:
+            return True, self._refuse_status
+        if self._max_connects is not None:
+            # Exchanges count attempts, refused ones included (Binance: 300 connection
+            # attempts per 5 minutes per IP; OKX: 3 per second per IP).
+            limit, window = self._max_connects
+            recent = self._attempts
+            while recent and recent[0] <= now - window:
+                recent.popleft()
+            recent.append(now)
+            if len(recent) > limit:
+                return True, TOO_MANY_CONNECTS_STATUS
+        return False, None
 
     async def _end_sessions(self, kind: _EndKind, code: int, reason: str) -> None:
         targets = self._open_sessions()
@@ -907,6 +927,7 @@ async def open_fake_exchange(
     require_subscribe: bool = True,
     payload: _Payload | None = None,
     handler: SessionHandler | None = None,
+    max_connects: tuple[int, float] | None = None,
 ) -> AsyncIterator[FakeExchange]:
     """Run a fake exchange WebSocket server for the duration of the block.
 
@@ -936,6 +957,9 @@ async def open_fake_exchange(
             replaces the default behaviour (record frames, push ``payload`` frames);
             ``interval``, ``require_subscribe`` and ``payload`` are then the handler's
             to use or ignore.
+        max_connects: ``(attempts, seconds)``: an exchange's connection-rate limit per
+            IP; an attempt beyond it is rejected with HTTP 429 and counted in
+            :attr:`FakeExchange.refused`. ``None``: no limit.
 
     Yields:
         The running fake.
@@ -986,6 +1010,7 @@ async def open_fake_exchange(
             require_subscribe=require_subscribe,
             payload=payload,
             handler=handler,
+            max_connects=max_connects,
         )
         if listener is not None:
             # Already listening (open_tcp_listeners), so clients may connect at once.
