@@ -147,13 +147,23 @@ class _ReaderHost:
     def __init__(self, nursery: trio.Nursery) -> None:
         self._nursery = nursery
         self.scope = trio.CancelScope(shield=True)
+        #: The server's refusal of the upgrade, if it refused; set with :attr:`failed`.
+        self.rejected: trio_websocket.ConnectionRejected | None = None
+        self.failed = trio.Event()
 
     def start_soon(self, fn: Callable[[], Awaitable[object]]) -> None:
         self._nursery.start_soon(self._run, fn)
 
     async def _run(self, fn: Callable[[], Awaitable[object]]) -> None:
         with self.scope:
-            await fn()
+            try:
+                await fn()
+            except trio_websocket.ConnectionRejected as exc:
+                # trio-websocket reports a refused upgrade by raising in its reader;
+                # keep it here, where the handshake reads it, instead of letting it
+                # tear down every session that shares the nursery.
+                self.rejected = exc
+                self.failed.set()
 
 
 class _Session:
@@ -305,36 +315,27 @@ class ConnectionActor:
         await self._set_state(ConnectionState.CONNECTING)
         await self._registry.permit(host, self.protocol.connect_rate)
         try:
-            try:
-                async with trio.open_nursery() as nursery:
-                    self._nursery = nursery
-                    self._handover = None
-                    session = await self._open_session(nursery, self.protocol, self.outbox.put)
-                    try:
-                        await self._run_session(session, task_status)
-                    except ConnectionLost as exc:
-                        # The exchange closed the old session as announced while its
-                        # successor was still being built: wait for the successor.
-                        handover = self._handover
-                        if handover is None or isinstance(exc, FeedStale):
-                            raise
-                        await handover.done.wait()
-                        if not handover.succeeded:
-                            raise ServerClosing(
-                                "the exchange closed the connection as announced and no "
-                                f"successor session could be opened: {exc}",
-                                code=exc.code,
-                                reason=exc.reason,
-                            ) from exc
-                    # After a handover the successor's task goes on in this nursery.
-            except* trio_websocket.ConnectionRejected as group:
-                rejected = group.exceptions[0]
-                assert isinstance(rejected, trio_websocket.ConnectionRejected)
-                raise HandshakeRejected(
-                    f"{redact_url(url)} rejected the WebSocket upgrade with HTTP "
-                    f"{rejected.status_code}",
-                    status=rejected.status_code,
-                ) from group
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                self._handover = None
+                session = await self._open_session(nursery, self.protocol, self.outbox.put)
+                try:
+                    await self._run_session(session, task_status)
+                except ConnectionLost as exc:
+                    # The exchange closed the old session as announced while its
+                    # successor was still being built: wait for the successor.
+                    handover = self._handover
+                    if handover is None or isinstance(exc, FeedStale):
+                        raise
+                    await handover.done.wait()
+                    if not handover.succeeded:
+                        raise ServerClosing(
+                            "the exchange closed the connection as announced and no "
+                            f"successor session could be opened: {exc}",
+                            code=exc.code,
+                            reason=exc.reason,
+                        ) from exc
+                # After a handover the successor's task goes on in this nursery.
         finally:
             self._nursery = None
             self._handover = None
@@ -462,6 +463,11 @@ class ConnectionActor:
         try:
             with trio.move_on_at(deadline.deadline) as deadline:
                 ws = await self._handshake(reader, watched, host, port, resource)
+            if reader.rejected is not None:
+                status = reader.rejected.status_code
+                raise HandshakeRejected(
+                    f"{shown} rejected the WebSocket upgrade with HTTP {status}", status=status
+                ) from reader.rejected
             if deadline.cancelled_caught:
                 raise ConnectError(f"connecting to {shown} took longer than {timeout:g} s")
             if ws is None:
@@ -483,11 +489,12 @@ class ConnectionActor:
         ws: trio_websocket.WebSocketConnection | None = None
         async with trio.open_nursery() as race:
 
-            async def watch() -> None:
-                await watched.ended.wait()
-                race.cancel_scope.cancel(reason="stream ended during handshake")
+            async def watch(event: trio.Event, why: str) -> None:
+                await event.wait()
+                race.cancel_scope.cancel(reason=why)
 
-            race.start_soon(watch)
+            race.start_soon(watch, watched.ended, "stream ended during handshake")
+            race.start_soon(watch, reader.failed, "upgrade rejected")
             ws = await trio_websocket.wrap_client_stream(
                 reader,  # type: ignore[arg-type]  # only start_soon is used
                 watched,  # type: ignore[arg-type]  # any trio Stream works

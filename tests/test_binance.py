@@ -1550,8 +1550,9 @@ async def test_server_shutdown_is_a_make_before_break_handover_without_a_gap(
     assert stats.gaps == 0
 
 
+@pytest.mark.parametrize("status", [None, 429], ids=["refused", "rejected-429"])
 async def test_without_a_successor_the_old_session_goes_on_until_the_exchange_closes_it(
-    autojump_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock, status: int | None
 ) -> None:
     binance = FakeBinance()
     async with open_fake_exchange(
@@ -1563,7 +1564,7 @@ async def test_without_a_successor_the_old_session_goes_on_until_the_exchange_cl
             async with open_supervisor(config, connector=connector) as sup:
                 stream = sup.messages()
                 await stream.__anext__()  # t=1
-                fake.refuse(2.0)  # the successor cannot connect until t=3
+                fake.refuse(2.0, status=status)  # no successor can connect until t=3
                 await binance.server_shutdown()
                 second = await stream.__anext__()  # the old session still delivers
                 assert trio.current_time() == 2.0
