@@ -41,6 +41,7 @@ from typing import Final
 
 import trio
 import trio_websocket
+import wsproto.utilities
 
 from actors._errors import (
     ConnectError,
@@ -75,7 +76,7 @@ from actors.registry import (
     Traffic,
 )
 
-__all__ = ["DEFAULT_FLUSH_INTERVAL", "ConnectionActor"]
+__all__ = ["DEFAULT_FLUSH_INTERVAL", "DEFAULT_HANDOVER_WAIT", "ConnectionActor"]
 
 logger = logging.getLogger("marketprism.connection")
 
@@ -87,6 +88,9 @@ DEFAULT_FLUSH_INTERVAL: Final = 0.25
 _RECEIVE_BUFFER: Final = 64 * 1024
 #: Frames trio-websocket may hold between its reader and ours.
 _MESSAGE_QUEUE: Final = 64
+#: Seconds a live make-before-break successor waits for the old session to deliver up
+#: to where the successor's buffer starts, before switching anyway.
+DEFAULT_HANDOVER_WAIT: Final = 10.0
 #: RFC 6455 section 7.4.1: 1000 is a normal closure.
 _NORMAL_CLOSURE: Final = 1000
 
@@ -164,6 +168,11 @@ class _ReaderHost:
                 # tear down every session that shares the nursery.
                 self.rejected = exc
                 self.failed.set()
+            except wsproto.utilities.LocalProtocolError as exc:
+                # The reader tried to answer a ping that arrived while our close
+                # handshake was under way (wsproto refuses a Pong then): the
+                # connection is closing anyway, so this ends the reader, not the actor.
+                logger.debug("WebSocket reader ended during close: %s", exc)
 
 
 class _Session:
@@ -190,26 +199,44 @@ class _Session:
         #: Set once the session's socket is closed.
         self.closed = trio.Event()
 
+    def wake(self, why: str) -> None:
+        """Interrupt the current receive wait (the pump re-checks its state)."""
+        if self.wait is not None:
+            self.wait.cancel(reason=why)
+
     def retire(self) -> None:
         self.retiring = True
-        if self.wait is not None:
-            self.wait.cancel(reason="handed over to the successor session")
+        self.wake("handed over to the successor session")
 
 
 class _Handover:
-    """Make-before-break bookkeeping while a successor session is being built."""
+    """Make-before-break bookkeeping while a successor session is being built.
+
+    The switch waits until the old session has delivered up to where the successor's
+    buffer starts (per symbol: trade ids, book delta sequences), so that nothing falls
+    between them, or until ``DEFAULT_HANDOVER_WAIT`` passes after the successor went
+    live. The successor's buffer is then delivered minus what the old session already
+    delivered.
+    """
 
     def __init__(self, previous: _Session) -> None:
         self.previous = previous
+        self.successor: _Session | None = None
         self.done = trio.Event()
         self.succeeded = False
-        # What the old session delivered last, per symbol, to drop the successor's
-        # buffered duplicates: trade ids and book sequences.
+        #: trio time the successor's subscriptions were confirmed, or None.
+        self.ready_at: float | None = None
+        # What the old session delivered last, per symbol.
         self.last_trade: dict[str, int] = {}
         self.last_sequence: dict[str, int] = {}
+        # Where the successor's buffer starts, per symbol (deltas: before any snapshot).
+        self.first_trade: dict[str, int] = {}
+        self.first_prev_sequence: dict[str, int] = {}
+        self.snapshots: set[str] = set()
         self.buffer: list[Batch] = []
 
     async def track(self, put: Callable[[Batch], Awaitable[None]], batch: Batch) -> None:
+        """Deliver one of the old session's batches and remember where it got to."""
         await put(batch)
         for message in batch:
             if isinstance(message, Trade):
@@ -217,38 +244,73 @@ class _Handover:
                     self.last_trade[message.symbol] = int(message.trade_id)
             elif isinstance(message, (BookDelta, BookSnapshot)) and message.sequence is not None:
                 self.last_sequence[message.symbol] = message.sequence
+        if self.successor is not None and self.ready_at is not None and self.caught_up():
+            self.successor.wake("the old session caught up")
 
     async def hold(self, batch: Batch) -> None:
+        """Buffer one of the successor's batches until the switch."""
         self.buffer.append(batch)
+        for message in batch:
+            if isinstance(message, Trade):
+                if message.trade_id.isdigit():
+                    self.first_trade.setdefault(message.symbol, int(message.trade_id))
+            elif isinstance(message, BookSnapshot):
+                self.snapshots.add(message.symbol)
+            elif (
+                isinstance(message, BookDelta)
+                and message.symbol not in self.snapshots
+                and message.prev_sequence is not None
+            ):
+                self.first_prev_sequence.setdefault(message.symbol, message.prev_sequence)
+        await trio.lowlevel.checkpoint()
 
-    def fresh(self) -> list[Batch]:
-        """The successor's buffered batches minus what the old session delivered."""
-        snapshots: set[str] = set()
-        kept: list[Batch] = []
-        for batch in self.buffer:
-            messages = []
-            for message in batch:
-                if isinstance(message, Trade):
-                    last = self.last_trade.get(message.symbol)
-                    if (
-                        last is not None
-                        and message.trade_id.isdigit()
-                        and int(message.trade_id) <= last
-                    ):
+    def caught_up(self) -> bool:
+        """Has the old session delivered everything up to the successor's buffer?"""
+        if not self.buffer:
+            return False
+        last_trade, last_sequence = self.last_trade, self.last_sequence
+        return all(
+            last_trade.get(symbol, -1) >= first - 1 for symbol, first in self.first_trade.items()
+        ) and all(
+            last_sequence.get(symbol, -1) >= prev
+            for symbol, prev in self.first_prev_sequence.items()
+        )
+
+    def unseen(self, batch: Batch) -> Batch:
+        """``batch`` without what the old session already delivered.
+
+        Trades are compared by id and book deltas by sequence, per symbol, until the
+        successor delivers a snapshot of that book (which starts it afresh).
+        """
+        kept = []
+        for message in batch:
+            if isinstance(message, Trade):
+                last = self.last_trade.get(message.symbol)
+                if last is not None and message.trade_id.isdigit():
+                    if int(message.trade_id) <= last:
                         continue
-                elif isinstance(message, BookSnapshot):
-                    snapshots.add(message.symbol)
-                elif (
-                    isinstance(message, BookDelta)
-                    and message.symbol not in snapshots
-                    and message.sequence is not None
-                    and message.sequence <= self.last_sequence.get(message.symbol, -1)
-                ):
-                    continue
-                messages.append(message)
-            if messages:
-                kept.append(tuple(messages))
-        return kept
+                    del self.last_trade[message.symbol]  # passed it: no more checks
+            elif isinstance(message, BookSnapshot):
+                self.last_sequence.pop(message.symbol, None)
+            elif isinstance(message, BookDelta) and message.sequence is not None:
+                last = self.last_sequence.get(message.symbol)
+                if last is not None:
+                    if message.sequence <= last:
+                        continue
+                    del self.last_sequence[message.symbol]
+            kept.append(message)
+        return tuple(kept)
+
+    @property
+    def passed(self) -> bool:
+        """The successor has moved past everything the old session delivered."""
+        return not self.last_trade and not self.last_sequence
+
+    async def deliver_unseen(self, put: Callable[[Batch], Awaitable[None]], batch: Batch) -> None:
+        """The successor's delivery until it has passed the old session's last ids."""
+        kept = self.unseen(batch)
+        if kept:
+            await put(kept)
 
 
 class ConnectionActor:
@@ -319,23 +381,27 @@ class ConnectionActor:
                 self._nursery = nursery
                 self._handover = None
                 session = await self._open_session(nursery, self.protocol, self.outbox.put)
+                ended: ConnectionLost | None = None
                 try:
                     await self._run_session(session, task_status)
                 except ConnectionLost as exc:
-                    # The exchange closed the old session as announced while its
-                    # successor was still being built: wait for the successor.
-                    handover = self._handover
-                    if handover is None or isinstance(exc, FeedStale):
+                    if self._handover is None or isinstance(exc, FeedStale):
                         raise
+                    ended = exc
+                handover = self._handover
+                if handover is not None:
+                    # The session ended after an announcement (closed as announced, or
+                    # handed over): wait for the successor, which then goes on in this
+                    # nursery; without one, reconnect at once.
                     await handover.done.wait()
                     if not handover.succeeded:
                         raise ServerClosing(
                             "the exchange closed the connection as announced and no "
-                            f"successor session could be opened: {exc}",
-                            code=exc.code,
-                            reason=exc.reason,
-                        ) from exc
-                # After a handover the successor's task goes on in this nursery.
+                            "successor session could be opened"
+                            + (f": {ended}" if ended is not None else ""),
+                            code=ended.code if ended is not None else _NORMAL_CLOSURE,
+                            reason=ended.reason if ended is not None else "",
+                        ) from ended
         finally:
             self._nursery = None
             self._handover = None
@@ -359,7 +425,10 @@ class ConnectionActor:
         return _Session(proto, ws, stream, reader, deliver)
 
     async def _run_session(
-        self, session: _Session, task_status: trio.TaskStatus[None] | None
+        self,
+        session: _Session,
+        task_status: trio.TaskStatus[None] | None,
+        handover: _Handover | None = None,
     ) -> None:
         """Pump ``session`` until it ends, then close it and release its reader.
 
@@ -369,7 +438,7 @@ class ConnectionActor:
         try:
             if task_status is not None:
                 await self._set_state(ConnectionState.SUBSCRIBING)
-            await self._pump(session, task_status)
+            await self._pump(session, task_status, handover)
         except FeedStale:
             # A silent peer would not answer a closing handshake either: drop the
             # socket instead of waiting for it.
@@ -382,15 +451,18 @@ class ConnectionActor:
                 session.reader.scope.cancel(reason="session closed")
                 session.proto.end_session()
                 session.closed.set()
+                handover = self._handover
+                if handover is not None and handover.previous is session and handover.successor:
+                    handover.successor.wake("the old session ended")
 
     def _on_notice(self, session: _Session, notice: ReconnectRequested) -> None:
-        pending = self._handover
-        if pending is not None and not pending.done.is_set():
-            return  # a successor is already on its way
-        if self._nursery is None or session.retiring or session.proto is not self.protocol:
-            # Not the connection's current session (a successor before its handover):
-            # let it fail, the current session goes on.
+        if self._nursery is None or session.proto is not self.protocol:
+            # A successor told before its handover that it will be closed too: give it
+            # up; the current session goes on.
             raise ServerClosing(f"the exchange announced a disconnect: {notice.reason}")
+        pending = self._handover
+        if session.retiring or (pending is not None and not pending.done.is_set()):
+            return  # a successor is already on its way
         logger.info(
             "%s: %s; opening a successor session before closing this one",
             self.spec.name,
@@ -413,19 +485,23 @@ class ConnectionActor:
         except Exception as exc:
             self._abandon(handover, exc)
             return
+        handover.successor = session
         try:
-            await self._run_session(session, None)
+            await self._run_session(session, None, handover)
         except Exception as exc:
             if handover.succeeded:
                 raise  # the successor is the connection now: its end is the actor's
             self._abandon(handover, exc)
+        finally:
+            if not handover.done.is_set():
+                self._abandon(handover, "it closed before taking over")
 
-    def _abandon(self, handover: _Handover, exc: BaseException) -> None:
+    def _abandon(self, handover: _Handover, why: BaseException | str) -> None:
         logger.warning(
             "%s: could not open a successor session (%s); the current session goes on "
             "until the exchange closes it",
             self.spec.name,
-            exc,
+            why,
         )
         handover.done.set()
 
@@ -436,15 +512,31 @@ class ConnectionActor:
         previous = handover.previous
         previous.retire()
         await previous.closed.wait()
-        for batch in handover.fresh():
-            await self.outbox.put(batch)
-        handover.buffer.clear()
-        session.deliver = self.outbox.put
+        put = self.outbox.put
+        buffer, handover.buffer = handover.buffer, []
+        for batch in buffer:
+            await handover.deliver_unseen(put, batch)
+        # Until the successor passes the old session's last ids (it may lag behind the
+        # old one), keep filtering for a while; then deliver directly.
+        filter_until = trio.current_time() + DEFAULT_HANDOVER_WAIT
+
+        async def deliver(batch: Batch) -> None:
+            if handover.passed or trio.current_time() >= filter_until:
+                session.deliver = put
+                await put(batch)
+            else:
+                await handover.deliver_unseen(put, batch)
+
+        session.deliver = put if handover.passed else deliver
         self.protocol = session.proto
         handover.succeeded = True
         self._handover = None
         handover.done.set()
         await self._report_subscriptions()
+        if self.live_since is None:
+            # The old session never got live; the successor is, from now on.
+            self.live_since = trio.current_time()
+            await self._set_state(ConnectionState.LIVE)
         logger.info("%s: switched to the successor session without a gap", self.spec.name)
 
     async def _open(
@@ -514,7 +606,18 @@ class ConnectionActor:
         # handshake is over either way, so no TLS close_notify is owed.
         await trio.aclose_forcefully(stream)
 
-    async def _pump(self, session: _Session, task_status: trio.TaskStatus[None] | None) -> None:
+    async def _pump(
+        self,
+        session: _Session,
+        task_status: trio.TaskStatus[None] | None,
+        handover: _Handover | None = None,
+    ) -> None:
+        """Receive, decode and deliver until the session ends.
+
+        ``handover`` is given for a make-before-break successor: it must go live
+        within ``stale_after``, then takes over once the old session caught up (or
+        after ``DEFAULT_HANDOVER_WAIT``).
+        """
         proto = session.proto
         ws = session.ws
         stream = session.stream
@@ -524,11 +627,25 @@ class ConnectionActor:
         now = trio.current_time()
         last_frame = now
         next_flush = math.inf
+        # A successor must be confirmed within stale_after, and switches over at the
+        # latest DEFAULT_HANDOVER_WAIT after that.
+        switch_by = now + stale_after if handover is not None else math.inf
         proto.start_session(now)
         if task_status is not None:
             await self._report_subscriptions()
         try:
             while not session.retiring:
+                if handover is not None and handover.ready_at is not None:
+                    now = trio.current_time()
+                    if (
+                        now >= switch_by
+                        or handover.caught_up()
+                        or handover.previous.closed.is_set()
+                    ):
+                        await self._hand_over(session)
+                        handover = None
+                        switch_by = math.inf
+                        last_frame = trio.current_time()  # the switch is not silence
                 for frame in proto.frames_to_send():
                     await ws.send_message(frame)
                 events = proto.events()
@@ -536,14 +653,17 @@ class ConnectionActor:
                     await self._handle(events, session)
                 if not live and proto.state is AdapterState.LIVE:
                     live = True
-                    if task_status is None:
-                        await self._hand_over(session)
-                    else:
+                    if handover is not None:
+                        handover.ready_at = trio.current_time()
+                        switch_by = handover.ready_at + DEFAULT_HANDOVER_WAIT
+                        continue  # maybe switch at once
+                    if task_status is not None:
                         self.live_since = trio.current_time()
                         await self._set_state(ConnectionState.LIVE)
                         task_status.started()
                 stale_at = last_frame + stale_after
-                with trio.move_on_at(min(stale_at, proto.deadline(), next_flush)) as waited:
+                wake_at = min(stale_at, proto.deadline(), next_flush, switch_by)
+                with trio.move_on_at(wake_at) as waited:
                     session.wait = waited
                     data = await receive()
                 session.wait = None
@@ -551,6 +671,12 @@ class ConnectionActor:
                 if waited.cancelled_caught:
                     if session.retiring:
                         break
+                    if handover is not None and now >= switch_by and handover.ready_at is None:
+                        raise FeedStale(
+                            f"the successor session's subscriptions were not confirmed "
+                            f"within {stale_after:g} s",
+                            code=None,
+                        )
                     if now >= stale_at and stream.last_received > last_frame:
                         # Only control frames (an exchange's WebSocket pings) arrived:
                         # the connection is alive, so the stale clock restarts there.

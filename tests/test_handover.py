@@ -1,0 +1,196 @@
+"""Make-before-break handovers on an announced disconnect, against the Binance fake.
+
+Regressions from review: a successor that never gets its acks, a successor closed
+before it took over, a notice arriving before the first session is live, stop/restart
+during a handover, and a lagging successor that would duplicate trades.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from supervisor import Config, Trade, config_from_dict, open_supervisor
+from supervisor.testing import FakeBinance, open_fake_exchange
+
+URL = "ws://binance.fake.invalid/stream"
+
+
+def make_config(**keys: Any) -> Config:
+    return config_from_dict(
+        {
+            "supervisor": {"shutdown_timeout": 1.0},
+            "connections": {
+                "b": {
+                    "exchange": "binance",
+                    "url": URL,
+                    "channels": ["trades"],
+                    "symbols": ["BTC-USDT"],
+                    "stale_after": 5.0,
+                    "backoff": {"initial": 1.0, "jitter": "none"},
+                    **keys,
+                }
+            },
+        },
+        source="<test>",
+    )
+
+
+class NoAckForSuccessor(FakeBinance):
+    """Session 0 behaves; later sessions get data but never an answer to SUBSCRIBE."""
+
+    def _answer(self, state: Any, frame: Any) -> Any:
+        replies, close = super()._answer(state, frame)
+        return ([] if state.index >= 1 else replies), close
+
+
+class Attempts:
+    def __init__(self, fake: Any) -> None:
+        self.fake = fake
+        self.times: list[float] = []
+
+    async def __call__(self, url: str) -> trio.abc.Stream:
+        self.times.append(trio.current_time())
+        return await self.fake.connect(url)
+
+
+async def test_a_successor_never_confirmed_is_given_up_and_the_old_session_goes_on(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    binance = NoAckForSuccessor()
+    async with open_fake_exchange(
+        name="binance", transport="memory", interval=1.0, handler=binance
+    ) as fake:
+        dial = Attempts(fake)
+        with trio.fail_after(100):
+            async with open_supervisor(make_config(), connector=dial) as sup:
+                stream = sup.messages()
+                await stream.__anext__()  # t=1
+                await binance.server_shutdown()
+                trades = []
+                while trio.current_time() < 9.0:
+                    trades.append(int((await stream.__anext__()).trade_id))  # type: ignore[union-attr]
+                # given up at 1 + stale_after = 6; the old session delivered throughout
+                assert not fake.sessions[1].open
+                await trio.sleep_until(9.5)
+                await fake.close(1001, "as announced")
+                await fake.wait_until(lambda f: len(f.sessions) == 3)
+                stats = (await sup.stats()).connections[0]
+    assert trades == list(range(trades[0], trades[0] + len(trades)))  # no gap
+    assert dial.times == [0.0, 1.0, 9.5]  # closed as announced: reconnect at once
+    assert stats.last_error.startswith(
+        "ServerClosing: the exchange closed the connection as announced and no successor "
+        "session could be opened"
+    )
+
+
+async def test_a_notice_before_the_first_session_is_live_still_ends_live(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    binance = FakeBinance()
+    async with open_fake_exchange(
+        name="binance", transport="memory", interval=1.0, handler=binance
+    ) as fake:
+        with trio.fail_after(100):
+            async with open_supervisor(make_config(), connector=fake.connect) as sup:
+                # SUBSCRIBE goes out at once and is acked at once: send the notice
+                # before the ack can be read by sending it right after connecting.
+                await fake.wait_until(lambda f: len(f.sessions) == 1)
+                await binance.server_shutdown()
+                await fake.wait_until(lambda f: len(f.sessions) == 2)
+                msg = await sup.messages().__anext__()
+                await fake.wait_until(lambda f: not f.sessions[0].open)
+                stats = (await sup.stats()).connections[0]
+    assert isinstance(msg, Trade)
+    assert (stats.state, stats.restarts, stats.connects) == ("live", 0, 2)
+
+
+@pytest.mark.parametrize("how", ["stop", "restart"])
+async def test_stop_or_restart_during_a_handover_closes_both_sessions(
+    autojump_clock: trio.testing.MockClock, how: str
+) -> None:
+    binance = NoAckForSuccessor()
+    async with open_fake_exchange(
+        name="binance", transport="memory", interval=1.0, handler=binance
+    ) as fake:
+        with trio.fail_after(100):
+            async with open_supervisor(make_config(), connector=fake.connect) as sup:
+                await sup.messages().__anext__()
+                await binance.server_shutdown()
+                # the successor is open and has subscribed (it never gets the ack)
+                await fake.wait_until(lambda f: len(f.sessions) == 2 and f.sessions[1].subscribed)
+                started = trio.current_time()
+                if how == "stop":
+                    await sup.stop()
+                    assert trio.current_time() - started <= 1.0  # shutdown_timeout
+                else:
+                    await sup.restart("b")
+                    await fake.wait_until(lambda f: len(f.sessions) == 3)
+                await fake.wait_until(lambda f: not f.sessions[0].open and not f.sessions[1].open)
+    assert [s.close_code for s in fake.sessions[:2]] == [1000, 1000]
+
+
+class SharedIdBinance(FakeBinance):
+    """Like the real venue: one trade id per second, on every session subscribed."""
+
+    def _render(self, kind: str, native: str, book: Any, state: Any, now_ms: int) -> str:
+        if kind == "trade":
+            tid = 1_000_000 + round(trio.current_time())
+            return (
+                f'{{"e":"trade","E":{now_ms},"s":"{native}","t":{tid},"p":"1.00",'
+                f'"q":"1.0","T":{now_ms},"m":true,"M":true}}'
+            )
+        result: str = super()._render(kind, native, book, state, now_ms)
+        return result
+
+
+class Delayed(trio.abc.Stream):
+    """A stream whose data arrives ``delay`` seconds late (a slower route)."""
+
+    def __init__(self, inner: trio.abc.Stream, delay: float) -> None:
+        self.inner, self.delay = inner, delay
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        data = await self.inner.receive_some(max_bytes)
+        await trio.sleep(self.delay)
+        return data
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_a_lagging_successor_delivers_no_duplicate_and_no_gap(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    binance = SharedIdBinance()
+    async with open_fake_exchange(
+        name="binance", transport="memory", interval=1.0, handler=binance
+    ) as fake:
+        dialled = 0
+
+        async def connector(url: str) -> trio.abc.Stream:
+            nonlocal dialled
+            dialled += 1
+            stream = await fake.connect(url)
+            return Delayed(stream, 1.5) if dialled > 1 else stream
+
+        got: list[int] = []
+        with trio.fail_after(60):
+            async with open_supervisor(make_config(), connector=connector) as sup:
+                stream = sup.messages()
+                got.append(int((await stream.__anext__()).trade_id))  # type: ignore[union-attr]
+                await binance.server_shutdown()
+                while trio.current_time() < 20:
+                    got.append(int((await stream.__anext__()).trade_id))  # type: ignore[union-attr]
+                stats = (await sup.stats()).connections[0]
+    assert got == list(range(got[0], got[0] + len(got)))
+    assert (stats.connects, stats.restarts) == (2, 0)
