@@ -236,8 +236,11 @@ class _Handover:
         self.buffer: list[Batch] = []
 
     async def track(self, put: Callable[[Batch], Awaitable[None]], batch: Batch) -> None:
-        """Deliver one of the old session's batches and remember where it got to."""
-        await put(batch)
+        """Deliver one of the old session's batches and remember where it got to.
+
+        The marks are set before the (possibly blocking) put: a switch waits for the old
+        session to finish, so this batch is delivered before the successor's buffer.
+        """
         for message in batch:
             if isinstance(message, Trade):
                 if message.trade_id.isdigit():
@@ -246,6 +249,7 @@ class _Handover:
                 self.last_sequence[message.symbol] = message.sequence
         if self.successor is not None and self.ready_at is not None and self.caught_up():
             self.successor.wake("the old session caught up")
+        await put(batch)
 
     async def hold(self, batch: Batch) -> None:
         """Buffer one of the successor's batches until the switch."""
@@ -265,16 +269,26 @@ class _Handover:
         await trio.lowlevel.checkpoint()
 
     def caught_up(self) -> bool:
-        """Has the old session delivered everything up to the successor's buffer?"""
+        """Has the old session delivered everything up to the successor's buffer?
+
+        Every stream the old session delivered (trades and book deltas, per symbol) must
+        already have a start in the successor's buffer, and the old session must have
+        reached it; otherwise a frame still unread on the old socket could be lost.
+        """
         if not self.buffer:
             return False
-        last_trade, last_sequence = self.last_trade, self.last_sequence
-        return all(
-            last_trade.get(symbol, -1) >= first - 1 for symbol, first in self.first_trade.items()
-        ) and all(
-            last_sequence.get(symbol, -1) >= prev
-            for symbol, prev in self.first_prev_sequence.items()
-        )
+        last_trade, first_trade = self.last_trade, self.first_trade
+        if last_trade.keys() != first_trade.keys():
+            return False  # a stream only one side has seen yet: cannot tell
+        if any(last_trade[symbol] < first - 1 for symbol, first in first_trade.items()):
+            return False
+        for symbol, last in self.last_sequence.items():
+            if symbol in self.snapshots:
+                continue  # the successor's snapshot starts that book afresh
+            prev = self.first_prev_sequence.get(symbol)
+            if prev is None or last < prev:
+                return False
+        return self.first_prev_sequence.keys() <= self.last_sequence.keys()
 
     def unseen(self, batch: Batch) -> Batch:
         """``batch`` without what the old session already delivered.

@@ -1521,33 +1521,32 @@ async def test_resubscribes_after_a_reconnect(autojump_clock: trio.testing.MockC
 async def test_server_shutdown_is_a_make_before_break_handover_without_a_gap(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
+    # Book continuity across a handover needs venue-consistent ids on both sessions,
+    # which this fake does not model (each session numbers from when it subscribed):
+    # see tests/test_handover.py for trades and books on a lockstep fake.
     binance = FakeBinance()
     async with open_fake_exchange(
         name="binance", transport="memory", interval=1.0, handler=binance
     ) as fake:
         connector = RecordingConnector(fake)
-        config = make_config(channels=["trades", "book"], symbols=["BTC-USDT"])
+        config = make_config(channels=["trades"], symbols=["BTC-USDT"])
         with trio.fail_after(60):
             async with open_supervisor(config, connector=connector) as sup:
                 stream = sup.messages()
-                got = [await stream.__anext__() for _ in range(2)]  # t=1: trade + depth
+                got = [await stream.__anext__()]  # t=1
                 await binance.server_shutdown()  # at t=1
                 while trio.current_time() < 6.0:
                     got.append(await stream.__anext__())
+                await fake.wait_until(lambda f: not f.sessions[0].open)
                 stats = (await sup.stats()).connections[0]
     # The successor connected at once, while the old session was still delivering.
     assert connector.times() == [0.0, 1.0]
     assert fake.sessions[0].close_code == 1000  # we closed the old session cleanly
-    assert fake.sessions[1].received == [subscribe(1, "btcusdt@trade", "btcusdt@depth@100ms")]
+    assert fake.sessions[1].received == [subscribe(1, "btcusdt@trade")]
     # No restart, no error, and the consumer saw no gap and no duplicate.
     assert (stats.restarts, stats.connects, stats.last_error) == (0, 2, "")
     trades = [int(m.trade_id) for m in got if isinstance(m, Trade)]
     assert trades == list(range(trades[0], trades[0] + len(trades)))
-    deltas = [m for m in got if isinstance(m, BookDelta)]
-    assert all(
-        later.prev_sequence == earlier.sequence for earlier, later in itertools.pairwise(deltas)
-    )
-    assert stats.gaps == 0
 
 
 @pytest.mark.parametrize("status", [None, 429], ids=["refused", "rejected-429"])

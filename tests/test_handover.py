@@ -7,13 +7,14 @@ during a handover, and a lagging successor that would duplicate trades.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
 import trio
 import trio.testing
 
-from supervisor import Config, Trade, config_from_dict, open_supervisor
+from supervisor import BookDelta, Config, Trade, config_from_dict, open_supervisor
 from supervisor.testing import FakeBinance, open_fake_exchange
 
 URL = "ws://binance.fake.invalid/stream"
@@ -194,3 +195,52 @@ async def test_a_lagging_successor_delivers_no_duplicate_and_no_gap(
                 stats = (await sup.stats()).connections[0]
     assert got == list(range(got[0], got[0] + len(got)))
     assert (stats.connects, stats.restarts) == (2, 0)
+
+
+class LockstepBinance(FakeBinance):
+    """Venue-consistent data: every session gets the same trade and depth ids at the
+    same (virtual) second, as sessions of a real exchange do."""
+
+    def _render(self, kind: str, native: str, book: Any, state: Any, now_ms: int) -> str:
+        k = round(trio.current_time())
+        if kind == "trade":
+            return (
+                f'{{"e":"trade","E":{now_ms},"s":"{native}","t":{1_000_000 + k},"p":"1.00",'
+                f'"q":"1.0","T":{now_ms},"m":true,"M":true}}'
+            )
+        if kind.startswith("depth"):
+            first, last = 10_000_000 + 3 * (k - 1) + 1, 10_000_000 + 3 * k
+            return (
+                f'{{"e":"depthUpdate","E":{now_ms},"s":"{native}","U":{first},"u":{last},'
+                f'"b":[["1.00","1.0"]],"a":[["1.01","0.0"]]}}'
+            )
+        result: str = super()._render(kind, native, book, state, now_ms)
+        return result
+
+
+@pytest.mark.parametrize("attempt", range(8))
+async def test_trades_and_book_deltas_stay_continuous_across_a_handover(
+    autojump_clock: trio.testing.MockClock, attempt: int
+) -> None:
+    # Trio varies the order of tasks woken at the same instant: repeat to cover orders.
+    binance = LockstepBinance()
+    async with open_fake_exchange(
+        name="binance", transport="memory", interval=1.0, handler=binance
+    ) as fake:
+        got: list[Any] = []
+        with trio.fail_after(60):
+            async with open_supervisor(
+                make_config(channels=["trades", "book"]), connector=fake.connect
+            ) as sup:
+                stream = sup.messages()
+                got += [await stream.__anext__(), await stream.__anext__()]  # t=1
+                await binance.server_shutdown()
+                while trio.current_time() < 15.0:
+                    got.append(await stream.__anext__())
+                stats = (await sup.stats()).connections[0]
+    trades = [int(m.trade_id) for m in got if isinstance(m, Trade)]
+    deltas = [(m.prev_sequence, m.sequence) for m in got if isinstance(m, BookDelta)]
+    assert trades == list(range(trades[0], trades[0] + len(trades)))
+    assert all(b[0] == a[1] for a, b in itertools.pairwise(deltas)), deltas
+    assert (stats.restarts, stats.connects, stats.gaps) == (0, 2, 0)
+    assert fake.sessions[0].close_code == 1000
