@@ -519,7 +519,7 @@ class ConnectionActor:
         )
         handover.done.set()
 
-    async def _hand_over(self, session: _Session) -> None:
+    async def _hand_over(self, session: _Session, why: str) -> None:
         """``session`` (the successor) is live: retire the old one and take its place."""
         handover = self._handover
         assert handover is not None
@@ -551,7 +551,7 @@ class ConnectionActor:
             # The old session never got live; the successor is, from now on.
             self.live_since = trio.current_time()
             await self._set_state(ConnectionState.LIVE)
-        logger.info("%s: switched to the successor session without a gap", self.spec.name)
+        logger.info("%s: switched to the successor session (%s)", self.spec.name, why)
 
     async def _open(
         self, reader: _ReaderHost, url: str, host: str, port: int, resource: str
@@ -651,12 +651,19 @@ class ConnectionActor:
             while not session.retiring:
                 if handover is not None and handover.ready_at is not None:
                     now = trio.current_time()
-                    if (
-                        now >= switch_by
-                        or handover.caught_up()
-                        or handover.previous.closed.is_set()
-                    ):
-                        await self._hand_over(session)
+                    if handover.caught_up():
+                        why = "the old session caught up: no gap"
+                    elif handover.previous.closed.is_set():
+                        why = "the old session ended"
+                    elif now >= switch_by:
+                        why = (
+                            f"the old session did not catch up within "
+                            f"{DEFAULT_HANDOVER_WAIT:g} s: a gap is possible"
+                        )
+                    else:
+                        why = ""
+                    if why:
+                        await self._hand_over(session, why)
                         handover = None
                         switch_by = math.inf
                         last_frame = trio.current_time()  # the switch is not silence
