@@ -601,23 +601,8 @@ class DeribitProtocol(ExchangeProtocol):
             )
             return ()
         name = self._name
-        if symbol:
-            return tuple(
-                [
-                    Trade(
-                        connection=name,
-                        exchange=_EXCHANGE,
-                        received_at=received_at,
-                        symbol=symbol,
-                        side=trade.direction,
-                        price=trade.price,
-                        amount=trade.amount,
-                        trade_id=trade.trade_id,
-                        timestamp=trade.timestamp,
-                    )
-                    for trade in trades
-                ]
-            )
+        # Per-instrument channels know the symbol; trades.{kind}.{currency}.* carry it
+        # per trade.
         symbol_of = self._symbol_of
         return tuple(
             [
@@ -625,7 +610,7 @@ class DeribitProtocol(ExchangeProtocol):
                     connection=name,
                     exchange=_EXCHANGE,
                     received_at=received_at,
-                    symbol=symbol_of(trade.instrument_name),
+                    symbol=symbol or symbol_of(trade.instrument_name),
                     side=trade.direction,
                     price=trade.price,
                     amount=trade.amount,
