@@ -332,7 +332,9 @@ class ConnectionActor:
 
     Args:
         spec: the connection.
-        protocol: the adapter for ``spec.exchange`` (kept across sessions).
+        new_adapter: builds a fresh adapter for ``spec.exchange``; called once here (that
+            adapter is kept across sessions) and once per make-before-break successor,
+            so both are built the same way.
         outbox: the queue toward the consumer (kept across sessions).
         registry: where state changes and traffic go.
         connector: opens the stream under the WebSocket.
@@ -343,14 +345,15 @@ class ConnectionActor:
         self,
         spec: ConnectionSpec,
         *,
-        protocol: ExchangeProtocol,
+        new_adapter: Callable[[], ExchangeProtocol],
         outbox: Outbox,
         registry: RegistryClient,
         connector: Connector,
         close_timeout: float,
     ) -> None:
         self.spec = spec
-        self.protocol = protocol
+        self._new_adapter = new_adapter
+        self.protocol = new_adapter()
         self.outbox = outbox
         self._registry = registry
         self._connector = connector
@@ -490,8 +493,9 @@ class ConnectionActor:
     async def _successor(
         self, nursery: trio.Nursery, handover: _Handover, notice: ReconnectRequested
     ) -> None:
-        # A fresh adapter for the new socket, drawing on the same shared request budget.
-        proto = type(self.protocol)(self.spec, pacer=self.protocol.pacer)
+        # A fresh adapter for the new socket, built like the first one (so it draws on
+        # the same shared request budget).
+        proto = self._new_adapter()
         session: _Session | None = None
         try:
             await self._registry.permit(split_ws_url(proto.url)[1], proto.connect_rate)

@@ -30,6 +30,7 @@ that the consumer reads, so a full consumer blocks forwarders, and the policy de
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import random
@@ -165,7 +166,7 @@ class Supervisor:
                 pacer = pacers.setdefault((spec.exchange, host), Pacer(*adapter.shared_pacing))
             actor = ConnectionActor(
                 spec,
-                protocol=adapter(spec, pacer=pacer),
+                new_adapter=functools.partial(adapter, spec, pacer=pacer),
                 outbox=Outbox(spec.overflow, spec.buffer),
                 registry=self._registry,
                 connector=connector,

@@ -15,6 +15,7 @@ from actors.exchanges._messages import RawMessage as RawMessage
 from actors.exchanges._messages import Subscribed as Subscribed
 from actors.exchanges._messages import Ticker as Ticker
 from actors.exchanges._messages import Trade as Trade
+from actors.exchanges._pacing import Pacer as Pacer
 from actors.exchanges.binance import BinanceProtocol as BinanceProtocol
 from actors.exchanges.binance import BinanceUsdmProtocol as BinanceUsdmProtocol
 from actors.exchanges.deribit import DeribitProtocol as DeribitProtocol
@@ -34,6 +35,7 @@ __all__ = [
     "MalformedFrame",
     "Message",
     "OkxProtocol",
+    "Pacer",
     "RawMessage",
     "RawProtocol",
     "Subscribed",
