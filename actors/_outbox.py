@@ -14,7 +14,7 @@ from __future__ import annotations
 import trio
 
 from actors._spec import Overflow
-from actors.exchanges._messages import Batch
+from actors.exchanges.messages import Batch
 
 __all__ = ["Outbox"]
 

@@ -52,8 +52,7 @@ from actors._errors import (
 )
 from actors._outbox import Outbox
 from actors._spec import ConnectionSpec
-from actors.exchanges._base import AdapterState, ExchangeProtocol
-from actors.exchanges._messages import (
+from actors.exchanges.messages import (
     Batch,
     BookDelta,
     BookSnapshot,
@@ -66,6 +65,7 @@ from actors.exchanges._messages import (
     SubscriptionFailed,
     Trade,
 )
+from actors.exchanges.sdk.protocol import AdapterState, ExchangeProtocol
 from actors.net._connect import Connector, redact_url, split_ws_url
 from actors.registry import (
     Connected,

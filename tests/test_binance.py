@@ -34,8 +34,8 @@ from wsproto.events import AcceptConnection, CloseConnection, Ping, Request
 
 from actors._errors import LocalProtocolError
 from actors._spec import ConnectionSpec
-from actors.exchanges._base import AdapterState
-from actors.exchanges._messages import (
+from actors.exchanges.binance import BinanceProtocol, BinanceUsdmProtocol
+from actors.exchanges.messages import (
     BookDelta,
     BookSnapshot,
     MalformedFrame,
@@ -48,7 +48,7 @@ from actors.exchanges._messages import (
     Ticker,
     Trade,
 )
-from actors.exchanges.binance import BinanceProtocol, BinanceUsdmProtocol
+from actors.exchanges.sdk.protocol import AdapterState
 from supervisor import Config, ConfigError, config_from_dict, open_supervisor
 from supervisor.testing import FakeExchange, open_fake_exchange
 from supervisor.testing._binance import DEFAULT_EPOCH_MS, FakeBinance, FakeBinanceUsdm

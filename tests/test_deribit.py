@@ -29,8 +29,8 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from actors._errors import ConfigError, LocalProtocolError
 from actors._spec import ConnectionSpec
-from actors.exchanges._base import AdapterState
-from actors.exchanges._messages import (
+from actors.exchanges.deribit import DeribitProtocol
+from actors.exchanges.messages import (
     BookDelta,
     BookSnapshot,
     HeartbeatMissed,
@@ -44,7 +44,7 @@ from actors.exchanges._messages import (
     Ticker,
     Trade,
 )
-from actors.exchanges.deribit import DeribitProtocol
+from actors.exchanges.sdk.protocol import AdapterState
 from supervisor import Config, config_from_dict, open_supervisor
 from supervisor.testing import FakeExchange, open_fake_exchange
 from supervisor.testing._deribit import FakeDeribit

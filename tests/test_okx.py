@@ -28,8 +28,7 @@ from actors._errors import LocalProtocolError
 from actors._spec import ConnectionSpec
 from actors.connection import DEFAULT_HANDOVER_WAIT
 from actors.exchanges import ADAPTERS
-from actors.exchanges._base import AdapterState
-from actors.exchanges._messages import (
+from actors.exchanges.messages import (
     BookDelta,
     BookSnapshot,
     HeartbeatMissed,
@@ -44,6 +43,7 @@ from actors.exchanges._messages import (
     Trade,
 )
 from actors.exchanges.okx import OkxProtocol
+from actors.exchanges.sdk.protocol import AdapterState
 from supervisor import Config, ConfigError, config_from_dict, open_supervisor
 from supervisor.testing import FakeExchange, open_fake_exchange
 from supervisor.testing._okx import EPOCH_MS, FakeOkx

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from actors.exchanges._pacing import Pacer
+from actors.exchanges.sdk.pacing import Pacer
 
 
 def test_burst_then_spacing() -> None:

@@ -44,11 +44,11 @@ def _imports(path: pathlib.Path) -> set[str]:
     return found
 
 
-ADAPTER_FILES = sorted((ROOT / "actors" / "exchanges").glob("*.py"))
+ADAPTER_FILES = sorted((ROOT / "actors" / "exchanges").rglob("*.py"))
 ACTOR_FILES = sorted((ROOT / "actors").rglob("*.py"))
 
 
-@pytest.mark.parametrize("path", ADAPTER_FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", ADAPTER_FILES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_adapters_are_sans_io(path: pathlib.Path) -> None:
     banned = {"trio", "trio_websocket", "httpx", "anyio", "socket", "ssl", "time", "asyncio"}
     assert _imports(path) & banned == set()

@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import typing
 
-from actors.exchanges._base import AdapterState as AdapterState
-from actors.exchanges._base import ExchangeProtocol as ExchangeProtocol
-from actors.exchanges._messages import Batch as Batch
-from actors.exchanges._messages import BookDelta as BookDelta
-from actors.exchanges._messages import BookSnapshot as BookSnapshot
-from actors.exchanges._messages import MalformedFrame as MalformedFrame
-from actors.exchanges._messages import Message as Message
-from actors.exchanges._messages import RawMessage as RawMessage
-from actors.exchanges._messages import Subscribed as Subscribed
-from actors.exchanges._messages import Ticker as Ticker
-from actors.exchanges._messages import Trade as Trade
-from actors.exchanges._pacing import Pacer as Pacer
 from actors.exchanges.binance import BinanceProtocol as BinanceProtocol
 from actors.exchanges.binance import BinanceUsdmProtocol as BinanceUsdmProtocol
 from actors.exchanges.deribit import DeribitProtocol as DeribitProtocol
+from actors.exchanges.messages import Batch as Batch
+from actors.exchanges.messages import BookDelta as BookDelta
+from actors.exchanges.messages import BookSnapshot as BookSnapshot
+from actors.exchanges.messages import MalformedFrame as MalformedFrame
+from actors.exchanges.messages import Message as Message
+from actors.exchanges.messages import RawMessage as RawMessage
+from actors.exchanges.messages import Subscribed as Subscribed
+from actors.exchanges.messages import Ticker as Ticker
+from actors.exchanges.messages import Trade as Trade
 from actors.exchanges.okx import OkxProtocol as OkxProtocol
 from actors.exchanges.raw import RawProtocol as RawProtocol
+from actors.exchanges.sdk.pacing import Pacer as Pacer
+from actors.exchanges.sdk.protocol import AdapterState as AdapterState
+from actors.exchanges.sdk.protocol import ExchangeProtocol as ExchangeProtocol
 
 __all__ = [
     "ADAPTERS",

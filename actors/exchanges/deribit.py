@@ -90,8 +90,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from actors._spec import ConnectionSpec
-from actors.exchanges._base import ExchangeProtocol, Frame
-from actors.exchanges._messages import (
+from actors.exchanges.messages import (
     Batch,
     BookDelta,
     BookSnapshot,
@@ -102,8 +101,9 @@ from actors.exchanges._messages import (
     Ticker,
     Trade,
 )
-from actors.exchanges._pacing import Pacer
-from actors.exchanges._symbols import parse_symbol
+from actors.exchanges.sdk.pacing import Pacer
+from actors.exchanges.sdk.protocol import ExchangeProtocol, Frame
+from actors.exchanges.sdk.symbols import parse_symbol
 
 __all__ = [
     "DEFAULT_HEARTBEAT",

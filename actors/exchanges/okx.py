@@ -80,8 +80,7 @@ from typing import ClassVar, Final, Literal, NamedTuple
 import msgspec
 
 from actors._spec import ConnectionSpec
-from actors.exchanges._base import ExchangeProtocol, Frame
-from actors.exchanges._messages import (
+from actors.exchanges.messages import (
     Batch,
     BookDelta,
     BookSnapshot,
@@ -94,8 +93,9 @@ from actors.exchanges._messages import (
     Ticker,
     Trade,
 )
-from actors.exchanges._pacing import Pacer
-from actors.exchanges._symbols import parse_symbol
+from actors.exchanges.sdk.pacing import Pacer
+from actors.exchanges.sdk.protocol import ExchangeProtocol, Frame
+from actors.exchanges.sdk.symbols import parse_symbol
 
 __all__ = [
     "CHANNELS",

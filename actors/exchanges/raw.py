@@ -12,9 +12,9 @@ from typing import ClassVar
 import msgspec
 
 from actors._spec import ConnectionSpec
-from actors.exchanges._base import ExchangeProtocol, Frame
-from actors.exchanges._messages import Batch, RawMessage
-from actors.exchanges._pacing import Pacer
+from actors.exchanges.messages import Batch, RawMessage
+from actors.exchanges.sdk.pacing import Pacer
+from actors.exchanges.sdk.protocol import ExchangeProtocol, Frame
 
 __all__ = ["RawProtocol"]
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from actors.exchanges._messages import BookDelta, BookSnapshot, Message, SequenceGap, Trade
+from actors.exchanges.messages import BookDelta, BookSnapshot, Message, SequenceGap, Trade
 
 __all__ = ["BookChain", "Mark", "default_mark"]
 

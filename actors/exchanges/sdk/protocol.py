@@ -37,14 +37,14 @@ from typing import ClassVar
 
 from actors._errors import LocalProtocolError
 from actors._spec import ConnectionSpec
-from actors.exchanges._messages import (
+from actors.exchanges.messages import (
     Batch,
     Event,
     MalformedFrame,
     Subscribed,
     SubscriptionFailed,
 )
-from actors.exchanges._pacing import Pacer
+from actors.exchanges.sdk.pacing import Pacer
 
 __all__ = ["TRANSITIONS", "AdapterState", "ExchangeProtocol", "Frame"]
 
