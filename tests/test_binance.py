@@ -910,7 +910,7 @@ _SPOT_ONLY = (
         (
             "binance",
             {"channels": ["trades", "candles"], "symbols": ["BTC-USDT"]},
-            [("channels", "unknown channel 'candles' (expected one of: trades, ticker, book)")],
+            [("channels", "unknown channel 'candles' (expected trades, ticker or book)")],
         ),
         (
             "binance",
@@ -975,12 +975,12 @@ _SPOT_ONLY = (
         (
             "binance",
             {"channels": ["trades"]},
-            [("symbols", "empty (expected at least one symbol for the channels, e.g. BTC-USDT)")],
+            [("symbols", "missing (expected at least one symbol for the channels, e.g. BTC-USDT)")],
         ),
         (
             "binance",
             {"symbols": ["BTC-USDT"]},
-            [("channels", "empty (expected at least one of trades, ticker, book for the symbols)")],
+            [("channels", "missing (expected trades, ticker and/or book for the symbols)")],
         ),
         (
             "binance",

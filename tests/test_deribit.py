@@ -756,7 +756,7 @@ def test_symbols_map_both_ways(symbol: str, native: str, normalized: str) -> Non
         ),
         (
             {"channels": ["trades"]},
-            [("symbols", "missing (expected at least one symbol for the channels)")],
+            [("symbols", "missing (expected at least one symbol for the channels, e.g. BTC-USDT)")],
         ),
         (
             {"symbols": ["BTC-USD-PERP"]},

@@ -805,11 +805,11 @@ def test_adapter_imports_no_io() -> None:
         ),
         (
             {"channels": ["trades"]},
-            [("symbols", "missing (expected at least one symbol for the channels)")],
+            [("symbols", "missing (expected at least one symbol for the channels, e.g. BTC-USDT)")],
         ),
         (
             {"symbols": ["BTC-USDT"]},
-            [("channels", "missing (expected trades, ticker and/or book)")],
+            [("channels", "missing (expected trades, ticker and/or book for the symbols)")],
         ),
         (
             {},

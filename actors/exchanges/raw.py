@@ -12,7 +12,8 @@ from typing import ClassVar
 import msgspec
 
 from actors._spec import ConnectionSpec
-from actors.exchanges.messages import Batch, RawMessage
+from actors.exchanges.messages import Batch
+from actors.exchanges.sdk.checks import not_used
 from actors.exchanges.sdk.pacing import Pacer
 from actors.exchanges.sdk.protocol import ExchangeProtocol, Frame
 
@@ -28,31 +29,27 @@ class RawProtocol(ExchangeProtocol):
     def __init__(self, spec: ConnectionSpec, *, pacer: Pacer | None = None) -> None:
         super().__init__(spec, pacer=pacer)
         self._decode = msgspec.json.Decoder().decode
-        self._name = spec.name
 
     @classmethod
     def check(cls, spec: ConnectionSpec) -> list[tuple[str, str]]:
         problems = super().check(spec)
         for key in ("channels", "symbols"):
             if getattr(spec, key):
-                problems.append(
-                    (key, "not used by the raw adapter (list the frames to send in subscribe)")
-                )
+                problems.append(not_used(key, cls.exchange, "list the frames to send in subscribe"))
         return problems
 
     def _on_start(self, now: float) -> None:
         # No acks in a raw protocol: the frames count as confirmed once queued.
         for frame in self.spec.subscribe:
-            self._send(frame)
+            self.send_now(frame)
         if self.spec.subscribe:
-            self._confirm(self.spec.subscribe)
+            self.expect(self.spec.subscribe)
+            self.confirm(self.spec.subscribe)
 
-    def receive_frame(self, data: Frame, now: float, received_at: float) -> Batch:
+    def decode(self, data: Frame, now: float, received_at: float) -> Batch:
         try:
             value = self._decode(data)
         except msgspec.DecodeError as exc:
-            self._malformed("invalid_json", str(exc), data)
+            self.malformed("invalid_json", str(exc), data)
             return ()
-        return (
-            RawMessage(connection=self._name, exchange="raw", received_at=received_at, data=value),
-        )
+        return (self.stamp.raw(received_at, value),)

@@ -1,17 +1,27 @@
-"""Request pacing shared by every connection that draws on one exchange budget.
+"""Request budgets: when the next request may be written.
 
-Some exchange limits are per IP or per account, not per connection (Deribit's subscribe
-credits). One :class:`Pacer` per (exchange, host) is created by the supervisor and
-handed to every adapter of that exchange, so their requests together stay within the
-budget. It is plain bookkeeping with time passed in (GCRA virtual scheduling), used only
-from the supervisor's single Trio thread; adapters stay free of I/O and clocks.
+Two kinds of rule cover the exchanges' request limits, each one class with the same
+``reserve`` shape:
+
+- a *rate with a burst* ("10 calls, then 3.33 per second", "one request per 0.5 s"):
+  :class:`Pacer`, GCRA virtual scheduling. Per connection (Binance: ``Pacer(1, 0.5)``,
+  reset each session) or shared: some limits are per IP or per account, not per
+  connection (Deribit's subscribe credits), so one :class:`Pacer` per (exchange, host)
+  is created by the supervisor and handed to every adapter of that exchange, and their
+  requests together stay within the budget.
+- a *count per fixed window* counted from the session start ("480 requests per hour per
+  connection", OKX): :class:`WindowPacer`. A GCRA cannot express it without either
+  exceeding the count in some window or delaying requests the rule allows at once.
+
+Plain bookkeeping with time passed in, used only from the supervisor's single Trio
+thread; adapters stay free of I/O and clocks.
 """
 
 from __future__ import annotations
 
 import math
 
-__all__ = ["Pacer"]
+__all__ = ["Pacer", "Reservations", "WindowPacer"]
 
 
 class Pacer:
@@ -31,6 +41,10 @@ class Pacer:
         self.burst = burst
         self.spacing = spacing
         #: The theoretical arrival time of the next request.
+        self.tat = -math.inf
+
+    def reset(self) -> None:
+        """Forget every reservation (a per-connection budget at a new session)."""
         self.tat = -math.inf
 
     def reserve(self, now: float) -> tuple[float, float]:
@@ -56,3 +70,72 @@ class Pacer:
         """
         if self.tat == last_tat:
             self.tat = previous_tat
+
+
+class WindowPacer:
+    """At most ``limit`` requests per ``window`` seconds, windows counted from :meth:`reset`.
+
+    Args:
+        limit: requests allowed per window.
+        window: the window's length in seconds.
+
+    Raises:
+        ValueError: ``limit`` below 1 or ``window`` not positive.
+    """
+
+    def __init__(self, limit: int, window: float) -> None:
+        if limit < 1 or not window > 0:
+            raise ValueError(
+                f"WindowPacer needs limit >= 1 and window > 0, got {limit!r}, {window!r}"
+            )
+        self.limit = limit
+        self.window = window
+        self._start = 0.0
+        self._count = 0
+
+    def reset(self, now: float) -> None:
+        """A new session starts its first window at ``now``."""
+        self._start = now
+        self._count = 0
+
+    def reserve(self) -> float:
+        """The time the next request may be written."""
+        at = self._start + (self._count // self.limit) * self.window
+        self._count += 1
+        return at
+
+
+class Reservations:
+    """One session's reservations on a shared :class:`Pacer`, to give back unsent ones.
+
+    A session that ends before writing the requests it reserved slots for cost the
+    exchange nothing; giving their slots back keeps the next session (or a sibling
+    connection) from waiting for a budget nobody used.
+
+    Args:
+        pacer: the (shared) budget.
+    """
+
+    def __init__(self, pacer: Pacer) -> None:
+        self.pacer = pacer
+        self._paced: list[tuple[float, float]] = []
+        self._last_tat = -math.inf
+
+    def reserve(self, now: float) -> float:
+        """The time the next request may be written (and remember the reservation)."""
+        at, tat_before = self.pacer.reserve(now)
+        self._paced.append((at, tat_before))
+        self._last_tat = self.pacer.tat
+        return at
+
+    def give_back_unsent(self, released_up_to: float) -> None:
+        """The session ends: return the slots of requests due after ``released_up_to``.
+
+        They are the tail of the schedule; if another connection reserved since, the
+        pacer keeps them (that only makes the pacing stricter).
+        """
+        for at, tat_before in self._paced:
+            if at > released_up_to:
+                self.pacer.give_back(tat_before, self._last_tat)
+                break
+        self._paced.clear()

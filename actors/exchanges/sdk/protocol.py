@@ -11,7 +11,11 @@ Rules of this file:
   (:meth:`ExchangeProtocol.deadline`).
 - State lives in :class:`AdapterState`; the legal transitions are in ``TRANSITIONS``
   below and nowhere else. An illegal one raises ``LocalProtocolError`` and leaves the
-  state unchanged.
+  state unchanged. The rest of an adapter's state lives in SDK objects that own it: the
+  :class:`SubscriptionBook` (topic states, request ids, acks), the :class:`BookChain`
+  (book sequences), the :class:`Heartbeat` policy (timers) and, for paced requests, a
+  :class:`Pacer`. Subclasses change state only through the methods under "for
+  subclasses" below, never by touching this class's fields.
 
 The caller's loop, for one session::
 
@@ -41,10 +45,15 @@ from actors.exchanges.messages import (
     Batch,
     Event,
     MalformedFrame,
+    Message,
     Subscribed,
     SubscriptionFailed,
 )
+from actors.exchanges.sdk.books import BookChain, Mark, default_mark
+from actors.exchanges.sdk.heartbeat import Heartbeat, ServerPings
 from actors.exchanges.sdk.pacing import Pacer
+from actors.exchanges.sdk.stamp import Stamp
+from actors.exchanges.sdk.subscriptions import Outcome, SubscriptionBook
 
 __all__ = ["TRANSITIONS", "AdapterState", "ExchangeProtocol", "Frame"]
 
@@ -78,14 +87,17 @@ class ExchangeProtocol(abc.ABC):
     """One exchange's protocol for one connection, as a plain object.
 
     The object lives as long as its connection (across sessions); per-session state is
-    reset by :meth:`start_session`. Subclasses implement :meth:`_on_start` (queue the
-    opening frames with :meth:`_send` / :meth:`_send_at` and declare the acks they
-    expect with :meth:`_expect`) and :meth:`receive_frame`; they report acks with
-    :meth:`_confirm` / :meth:`_refuse`, and may override :meth:`_timer` and
-    :meth:`_on_tick` for heartbeats.
+    reset by :meth:`start_session`. An adapter declares its tables (class attributes)
+    and implements two things: :meth:`_on_start` (queue the session's subscribe
+    requests with :meth:`send_at`/:meth:`send_now` and :meth:`expect` their topics) and
+    :meth:`decode` (one frame in, messages out; acks reported with :meth:`confirm` /
+    :meth:`refuse` / :meth:`report`, gaps with :meth:`chain`). It may choose a heartbeat
+    policy (:meth:`_heartbeat`) and override :meth:`_on_end`, :meth:`_timer`,
+    :meth:`_on_tick` for timers of its own.
 
     Args:
         spec: the connection this adapter serves (name, channels, symbols, ...).
+        pacer: the shared request budget (see :attr:`shared_pacing`), if any.
     """
 
     #: The ``exchange`` value that selects this adapter in config.
@@ -103,19 +115,22 @@ class ExchangeProtocol(abc.ABC):
 
     def __init__(self, spec: ConnectionSpec, *, pacer: Pacer | None = None) -> None:
         self.spec = spec
+        #: Builds this connection's messages (connection and exchange filled in).
+        self.stamp = Stamp(spec.name, self.exchange)
         if pacer is None and self.shared_pacing is not None:
             pacer = Pacer(*self.shared_pacing)
         #: The shared request pacer (see :attr:`shared_pacing`), or None.
         self.pacer = pacer
+        #: Topic states and this session's requests.
+        self.book = SubscriptionBook()
+        #: Book-sequence chains of this session.
+        self.chains = BookChain()
+        #: The heartbeat policy.
+        self.heartbeat = self._heartbeat()
         self._state = AdapterState.IDLE
-        self._outbox: list[Frame] = []
+        self._pending_frames: list[Frame] = []
         self._events: list[Event] = []
         self._scheduled: collections.deque[tuple[float, Frame]] = collections.deque()
-        self._pending: set[str] = set()
-        #: Every subscription's state by native topic: ``pending``, ``live``, or
-        #: ``failed: CODE MESSAGE``. Kept across sessions for stats; reset to pending
-        #: when a session re-subscribes.
-        self.subscriptions: dict[str, str] = {}
 
     # -- configuration -------------------------------------------------------------
 
@@ -148,6 +163,16 @@ class ExchangeProtocol(abc.ABC):
             raise ValueError(f"connection {self.spec.name!r} has no url")
         return url
 
+    @property
+    def subscriptions(self) -> dict[str, str]:
+        """Every subscription's state by native topic: ``pending``, ``live``, or
+        ``failed: CODE MESSAGE``; kept across sessions for stats."""
+        return self.book.states
+
+    def mark(self, message: Message) -> Mark | None:
+        """Where ``message`` puts its stream, for make-before-break (see sdk.books)."""
+        return default_mark(message)
+
     # -- state ---------------------------------------------------------------------
 
     @property
@@ -175,10 +200,9 @@ class ExchangeProtocol(abc.ABC):
             LocalProtocolError: a session is already running.
         """
         self._move(AdapterState.SUBSCRIBING, "start_session")
-        self._outbox.clear()
         self._events.clear()
-        self._scheduled.clear()
-        self._pending.clear()
+        self._forget_session()
+        self.heartbeat.start(now)
         self._on_start(now)
         self._release(now)
         self._maybe_live()
@@ -187,14 +211,19 @@ class ExchangeProtocol(abc.ABC):
         """The connection is gone; forget per-session state. Idempotent."""
         if self._state is not AdapterState.IDLE:
             self._move(AdapterState.IDLE, "end_session")
-        self._outbox.clear()
-        self._scheduled.clear()
-        self._pending.clear()
         self._on_end()
+        self._forget_session()
+        self.heartbeat.stop()
+
+    def _forget_session(self) -> None:
+        self._pending_frames.clear()
+        self._scheduled.clear()
+        self.book.new_session()
+        self.chains.clear()
 
     def frames_to_send(self) -> list[Frame]:
         """Frames the caller must write now, in order; the adapter forgets them."""
-        out, self._outbox = self._outbox, []
+        out, self._pending_frames = self._pending_frames, []
         return out
 
     def events(self) -> list[Event]:
@@ -202,10 +231,15 @@ class ExchangeProtocol(abc.ABC):
         out, self._events = self._events, []
         return out
 
+    @property
+    def has_output(self) -> bool:
+        """Are frames or events waiting (so the caller need not poll otherwise)?"""
+        return bool(self._pending_frames or self._events)
+
     def deadline(self) -> float:
         """The caller's monotonic time by which :meth:`tick` must be called (or ``inf``)."""
         due = self._scheduled[0][0] if self._scheduled else math.inf
-        return min(due, self._timer())
+        return min(due, self.heartbeat.deadline(), self._timer())
 
     def tick(self, now: float) -> None:
         """Time passed: release paced frames that are due, run heartbeat timers.
@@ -213,72 +247,109 @@ class ExchangeProtocol(abc.ABC):
         Side effects for the caller: write :meth:`frames_to_send`, handle :meth:`events`.
         """
         self._release(now)
+        frame, missed = self.heartbeat.tick(now)
+        if frame is not None:
+            self._pending_frames.append(frame)
+        if missed is not None:
+            self._events.append(missed)
         self._on_tick(now)
 
-    @abc.abstractmethod
     def receive_frame(self, data: Frame, now: float, received_at: float) -> Batch:
         """Take one received frame; return the messages to deliver (maybe empty).
 
-        Control events and reply frames are queued for :meth:`events` and
-        :meth:`frames_to_send`. A frame that cannot be understood queues a
-        ``MalformedFrame`` event and never raises.
+        Every frame is a sign of life for the heartbeat policy. Control events and reply
+        frames are queued for :meth:`events` and :meth:`frames_to_send`. A frame that
+        cannot be understood queues a ``MalformedFrame`` event and never raises.
         """
+        self.heartbeat.received(now)
+        return self.decode(data, now, received_at)
 
     # -- for subclasses ------------------------------------------------------------
+
+    @abc.abstractmethod
+    def decode(self, data: Frame, now: float, received_at: float) -> Batch:
+        """One frame in, the messages to deliver out (see :meth:`receive_frame`)."""
 
     @abc.abstractmethod
     def _on_start(self, now: float) -> None:
         """Queue the session's opening frames (subscriptions, heartbeat setup)."""
 
+    def _heartbeat(self) -> Heartbeat:
+        """The heartbeat policy for :attr:`spec` (default: the server pings)."""
+        return ServerPings()
+
     def _on_end(self) -> None:  # noqa: B027 - optional hook
-        """Forget per-session state of the subclass."""
+        """Forget per-session state of the subclass (before the base forgets its own)."""
 
     def _timer(self) -> float:
-        """The subclass's next timer (heartbeat) deadline, or ``inf``."""
+        """The subclass's own next timer deadline, or ``inf``."""
         return math.inf
 
     def _on_tick(self, now: float) -> None:  # noqa: B027 - optional hook
-        """The subclass's timers are due (or may be): send pings, detect misses."""
+        """The subclass's own timers are due (or may be)."""
 
-    def _send(self, frame: Frame) -> None:
+    def emit(self, event: Event) -> None:
+        """Queue a control event for the caller."""
+        self._events.append(event)
+
+    def send_now(self, frame: Frame) -> None:
         """Queue a frame to write now."""
-        self._outbox.append(frame)
+        self._pending_frames.append(frame)
 
-    def _send_at(self, at: float, frame: Frame) -> None:
+    def send_at(self, at: float, frame: Frame) -> None:
         """Queue a frame to write at ``at`` (calls must come in non-decreasing ``at``)."""
         self._scheduled.append((at, frame))
+
+    def drop_scheduled(self) -> None:
+        """Forget every frame scheduled but not yet released (a dying session)."""
+        self._scheduled.clear()
+
+    @property
+    def released_up_to(self) -> float:
+        """The release time of the next scheduled frame (``inf`` if none)."""
+        return self._scheduled[0][0] if self._scheduled else math.inf
 
     def _release(self, now: float) -> None:
         scheduled = self._scheduled
         while scheduled and scheduled[0][0] <= now:
-            self._outbox.append(scheduled.popleft()[1])
+            self._pending_frames.append(scheduled.popleft()[1])
 
-    def _expect(self, topics: Iterable[str]) -> None:
-        """These topics were requested this session; their acks are outstanding."""
-        for topic in topics:
-            self._pending.add(topic)
-            self.subscriptions[topic] = "pending"
+    def expect(self, topics: Iterable[str]) -> None:
+        """These topics are requested this session; their acks are outstanding."""
+        self.book.expect(topics)
 
-    def _confirm(self, topics: Sequence[str]) -> None:
+    def confirm(self, topics: Sequence[str]) -> None:
         """The exchange acknowledged ``topics``."""
-        for topic in topics:
-            self._pending.discard(topic)
-            self.subscriptions[topic] = "live"
-        self._events.append(Subscribed(topics=tuple(topics)))
+        self.report([self.book.confirm(topics)])
+
+    def refuse(self, topic: str, code: str, message: str) -> None:
+        """The exchange refused ``topic``."""
+        self.report([self.book.refuse(topic, code, message)])
+
+    def report(self, outcomes: Iterable[Outcome]) -> None:
+        """Turn the book's outcomes into ``Subscribed`` / ``SubscriptionFailed`` events."""
+        events = self._events
+        for topics, refusal in outcomes:
+            if refusal is None:
+                events.append(Subscribed(topics=topics))
+            else:
+                code, message = refusal
+                events.extend(
+                    SubscriptionFailed(topic=topic, code=code, message=message) for topic in topics
+                )
         self._maybe_live()
 
-    def _refuse(self, topic: str, code: str, message: str) -> None:
-        """The exchange refused ``topic``."""
-        self._pending.discard(topic)
-        self.subscriptions[topic] = f"failed: {code} {message}"
-        self._events.append(SubscriptionFailed(topic=topic, code=code, message=message))
-        self._maybe_live()
+    def chain(self, key: object, symbol: str, prev: int, seq: int) -> None:
+        """A book delta ``prev -> seq`` of stream ``key``: report a gap if it breaks."""
+        gap = self.chains.check(key, symbol, prev, seq)
+        if gap is not None:
+            self._events.append(gap)
 
     def _maybe_live(self) -> None:
-        if self._state is AdapterState.SUBSCRIBING and not self._pending:
+        if self._state is AdapterState.SUBSCRIBING and self.book.settled:
             self._move(AdapterState.LIVE, "confirming subscriptions")
 
-    def _malformed(self, kind: str, detail: str, data: Frame) -> None:
+    def malformed(self, kind: str, detail: str, data: Frame) -> None:
         """Queue a MalformedFrame event for ``data``."""
         sample = data if isinstance(data, str) else data.decode("utf-8", "replace")
         self._events.append(MalformedFrame(kind=kind, detail=detail, sample=sample[:200]))

@@ -9,9 +9,10 @@ the normalized form first.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Final, NamedTuple
 
-__all__ = ["Symbol", "parse_symbol"]
+__all__ = ["Symbol", "SymbolMap", "parse_symbol"]
 
 _NORMALIZED: Final = re.compile(r"^([A-Z0-9]{1,20})-([A-Z0-9]{1,20})(-PERP)?$")
 
@@ -33,3 +34,57 @@ def parse_symbol(text: str) -> Symbol | None:
     if match is None:
         return None
     return Symbol(match[1], match[2], match[3] is not None)
+
+
+class SymbolMap:
+    """Native ↔ normalized symbols for one connection, computed once per name.
+
+    Args:
+        to_native: config symbol (normalized or native) -> the exchange's name, or None
+            if the text is in no form the exchange knows.
+        to_normalized: the exchange's name -> the symbol messages carry (the native
+            name itself when no normalized form exists, e.g. dated futures).
+    """
+
+    __slots__ = ("_native", "_normalized", "_to_native", "_to_normalized")
+
+    def __init__(
+        self,
+        to_native: Callable[[str], str | None],
+        to_normalized: Callable[[str], str],
+    ) -> None:
+        self._to_native = to_native
+        self._to_normalized = to_normalized
+        self._normalized: dict[str, str] = {}
+        self._native: dict[str, str | None] = {}
+
+    def add(self, symbol: str) -> str | None:
+        """Register a config symbol; its native name, or None if it is not one.
+
+        Messages carry the normalized form of the native name, whichever form config
+        used.
+        """
+        native = self.native(symbol)
+        if native is not None and native not in self._normalized:
+            self._normalized[native] = self._to_normalized(native)
+        return native
+
+    def native(self, symbol: str) -> str | None:
+        """The exchange's name for a config symbol (None if it is in no known form)."""
+        try:
+            return self._native[symbol]
+        except KeyError:
+            native = self._native[symbol] = self._to_native(symbol)
+            return native
+
+    def normalized(self, native: str) -> str:
+        """The symbol messages carry for the exchange's name ``native``."""
+        try:
+            return self._normalized[native]
+        except KeyError:
+            symbol = self._normalized[native] = self._to_normalized(native)
+            return symbol
+
+    def natives(self) -> list[str]:
+        """Every registered native name, in registration order."""
+        return list(self._normalized)

@@ -1,0 +1,345 @@
+"""The OKX adapter: the hot path, acks in order, notices and the text heartbeat.
+
+See the package docstring for the theory of operation; limits, topics and ``check()``
+are in :mod:`.config`, frame Structs in :mod:`.wire`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
+from typing import ClassVar
+
+import msgspec
+
+from actors._spec import ConnectionSpec
+from actors.exchanges.messages import Batch, Level, Message, ReconnectRequested
+from actors.exchanges.okx import config, wire
+from actors.exchanges.sdk.heartbeat import ClientPing, Heartbeat
+from actors.exchanges.sdk.pacing import Pacer, WindowPacer
+from actors.exchanges.sdk.protocol import ExchangeProtocol, Frame
+
+__all__ = ["OkxProtocol"]
+
+_Route = Callable[[wire.Arg, str | None, msgspec.Raw, float, Frame], Batch]
+
+
+class OkxProtocol(ExchangeProtocol):
+    """OKX v5 public market data: trades, best bid/ask, order books.
+
+    Side effects for the caller (see :class:`ExchangeProtocol`): write
+    :meth:`frames_to_send` (subscribe requests, paced; ``ping`` text frames), handle
+    :meth:`events`, call :meth:`tick` by :meth:`deadline` (request pacing and the
+    heartbeat).
+
+    Class attributes (OKX's limits; a subclass may lower them):
+
+    Attributes:
+        max_request_bytes: largest subscribe frame, in UTF-8 bytes.
+        requests_per_window: subscribe requests allowed per ``request_window``.
+        request_window: seconds of that window.
+    """
+
+    exchange: ClassVar[str] = "okx"
+    #: 3 connection attempts per second per IP (https://www.okx.com/docs-v5/en/#overview-websocket).
+    connect_rate: ClassVar[tuple[int, float] | None] = (3, 1.0)
+    default_url: ClassVar[str | None] = "wss://ws.okx.com:8443/ws/v5/public"
+    max_request_bytes: ClassVar[int] = config.DEFAULT_MAX_REQUEST_BYTES
+    requests_per_window: ClassVar[int] = config.DEFAULT_REQUESTS_PER_WINDOW
+    request_window: ClassVar[float] = config.DEFAULT_REQUEST_WINDOW
+
+    def __init__(self, spec: ConnectionSpec, *, pacer: Pacer | None = None) -> None:
+        super().__init__(spec, pacer=pacer)
+        plan = config.plan(spec)
+        self._symbols = plan.symbols
+        self._requests_plan = config.pack(plan.targets, self.max_request_bytes)
+        self._window = WindowPacer(self.requests_per_window, self.request_window)
+        self._decode = msgspec.json.Decoder(wire.Envelope).decode
+        self._decode_trades = msgspec.json.Decoder(list[wire.TradeEntry], strict=False).decode
+        self._decode_ticks = msgspec.json.Decoder(list[wire.Tick], strict=False).decode
+        self._decode_books = msgspec.json.Decoder(list[wire.Book], strict=False).decode
+        self._decode_any = msgspec.json.Decoder().decode
+        self._routes: dict[str, _Route] = {
+            "trades": self._on_trades,
+            "trades-all": self._on_trades,
+            "tickers": self._on_tickers,
+            "books": self._on_books,
+            "books-l2-tbt": self._on_books,
+            "books50-l2-tbt": self._on_books,
+            "books5": self._on_books5,
+            "bbo-tbt": self._on_bbo,
+        }
+
+    @classmethod
+    def check(cls, spec: ConnectionSpec) -> list[tuple[str, str]]:
+        """Problems with an OKX connection spec (see :func:`.config.check`).
+
+        Args:
+            spec: the decoded connection.
+
+        Returns:
+            ``(key, problem)`` pairs; empty when the spec is usable.
+        """
+        return super().check(spec) + config.check(
+            spec,
+            max_request_bytes=cls.max_request_bytes,
+            requests_per_window=cls.requests_per_window,
+            window=cls.request_window,
+        )
+
+    def _heartbeat(self) -> Heartbeat:
+        every = self.spec.heartbeat
+        if every is None:
+            every = config.DEFAULT_HEARTBEAT
+        return ClientPing(
+            every,
+            "ping",
+            idle=True,
+            detail=f"no frame within {every:g} s of our ping (OKX answers ping with pong)",
+        )
+
+    # -- session -----------------------------------------------------------------------
+
+    def _on_start(self, now: float) -> None:
+        # All requests are queued at the start of a session; the window pacer keeps any
+        # window at or under OKX's per-connection request limit.
+        self._window.reset(now)
+        for frame, topics in self._requests_plan:
+            self.book.request(topics)
+            self.expect(topics)
+            self.send_at(self._window.reserve(), frame)
+
+    # -- frames in ---------------------------------------------------------------------
+
+    def decode(self, data: Frame, now: float, received_at: float) -> Batch:
+        """Decode one OKX frame.
+
+        Returns:
+            Trades, tickers, book snapshots/deltas, or raw messages of other channels;
+            empty for control frames (acks, errors, notices, ``pong``).
+
+        Side effects for the caller: ``Subscribed``/``SubscriptionFailed`` from acks and
+        errors, ``SequenceGap``, ``ReconnectRequested`` (notice 64008) and
+        ``MalformedFrame`` are queued in :meth:`events`.
+        """
+        if len(data) == 4 and (data == "pong" or data == b"pong"):
+            return ()
+        try:
+            envelope = self._decode(data)
+        except msgspec.ValidationError as exc:
+            self.malformed("invalid_frame", str(exc), data)
+            return ()
+        except msgspec.DecodeError as exc:
+            self.malformed("invalid_json", str(exc), data)
+            return ()
+        raw = envelope.data
+        if raw is not wire.NO_DATA:
+            arg = envelope.arg
+            if arg is None:
+                self.malformed("invalid_frame", "data frame without arg", data)
+                return ()
+            route = self._routes.get(arg.channel)
+            if route is None:
+                return self._on_raw(data, received_at)
+            return route(arg, envelope.action, raw, received_at, data)
+        if envelope.event is not None:
+            self._on_event(envelope, data)
+            return ()
+        self.malformed("unknown_frame", "neither data nor event", data)
+        return ()
+
+    def _symbol(self, inst_id: str) -> str:
+        symbol = self._symbols.get(inst_id)
+        return symbol if symbol is not None else config.normalize(inst_id)
+
+    def _on_trades(
+        self, arg: wire.Arg, action: str | None, raw: msgspec.Raw, received_at: float, data: Frame
+    ) -> Batch:
+        inst_id = arg.instId
+        if inst_id is None:
+            self.malformed("invalid_data", f"{arg.channel} frame without instId", data)
+            return ()
+        try:
+            entries = self._decode_trades(raw)
+        except msgspec.DecodeError as exc:
+            self.malformed("invalid_data", f"{arg.channel}: {exc}", data)
+            return ()
+        symbol = self._symbol(inst_id)
+        trade = self.stamp.trade
+        return tuple(
+            [trade(received_at, symbol, e.side, e.px, e.sz, e.tradeId, e.ts) for e in entries]
+        )
+
+    def _on_tickers(
+        self, arg: wire.Arg, action: str | None, raw: msgspec.Raw, received_at: float, data: Frame
+    ) -> Batch:
+        inst_id = arg.instId
+        if inst_id is None:
+            self.malformed("invalid_data", f"{arg.channel} frame without instId", data)
+            return ()
+        try:
+            entries = self._decode_ticks(raw)
+        except msgspec.DecodeError as exc:
+            self.malformed("invalid_data", f"{arg.channel}: {exc}", data)
+            return ()
+        symbol = self._symbol(inst_id)
+        out: list[Message] = []
+        for entry in entries:
+            if not (entry.bidPx and entry.bidSz and entry.askPx and entry.askSz):
+                continue  # one side of the book is empty: no best bid/ask to report
+            try:
+                ticker = self.stamp.ticker(
+                    received_at,
+                    symbol,
+                    Decimal(entry.bidPx),
+                    Decimal(entry.bidSz),
+                    Decimal(entry.askPx),
+                    Decimal(entry.askSz),
+                    entry.ts,
+                )
+            except InvalidOperation:
+                self.malformed("invalid_data", f"{arg.channel}: a price is not a number", data)
+                return ()
+            out.append(ticker)
+        return tuple(out)
+
+    def _decode_book(self, arg: wire.Arg, raw: msgspec.Raw, data: Frame) -> list[wire.Book] | None:
+        if arg.instId is None:
+            self.malformed("invalid_data", f"{arg.channel} frame without instId", data)
+            return None
+        try:
+            return self._decode_books(raw)
+        except msgspec.DecodeError as exc:
+            self.malformed("invalid_data", f"{arg.channel}: {exc}", data)
+            return None
+
+    def _on_books(
+        self, arg: wire.Arg, action: str | None, raw: msgspec.Raw, received_at: float, data: Frame
+    ) -> Batch:
+        if action != "update" and action != "snapshot":
+            self.malformed(
+                "invalid_data",
+                f"{arg.channel} frame with action {action!r} (expected snapshot or update)",
+                data,
+            )
+            return ()
+        entries = self._decode_book(arg, raw, data)
+        if entries is None:
+            return ()
+        inst_id = arg.instId
+        assert inst_id is not None  # _decode_book checked it
+        symbol = self._symbol(inst_id)
+        key = (arg.channel, inst_id)
+        stamp = self.stamp
+        out: list[Message] = []
+        for entry in entries:
+            bids: tuple[Level, ...] = tuple([(level.px, level.sz) for level in entry.bids])
+            asks: tuple[Level, ...] = tuple([(level.px, level.sz) for level in entry.asks])
+            seq = entry.seqId
+            if action == "update":
+                prev = entry.prevSeqId
+                if seq is not None and prev is not None:
+                    self.chain(key, symbol, prev, seq)
+                out.append(stamp.delta(received_at, symbol, bids, asks, seq, prev, entry.ts))
+            else:
+                self.chains.start(key, seq)
+                out.append(stamp.snapshot(received_at, symbol, bids, asks, seq, entry.ts))
+        return tuple(out)
+
+    def _on_books5(
+        self, arg: wire.Arg, action: str | None, raw: msgspec.Raw, received_at: float, data: Frame
+    ) -> Batch:
+        entries = self._decode_book(arg, raw, data)
+        if entries is None:
+            return ()
+        assert arg.instId is not None
+        symbol = self._symbol(arg.instId)
+        return tuple(
+            [
+                self.stamp.snapshot(
+                    received_at,
+                    symbol,
+                    tuple([(level.px, level.sz) for level in entry.bids]),
+                    tuple([(level.px, level.sz) for level in entry.asks]),
+                    entry.seqId,
+                    entry.ts,
+                )
+                for entry in entries
+            ]
+        )
+
+    def _on_bbo(
+        self, arg: wire.Arg, action: str | None, raw: msgspec.Raw, received_at: float, data: Frame
+    ) -> Batch:
+        entries = self._decode_book(arg, raw, data)
+        if entries is None:
+            return ()
+        assert arg.instId is not None
+        symbol = self._symbol(arg.instId)
+        return tuple(
+            [
+                self.stamp.ticker(
+                    received_at,
+                    symbol,
+                    entry.bids[0].px,
+                    entry.bids[0].sz,
+                    entry.asks[0].px,
+                    entry.asks[0].sz,
+                    entry.ts,
+                )
+                for entry in entries
+                if entry.bids and entry.asks
+            ]
+        )
+
+    def _on_raw(self, data: Frame, received_at: float) -> Batch:
+        # The envelope decoded, so the frame is valid JSON.
+        return (self.stamp.raw(received_at, self._decode_any(data)),)
+
+    # -- control frames ----------------------------------------------------------------
+
+    def _on_event(self, envelope: wire.Envelope, data: Frame) -> None:
+        event = envelope.event
+        code = "" if envelope.code is None else str(envelope.code)
+        if event == "subscribe":
+            if envelope.arg is None:
+                self.malformed("invalid_frame", "subscribe ack without arg", data)
+            else:
+                # OKX answers requests in order: an answer to one means earlier requests
+                # will get no more answers.
+                self.report(self.book.ack_in_order(config.arg_topic(envelope.arg)))
+        elif event == "error":
+            self._on_error(code, envelope.msg, data)
+        elif event == "notice" and code == config.RECONNECT_NOTICE:
+            reason = f"OKX notice {code}: {envelope.msg}" if envelope.msg else f"OKX notice {code}"
+            self.emit(ReconnectRequested(reason=reason))
+        # Anything else (unsubscribe acks, channel-conn-count, other notices) is valid
+        # OKX traffic this adapter has no use for.
+
+    def _on_error(self, code: str, message: str, data: Frame) -> None:
+        topic = self._topic_named_in(message)
+        if topic is not None:
+            named = self.book.refuse_named(topic, code, message)
+            if named is not None:
+                self.report(named)
+                return
+        outcomes = self.book.error_in_order(
+            code, message, whole_request=code in config.REQUEST_ERRORS
+        )
+        if outcomes is None:
+            self.malformed(
+                "unexpected_error",
+                f"OKX error {code} {message!r} while no subscription is outstanding",
+                data,
+            )
+        elif outcomes:
+            self.report(outcomes)
+
+    @staticmethod
+    def _topic_named_in(message: str) -> str | None:
+        """The topic an error message names (``channel:x, instId:y``), if any."""
+        params = dict(config.MESSAGE_PARAM.findall(message))
+        channel = params.pop("channel", None)
+        if channel is None:
+            return None
+        return config.topic_of(channel, {k: params[k] for k in config.ARG_KEYS if k in params})

@@ -1,0 +1,260 @@
+"""The subscription book: every topic's state and the session's request ledger.
+
+Rules of this file: pure bookkeeping, no I/O, no clock; it decides nothing about frames.
+
+One :class:`SubscriptionBook` lives as long as its adapter:
+
+- **Topic states** (``pending``, ``live``, ``failed: CODE MESSAGE``) are kept across
+  sessions, for stats; a session that re-subscribes a topic sets it back to pending.
+- **Requests** of the current session: each has an id (unique for the adapter's whole
+  life, counting up from 1, as Binance and Deribit require for ``id``), the topics it
+  asked for and how far the exchange answered it. :meth:`new_session` forgets them.
+- **Acks** come in two modes, one per family of exchanges:
+
+  * *per request* (Binance, Deribit, Bybit): the reply names the request id;
+    :meth:`answer` pops the request and returns its topics; a refusal may *bisect* the
+    request (Binance refuses a whole ``SUBSCRIBE`` for one invalid name):
+    :meth:`refuse_request` then returns the two halves to send again.
+  * *per argument, in order* (OKX): every topic is answered by its own frame, requests
+    are answered in the order they were sent, and an error may not say which topic it
+    refuses: :meth:`ack_in_order` / :meth:`error_in_order` settle them.
+
+Every method that changes states returns :class:`Outcome` values in the order the
+adapter must report them (``Subscribed`` / ``SubscriptionFailed`` events); the adapter
+base turns them into events, so no adapter builds those events itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import NamedTuple
+
+__all__ = ["Outcome", "Request", "SubscriptionBook", "batches"]
+
+
+class Outcome(NamedTuple):
+    """One answer to report: ``topics`` confirmed (``refusal`` None) or refused."""
+
+    topics: tuple[str, ...]
+    #: ``(code, message)`` of a refusal, or None for a confirmation.
+    refusal: tuple[str, str] | None = None
+
+
+class Request:
+    """One request of the current session.
+
+    Attributes:
+        id: the request id written in the frame.
+        topics: the topics it asks for (empty for requests that subscribe nothing, such
+            as Deribit's ``public/set_heartbeat``).
+        method: what it asks, for error messages (``public/subscribe``, ``SUBSCRIBE``).
+        index: its position among the session's requests (0, 1, ...).
+        answered: topics answered so far (acks and errors), for in-order acks.
+        error: the last error that could not be tied to one topic: ``(code, message)``.
+    """
+
+    __slots__ = ("answered", "error", "id", "index", "method", "topics")
+
+    def __init__(self, request_id: int, topics: tuple[str, ...], method: str, index: int) -> None:
+        self.id = request_id
+        self.topics = topics
+        self.method = method
+        self.index = index
+        self.answered = 0
+        self.error: tuple[str, str] | None = None
+
+
+class SubscriptionBook:
+    """Topic states across sessions and the current session's requests."""
+
+    def __init__(self) -> None:
+        #: Every topic's state by native name: ``pending``, ``live`` or
+        #: ``failed: CODE MESSAGE``.
+        self.states: dict[str, str] = {}
+        self._pending: set[str] = set()
+        self._requests: dict[int, Request] = {}
+        self._request_of: dict[str, Request] = {}
+        self._next_id = 1
+        self._count = 0
+
+    # -- session -------------------------------------------------------------------
+
+    def new_session(self) -> None:
+        """Forget the requests and outstanding acks of the previous session."""
+        self._pending.clear()
+        self._requests.clear()
+        self._request_of.clear()
+        self._count = 0
+
+    def expect(self, topics: Iterable[str]) -> None:
+        """``topics`` were (or will be) requested this session; acks outstanding."""
+        for topic in topics:
+            self._pending.add(topic)
+            self.states[topic] = "pending"
+
+    def is_pending(self, topic: str) -> bool:
+        """Is ``topic``'s ack outstanding this session?"""
+        return topic in self._pending
+
+    @property
+    def settled(self) -> bool:
+        """No ack is outstanding."""
+        return not self._pending
+
+    def request(self, topics: Sequence[str], method: str = "subscribe") -> Request:
+        """Record a new request for ``topics`` and return it (with its fresh id)."""
+        request = Request(self._next_id, tuple(topics), method, self._count)
+        self._next_id += 1
+        self._count += 1
+        self._requests[request.id] = request
+        for topic in request.topics:
+            self._request_of[topic] = request
+        return request
+
+    # -- per-request acks ----------------------------------------------------------
+
+    def answer(self, request_id: object) -> Request | None:
+        """Pop the request ``request_id`` answers, or None if it is not ours (any more)."""
+        if not isinstance(request_id, int) or isinstance(request_id, bool):
+            return None
+        request = self._requests.pop(request_id, None)
+        if request is not None:
+            for topic in request.topics:
+                if self._request_of.get(topic) is request:
+                    del self._request_of[topic]
+        return request
+
+    def confirm(self, topics: Sequence[str]) -> Outcome:
+        """``topics`` are live."""
+        for topic in topics:
+            self._pending.discard(topic)
+            self.states[topic] = "live"
+        return Outcome(tuple(topics))
+
+    def refuse(self, topic: str, code: str, message: str) -> Outcome:
+        """``topic`` was refused with ``code`` and ``message``."""
+        self._pending.discard(topic)
+        self.states[topic] = f"failed: {code} {message}"
+        return Outcome((topic,), (code, message))
+
+    def refuse_request(
+        self, request: Request, code: str, message: str, *, bisect: frozenset[str] = frozenset()
+    ) -> tuple[list[Outcome], list[tuple[str, ...]]]:
+        """A refused request: fail its topics, or split it when ``code`` is in ``bisect``.
+
+        Returns:
+            ``(outcomes, resend)``: the refusals to report, and the halves to request
+            again (each a new request the caller sends) when the request was bisected.
+        """
+        topics = request.topics
+        if code in bisect and len(topics) > 1:
+            half = len(topics) // 2
+            return [], [topics[:half], topics[half:]]
+        return [self.refuse(topic, code, message) for topic in topics], []
+
+    # -- per-argument acks, answered in order (OKX) --------------------------------
+
+    def ack_in_order(self, topic: str) -> list[Outcome]:
+        """One topic's ack; an answer to a request settles every earlier one.
+
+        Unknown or repeated acks change nothing (empty list).
+        """
+        request = self._request_of.get(topic)
+        if request is None or topic not in self._pending:
+            return []
+        request.answered += 1
+        out: list[Outcome] = []
+        for earlier in self._in_order():
+            if earlier.index >= request.index:
+                break
+            out.extend(self._fail_rest(earlier))
+        out.append(self.confirm((topic,)))
+        out.extend(self._settle(request))
+        return out
+
+    def refuse_named(self, topic: str, code: str, message: str) -> list[Outcome] | None:
+        """An error that names its topic; None if ``topic`` is not outstanding."""
+        request = self._request_of.get(topic)
+        if request is None or topic not in self._pending:
+            return None
+        request.answered += 1
+        return [self.refuse(topic, code, message), *self._settle(request)]
+
+    def error_in_order(
+        self, code: str, message: str, *, whole_request: bool
+    ) -> list[Outcome] | None:
+        """An error that does not say which topic it refuses.
+
+        It answers the oldest request with unanswered topics. ``whole_request`` errors
+        fail all of that request's outstanding topics at once; any other error counts as
+        one answer, and the request's topics still unacked once it is fully answered
+        (or a later request is answered) fail with it.
+
+        Returns:
+            The outcomes to report, or None when no subscription is outstanding.
+        """
+        request = next(
+            (r for r in self._in_order() if any(t in self._pending for t in r.topics)), None
+        )
+        if request is None:
+            return None
+        request.error = (code, message)
+        if whole_request:
+            return self._fail_rest(request)
+        request.answered += 1
+        return self._settle(request)
+
+    def _in_order(self) -> Iterator[Request]:
+        return iter(sorted(self._requests.values(), key=lambda r: r.index))
+
+    def _settle(self, request: Request) -> list[Outcome]:
+        if request.answered >= len(request.topics):
+            return self._fail_rest(request)
+        return []
+
+    def _fail_rest(self, request: Request) -> list[Outcome]:
+        """Refuse the request's unacked topics with its unattributed error, if any."""
+        if request.error is None:
+            return []
+        code, message = request.error
+        return [
+            self.refuse(topic, code, message) for topic in request.topics if topic in self._pending
+        ]
+
+
+def batches(
+    items: Sequence[tuple[str, int]],
+    *,
+    max_items: int | None = None,
+    max_bytes: int | None = None,
+    overhead: int = 0,
+    separator: int = 0,
+) -> list[list[str]]:
+    """Pack ``(topic, size)`` items greedily, in order, into requests.
+
+    Args:
+        items: each topic with the bytes its argument takes in the request.
+        max_items: most topics per request (Binance 200, Bybit 10), or None.
+        max_bytes: largest request in bytes (OKX 64 KiB), or None.
+        overhead: bytes of a request without arguments.
+        separator: bytes between two arguments.
+
+    Returns:
+        The topics of each request, in order; an item too big for ``max_bytes`` on its
+        own still gets a request of its own (``check()`` should have refused it).
+    """
+    out: list[list[str]] = []
+    current: list[str] = []
+    size = overhead
+    for topic, length in items:
+        extra = length + (separator if current else 0)
+        full = max_items is not None and len(current) >= max_items
+        too_big = max_bytes is not None and size + extra > max_bytes
+        if current and (full or too_big):
+            out.append(current)
+            current, size, extra = [], overhead, length
+        current.append(topic)
+        size += extra
+    if current:
+        out.append(current)
+    return out
