@@ -162,6 +162,7 @@ def test_all_is_sorted_and_complete() -> None:
     assert supervisor.testing.__all__ == [
         "FakeBinance",
         "FakeBinanceUsdm",
+        "FakeBybit",
         "FakeDeribit",
         "FakeExchange",
         "FakeOkx",

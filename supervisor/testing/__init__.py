@@ -7,6 +7,7 @@ resets, stalls, garbage and oversized frames, refused connections, a slow sender
 
 from ._binance import FakeBinance as FakeBinance
 from ._binance import FakeBinanceUsdm as FakeBinanceUsdm
+from ._bybit import FakeBybit as FakeBybit
 from ._deribit import FakeDeribit as FakeDeribit
 from ._fake import FakeExchange as FakeExchange
 from ._fake import FakeSession as FakeSession
@@ -19,6 +20,7 @@ from ._okx import FakeOkx as FakeOkx
 __all__ = [
     "FakeBinance",
     "FakeBinanceUsdm",
+    "FakeBybit",
     "FakeDeribit",
     "FakeExchange",
     "FakeOkx",

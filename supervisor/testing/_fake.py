@@ -276,6 +276,15 @@ class SessionIO:
         self._ws = ws
         self._gate = gate
 
+    @property
+    def path(self) -> str:
+        """The request target of the client's upgrade request, e.g. ``/v5/public/spot``.
+
+        Exchanges that serve several products on one host by path (Bybit) read it to
+        pick the product; the query string, if any, is included as sent.
+        """
+        return self._ws.path or "/"
+
     async def receive(self) -> str | bytes:
         """The client's next frame (also recorded in ``session.received``).
 
