@@ -6,6 +6,8 @@ import typing
 
 from actors.exchanges.binance import BinanceProtocol as BinanceProtocol
 from actors.exchanges.binance import BinanceUsdmProtocol as BinanceUsdmProtocol
+from actors.exchanges.bybit import BybitLinearProtocol as BybitLinearProtocol
+from actors.exchanges.bybit import BybitProtocol as BybitProtocol
 from actors.exchanges.deribit import DeribitProtocol as DeribitProtocol
 from actors.exchanges.messages import Batch as Batch
 from actors.exchanges.messages import BookDelta as BookDelta
@@ -30,6 +32,8 @@ __all__ = [
     "BinanceUsdmProtocol",
     "BookDelta",
     "BookSnapshot",
+    "BybitLinearProtocol",
+    "BybitProtocol",
     "DeribitProtocol",
     "ExchangeProtocol",
     "MalformedFrame",
@@ -49,6 +53,8 @@ ADAPTERS: typing.Final[dict[str, type[ExchangeProtocol]]] = {
     for cls in (
         BinanceProtocol,
         BinanceUsdmProtocol,
+        BybitLinearProtocol,
+        BybitProtocol,
         DeribitProtocol,
         OkxProtocol,
         RawProtocol,

@@ -14,6 +14,7 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from actors._spec import ConnectionSpec
+from actors.exchanges.sdk import symbols
 from actors.exchanges.sdk.checks import Problem, check_channels, not_used
 from actors.exchanges.sdk.symbols import parse_symbol
 
@@ -93,12 +94,7 @@ _USDM_MARKET_PREFIXES: Final = (
 
 def split_native(native: str) -> str:
     """``BTCUSDT`` -> ``BTC-USDT`` by a known quote suffix; the native name if none fits."""
-    for quote in KNOWN_QUOTES:
-        if native.endswith(quote) and len(native) > len(quote):
-            normalized = f"{native[: -len(quote)]}-{quote}"
-            if parse_symbol(normalized) is not None:
-                return normalized
-    return native
+    return symbols.split_native(native, KNOWN_QUOTES)
 
 
 def stream_type(topic: str) -> str:

@@ -9,10 +9,10 @@ the normalized form first.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Final, NamedTuple
 
-__all__ = ["Symbol", "SymbolMap", "parse_symbol"]
+__all__ = ["Symbol", "SymbolMap", "parse_symbol", "split_native"]
 
 _NORMALIZED: Final = re.compile(r"^([A-Z0-9]{1,20})-([A-Z0-9]{1,20})(-PERP)?$")
 
@@ -34,6 +34,21 @@ def parse_symbol(text: str) -> Symbol | None:
     if match is None:
         return None
     return Symbol(match[1], match[2], match[3] is not None)
+
+
+def split_native(native: str, quotes: Sequence[str]) -> str:
+    """``BTCUSDT`` -> ``BTC-USDT`` by a known quote suffix; the native name if none fits.
+
+    Args:
+        native: an exchange's name without separator.
+        quotes: the quote assets to try, longest first.
+    """
+    for quote in quotes:
+        if native.endswith(quote) and len(native) > len(quote):
+            normalized = f"{native[: -len(quote)]}-{quote}"
+            if parse_symbol(normalized) is not None:
+                return normalized
+    return native
 
 
 class SymbolMap:

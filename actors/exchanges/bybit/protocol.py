@@ -1,0 +1,239 @@
+"""The Bybit adapter: subscribe requests of 10, per-request acks, client pings, topics.
+
+See the package docstring for the theory of operation; limits and ``check()`` are in
+:mod:`.config`, frame Structs in :mod:`.wire`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import ClassVar, Final
+
+import msgspec
+
+from actors._spec import ConnectionSpec
+from actors.exchanges.bybit import config, wire
+from actors.exchanges.messages import Batch
+from actors.exchanges.sdk.heartbeat import ClientPing, Heartbeat
+from actors.exchanges.sdk.pacing import Pacer
+from actors.exchanges.sdk.protocol import ExchangeProtocol, Frame
+from actors.exchanges.sdk.subscriptions import batches
+
+__all__ = ["BybitLinearProtocol", "BybitProtocol"]
+
+#: ``error:handler not found,topic:orderbook.50.NOPEUSDT`` (docs/exchanges/bybit.md §2).
+_NAMED_ERROR: Final = re.compile(r"^error:(?P<reason>[^,]+),topic:(?P<topic>\S+)$")
+_ALREADY: Final = "already subscribed"
+_PING: Final = '{"op":"ping"}'
+
+_Handler = Callable[[wire.Envelope, str, str, float, Frame], Batch]
+
+
+class BybitProtocol(ExchangeProtocol):
+    """Bybit v5 public spot streams (``exchange = "bybit"``).
+
+    Side effects for the caller: write :meth:`frames_to_send` (subscribe requests at
+    session start, pings every ``heartbeat`` seconds, re-requests after a refusal);
+    handle :meth:`events`; call :meth:`tick` by :meth:`deadline`.
+    """
+
+    exchange: ClassVar[str] = "bybit"
+    default_url: ClassVar[str | None] = "wss://stream.bybit.com/v5/public/spot"
+    #: "Do not build over 500 connections in 5 minutes" per domain (§3).
+    connect_rate: ClassVar[tuple[int, float] | None] = (500, 300.0)
+    perp: ClassVar[bool] = False
+
+    def __init__(self, spec: ConnectionSpec, *, pacer: Pacer | None = None) -> None:
+        super().__init__(spec, pacer=pacer)
+        self._decode = msgspec.json.Decoder(wire.Envelope).decode
+        self._decode_trades = msgspec.json.Decoder(list[wire.TradeEntry]).decode
+        self._decode_book = msgspec.json.Decoder(wire.Book).decode
+        self._decode_any = msgspec.json.Decoder().decode
+        perp = self.perp
+        ticker = {config.CHANNEL_TOPICS["ticker"].format(n) for n in self._natives(spec)}
+        #: topic -> (handler, message symbol)
+        self._routes: dict[str, tuple[_Handler, str]] = {}
+        for topic, native in config.topics_of(spec, perp=perp).items():
+            family = topic.partition(".")[0]
+            handler: _Handler = self._on_raw
+            if family == "publicTrade":
+                handler = self._on_trades
+            elif topic in ticker:
+                handler = self._on_top
+            elif family == "orderbook":
+                handler = self._on_book
+            self._routes[topic] = (handler, config.from_native(native, perp=perp))
+
+    def _natives(self, spec: ConnectionSpec) -> list[str]:
+        if "ticker" not in spec.channels:
+            return []
+        natives = (config.to_native(s, perp=self.perp) for s in spec.symbols)
+        return [n for n in natives if n is not None]
+
+    @classmethod
+    def check(cls, spec: ConnectionSpec) -> list[tuple[str, str]]:
+        """Problems only Bybit can see (see :func:`.config.check`).
+
+        Args:
+            spec: the decoded connection.
+
+        Returns:
+            ``(key, problem)`` pairs; empty when the spec is usable.
+        """
+        return super().check(spec) + config.check(spec, exchange=cls.exchange, perp=cls.perp)
+
+    def _heartbeat(self) -> Heartbeat:
+        every = self.spec.heartbeat if self.spec.heartbeat is not None else config.DEFAULT_HEARTBEAT
+        # Bybit counts the client's pings, not its own pushes: ping on a fixed cadence.
+        return ClientPing(
+            every,
+            _PING,
+            idle=False,
+            detail=f"no frame within {every:g} s of our ping (Bybit answers ping with pong)",
+        )
+
+    # -- session ---------------------------------------------------------------------
+
+    def _on_start(self, now: float) -> None:
+        topics = list(self._routes)
+        self.expect(topics)
+        for group in batches(
+            [(t, len(t) + 2) for t in topics],
+            max_items=config.MAX_ARGS,
+            max_bytes=config.MAX_ARGS_CHARS,
+            overhead=2,
+            separator=1,
+        ):
+            self._request(group)
+
+    def _request(self, topics: Sequence[str]) -> None:
+        request = self.book.request(topics)
+        frame = msgspec.json.encode(
+            {"req_id": str(request.id), "op": "subscribe", "args": request.topics}
+        )
+        self.send_now(frame.decode())
+
+    # -- frames in ---------------------------------------------------------------------
+
+    def decode(self, data: Frame, now: float, received_at: float) -> Batch:
+        """Decode one Bybit frame.
+
+        Returns:
+            Trades, tickers (top of book), book snapshots and deltas, raw messages of
+            other topics; empty for acks and pongs.
+
+        Side effects for the caller: ``Subscribed``/``SubscriptionFailed`` from acks (a
+        request refused for one named topic is sent again without it),
+        ``SequenceGap``, ``MalformedFrame`` are queued in :meth:`events`.
+        """
+        try:
+            envelope = self._decode(data)
+        except msgspec.ValidationError as exc:
+            self.malformed("invalid_frame", str(exc), data)
+            return ()
+        except msgspec.DecodeError as exc:
+            self.malformed("invalid_json", str(exc), data)
+            return ()
+        topic = envelope.topic
+        if topic is not None:
+            route = self._routes.get(topic)
+            if route is None:
+                self.malformed("unknown_topic", f"data for topic {topic!r}, not subscribed", data)
+                return ()
+            if envelope.data is wire.NO_DATA:
+                self.malformed("invalid_frame", f"{topic} frame without data", data)
+                return ()
+            handler, symbol = route
+            try:
+                return handler(envelope, topic, symbol, received_at, data)
+            except msgspec.DecodeError as exc:
+                self.malformed("invalid_data", f"{topic}: {exc}", data)
+                return ()
+        if envelope.ret_msg == "pong" or envelope.op == "pong":
+            return ()  # a sign of life, already counted by the heartbeat policy
+        if envelope.op in ("subscribe", "unsubscribe") and envelope.success is not None:
+            self._on_reply(envelope, data)
+            return ()
+        self.malformed("unknown_frame", "neither data, an ack nor a pong", data)
+        return ()
+
+    def _on_trades(
+        self, envelope: wire.Envelope, topic: str, symbol: str, received_at: float, data: Frame
+    ) -> Batch:
+        trade = self.stamp.trade
+        return tuple(
+            [
+                trade(received_at, symbol, "buy" if t.S == "Buy" else "sell", t.p, t.v, t.i, t.T)
+                for t in self._decode_trades(envelope.data)
+            ]
+        )
+
+    def _on_top(
+        self, envelope: wire.Envelope, topic: str, symbol: str, received_at: float, data: Frame
+    ) -> Batch:
+        book = self._decode_book(envelope.data)
+        if not (book.b and book.a):
+            return ()  # one side of the book is empty: no best bid/ask to report
+        (bid, bid_size), (ask, ask_size) = book.b[0], book.a[0]
+        return (self.stamp.ticker(received_at, symbol, bid, bid_size, ask, ask_size, envelope.ts),)
+
+    def _on_book(
+        self, envelope: wire.Envelope, topic: str, symbol: str, received_at: float, data: Frame
+    ) -> Batch:
+        book = self._decode_book(envelope.data)
+        if envelope.type == "delta":
+            # u rises by exactly 1 per delta (§6.3).
+            self.chain(topic, symbol, book.u - 1, book.u)
+            delta = self.stamp.delta
+            return (delta(received_at, symbol, book.b, book.a, book.u, book.u - 1, envelope.ts),)
+        if envelope.type == "snapshot":
+            # Also u = 1: the service restarted and the book starts afresh.
+            self.chains.start(topic, book.u)
+            snap = self.stamp.snapshot
+            return (snap(received_at, symbol, book.b, book.a, book.u, envelope.ts),)
+        self.malformed("invalid_data", f"{topic}: unknown type {envelope.type!r}", data)
+        return ()
+
+    def _on_raw(
+        self, envelope: wire.Envelope, topic: str, symbol: str, received_at: float, data: Frame
+    ) -> Batch:
+        return (self.stamp.raw(received_at, self._decode_any(data)),)
+
+    # -- replies -----------------------------------------------------------------------
+
+    def _on_reply(self, envelope: wire.Envelope, data: Frame) -> None:
+        req_id = envelope.req_id
+        key = int(req_id) if isinstance(req_id, str) and req_id.isdigit() else req_id
+        request = self.book.answer(key)
+        if request is None:
+            self.malformed("unknown_request", f"reply for request id {req_id!r}", data)
+            return
+        if envelope.success:
+            self.confirm(request.topics)
+            return
+        # A refused request subscribes none of its topics; the error names the first
+        # bad one (§2, §8.1). Settle that one and ask again for the others.
+        message = envelope.ret_msg
+        named = _NAMED_ERROR.match(message)
+        if named is None or named["topic"] not in request.topics:
+            code = message.removeprefix("error:") or "refused"
+            self.report(self.book.refuse(t, code, message) for t in request.topics)
+            return
+        topic, reason = named["topic"], named["reason"]
+        if reason == _ALREADY:
+            self.confirm((topic,))  # still live from before: not a failure
+        else:
+            self.refuse(topic, reason, message)
+        rest = [t for t in request.topics if t != topic]
+        if rest:
+            self._request(rest)
+
+
+class BybitLinearProtocol(BybitProtocol):
+    """Bybit v5 public linear perpetuals (``exchange = "bybit_linear"``): symbols are
+    ``BASE-QUOTE-PERP`` (``BTC-USDT-PERP`` -> ``BTCUSDT``); the protocol is spot's."""
+
+    exchange: ClassVar[str] = "bybit_linear"
+    default_url: ClassVar[str | None] = "wss://stream.bybit.com/v5/public/linear"
+    perp: ClassVar[bool] = True
