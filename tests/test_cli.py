@@ -261,7 +261,7 @@ BROKEN_PROBLEMS: Final = [
     "strategy, within)",
     "broken.toml:3: supervisor.within: -5 is out of range (expected a number > 0 and <= 86400.0)",
     "broken.toml:6: connections.a.exchange: unknown exchange 'binanse'; did you mean 'binance'?"
-    " (expected one of: binance, binance_usdm, deribit, okx, raw)",
+    " (expected one of: binance, binance_usdm, bybit, bybit_linear, deribit, okx, raw)",
     "broken.toml:7: connections.a.url: 'http://example.com/ws' is not a WebSocket URL "
     "(expected ws:// or wss:// with a host)",
     "broken.toml:11: connections.b.url: 'not a url' is not a WebSocket URL "

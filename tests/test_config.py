@@ -234,7 +234,8 @@ BAD = [
         """,
         [
             "config.toml:2: connections.a.exchange: unknown exchange 'binanse'; did you mean "
-            "'binance'? (expected one of: binance, binance_usdm, deribit, okx, raw)"
+            "'binance'? (expected one of: binance, binance_usdm, bybit, bybit_linear, deribit, "
+            "okx, raw)"
         ],
         id="unknown-exchange",
     ),
@@ -288,7 +289,8 @@ BAD = [
         """,
         [
             "config.toml:1: connections.a.exchange: missing "
-            "(expected one of: binance, binance_usdm, deribit, okx, raw; set it here or in"
+            "(expected one of: binance, binance_usdm, bybit, bybit_linear, deribit, okx, raw; "
+            "set it here or in"
             " [defaults])"
         ],
         id="missing-exchange",
@@ -497,7 +499,8 @@ BAD = [
         """,
         [
             "config.toml:2: defaults.exchange: unknown exchange 'binanse'; did you mean"
-            " 'binance'? (expected one of: binance, binance_usdm, deribit, okx, raw)",
+            " 'binance'? (expected one of: binance, binance_usdm, bybit, bybit_linear, deribit, "
+            "okx, raw)",
             "config.toml:3: defaults.name: unknown key "
             "(each connection's name comes from its [connections.NAME] header)",
         ],
@@ -539,7 +542,8 @@ BAD = [
             "config.toml:5: supervisor.within: 0 is out of range "
             "(expected a number > 0 and <= 86400.0)",
             "config.toml:7: connections.a.exchange: unknown exchange 'rwa'; "
-            "did you mean 'raw'? (expected one of: binance, binance_usdm, deribit, okx, raw)",
+            "did you mean 'raw'? (expected one of: binance, binance_usdm, bybit, bybit_linear, "
+            "deribit, okx, raw)",
             "config.toml:8: connections.a.url: 'ftp://alice:***@example.com' is not a "
             "WebSocket URL (expected ws:// or wss:// with a host)",
             "config.toml:8: connections.a.url: 'ftp://alice:***@example.com' has credentials "

@@ -53,8 +53,8 @@ ADAPTERS: typing.Final[dict[str, type[ExchangeProtocol]]] = {
     for cls in (
         BinanceProtocol,
         BinanceUsdmProtocol,
-        BybitLinearProtocol,
         BybitProtocol,
+        BybitLinearProtocol,
         DeribitProtocol,
         OkxProtocol,
         RawProtocol,
