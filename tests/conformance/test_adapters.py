@@ -1,0 +1,285 @@
+"""The adapter conformance suite: every registered adapter, one contract.
+
+Each test runs over every entry of ``ADAPTERS`` (or every entry the property applies to:
+the raw adapter has no acks, books or budget) through an :class:`AdapterPair`: our
+adapter on one end, the exchange's sans-IO :mod:`venue <conformance.venues>` on the
+other, a fake link between them, time passed in (h11's ``ConnectionPair`` is the model).
+A new adapter joins by adding a venue; ``test_every_adapter_has_a_venue`` makes sure it
+cannot be forgotten.
+
+What it pins:
+
+- sans-IO: adapter packages import no trio, sockets, clocks;
+- garbage in -> one ``MalformedFrame`` and no messages, never an exception;
+- subscriptions are re-sent on every session and confirmed by the venue's acks;
+- a refusal fails the topic with the exchange's own code, and only what it refused;
+- a book gap is reported by the very frame that carries the gapped delta (the actor
+  handles a frame's events before it delivers the frame's batch);
+- request budgets hold against the exchange's published rule, for any subscription size.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import math
+import pathlib
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from actors import ConnectionSpec
+from actors.exchanges import ADAPTERS, AdapterState, BookDelta, ExchangeProtocol, Message
+from actors.exchanges.messages import Event, MalformedFrame, SequenceGap, SubscriptionFailed
+from conformance.venues import VENUES, Frame, Venue
+
+ALL = sorted(ADAPTERS)
+WITH_ACKS = sorted(e for e in ALL if VENUES[e].refused_topic is not None)
+WITH_BOOKS = sorted(e for e in ALL if VENUES[e].book_topic is not None)
+WITH_BUDGET = sorted(e for e in ALL if VENUES[e].has_budget)
+NOT_RAW = sorted(e for e in ALL if e != "raw")
+RECEIVED_AT = 1_700_000_000.0
+
+
+class AdapterPair:
+    """Our adapter and a venue joined by a fake link; ``now`` is advanced by hand."""
+
+    def __init__(self, exchange: str, values: dict[str, Any] | None = None) -> None:
+        self.venue: Venue = VENUES[exchange]()
+        values = values if values is not None else self.venue.spec
+        spec = msgspec.convert({"name": "c", "exchange": exchange, **values}, ConnectionSpec)
+        assert ADAPTERS[exchange].check(spec) == []
+        self.proto: ExchangeProtocol = ADAPTERS[exchange](spec)
+        self.now = 0.0
+        #: ``(time, frame)`` the adapter wrote, this session.
+        self.sent: list[tuple[float, Frame]] = []
+        self.events: list[Event] = []
+        self.delivered: list[Message] = []
+
+    def start(self) -> None:
+        self.sent = []
+        self.venue.requested = []
+        self.proto.start_session(self.now)
+        self.exchange_frames()
+
+    def end(self, after: float = 1.0) -> None:
+        self.proto.end_session()
+        self.now += after
+
+    def exchange_frames(self) -> None:
+        """Write what the adapter queued; feed back what the venue answers; until quiet."""
+        while True:
+            self.events += self.proto.events()
+            frames = self.proto.frames_to_send()
+            if not frames:
+                return
+            for frame in frames:
+                self.sent.append((self.now, frame))
+                for reply in self.venue.receive(frame):
+                    self.feed(reply)
+
+    def feed(self, frame: Frame) -> tuple[Message, ...]:
+        batch = self.proto.receive_frame(frame, self.now, RECEIVED_AT + self.now)
+        self.delivered += batch
+        return batch
+
+    def settle(self) -> None:
+        """Advance time through every scheduled request (pings on the way answered)."""
+        while self.proto.released_up_to != math.inf:
+            self.now = max(self.now, self.proto.deadline())
+            self.proto.tick(self.now)
+            self.exchange_frames()
+
+
+def _banned_imports(path: pathlib.Path) -> set[str]:
+    banned = {"trio", "trio_websocket", "httpx", "anyio", "socket", "ssl", "time", "asyncio"}
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found & banned
+
+
+def test_every_adapter_has_a_venue() -> None:
+    assert set(VENUES) == set(ADAPTERS)
+
+
+@pytest.mark.parametrize("exchange", ALL)
+def test_adapter_modules_are_sans_io(exchange: str) -> None:
+    module = importlib.import_module(ADAPTERS[exchange].__module__)
+    assert module.__file__ is not None
+    package = pathlib.Path(module.__file__).parent
+    files = (
+        sorted(package.glob("*.py"))
+        if package.name != "exchanges"
+        else [pathlib.Path(module.__file__)]
+    )
+    assert files
+    for path in files:
+        assert _banned_imports(path) == set(), path
+
+
+# -- garbage ---------------------------------------------------------------------------
+
+#: Valid JSON that no exchange sends: each must be reported, not delivered.
+JSON_GARBAGE = [
+    "[]",
+    "null",
+    "123",
+    '"x"',
+    "{}",
+    '{"a":1}',
+    "[1,2,3]",
+    '{"stream":1}',
+    '{"data":"x"}',
+    '{"arg":{}}',
+    '{"method":5}',
+    '{"topic":7}',
+    '{"id":"zz","result":[]}',
+    '{"stream":"btcusdt@trade","data":{"p":"not a number"}}',
+    '{"arg":{"channel":"trades","instId":"BTC-USDT"},"data":[{"px":"x"}]}',
+    '{"topic":"publicTrade.BTCUSDT","type":"snapshot","data":[{"p":"x"}]}',
+    '{"jsonrpc":"2.0","method":"subscription","params":{"channel":"trades.BTC-PERPETUAL.100ms","data":7}}',
+    "[" * 5000 + "]" * 5000,
+]
+
+
+def _started(exchange: str) -> AdapterPair:
+    pair = AdapterPair(exchange)
+    pair.start()
+    pair.settle()
+    pair.events.clear()
+    return pair
+
+
+def _is_json(data: str | bytes) -> bool:
+    try:
+        msgspec.json.decode(data)
+    except (msgspec.DecodeError, RecursionError):
+        return False
+    return True
+
+
+@pytest.mark.parametrize("exchange", ALL)
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(data=st.one_of(st.text(max_size=300), st.binary(max_size=300)))
+def test_non_json_is_one_malformed_frame(exchange: str, data: str | bytes) -> None:
+    if _is_json(data) or data in ("pong", b"pong"):  # OKX's pong is not JSON
+        return
+    pair = _started(exchange)
+    assert pair.proto.receive_frame(data, 1.0, RECEIVED_AT) == ()
+    [event] = pair.proto.events()
+    assert isinstance(event, MalformedFrame)
+
+
+@pytest.mark.parametrize("frame", JSON_GARBAGE, ids=range(len(JSON_GARBAGE)))
+@pytest.mark.parametrize("exchange", NOT_RAW)
+def test_json_garbage_is_reported_not_delivered(exchange: str, frame: str) -> None:
+    pair = _started(exchange)
+    assert pair.proto.receive_frame(frame, 1.0, RECEIVED_AT) == ()
+    events = pair.proto.events()
+    assert events
+    assert all(isinstance(event, MalformedFrame) for event in events)
+    assert pair.proto.state is AdapterState.LIVE
+
+
+# -- subscriptions -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("exchange", ALL)
+def test_subscriptions_are_resent_every_session_and_confirmed(exchange: str) -> None:
+    pair = AdapterPair(exchange)
+    first: list[str] = []
+    for session in range(3):
+        pair.start()
+        pair.settle()
+        assert pair.proto.state is AdapterState.LIVE
+        assert pair.venue.requested, "nothing was requested"
+        assert set(pair.proto.subscriptions.values()) == {"live"}
+        if session == 0:
+            first = list(pair.venue.requested)
+            assert set(pair.proto.subscriptions) == set(first)
+        else:
+            assert pair.venue.requested == first
+        pair.end()
+
+
+@pytest.mark.parametrize("exchange", WITH_ACKS)
+def test_a_refusal_fails_the_topic_with_the_exchange_code(exchange: str) -> None:
+    pair = AdapterPair(exchange)
+    venue = pair.venue
+    assert venue.refused_topic is not None and venue.book_topic is not None
+    venue.refuse = {venue.refused_topic}
+    pair.start()
+    pair.settle()
+    state = pair.proto.subscriptions[venue.refused_topic]
+    assert state.startswith(f"failed: {venue.refusal_code} ")
+    failed = [e for e in pair.events if isinstance(e, SubscriptionFailed)]
+    assert venue.refused_topic in {e.topic for e in failed}
+    assert {e.code for e in failed} == {venue.refusal_code}
+    assert pair.proto.subscriptions[venue.book_topic] == "live"  # another instrument's
+    assert pair.proto.state is AdapterState.LIVE
+
+
+# -- books -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("exchange", WITH_BOOKS)
+def test_a_gap_is_reported_by_the_frame_that_carries_it(exchange: str) -> None:
+    pair = _started(exchange)
+    venue = pair.venue
+    frames = venue.book(100, 3, skip=2)
+    deltas: list[BookDelta] = []
+    for frame in frames[:-1]:
+        pair.feed(frame)
+        assert [e for e in pair.proto.events() if isinstance(e, SequenceGap)] == []
+    deltas = [m for m in pair.delivered if isinstance(m, BookDelta)]
+    batch = pair.feed(frames[-1])
+    [delta] = batch
+    assert isinstance(delta, BookDelta)
+    assert delta.symbol == venue.book_symbol
+    gaps = [e for e in pair.proto.events() if isinstance(e, SequenceGap)]
+    assert gaps == [
+        SequenceGap(
+            symbol=venue.book_symbol, expected=deltas[-1].sequence, received=delta.prev_sequence
+        )
+    ]
+
+
+@pytest.mark.parametrize("exchange", WITH_BOOKS)
+def test_a_new_session_starts_every_book_chain_afresh(exchange: str) -> None:
+    pair = _started(exchange)
+    for frame in pair.venue.book(100, 2):
+        pair.feed(frame)
+    pair.end()
+    pair.start()
+    pair.settle()
+    pair.events.clear()
+    for frame in pair.venue.book(500, 2):  # far from where the last session was
+        pair.feed(frame)
+    assert [e for e in pair.proto.events() if isinstance(e, SequenceGap)] == []
+
+
+# -- budgets -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("exchange", WITH_BUDGET)
+@pytest.mark.parametrize("symbols", [1, 7, 60, 512])
+def test_requests_keep_the_exchange_budget(exchange: str, symbols: int) -> None:
+    pair = AdapterPair(exchange, pair_values := VENUES[exchange]().spec_for(symbols))
+    assert pair_values["symbols"]
+    everything: list[tuple[float, Frame]] = []
+    for _ in range(2):  # a session, then a reconnect one second after it ended
+        pair.start()
+        pair.settle()
+        assert set(pair.proto.subscriptions.values()) == {"live"}
+        pair.venue.check_budget(pair.sent)
+        everything += pair.sent
+        pair.end(after=1.0)
+    if pair.venue.per_ip:
+        pair.venue.check_budget(everything)
