@@ -22,6 +22,7 @@ __all__ = [
     "Batch",
     "BookDelta",
     "BookSnapshot",
+    "Command",
     "Event",
     "HeartbeatMissed",
     "Level",
@@ -30,10 +31,12 @@ __all__ = [
     "RawMessage",
     "ReconnectRequested",
     "SequenceGap",
+    "Subscribe",
     "Subscribed",
     "SubscriptionFailed",
     "Ticker",
     "Trade",
+    "Unsubscribe",
 ]
 
 
@@ -238,3 +241,37 @@ Event: TypeAlias = (
     | HeartbeatMissed
     | MalformedFrame
 )
+
+
+class Subscribe(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """Command: subscribe more at run time (added to the connection's channels, symbols
+    and raw topics; the channels x symbols product grows accordingly).
+
+    Attributes:
+        channels: normalized channels to add.
+        symbols: symbols to add (normalized or native).
+        raw: native topics to add.
+    """
+
+    channels: tuple[str, ...] = ()
+    symbols: tuple[str, ...] = ()
+    raw: tuple[str, ...] = ()
+
+
+class Unsubscribe(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """Command: stop subscriptions at run time (channels and symbols are removed from the
+    connection's lists, so every topic made of them goes; raw topics are removed as named).
+
+    Attributes:
+        channels: normalized channels to drop.
+        symbols: symbols to drop (as config wrote them).
+        raw: native topics to drop.
+    """
+
+    channels: tuple[str, ...] = ()
+    symbols: tuple[str, ...] = ()
+    raw: tuple[str, ...] = ()
+
+
+#: Commands an adapter accepts through ``send``.
+Command: TypeAlias = Subscribe | Unsubscribe

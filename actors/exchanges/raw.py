@@ -11,6 +11,7 @@ from typing import ClassVar
 
 import msgspec
 
+from actors._errors import LocalProtocolError
 from actors._spec import ConnectionSpec
 from actors.exchanges.messages import Batch
 from actors.exchanges.sdk.checks import not_used
@@ -33,18 +34,28 @@ class RawProtocol(ExchangeProtocol):
     @classmethod
     def check(cls, spec: ConnectionSpec) -> list[tuple[str, str]]:
         problems = super().check(spec)
-        for key in ("channels", "symbols"):
+        for key in ("channels", "symbols", "raw"):
             if getattr(spec, key):
                 problems.append(not_used(key, cls.exchange, "list the frames to send in subscribe"))
         return problems
 
-    def _on_start(self, now: float) -> None:
+    def topics(self) -> list[str]:
+        return list(self.spec.subscribe)
+
+    def _configure(self, spec: ConnectionSpec) -> None:
+        pass  # nothing to route: every frame is delivered as it is
+
+    def _subscribe(self, now: float, topics: list[str]) -> None:
         # No acks in a raw protocol: the frames count as confirmed once queued.
-        for frame in self.spec.subscribe:
+        for frame in topics:
             self.send_now(frame)
-        if self.spec.subscribe:
-            self.expect(self.spec.subscribe)
-            self.confirm(self.spec.subscribe)
+        if topics:
+            self.confirm(topics)
+
+    def _unsubscribe(self, now: float, topics: list[str]) -> None:
+        # Unreachable: the subscribe frames are config, not topics; commands cannot
+        # change them (check() refuses channels, symbols and raw on this adapter).
+        raise LocalProtocolError("the raw adapter cannot unsubscribe: it knows no protocol")
 
     def decode(self, data: Frame, now: float, received_at: float) -> Batch:
         try:

@@ -31,9 +31,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors import ConnectionSpec
+from actors import ConfigError, ConnectionSpec
 from actors.exchanges import ADAPTERS, AdapterState, BookDelta, ExchangeProtocol, Message
-from actors.exchanges.messages import Event, MalformedFrame, SequenceGap, SubscriptionFailed
+from actors.exchanges.messages import (
+    Event,
+    MalformedFrame,
+    SequenceGap,
+    Subscribe,
+    SubscriptionFailed,
+    Unsubscribe,
+)
 from conformance.venues import VENUES, Frame, Venue
 
 ALL = sorted(ADAPTERS)
@@ -62,6 +69,7 @@ class AdapterPair:
     def start(self) -> None:
         self.sent = []
         self.venue.requested = []
+        self.venue.unsubscribed = []
         self.proto.start_session(self.now)
         self.exchange_frames()
 
@@ -283,3 +291,70 @@ def test_requests_keep_the_exchange_budget(exchange: str, symbols: int) -> None:
         pair.end(after=1.0)
     if pair.venue.per_ip:
         pair.venue.check_budget(everything)
+
+
+# -- subscriptions changed at run time ---------------------------------------------------
+
+#: A symbol each venue's exchange lists besides the spec's, in the form its config takes.
+EXTRA_SYMBOL = {
+    "binance": "SOL-USDT",
+    "binance_usdm": "SOL-USDT-PERP",
+    "bybit": "SOL-USDT",
+    "bybit_linear": "SOL-USDT-PERP",
+    "deribit": "SOL-USDC-PERP",
+    "okx": "SOL-USDT",
+}
+
+
+@pytest.mark.parametrize("exchange", sorted(EXTRA_SYMBOL))
+def test_a_run_time_subscribe_is_requested_confirmed_and_kept(exchange: str) -> None:
+    pair = _started(exchange)
+    before = set(pair.proto.subscriptions)
+    pair.now += 5.0
+    pair.proto.send(Subscribe(symbols=(EXTRA_SYMBOL[exchange],)), pair.now)
+    assert pair.proto.state is AdapterState.SUBSCRIBING
+    pair.venue.requested = []
+    pair.exchange_frames()
+    pair.settle()
+    added = set(pair.proto.subscriptions) - before
+    assert added and set(pair.venue.requested) == added  # only the new topics
+    assert set(pair.proto.subscriptions.values()) == {"live"}
+    assert pair.proto.state is AdapterState.LIVE
+    pair.end()
+    pair.start()
+    pair.settle()
+    assert set(pair.venue.requested) == before | added  # the next session keeps them
+
+
+@pytest.mark.parametrize("exchange", sorted(EXTRA_SYMBOL))
+def test_a_run_time_unsubscribe_ends_the_topics_for_good(exchange: str) -> None:
+    pair = _started(exchange)
+    venue = pair.venue
+    symbol = venue.spec["symbols"][1]
+    before = dict(pair.proto.subscriptions)
+    pair.proto.send(Unsubscribe(symbols=(symbol,)), pair.now)
+    pair.exchange_frames()
+    pair.settle()
+    dropped = set(before) - set(pair.proto.subscriptions)
+    assert dropped and set(venue.unsubscribed) == dropped
+    assert venue.book_topic not in dropped  # the first symbol's book stays
+    assert pair.proto.state is AdapterState.LIVE
+    pair.end()
+    pair.start()
+    pair.settle()
+    assert set(venue.requested) == set(before) - dropped
+
+
+@pytest.mark.parametrize("exchange", sorted(EXTRA_SYMBOL))
+def test_an_invalid_change_raises_and_changes_nothing(exchange: str) -> None:
+    pair = _started(exchange)
+    before = dict(pair.proto.subscriptions)
+    with pytest.raises(ConfigError, match=r"^Subscribe on connection 'c': connections\.c\."):
+        pair.proto.send(Subscribe(channels=("candles",)), pair.now)
+    assert pair.proto.frames_to_send() == []
+    assert pair.proto.subscriptions == before
+    assert pair.proto.state is AdapterState.LIVE
+
+
+def test_every_adapter_with_symbols_is_tested_at_run_time() -> None:
+    assert set(EXTRA_SYMBOL) == set(ADAPTERS) - {"raw"}

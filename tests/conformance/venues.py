@@ -52,6 +52,8 @@ class Venue:
     def __init__(self) -> None:
         #: Topics requested, per session, in the order requested.
         self.requested: list[str] = []
+        #: Topics unsubscribed, per session.
+        self.unsubscribed: list[str] = []
         self.refuse: set[str] = set()
 
     def spec_for(self, symbols: int) -> dict[str, Any]:
@@ -99,8 +101,11 @@ class BinanceVenue(Venue):
 
     def receive(self, frame: Frame) -> list[Frame]:
         request = _json(frame)
-        assert request["method"] == "SUBSCRIBE"
         params: list[str] = request["params"]
+        if request["method"] == "UNSUBSCRIBE":
+            self.unsubscribed += params
+            return [_dump({"result": None, "id": request["id"]})]
+        assert request["method"] == "SUBSCRIBE"
         self.requested += params
         if self.refuse & set(params):
             error = {"code": 2, "msg": "Invalid request: invalid stream"}
@@ -162,8 +167,13 @@ class OkxVenue(Venue):
         if frame == "ping":
             return ["pong"]
         request = _json(frame)
-        assert request["op"] == "subscribe"
         out: list[Frame] = []
+        if request["op"] == "unsubscribe":
+            for arg in request["args"]:
+                self.unsubscribed.append(f"{arg['channel']}:{arg['instId']}")
+                out.append(_dump({"event": "unsubscribe", "arg": arg, "connId": "c"}))
+            return out
+        assert request["op"] == "subscribe"
         for arg in request["args"]:
             topic = f"{arg['channel']}:{arg['instId']}"
             self.requested.append(topic)
@@ -212,6 +222,10 @@ class DeribitVenue(Venue):
     def receive(self, frame: Frame) -> list[Frame]:
         request = _json(frame)
         method, request_id = request["method"], request["id"]
+        if method == "public/unsubscribe":
+            self.unsubscribed += request["params"]["channels"]
+            remaining: list[str] = []
+            return [_dump({"jsonrpc": "2.0", "id": request_id, "result": remaining})]
         if method != "public/subscribe":
             return [_dump({"jsonrpc": "2.0", "id": request_id, "result": "ok"})]
         channels: list[str] = request["params"]["channels"]
@@ -266,6 +280,9 @@ class BybitVenue(Venue):
         if request["op"] == "ping":
             return [_dump({"success": True, "ret_msg": "pong"} | reply)]
         args: list[str] = request["args"]
+        if request["op"] == "unsubscribe":
+            self.unsubscribed += args
+            return [_dump({"success": True, "ret_msg": "unsubscribe"} | reply)]
         self.requested += args
         bad = [a for a in args if a in self.refuse]
         if bad:

@@ -27,6 +27,8 @@ _SNIFF_BYTES: Final = b'{"stream":"'
 _SNIFF_LEN: Final = len(_SNIFF)
 #: Error code of a SUBSCRIBE refused for an invalid stream name: bisect to find it.
 _INVALID_NAME: Final = frozenset({"2"})
+_SUBSCRIBE: Final = "SUBSCRIBE"
+_UNSUBSCRIBE: Final = "UNSUBSCRIBE"
 
 
 # -- routes: one per subscribed stream ------------------------------------------------------
@@ -229,6 +231,15 @@ class BinanceProtocol(ExchangeProtocol):
         self._probe = self.decoders.probe.decode
         self._routes: dict[str, _Route] = {}
         self._bare_routes: dict[tuple[str, str], _Route] = {}
+        self._topics: list[str] = []
+        self._has_raw = False
+        # Requests on one connection: one every subscribe_spacing, per session.
+        self._spacing = Pacer(1, self.subscribe_spacing)
+        self._configure(spec)
+
+    def _configure(self, spec: ConnectionSpec) -> None:
+        self._routes = {}
+        self._bare_routes = {}
         for topic, route_type, symbol, native in self._plan(spec):
             route = route_type(self, topic, symbol, native)
             self._routes[topic] = route
@@ -237,8 +248,9 @@ class BinanceProtocol(ExchangeProtocol):
         self._topics = list(self._routes)
         self._routes["!serverShutdown"] = _ShutdownRoute(self, "!serverShutdown", "", "")
         self._has_raw = any(type(r) is _RawRoute for r in self._routes.values())
-        # Requests on one connection: one every subscribe_spacing, per session.
-        self._spacing = Pacer(1, self.subscribe_spacing)
+
+    def topics(self) -> list[str]:
+        return list(self._topics)
 
     @classmethod
     def check(cls, spec: ConnectionSpec) -> list[tuple[str, str]]:
@@ -275,19 +287,23 @@ class BinanceProtocol(ExchangeProtocol):
 
     def _on_start(self, now: float) -> None:
         self._spacing.reset()
-        topics = self._topics
+        super()._on_start(now)
+
+    def _subscribe(self, now: float, topics: list[str]) -> None:
         step = config.DEFAULT_MAX_PARAMS
         for start in range(0, len(topics), step):
             self._request(now, topics[start : start + step])
-        self.expect(topics)
 
-    def _request(self, now: float, params: Iterable[str]) -> None:
-        """Queue one SUBSCRIBE for ``params``, paced after the previous one."""
-        request = self.book.request(list(params), "SUBSCRIBE")
+    def _unsubscribe(self, now: float, topics: list[str]) -> None:
+        step = config.DEFAULT_MAX_PARAMS
+        for start in range(0, len(topics), step):
+            self._request(now, topics[start : start + step], _UNSUBSCRIBE)
+
+    def _request(self, now: float, params: Iterable[str], method: str = _SUBSCRIBE) -> None:
+        """Queue one SUBSCRIBE (or UNSUBSCRIBE) for ``params``, paced after the last one."""
+        request = self.book.request(list(params), method)
         at, _ = self._spacing.reserve(now)
-        frame = msgspec.json.encode(
-            {"method": "SUBSCRIBE", "params": request.topics, "id": request.id}
-        )
+        frame = msgspec.json.encode({"method": method, "params": request.topics, "id": request.id})
         self.send_at(at, frame.decode())
 
     # -- the hot path -------------------------------------------------------------------
@@ -355,7 +371,7 @@ class BinanceProtocol(ExchangeProtocol):
             request = self.book.answer(probe.id)
             if request is None:
                 self.malformed("unknown_request", f"ack for request id {probe.id!r}", data)
-            else:
+            elif request.method == _SUBSCRIBE:
                 self.confirm(request.topics)
             return ()
         self.malformed("unknown_frame", "not a stream frame, ack, error or notice", data)
@@ -389,6 +405,9 @@ class BinanceProtocol(ExchangeProtocol):
             self.malformed(
                 "unknown_request", f"error {code} {msg!r} for request id {request_id!r}", data
             )
+            return ()
+        if request.method != _SUBSCRIBE:
+            self.malformed("request_failed", f"{request.method} failed: {code} {msg}", data)
             return ()
         # Spot refuses the whole request for one invalid name: split it to find it.
         outcomes, resend = self.book.refuse_request(request, code, msg, bisect=_INVALID_NAME)

@@ -50,10 +50,14 @@ class BybitProtocol(ExchangeProtocol):
         self._decode_trades = msgspec.json.Decoder(list[wire.TradeEntry]).decode
         self._decode_book = msgspec.json.Decoder(wire.Book).decode
         self._decode_any = msgspec.json.Decoder().decode
+        self._routes: dict[str, tuple[_Handler, str]] = {}
+        self._configure(spec)
+
+    def _configure(self, spec: ConnectionSpec) -> None:
         perp = self.perp
         ticker = {config.CHANNEL_TOPICS["ticker"].format(n) for n in self._natives(spec)}
         #: topic -> (handler, message symbol)
-        self._routes: dict[str, tuple[_Handler, str]] = {}
+        self._routes = {}
         for topic, native in config.topics_of(spec, perp=perp).items():
             family = topic.partition(".")[0]
             handler: _Handler = self._on_raw
@@ -64,6 +68,9 @@ class BybitProtocol(ExchangeProtocol):
             elif family == "orderbook":
                 handler = self._on_book
             self._routes[topic] = (handler, config.from_native(native, perp=perp))
+
+    def topics(self) -> list[str]:
+        return list(self._routes)
 
     def _natives(self, spec: ConnectionSpec) -> list[str]:
         if "ticker" not in spec.channels:
@@ -95,23 +102,27 @@ class BybitProtocol(ExchangeProtocol):
 
     # -- session ---------------------------------------------------------------------
 
-    def _on_start(self, now: float) -> None:
-        topics = list(self._routes)
-        self.expect(topics)
-        for group in batches(
+    def _subscribe(self, now: float, topics: list[str]) -> None:
+        for group in self._groups(topics):
+            self._request(group)
+
+    def _unsubscribe(self, now: float, topics: list[str]) -> None:
+        for group in self._groups(topics):
+            self._request(group, "unsubscribe")
+
+    @staticmethod
+    def _groups(topics: list[str]) -> list[list[str]]:
+        return batches(
             [(t, len(t) + 2) for t in topics],
             max_items=config.MAX_ARGS,
             max_bytes=config.MAX_ARGS_CHARS,
             overhead=2,
             separator=1,
-        ):
-            self._request(group)
-
-    def _request(self, topics: Sequence[str]) -> None:
-        request = self.book.request(topics)
-        frame = msgspec.json.encode(
-            {"req_id": str(request.id), "op": "subscribe", "args": request.topics}
         )
+
+    def _request(self, topics: Sequence[str], op: str = "subscribe") -> None:
+        request = self.book.request(topics, op)
+        frame = msgspec.json.encode({"req_id": str(request.id), "op": op, "args": request.topics})
         self.send_now(frame.decode())
 
     # -- frames in ---------------------------------------------------------------------
@@ -208,6 +219,10 @@ class BybitProtocol(ExchangeProtocol):
         request = self.book.answer(key)
         if request is None:
             self.malformed("unknown_request", f"reply for request id {req_id!r}", data)
+            return
+        if request.method == "unsubscribe":
+            if not envelope.success:
+                self.malformed("request_failed", f"unsubscribe: {envelope.ret_msg}", data)
             return
         if envelope.success:
             self.confirm(request.topics)

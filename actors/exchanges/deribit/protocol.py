@@ -7,7 +7,7 @@ are in :mod:`.config`, frame Structs in :mod:`.wire`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 import msgspec
 from msgspec import UNSET
@@ -23,6 +23,8 @@ from actors.exchanges.sdk.symbols import SymbolMap
 __all__ = ["DeribitProtocol"]
 
 _Handler = Callable[[wire.Params, str, float, Frame], Batch]
+_SUBSCRIBE: Final = "public/subscribe"
+_UNSUBSCRIBE: Final = "public/unsubscribe"
 
 
 class DeribitProtocol(ExchangeProtocol):
@@ -58,7 +60,7 @@ class DeribitProtocol(ExchangeProtocol):
         self._batches: list[tuple[str, ...]] = []
         #: native instrument <-> message symbol (grows for trades.{kind}.{currency}.*).
         self._symbols = SymbolMap(config.to_native, config.normalized)
-        self._build_routes(spec)
+        self._configure(spec)
         # Subscribe pacing: this session's reservations on the shared per-host Pacer
         # (GCRA, kept across sessions and connections), and the latest time frames were
         # released (what was due by then was written).
@@ -89,7 +91,13 @@ class DeribitProtocol(ExchangeProtocol):
             ),
         )
 
-    def _build_routes(self, spec: ConnectionSpec) -> None:
+    def topics(self) -> list[str]:
+        return [topic for group in self._batches for topic in group]
+
+    def _configure(self, spec: ConnectionSpec) -> None:
+        self._routes = {}
+        self._raw_topics = set()
+        self._batches = []
         handlers: dict[str, _Handler] = {
             "trades": self._on_trades,
             "ticker": self._on_quote,
@@ -137,10 +145,21 @@ class DeribitProtocol(ExchangeProtocol):
         if float(interval).is_integer():
             interval = int(interval)
         self._request("public/set_heartbeat", {"interval": interval}, ())
-        for topics in self._batches:
-            at = self._reservations.reserve(now)
-            self.expect(topics)
-            self._request("public/subscribe", {"channels": list(topics)}, topics, at=at)
+        super()._on_start(now)
+
+    def _subscribe(self, now: float, topics: list[str]) -> None:
+        # One request per instrument (its channels stand or fall together), paced on
+        # the shared credit budget.
+        wanted = set(topics)
+        for group in self._batches:
+            chosen = tuple(topic for topic in group if topic in wanted)
+            if chosen:
+                at = self._reservations.reserve(now)
+                self._request(_SUBSCRIBE, {"channels": list(chosen)}, chosen, at=at)
+
+    def _unsubscribe(self, now: float, topics: list[str]) -> None:
+        at = self._reservations.reserve(now)
+        self._request(_UNSUBSCRIBE, {"channels": topics}, tuple(topics), at=at)
 
     def _on_end(self) -> None:
         # Subscribe calls that were scheduled but never written cost Deribit no credits.
@@ -376,14 +395,14 @@ class DeribitProtocol(ExchangeProtocol):
                 # subscribe calls would only burn credits. The server's close ends the
                 # session; the supervisor's backoff then spaces the reconnect.
                 self.drop_scheduled()
-            if request.topics:
+            if request.method == _SUBSCRIBE:
                 self.report(self.book.refuse(t, code, error.message) for t in request.topics)
             else:
                 self.malformed(
                     "request_failed", f"{request.method} failed: {code} {error.message}", data
                 )
             return
-        if request.method == "public/subscribe":
+        if request.method == _SUBSCRIBE:
             result = frame.result
             subscribed = set(result) if isinstance(result, list) else set()
             confirmed = [topic for topic in request.topics if topic in subscribed]

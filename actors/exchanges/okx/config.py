@@ -207,17 +207,20 @@ def plan(spec: ConnectionSpec) -> Plan:
     return Plan(targets, symbols, problems)
 
 
-def pack(targets: list[Target], max_bytes: int) -> list[tuple[str, tuple[str, ...]]]:
-    """Pack args greedily, in order, into subscribe frames of at most ``max_bytes``."""
+def pack(
+    targets: list[Target], max_bytes: int, *, op: str = "subscribe"
+) -> list[tuple[str, tuple[str, ...]]]:
+    """Pack args greedily, in order, into ``op`` frames of at most ``max_bytes``."""
+    head = REQUEST_HEAD.replace("subscribe", op)
     args = {target.topic: target.arg for target in targets}
     groups = batches(
         [(target.topic, len(target.arg)) for target in targets],
-        max_bytes=max_bytes,
+        max_bytes=max_bytes - (len(head) - len(REQUEST_HEAD)),
         overhead=len(REQUEST_HEAD) + len(REQUEST_TAIL),
         separator=1,
     )
     return [
-        (REQUEST_HEAD + b",".join(args[t] for t in group).decode() + REQUEST_TAIL, tuple(group))
+        (head + b",".join(args[t] for t in group).decode() + REQUEST_TAIL, tuple(group))
         for group in groups
     ]
 

@@ -50,10 +50,12 @@ class OkxProtocol(ExchangeProtocol):
 
     def __init__(self, spec: ConnectionSpec, *, pacer: Pacer | None = None) -> None:
         super().__init__(spec, pacer=pacer)
-        plan = config.plan(spec)
-        self._symbols = plan.symbols
-        self._requests_plan = config.pack(plan.targets, self.max_request_bytes)
         self._window = WindowPacer(self.requests_per_window, self.request_window)
+        self._symbols: dict[str, str] = {}
+        self._targets: dict[str, config.Target] = {}
+        #: Every arg ever planned (so a topic dropped at run time can be unsubscribed).
+        self._known: dict[str, config.Target] = {}
+        self._configure(spec)
         self._decode = msgspec.json.Decoder(wire.Envelope).decode
         self._decode_trades = msgspec.json.Decoder(list[wire.TradeEntry], strict=False).decode
         self._decode_ticks = msgspec.json.Decoder(list[wire.Tick], strict=False).decode
@@ -100,14 +102,33 @@ class OkxProtocol(ExchangeProtocol):
 
     # -- session -----------------------------------------------------------------------
 
+    def _configure(self, spec: ConnectionSpec) -> None:
+        plan = config.plan(spec)
+        self._symbols = plan.symbols
+        self._targets = {target.topic: target for target in plan.targets}
+        self._known.update(self._targets)
+
+    def topics(self) -> list[str]:
+        return list(self._targets)
+
     def _on_start(self, now: float) -> None:
         # All requests are queued at the start of a session; the window pacer keeps any
-        # window at or under OKX's per-connection request limit.
+        # window at or under OKX's per-connection request limit (subscribe and
+        # unsubscribe requests count alike).
         self._window.reset(now)
-        for frame, topics in self._requests_plan:
-            self.book.request(topics)
-            self.expect(topics)
-            self.send_at(self._window.reserve(), frame)
+        super()._on_start(now)
+
+    def _subscribe(self, now: float, topics: list[str]) -> None:
+        targets = [self._targets[topic] for topic in topics]
+        for frame, group in config.pack(targets, self.max_request_bytes):
+            self.book.request(group)
+            self.send_at(max(now, self._window.reserve()), frame)
+
+    def _unsubscribe(self, now: float, topics: list[str]) -> None:
+        # OKX acks each arg with an "unsubscribe" event, which confirms nothing here.
+        targets = [self._known[topic] for topic in topics]
+        for frame, _ in config.pack(targets, self.max_request_bytes, op="unsubscribe"):
+            self.send_at(max(now, self._window.reserve()), frame)
 
     # -- frames in ---------------------------------------------------------------------
 

@@ -39,13 +39,17 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import ClassVar
 
-from actors._errors import LocalProtocolError
+import msgspec
+
+from actors._errors import ConfigError, LocalProtocolError
 from actors._spec import ConnectionSpec
 from actors.exchanges.messages import (
     Batch,
+    Command,
     Event,
     MalformedFrame,
     Message,
+    Subscribe,
     Subscribed,
     SubscriptionFailed,
 )
@@ -66,7 +70,8 @@ class AdapterState(enum.Enum):
 
     #: No session: before the first connect or after one ended.
     IDLE = "idle"
-    #: Connected; subscribe frames queued or sent, acks outstanding.
+    #: Connected; subscribe frames queued or sent, acks outstanding (also after a
+    #: run-time ``Subscribe`` until its acks arrive).
     SUBSCRIBING = "subscribing"
     #: Every subscription is confirmed; data flows.
     LIVE = "live"
@@ -79,6 +84,8 @@ TRANSITIONS: frozenset[tuple[AdapterState, AdapterState]] = frozenset(
         (AdapterState.SUBSCRIBING, AdapterState.LIVE),
         (AdapterState.SUBSCRIBING, AdapterState.IDLE),
         (AdapterState.LIVE, AdapterState.IDLE),
+        # send(Subscribe(...)) at run time: new acks outstanding.
+        (AdapterState.LIVE, AdapterState.SUBSCRIBING),
     }
 )
 
@@ -264,15 +271,96 @@ class ExchangeProtocol(abc.ABC):
         self.heartbeat.received(now)
         return self.decode(data, now, received_at)
 
+    def send(self, command: Command, now: float) -> None:
+        """Change the subscriptions at run time; they then hold for every later session.
+
+        ``Subscribe`` adds channels, symbols and raw topics; ``Unsubscribe`` removes them.
+        The changed connection must pass :meth:`check` as config would. Outside a session
+        only the plan changes (the next session subscribes it); inside one, the new
+        topics are requested (paced like the opening ones, state ``SUBSCRIBING`` until
+        their acks) and the dropped ones unsubscribed, and their states forgotten.
+
+        Side effects for the caller: write :meth:`frames_to_send`, handle :meth:`events`.
+
+        Raises:
+            ConfigError: the changed connection is not valid; nothing changed.
+        """
+        spec = self.spec
+        if isinstance(command, Subscribe):
+            changed = msgspec.structs.replace(
+                spec,
+                channels=tuple(dict.fromkeys(spec.channels + command.channels)),
+                symbols=tuple(dict.fromkeys(spec.symbols + command.symbols)),
+                raw=tuple(dict.fromkeys(spec.raw + command.raw)),
+            )
+        else:
+            changed = msgspec.structs.replace(
+                spec,
+                channels=tuple(c for c in spec.channels if c not in command.channels),
+                symbols=tuple(s for s in spec.symbols if s not in command.symbols),
+                raw=tuple(t for t in spec.raw if t not in command.raw),
+            )
+        problems = type(self).check(changed)
+        if problems:
+            raise ConfigError(
+                [
+                    f"{type(command).__name__} on connection {spec.name!r}: "
+                    f"connections.{spec.name}.{key}: {problem}"
+                    for key, problem in problems
+                ]
+            )
+        before = self.topics()
+        self.spec = changed
+        self._configure(changed)
+        after = self.topics()
+        kept = set(after)
+        removed = [t for t in before if t not in kept]
+        existing = set(before)
+        added = [t for t in after if t not in existing]
+        self.book.forget(removed)
+        if self._state is AdapterState.IDLE:
+            return
+        if removed:
+            self._unsubscribe(now, removed)
+        if added:
+            if self._state is AdapterState.LIVE:
+                self._move(AdapterState.SUBSCRIBING, f"{type(command).__name__} at run time")
+            self.expect(added)
+            self._subscribe(now, added)
+        self._release(now)
+        self._maybe_live()
+
     # -- for subclasses ------------------------------------------------------------
 
     @abc.abstractmethod
     def decode(self, data: Frame, now: float, received_at: float) -> Batch:
         """One frame in, the messages to deliver out (see :meth:`receive_frame`)."""
 
-    @abc.abstractmethod
     def _on_start(self, now: float) -> None:
-        """Queue the session's opening frames (subscriptions, heartbeat setup)."""
+        """Queue the session's opening frames: by default, subscribe every topic.
+
+        Adapters with per-session setup (a pacer to reset, a heartbeat request) do it
+        and then call this.
+        """
+        topics = self.topics()
+        self.expect(topics)
+        self._subscribe(now, topics)
+
+    @abc.abstractmethod
+    def topics(self) -> list[str]:
+        """Every native topic the current spec subscribes, in request order."""
+
+    @abc.abstractmethod
+    def _configure(self, spec: ConnectionSpec) -> None:
+        """(Re)build routing tables for ``spec`` (at construction and on ``send``)."""
+
+    @abc.abstractmethod
+    def _subscribe(self, now: float, topics: list[str]) -> None:
+        """Queue the requests that subscribe ``topics`` (their acks are expected)."""
+
+    @abc.abstractmethod
+    def _unsubscribe(self, now: float, topics: list[str]) -> None:
+        """Queue the requests that end ``topics`` (their replies confirm nothing)."""
 
     def _heartbeat(self) -> Heartbeat:
         """The heartbeat policy for :attr:`spec` (default: the server pings)."""

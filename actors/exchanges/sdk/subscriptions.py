@@ -92,6 +92,12 @@ class SubscriptionBook:
             self._pending.add(topic)
             self.states[topic] = "pending"
 
+    def forget(self, topics: Iterable[str]) -> None:
+        """``topics`` are no longer wanted: drop their states and outstanding acks."""
+        for topic in topics:
+            self.states.pop(topic, None)
+            self._pending.discard(topic)
+
     def is_pending(self, topic: str) -> bool:
         """Is ``topic``'s ack outstanding this session?"""
         return topic in self._pending
