@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import trio
 
-from actors.exchanges._messages import Batch, Message
+from actors.exchanges import Batch, Message
 
 __all__ = ["MessageStream"]
 

@@ -18,7 +18,7 @@ from typing import Final, TextIO
 import msgspec
 import trio
 
-from actors._errors import ConfigError, RestartLimitExceeded
+from actors import ConfigError, RestartLimitExceeded
 from actors.registry import Stats
 from supervisor.api import open_supervisor
 from supervisor.config import Config, load_config

@@ -27,8 +27,7 @@ from typing import Annotated, Any, Final
 
 import msgspec
 
-from actors._errors import ConfigError
-from actors._spec import ConnectionSpec
+from actors import ConfigError, ConnectionSpec
 from actors.exchanges import ADAPTERS
 from supervisor._tomlpos import Entry, Kind, key_entries, key_lines
 from supervisor.policy import (

@@ -39,13 +39,15 @@ from typing import Final, NamedTuple
 
 import trio
 
-from actors._errors import RestartLimitExceeded, ServerClosing, SupervisorError
-from actors._outbox import Outbox
-from actors.connection import ConnectionActor
-from actors.exchanges import ADAPTERS
-from actors.exchanges._messages import Batch
-from actors.exchanges._pacing import Pacer
-from actors.net._connect import Connector, TcpTlsConnector, redact_url, split_ws_url
+from actors import (
+    ConnectionActor,
+    Outbox,
+    RestartLimitExceeded,
+    ServerClosing,
+    SupervisorError,
+)
+from actors.exchanges import ADAPTERS, Batch, Pacer
+from actors.net import Connector, TcpTlsConnector, redact_url, split_ws_url
 from actors.registry import (
     ConnectionState,
     Disconnected,

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from actors._errors import ConfigError
-from actors._spec import Overflow
+from actors import ConfigError, Overflow
 from supervisor._tomlpos import Entry, Kind, key_entries, key_lines
 from supervisor.config import (
     DEFAULT_MAX_RESTARTS,

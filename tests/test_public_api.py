@@ -57,3 +57,55 @@ def test_adapters_are_sans_io(path: pathlib.Path) -> None:
 @pytest.mark.parametrize("path", ACTOR_FILES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_actors_never_import_supervisor(path: pathlib.Path) -> None:
     assert "supervisor" not in _imports(path)
+
+
+SUPERVISOR_FILES = sorted((ROOT / "supervisor").rglob("*.py"))
+
+
+def _private_actors_imports(text: str, where: str) -> list[str]:
+    """``where:line: statement`` for each import of a private ``actors`` module or name."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+            names: list[str] = []
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            modules = [node.module]
+            names = [alias.name for alias in node.names]
+        else:
+            continue
+        for module in modules:
+            parts = module.split(".")
+            private = any(part.startswith("_") for part in parts) or any(
+                name.startswith("_") for name in names
+            )
+            if parts[0] == "actors" and private:
+                found.append((node.lineno, f"{where}:{node.lineno}: {ast.unparse(node)}"))
+    return [line for _, line in sorted(found)]
+
+
+@pytest.mark.parametrize("path", SUPERVISOR_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_supervisor_imports_only_public_actors_names(path: pathlib.Path) -> None:
+    # supervisor builds on actors' public surface (actors, actors.exchanges, actors.net,
+    # actors.registry, actors.connection), so actors can rearrange its private modules
+    # without breaking the supervisor (structure review P5).
+    text = path.read_text(encoding="utf-8")
+    assert _private_actors_imports(text, str(path.relative_to(ROOT))) == []
+
+
+def test_private_import_scan_names_file_and_line() -> None:
+    text = (
+        "from actors import Outbox\n"
+        "from actors._errors import ConfigError\n"
+        "from actors.exchanges._pacing import Pacer\n"
+        "import actors._outbox\n"
+        "from actors.net import _connect\n"
+        "from actors.registry import Stats\n"
+        "from supervisor._stream import MessageStream\n"
+    )
+    assert _private_actors_imports(text, "supervisor/x.py") == [
+        "supervisor/x.py:2: from actors._errors import ConfigError",
+        "supervisor/x.py:3: from actors.exchanges._pacing import Pacer",
+        "supervisor/x.py:4: import actors._outbox",
+        "supervisor/x.py:5: from actors.net import _connect",
+    ]
