@@ -29,6 +29,7 @@ import msgspec
 
 from actors import ConfigError, ConnectionSpec
 from actors.exchanges import ADAPTERS
+from actors.net import redact_url
 from supervisor._tomlpos import Entry, Kind, key_entries, key_lines
 from supervisor.policy import (
     DEFAULT_INITIAL,
@@ -447,8 +448,9 @@ def _check_backoff_order(
 
 
 def _url_problems(url: str) -> list[str]:
-    """What is wrong with a WebSocket URL; the URL is shown with its password masked."""
-    shown = _mask_url(url)
+    """What is wrong with a WebSocket URL; the URL is shown with its secrets masked."""
+    # The user name stays visible so the problem says whose credentials these are.
+    shown = redact_url(url, keep_username=True)
     problems = []
     try:
         parts = urllib.parse.urlsplit(url)
@@ -464,7 +466,7 @@ def _url_problems(url: str) -> list[str]:
             port_ok = False
         if not port_ok:
             problems.append(f"{shown!r} has an invalid port (expected a port from 1 to 65535)")
-    if shown != url:
+    if _has_credentials(url):
         problems.append(
             f"{shown!r} has credentials in clear (expected a URL without user:password@; "
             "keep secrets out of the config)"
@@ -472,25 +474,17 @@ def _url_problems(url: str) -> list[str]:
     return problems
 
 
-def _mask_url(url: str) -> str:
-    """``url`` with the password of its user info replaced by ``***``.
+def _has_credentials(url: str) -> bool:
+    """Whether ``url`` carries ``user:password@`` or ``token@`` (works on malformed URLs).
 
-    Works without a full parse, so that even a malformed URL is never printed with its
-    password; user info without a password is masked whole (it may be a token).
+    User-info that is already masked (``***@``, ``user:***@``) holds no secret.
     """
     scheme_end = url.find("://")
-    start = 0 if scheme_end < 0 else scheme_end + 3
-    end = len(url)
+    authority = url[0 if scheme_end < 0 else scheme_end + 3 :]
     for stop in "/?#":
-        index = url.find(stop, start)
-        if index >= 0:
-            end = min(end, index)
-    userinfo, at, host = url[start:end].rpartition("@")
-    if not at:
-        return url
-    user, colon, _ = userinfo.partition(":")
-    masked = f"{user}:***" if colon else "***"
-    return f"{url[:start]}{masked}@{host}{url[end:]}"
+        authority = authority.partition(stop)[0]
+    userinfo, at, _ = authority.rpartition("@")
+    return bool(at) and "***" not in (userinfo, userinfo.partition(":")[2])
 
 
 def _as_table(
