@@ -33,6 +33,30 @@ def test_all_is_sorted_and_exact(name: str) -> None:
     assert set(exported) == _public_names(module)
 
 
+def test_config_package_exports_exactly_its_seam() -> None:
+    # supervisor.config is a package (schema, load, _check, _toml); users import from
+    # the package only. Its __all__ is sorted ruff's way (constants first), so only the
+    # set is compared here.
+    module = importlib.import_module("supervisor.config")
+    assert (
+        set(module.__all__)
+        == _public_names(module)
+        == {
+            "DEFAULT_CONNECT_ATTEMPTS",
+            "DEFAULT_CONNECT_INTERVAL",
+            "DEFAULT_MAX_RESTARTS",
+            "DEFAULT_SHUTDOWN_TIMEOUT",
+            "DEFAULT_WITHIN",
+            "Config",
+            "ConnectionConfig",
+            "SupervisorSettings",
+            "config_from_dict",
+            "load_config",
+            "loads_config",
+        }
+    )
+
+
 def _imports(path: pathlib.Path) -> set[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     found: set[str] = set()
