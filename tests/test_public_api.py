@@ -133,3 +133,18 @@ def test_private_import_scan_names_file_and_line() -> None:
         "supervisor/x.py:4: import actors._outbox",
         "supervisor/x.py:5: from actors.net import _connect",
     ]
+
+
+@pytest.mark.parametrize("path", SUPERVISOR_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_supervisor_imports_at_module_level_only(path: pathlib.Path) -> None:
+    # An import inside a function is how import circles get hidden (cli <-> demo once
+    # did this); shared code goes into a module both import instead.
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    nested = [
+        f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)}"
+        for function in ast.walk(tree)
+        if isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef)
+        for node in ast.walk(function)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+    ]
+    assert nested == []
