@@ -9,18 +9,18 @@
             ...
 """
 
-from actors._errors import ConfigError as ConfigError
-from actors._errors import ConnectError as ConnectError
-from actors._errors import ConnectionLost as ConnectionLost
-from actors._errors import FeedStale as FeedStale
-from actors._errors import HandshakeRejected as HandshakeRejected
-from actors._errors import LocalProtocolError as LocalProtocolError
-from actors._errors import ProtocolError as ProtocolError
-from actors._errors import RemoteProtocolError as RemoteProtocolError
-from actors._errors import RestartLimitExceeded as RestartLimitExceeded
-from actors._errors import ServerClosing as ServerClosing
-from actors._errors import SupervisorError as SupervisorError
-from actors._errors import TransportError as TransportError
+from actors import ConfigError as ConfigError
+from actors import ConnectError as ConnectError
+from actors import ConnectionLost as ConnectionLost
+from actors import FeedStale as FeedStale
+from actors import HandshakeRejected as HandshakeRejected
+from actors import LocalProtocolError as LocalProtocolError
+from actors import ProtocolError as ProtocolError
+from actors import RemoteProtocolError as RemoteProtocolError
+from actors import RestartLimitExceeded as RestartLimitExceeded
+from actors import ServerClosing as ServerClosing
+from actors import SupervisorError as SupervisorError
+from actors import TransportError as TransportError
 from actors.exchanges import BookDelta as BookDelta
 from actors.exchanges import BookSnapshot as BookSnapshot
 from actors.exchanges import Message as Message

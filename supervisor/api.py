@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 
 import trio
 
-from actors.net._connect import Connector
+from actors.net import Connector
 from supervisor.config import Config
 from supervisor.tree import Supervisor
 

@@ -30,7 +30,6 @@ that the consumer reads, so a full consumer blocks forwarders, and the policy de
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import random
@@ -39,11 +38,15 @@ from typing import Final, NamedTuple
 
 import trio
 
-from actors._errors import RestartLimitExceeded, ServerClosing, SupervisorError
-from actors._outbox import Outbox
-from actors.connection import ConnectionActor
-from actors.exchanges import ADAPTERS, Batch, Pacer
-from actors.net._connect import Connector, TcpTlsConnector, redact_url, split_ws_url
+from actors import (
+    ConnectionActor,
+    Outbox,
+    RestartLimitExceeded,
+    ServerClosing,
+    SupervisorError,
+)
+from actors.exchanges import Batch
+from actors.net import Connector, TcpTlsConnector, redact_url
 from actors.registry import (
     ConnectionState,
     Disconnected,
@@ -58,6 +61,7 @@ from actors.registry import (
 from supervisor._stream import MessageStream
 from supervisor.config import Config, ConnectionConfig
 from supervisor.policy import Backoff, RestartIntensity, RestartType, Strategy
+from supervisor.wiring import build_actors
 
 __all__ = ["Supervisor"]
 
@@ -152,26 +156,16 @@ class Supervisor:
         # One iterator for the supervisor, so a batch half-consumed by one `async for`
         # is continued by the next instead of being lost.
         self._stream = MessageStream(self._merged_receive)
-        connector = connector if connector is not None else TcpTlsConnector()
-        self._children: list[_Child] = []
-        # One request pacer per (exchange, host) for exchanges whose limits are per IP.
-        pacers: dict[tuple[str, str], Pacer] = {}
-        for index, spec in enumerate(config.connections):
-            adapter = ADAPTERS[spec.exchange]
-            pacer = None
-            if adapter.shared_pacing is not None:
-                host = split_ws_url(spec.url or adapter.default_url or "")[1]
-                pacer = pacers.setdefault((spec.exchange, host), Pacer(*adapter.shared_pacing))
-            actor = ConnectionActor(
-                spec,
-                new_adapter=functools.partial(adapter, spec, pacer=pacer),
-                outbox=Outbox(spec.overflow, spec.buffer),
-                registry=self._registry,
-                connector=connector,
-                close_timeout=settings.shutdown_timeout,
-            )
-            self._children.append(_Child(index, spec, actor, Backoff(spec.backoff, self._rng)))
-            # Each incarnation sends exactly one tiny exit record and never waits to do so;
+        actors = build_actors(
+            config,
+            registry=self._registry,
+            connector=connector if connector is not None else TcpTlsConnector(),
+        )
+        self._children = [
+            _Child(index, spec, actor, Backoff(spec.backoff, self._rng))
+            for index, (spec, actor) in enumerate(zip(config.connections, actors, strict=True))
+        ]
+        # Each incarnation sends exactly one tiny exit record and never waits to do so;
         # the control loop drains them. Unbounded is safe: incarnations are only created
         # by the control loop and restart(), and each ends before sending.
         self._exits_send, self._exits_receive = trio.open_memory_channel[_Exit](math.inf)
@@ -452,7 +446,10 @@ class Supervisor:
         finally:
             if self._final_stats is None:
                 # The registry did not answer in time: read what it has directly (its
-                # task is being cancelled, so nothing else touches it any more).
+                # task is being cancelled, so nothing else touches it any more). This is
+                # the one deliberate exception to "the registry alone owns the stats"
+                # (review P6): asking it over its channel cannot work once it stopped
+                # answering, and stats() must still return the final states.
                 self._final_stats = self._registry_actor.snapshot(trio.current_time())
             self._registry_scope.cancel(reason="supervisor stopped")
             if self._nursery is not None:

@@ -8,9 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from actors._errors import ConfigError
-from actors._spec import Overflow
-from supervisor._tomlpos import Entry, Kind, key_entries, key_lines
+from actors import ConfigError, Overflow
 from supervisor.config import (
     DEFAULT_MAX_RESTARTS,
     Config,
@@ -18,6 +16,7 @@ from supervisor.config import (
     load_config,
     loads_config,
 )
+from supervisor.config._toml import Entry, Kind, key_entries, key_lines
 from supervisor.policy import BackoffPolicy, Jitter, RestartType, Strategy
 
 SRC = "config.toml"
@@ -815,7 +814,7 @@ def test_config_from_dict_with_no_connections() -> None:
     ]
 
 
-# -- _tomlpos.key_lines --------------------------------------------------------------------
+# -- _toml.key_lines -------------------------------------------------------------------------
 
 
 def test_key_lines_headers_keys_and_dotted_keys() -> None:

@@ -37,3 +37,37 @@ def test_split_ws_url_rejects_other_schemes_without_leaking_secrets() -> None:
         r"\(expected ws:// or wss:// with a host\)$",
     ):
         split_ws_url("https://user:pw@h.example/")
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        # The config loader's view: whose credentials they are stays visible.
+        ("wss://alice:hunter2@h.example/ws", "wss://alice:***@h.example/ws"),
+        ("https://token123@h.example/ws", "https://***@h.example/ws"),
+        ("ftp://alice:pw@example.com", "ftp://alice:***@example.com"),
+        ("wss://h.example/ws?token=t&a=b", "wss://h.example/ws?token=***&a=b"),
+        ("wss://h.example/ws", "wss://h.example/ws"),
+    ],
+)
+def test_redact_url_can_keep_the_username(url: str, shown: str) -> None:
+    assert redact_url(url, keep_username=True) == shown
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        # Malformed URLs (urlsplit raises for these) are still redacted, never raised on.
+        ("http://alice:hunter2@[::1", "http://***@[::1"),
+        ("wss://alice:hunter2@h.example:99999/ws", "wss://***@h.example:99999/ws"),
+        # No scheme: the whole text before the path is the authority.
+        ("alice:hunter2@h.example/ws", "***@h.example/ws"),
+        # The fragment and an empty query are kept as written.
+        ("wss://u:p@h.example/ws?#k", "wss://***@h.example/ws?#k"),
+        ("wss://h.example/ws?key=1#token=2", "wss://h.example/ws?key=***#token=2"),
+        # Only the last '@' of the authority ends the user-info; '@' in the path is data.
+        ("wss://a@b:c@h.example/x@y", "wss://***@h.example/x@y"),
+    ],
+)
+def test_redact_url_never_parses_strictly(url: str, shown: str) -> None:
+    assert redact_url(url) == shown

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Awaitable, Callable
-from typing import Final
-from urllib.parse import SplitResult, urlsplit
 
 import certifi
 import trio
 
 from actors._errors import ConnectError
+
+# Re-exported: connection.py imports them from here.
+from actors.net.urls import DEFAULT_PORTS, redact_url, split_ws_url
 
 __all__ = [
     "DEFAULT_PORTS",
@@ -34,56 +35,6 @@ __all__ = [
 
 #: What the actor calls to obtain a stream for a WebSocket URL.
 Connector = Callable[[str], Awaitable[trio.abc.Stream]]
-
-#: RFC 6455 section 3: ws defaults to port 80, wss to 443.
-DEFAULT_PORTS: Final = {"ws": 80, "wss": 443}
-
-
-#: Query parameters whose values are masked in URLs shown anywhere.
-_SECRET_PARAMS: Final = ("key", "token", "secret", "signature", "password", "passphrase", "auth")
-
-
-def redact_url(url: str) -> str:
-    """``url`` safe for logs, stats and errors.
-
-    Any user-info (``user:password@`` or a bare token ``tok@``) becomes ``***@``, and the
-    values of query parameters that look like credentials (``apiKey=``, ``token=``,
-    ``signature=``, ...) become ``***``.
-    """
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "***@" + netloc.rpartition("@")[2]
-    query = parts.query
-    if query:
-        pairs = []
-        for pair in query.split("&"):
-            name, eq, value = pair.partition("=")
-            if eq and any(word in name.lower() for word in _SECRET_PARAMS):
-                value = "***"
-            pairs.append(f"{name}{eq}{value}")
-        query = "&".join(pairs)
-    if netloc == parts.netloc and query == parts.query:
-        return url
-    return parts._replace(netloc=netloc, query=query).geturl()
-
-
-def split_ws_url(url: str) -> tuple[SplitResult, str, int, str]:
-    """Parse a ws/wss URL into (parts, host, port, resource).
-
-    Raises:
-        ValueError: not a ws:// or wss:// URL with a host.
-    """
-    parts = urlsplit(url)
-    if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
-        raise ValueError(
-            f"{redact_url(url)!r} is not a WebSocket URL (expected ws:// or wss:// with a host)"
-        )
-    port = parts.port or DEFAULT_PORTS[parts.scheme]
-    resource = parts.path or "/"
-    if parts.query:
-        resource = f"{resource}?{parts.query}"
-    return parts, parts.hostname, port, resource
 
 
 def default_tls_context() -> ssl.SSLContext:

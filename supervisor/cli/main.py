@@ -1,4 +1,4 @@
-"""The ``marketprism`` command: ``run``, ``check`` and ``demo``.
+"""The ``marketprism`` command: argument parsing and the run, check and demo commands.
 
 Exit codes: 0 success (including a clean stop on SIGINT/SIGTERM), 1 the supervisor gave
 up (restart intensity exceeded; the message names the connection and its last error),
@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import signal
+import os
 import sys
 from collections.abc import Sequence
 from typing import Final, TextIO
@@ -18,9 +18,11 @@ from typing import Final, TextIO
 import msgspec
 import trio
 
-from actors._errors import ConfigError, RestartLimitExceeded
+from actors import ConfigError, RestartLimitExceeded
 from actors.registry import Stats
 from supervisor.api import open_supervisor
+from supervisor.cli.demo import run_demo
+from supervisor.cli.signals import stop_on_signals
 from supervisor.config import Config, load_config
 from supervisor.tree import Supervisor
 
@@ -113,8 +115,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ConfigError as exc:
             return _report_config_error(exc)
         return _run_supervised(_run, config, args.output, args.duration)
-    from supervisor._demo import run_demo
-
     return _run_supervised(run_demo, args.duration, args.fault_every, args.seed)
 
 
@@ -143,30 +143,6 @@ def _run_supervised(fn: object, *args: object) -> int:
     except ConfigError as exc:
         return _report_config_error(exc)
     return EXIT_OK
-
-
-async def stop_on_signals(sup: Supervisor) -> None:
-    """Stop ``sup`` cleanly on SIGINT or SIGTERM; further signals only log.
-
-    The receiver stays open for the whole shutdown so that a second Ctrl-C is consumed
-    here instead of surfacing as a KeyboardInterrupt traceback.
-
-    Cancellation: returns at once; no signal handler stays installed.
-    """
-    timeout = sup.config.supervisor.shutdown_timeout
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-            stopping = False
-            async for signum in signals:
-                name = signal.Signals(signum).name
-                if stopping:
-                    logger.warning(
-                        "received %s; already stopping (at most %g s more)", name, timeout
-                    )
-                    continue
-                stopping = True
-                logger.info("received %s; stopping cleanly", name)
-                nursery.start_soon(sup.stop)
 
 
 async def _run(config: Config, output: str, duration: float | None) -> None:
@@ -203,8 +179,6 @@ async def _stop_after(sup: Supervisor, duration: float) -> None:
 
 
 def _silence_stdout() -> None:
-    import os
-
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
 
@@ -217,7 +191,3 @@ def _print_summary(stats: Stats, stream: TextIO) -> None:
             + (f"; last error: {conn.last_error}" if conn.last_error else ""),
             file=stream,
         )
-
-
-if __name__ == "__main__":
-    sys.exit(main())

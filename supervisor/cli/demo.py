@@ -28,6 +28,7 @@ from rich.table import Table
 
 from actors.registry import Stats
 from supervisor.api import open_supervisor
+from supervisor.cli.signals import stop_on_signals
 from supervisor.config import config_from_dict
 from supervisor.testing import (
     FakeBinance,
@@ -258,8 +259,6 @@ async def run_demo(duration: float | None, fault_every: float, seed: int | None)
 
     Cancellation: every connection and fake is closed cleanly on the way out.
     """
-    from supervisor.cli import stop_on_signals
-
     rng = random.Random(seed)
     console = Console(file=sys.stdout)
     if console.is_terminal:

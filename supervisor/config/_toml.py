@@ -1,6 +1,9 @@
-"""Where each table header and key of a TOML document is written, by line.
+"""TOML for config problems: where each header and key is written, and syntax errors.
 
-Theory of operation: :mod:`tomllib` returns plain dicts and forgets positions, but
+Two jobs, both about turning tomllib's output into ``FILE:LINE: key: problem`` lines:
+mapping key paths to lines (below), and rewording tomllib's syntax errors (at the end).
+
+Positions. Theory of operation: :mod:`tomllib` returns plain dicts and forgets positions, but
 configuration errors must name the line to fix. This module re-reads the text with a
 small scanner that only understands what matters for positions: headers, keys (bare,
 quoted, dotted), and the extent of values (strings of all four kinds, arrays, inline
@@ -20,11 +23,23 @@ no dotted path.
 
 from __future__ import annotations
 
+import ast
 import enum
+import json
+import re
 import tomllib
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
-__all__ = ["Entry", "Kind", "key_entries", "key_lines"]
+__all__ = ["Entry", "Kind", "dotted", "key_entries", "key_lines", "syntax_problem"]
+
+_BARE_KEY_RE: Final = re.compile(r"[A-Za-z0-9_-]+")
+_POSITION_RE: Final = re.compile(
+    r"^(?P<message>.*) \(at (?:line (?P<line>\d+), column (?P<column>\d+)|end of document)\)$",
+    re.DOTALL,
+)
+_DECLARED_TWICE_RE: Final = re.compile(r"^Cannot declare (?P<path>\(.*\)) twice$")
+_IMMUTABLE_RE: Final = re.compile(r"^Cannot mutate immutable namespace (?P<path>\(.*\))$")
+_DUPLICATE_INLINE_RE: Final = re.compile(r"^Duplicate inline table key (?P<key>.+)$")
 
 _BARE_KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 # Characters that end a bare value (number, boolean, date-time) inside a document.
@@ -286,3 +301,108 @@ def _decode_quoted(token: str) -> str:
         return next(iter(tomllib.loads(f"{token} = 0")))
     except (tomllib.TOMLDecodeError, StopIteration):
         return token.strip("\"'")
+
+
+# -- tomllib's syntax errors, reworded ------------------------------------------------
+#
+# tomllib reports positions only inside its message text ("... (at line 3, column 7)")
+# and phrases redefinitions in terms of its internals. The regexes above match that text;
+# when CPython rewords a message they stop matching and the message is shown as tomllib
+# wrote it, still with file and line (tests/test_config.py pins the wording we produce).
+
+
+def syntax_problem(text: str, error: str, source: str) -> str:
+    """One problem line for a ``tomllib.TOMLDecodeError`` message."""
+    match = _POSITION_RE.match(error)
+    if match is None:  # pragma: no cover - every tomllib error carries a position
+        return f"{source}: syntax: {error} (fix the TOML syntax)"
+    message = match["message"]
+    if match["line"] is None:
+        line = max(1, len(text.splitlines()))
+        where = "at the end of the file"
+    else:
+        line = int(match["line"])
+        where = f"at column {match['column']}"
+    specific = _duplicate_problem(text, message, line)
+    if specific is not None:
+        return f"{source}:{line}: {specific}"
+    return f"{source}:{line}: syntax: {message} (fix the TOML syntax {where})"
+
+
+def _duplicate_problem(text: str, message: str, line: int) -> str | None:
+    """A clearer ``key.path: problem (expected)`` for tomllib's redefinition errors."""
+    declared = _DECLARED_TWICE_RE.match(message)
+    if declared is not None:
+        path = _literal_path(declared["path"])
+        if path is None:
+            return None
+        if len(path) == 2 and path[0] == "connections":
+            return f"{dotted(path)}: defined twice (each [connections.NAME] must be unique)"
+        return f"{dotted(path)}: defined twice (each table may appear once)"
+    immutable = _IMMUTABLE_RE.match(message)
+    if immutable is not None:
+        path = _literal_path(immutable["path"])
+        if path is None:
+            return None
+        return (
+            f"{dotted(path)}: extended after being written inline "
+            "(expected all of an inline table's keys inside its { ... })"
+        )
+    duplicate_inline = _DUPLICATE_INLINE_RE.match(message)
+    if message != "Cannot overwrite a value" and duplicate_inline is None:
+        return None
+    last_key = None if duplicate_inline is None else _literal_str(duplicate_inline["key"])
+    entry = _repeated_entry(text, line, last_key)
+    if entry is None:
+        return None
+    if entry.kind is Kind.HEADER:
+        return f"{dotted(entry.path)}: defined twice (each table may appear once)"
+    return f"{dotted(entry.path)}: set twice (each key may appear once per table)"
+
+
+def _repeated_entry(text: str, line: int, last_key: str | None) -> Entry | None:
+    """The first path written on ``line`` that was already written before it."""
+    end = -1
+    for _ in range(line):
+        end = text.find("\n", end + 1)
+        if end < 0:
+            end = len(text)
+            break
+    seen: dict[tuple[str, ...], Kind] = {}
+    for entry in key_entries(text[:end]):
+        before = seen.get(entry.path)
+        if (
+            entry.line == line
+            and before is not None
+            and (entry.kind is not Kind.DOTTED or before is Kind.KEY)
+            and (last_key is None or entry.path[-1] == last_key)
+        ):
+            return entry
+        seen.setdefault(entry.path, entry.kind)
+    return None
+
+
+def _literal_path(text: str) -> tuple[str, ...] | None:
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return None
+    if isinstance(value, tuple) and all(isinstance(part, str) for part in value):
+        return value
+    return None
+
+
+def _literal_str(text: str) -> str | None:
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def dotted(path: tuple[str, ...]) -> str:
+    """A key path as TOML writes it: ``connections."my conn".url``."""
+    return ".".join(
+        part if _BARE_KEY_RE.fullmatch(part) else json.dumps(part, ensure_ascii=False)
+        for part in path
+    )

@@ -1,0 +1,8 @@
+"""The ``marketprism`` command line: ``run``, ``check`` and ``demo``.
+
+``main`` is the console script's entry point (``marketprism = "supervisor.cli:main"``).
+"""
+
+from supervisor.cli.main import main as main
+
+__all__ = ["main"]

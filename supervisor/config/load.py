@@ -1,0 +1,388 @@
+"""Loading configuration: TOML text, files or dicts -> a validated :class:`Config`.
+
+Theory of operation: tomllib turns the text into plain dicts (or a syntax error, which
+becomes one problem, see :mod:`supervisor.config._toml`). Every value is then checked on
+its own against its field's annotated type with ``msgspec.convert``, so that one run
+reports every problem instead of the first (a deliberate choice, docs/architecture.md
+decision 6); :mod:`supervisor.config._check` does that for any Struct and phrases each
+problem from the type (bounds, choices) rather than copying msgspec. Valid values are
+kept, ``[defaults]`` are merged under each connection (``backoff`` key by key), the
+semantic checks run (exchange, URL, names, backoff order, the adapter's own ``check``),
+and only when nothing is wrong is the whole ``Config`` built once with
+``msgspec.convert``. Lines come from ``_toml.key_lines``; a path with no line of its own
+(a missing key) is reported at its nearest written ancestor, usually the table header.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+import typing
+import urllib.parse
+from collections.abc import Mapping
+from typing import Any, Final
+
+import msgspec
+
+from actors import ConfigError
+from actors.exchanges import ADAPTERS
+from actors.net import redact_url
+from supervisor.config._check import (
+    Path,
+    Report,
+    as_table,
+    check_table,
+    describe,
+    did_you_mean,
+    kind,
+    show,
+)
+from supervisor.config._toml import dotted, key_lines, syntax_problem
+from supervisor.config.schema import Config, ConnectionConfig, SupervisorSettings
+from supervisor.policy import DEFAULT_INITIAL, DEFAULT_MAX
+
+__all__ = ["config_from_dict", "load_config", "loads_config"]
+
+_TOP_LEVEL: Final = ("connections", "defaults", "supervisor")
+_NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate a TOML configuration file.
+
+    Args:
+        path: the file to read (UTF-8). It becomes ``Config.source`` as given, and the
+            prefix of every problem.
+
+    Returns:
+        The validated configuration.
+
+    Raises:
+        ConfigError: the file cannot be read, is not UTF-8, is not valid TOML, or breaks
+            the schema; ``problems`` lists every problem found, sorted by line.
+    """
+    source = os.fspath(path)
+    try:
+        with open(source, "rb") as file:
+            data = file.read()
+    except OSError as exc:
+        raise ConfigError(
+            [f"{source}: cannot read: {_os_reason(exc)} (pass the path of a TOML config file)"]
+        ) from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            [
+                f"{source}:{line}: cannot read: byte 0x{data[exc.start]:02x} is not valid UTF-8 "
+                "(save the file as UTF-8)"
+            ]
+        ) from exc
+    # Editors on Windows may start UTF-8 files with a byte order mark; TOML has no use
+    # for it and tomllib rejects it.
+    return loads_config(text.removeprefix("\ufeff"), source=source)
+
+
+def loads_config(text: str, *, source: str = "<string>") -> Config:
+    """Validate a configuration given as TOML text.
+
+    Args:
+        text: the TOML document.
+        source: the name to print in problems and store as ``Config.source``.
+
+    Returns:
+        The validated configuration.
+
+    Raises:
+        ConfigError: the text is not valid TOML or breaks the schema; ``problems`` lists
+            every problem found as ``SOURCE:LINE: key.path: what is wrong (expected)``,
+            sorted by line.
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([syntax_problem(text, str(exc), source)]) from exc
+    return _build(data, source=source, lines=key_lines(text))
+
+
+def config_from_dict(data: Mapping[str, Any], *, source: str = "<dict>") -> Config:
+    """Validate a configuration given as nested mappings shaped like the TOML file.
+
+    Args:
+        data: ``{"supervisor": {...}, "defaults": {...}, "connections": {NAME: {...}}}``
+            with the values TOML would give (strings for enums, lists for arrays).
+            ``supervisor`` and ``backoff`` may also be given as their Structs.
+        source: the name to print in problems and store as ``Config.source``.
+
+    Returns:
+        The validated configuration.
+
+    Raises:
+        ConfigError: the data breaks the schema; ``problems`` lists every problem found
+            as ``SOURCE: key.path: what is wrong (expected)`` (there are no lines).
+        TypeError: ``data`` is not a mapping.
+    """
+    if not isinstance(data, Mapping):
+        raise TypeError(
+            f"config_from_dict() takes a mapping shaped like the TOML file, not "
+            f"{type(data).__name__}; pass a dict such as {{'connections': {{...}}}}"
+        )
+    return _build(data, source=source, lines=None)
+
+
+def _build(data: Mapping[str, Any], *, source: str, lines: dict[Path, int] | None) -> Config:
+    report = Report(source, lines)
+    for key, value in data.items():
+        if key not in _TOP_LEVEL:
+            what = "table" if isinstance(value, Mapping) else "key"
+            report.add(
+                (str(key),),
+                f"unknown {what}{did_you_mean(str(key), _TOP_LEVEL)} "
+                f"(expected one of: {', '.join(_TOP_LEVEL)})",
+            )
+
+    supervisor: dict[str, Any] = {}
+    table = as_table(report, ("supervisor",), data.get("supervisor", {}), SupervisorSettings)
+    if table is not None:
+        supervisor = check_table(report, ("supervisor",), table, SupervisorSettings)
+
+    defaults_raw: Mapping[str, Any] = {}
+    defaults: dict[str, Any] = {}
+    table = as_table(report, ("defaults",), data.get("defaults", {}), None)
+    if table is not None:
+        defaults_raw = table
+        defaults = check_table(
+            report,
+            ("defaults",),
+            table,
+            ConnectionConfig,
+            special={
+                "name": "unknown key (each connection's name comes from its "
+                "[connections.NAME] header)"
+            },
+        )
+        _check_semantics(report, ("defaults",), defaults)
+
+    specs = _check_connections(report, data.get("connections", {}), defaults_raw, defaults)
+
+    if report.problems:
+        raise ConfigError(report.messages())
+    try:
+        return msgspec.convert(
+            {"supervisor": supervisor, "connections": specs, "source": source}, type=Config
+        )
+    except msgspec.ValidationError as exc:  # pragma: no cover - the checks above cover it
+        raise ConfigError(
+            [f"{source}: {exc} (the loader missed this problem; please report it)"]
+        ) from exc
+
+
+def _check_connections(
+    report: Report,
+    value: Any,
+    defaults_raw: Mapping[str, Any],
+    defaults: dict[str, Any],
+) -> list[ConnectionConfig]:
+    """Check every ``[connections.NAME]``; return the specs of the fully valid ones."""
+    path: Path = ("connections",)
+    if isinstance(value, list):
+        report.add(
+            path,
+            "written as [[connections]] (expected one [connections.NAME] table per connection)",
+        )
+        return []
+    if not isinstance(value, Mapping):
+        report.add(path, f"{show(value)} is {kind(value)} (expected a table)")
+        return []
+    if not value:
+        report.add(path, "no connections (expected at least one [connections.NAME] table)")
+        return []
+    required = [f.name for f in msgspec.structs.fields(ConnectionConfig) if f.required]
+    seen: dict[str, str] = {}
+    specs: list[ConnectionConfig] = []
+    for raw_name, raw_table in value.items():
+        name = str(raw_name)
+        conn: Path = (*path, name)
+        if not _NAME_RE.fullmatch(name):
+            report.add(
+                conn,
+                f"{name!r} is not a valid name (expected letters, digits, '_' and '-', "
+                "starting with a letter or digit)",
+            )
+        folded = name.casefold()
+        if folded in seen:
+            first: Path = (*path, seen[folded])
+            first_line = report.line_of(first)
+            on_line = "" if first_line is None else f" on line {first_line}"
+            report.add(
+                conn,
+                f"same name as {dotted(first)}{on_line} (names must be unique, ignoring case)",
+            )
+        else:
+            seen[folded] = name
+        table = as_table(report, conn, raw_table, None)
+        if table is None:
+            continue
+        own = check_table(
+            report,
+            conn,
+            table,
+            ConnectionConfig,
+            special={
+                "name": f"unknown key (the name comes from the table header [{dotted(conn)}])"
+            },
+        )
+        for key in required:
+            if key != "name" and key not in table and key not in defaults_raw:
+                report.add(
+                    (*conn, key),
+                    f"missing (expected {_describe_key(key)}; set it here or in [defaults])",
+                )
+        _check_semantics(report, conn, own)
+        order_ok = _check_backoff_order(report, conn, own, defaults)
+        if not order_ok or not _is_clean(report, conn, table):
+            continue
+        try:
+            spec = _connection_spec(name, own, defaults)
+        except msgspec.ValidationError as exc:  # pragma: no cover - checked key by key above
+            report.add(conn, f"{exc} (the loader missed this problem; please report it)")
+            continue
+        for key, problem in ADAPTERS[spec.exchange].check(spec):
+            report.add((*conn, key), problem)
+        specs.append(spec)
+    return specs
+
+
+def _connection_spec(name: str, own: dict[str, Any], defaults: dict[str, Any]) -> ConnectionConfig:
+    """Merge valid defaults under valid own values (``backoff`` key by key) and decode."""
+    merged = {**defaults, **own, "name": name}
+    if "backoff" in defaults and "backoff" in own:
+        merged["backoff"] = {**defaults["backoff"], **own["backoff"]}
+    return msgspec.convert(merged, type=ConnectionConfig)
+
+
+def _is_clean(report: Report, conn: Path, table: Mapping[str, Any]) -> bool:
+    """No problem in the connection itself nor in a default value it inherits."""
+    if report.has_problems_under(conn):
+        return False
+    own_backoff = table.get("backoff")
+    for _, path, _ in report.problems:
+        if path[:1] != ("defaults",) or len(path) < 2:
+            continue
+        key = path[1]
+        if key not in table:
+            return False
+        if (
+            key == "backoff"
+            and isinstance(own_backoff, Mapping)
+            and (len(path) < 3 or path[2] not in own_backoff)
+        ):
+            return False
+    return True
+
+
+def _check_semantics(report: Report, path: Path, values: dict[str, Any]) -> None:
+    """Check what types cannot say about the valid values of one table.
+
+    The exchange must have an adapter and the URL must be a WebSocket URL without
+    credentials. ``values`` are those written in a connection or in ``[defaults]``, so
+    a bad default is reported once, at ``defaults.KEY``.
+    """
+    exchange = values.get("exchange")
+    if exchange is not None and exchange not in ADAPTERS:
+        report.add(
+            (*path, "exchange"),
+            f"unknown exchange {exchange!r}{did_you_mean(exchange, ADAPTERS)} "
+            f"(expected one of: {', '.join(ADAPTERS)})",
+        )
+    url = values.get("url")
+    if url is not None:
+        for problem in _url_problems(url):
+            report.add((*path, "url"), problem)
+
+
+def _check_backoff_order(
+    report: Report, conn: Path, own: dict[str, Any], defaults: dict[str, Any]
+) -> bool:
+    """Check ``backoff.initial <= backoff.max`` for one connection, defaults merged in.
+
+    A violation is reported where it was written: in the connection when it sets
+    ``initial`` or ``max`` itself, else once in ``[defaults]`` however many connections
+    inherit it.
+
+    Returns:
+        Whether the order is fine.
+    """
+    own_backoff: dict[str, Any] = own.get("backoff", {})
+    default_backoff: dict[str, Any] = defaults.get("backoff", {})
+    merged = {**default_backoff, **own_backoff}
+    initial = merged.get("initial", DEFAULT_INITIAL)
+    maximum = merged.get("max", DEFAULT_MAX)
+    if initial <= maximum:
+        return True
+    in_own = "initial" in own_backoff or "max" in own_backoff
+    table: Path = (*conn, "backoff") if in_own else ("defaults", "backoff")
+    written = own_backoff if in_own else default_backoff
+    text = f"initial {initial!r} is greater than max {maximum!r} (expected initial <= max)"
+    if not any(path == table and problem == text for _, path, problem in report.problems):
+        key = "initial" if "initial" in written else "max"
+        report.add(table, text, at=(*table, key))
+    return False
+
+
+def _url_problems(url: str) -> list[str]:
+    """What is wrong with a WebSocket URL; the URL is shown with its secrets masked."""
+    # The user name stays visible so the problem says whose credentials these are.
+    shown = redact_url(url, keep_username=True)
+    problems = []
+    try:
+        parts = urllib.parse.urlsplit(url)
+        scheme, host = parts.scheme.lower(), parts.hostname
+    except ValueError:  # e.g. an unclosed "[" of an IPv6 address
+        scheme, host = "", None
+    if scheme not in ("ws", "wss") or not host:
+        problems.append(f"{shown!r} is not a WebSocket URL (expected ws:// or wss:// with a host)")
+    else:
+        try:
+            port_ok = parts.port != 0  # the property raises for a port beyond 65535
+        except ValueError:
+            port_ok = False
+        if not port_ok:
+            problems.append(f"{shown!r} has an invalid port (expected a port from 1 to 65535)")
+    if _has_credentials(url):
+        problems.append(
+            f"{shown!r} has credentials in clear (expected a URL without user:password@; "
+            "keep secrets out of the config)"
+        )
+    return problems
+
+
+def _has_credentials(url: str) -> bool:
+    """Whether ``url`` carries ``user:password@`` or ``token@`` (works on malformed URLs).
+
+    User-info that is already masked (``***@``, ``user:***@``) holds no secret.
+    """
+    scheme_end = url.find("://")
+    authority = url[0 if scheme_end < 0 else scheme_end + 3 :]
+    for stop in "/?#":
+        authority = authority.partition(stop)[0]
+    userinfo, at, _ = authority.rpartition("@")
+    return bool(at) and "***" not in (userinfo, userinfo.partition(":")[2])
+
+
+def _describe_key(key: str) -> str:
+    if key == "exchange":
+        return "one of: " + ", ".join(ADAPTERS)
+    return describe(typing.get_type_hints(ConnectionConfig, include_extras=True)[key])
+
+
+def _os_reason(exc: OSError) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "no such file"
+    if isinstance(exc, IsADirectoryError):
+        return "it is a directory"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    return exc.strerror or str(exc)

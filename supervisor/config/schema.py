@@ -1,0 +1,94 @@
+"""The configuration schema: frozen msgspec Structs and their defaults.
+
+Schema (the names are part of the public contract)::
+
+    [supervisor]               SupervisorSettings
+    [defaults]                 any connection key; inherited by every connection
+    [defaults.backoff]         merged key by key into each connection's backoff
+    [connections.NAME]         ConnectionConfig (NAME becomes ``name``)
+    [connections.NAME.backoff] BackoffPolicy
+
+Build these only through :mod:`supervisor.config.load` (or ``msgspec.convert``): a
+Struct's ``__init__`` does not check types.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Final
+
+import msgspec
+
+from actors import ConnectionSpec
+from supervisor.policy import BackoffPolicy, RestartType, Strategy
+
+__all__ = [
+    "DEFAULT_CONNECT_ATTEMPTS",
+    "DEFAULT_CONNECT_INTERVAL",
+    "DEFAULT_MAX_RESTARTS",
+    "DEFAULT_SHUTDOWN_TIMEOUT",
+    "DEFAULT_WITHIN",
+    "Config",
+    "ConnectionConfig",
+    "SupervisorSettings",
+]
+
+#: Restarts allowed inside ``within`` seconds before the supervisor escalates. With the
+#: default backoff (cap 30 s) a long outage retries about twice a minute and never
+#: escalates; only a tight crash loop does.
+DEFAULT_MAX_RESTARTS: Final = 10
+#: The sliding window, in seconds, for ``max_restarts``.
+DEFAULT_WITHIN: Final = 60.0
+#: Seconds a clean shutdown may take (close frames sent and answered) before sockets
+#: are closed hard.
+DEFAULT_SHUTDOWN_TIMEOUT: Final = 5.0
+#: Connection attempts granted per host per ``connect_interval``. OKX allows 3 per
+#: second per IP (https://www.okx.com/docs-v5/en/#overview-websocket-connect), the
+#: strictest of the three exchanges; Binance allows 300 per 5 minutes.
+DEFAULT_CONNECT_ATTEMPTS: Final = 3
+DEFAULT_CONNECT_INTERVAL: Final = 1.0
+
+
+class SupervisorSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The ``[supervisor]`` table.
+
+    Attributes:
+        strategy: ``one_for_one``, ``one_for_all`` or ``rest_for_one``.
+        max_restarts: restarts tolerated within ``within`` seconds, across all children.
+        within: the restart-intensity window in seconds.
+        shutdown_timeout: seconds a clean stop may take before sockets are closed hard.
+        connect_attempts: connection attempts granted per host per ``connect_interval``.
+        connect_interval: the pacing window for ``connect_attempts``, in seconds.
+    """
+
+    strategy: Strategy = Strategy.ONE_FOR_ONE
+    max_restarts: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = DEFAULT_MAX_RESTARTS
+    within: Annotated[float, msgspec.Meta(gt=0, le=86_400.0)] = DEFAULT_WITHIN
+    shutdown_timeout: Annotated[float, msgspec.Meta(gt=0, le=3600.0)] = DEFAULT_SHUTDOWN_TIMEOUT
+    connect_attempts: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = DEFAULT_CONNECT_ATTEMPTS
+    connect_interval: Annotated[float, msgspec.Meta(gt=0, le=86_400.0)] = DEFAULT_CONNECT_INTERVAL
+
+
+class ConnectionConfig(ConnectionSpec, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One ``[connections.NAME]`` table: a :class:`ConnectionSpec` plus supervision keys.
+
+    Attributes:
+        restart: ``permanent``, ``transient`` or ``temporary``.
+        backoff: delays between restarts.
+    """
+
+    restart: RestartType = RestartType.PERMANENT
+    backoff: BackoffPolicy = BackoffPolicy()
+
+
+class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A whole configuration.
+
+    Attributes:
+        supervisor: the ``[supervisor]`` table.
+        connections: the connections in file order (order matters for ``rest_for_one``).
+        source: the file it was read from, or ``"<dict>"``/``"<string>"``.
+    """
+
+    supervisor: SupervisorSettings = SupervisorSettings()
+    connections: tuple[ConnectionConfig, ...] = ()
+    source: str = "<dict>"
