@@ -40,16 +40,8 @@ from collections.abc import Awaitable, Callable
 from typing import Final
 
 import trio
-import trio_websocket
-import wsproto.utilities
 
-from actors._errors import (
-    ConnectError,
-    ConnectionLost,
-    FeedStale,
-    HandshakeRejected,
-    ServerClosing,
-)
+from actors._errors import ConnectionLost, FeedStale, ServerClosing
 from actors._outbox import Outbox
 from actors._spec import ConnectionSpec
 from actors.exchanges._base import AdapterState, ExchangeProtocol
@@ -67,6 +59,7 @@ from actors.exchanges._messages import (
     Trade,
 )
 from actors.net._connect import Connector, redact_url, split_ws_url
+from actors.net.websocket import NORMAL_CLOSURE, ClosedNormally, WebSocket, open_websocket
 from actors.registry import (
     Connected,
     ConnectionState,
@@ -83,96 +76,9 @@ logger = logging.getLogger("marketprism.connection")
 #: Seconds between traffic reports to the registry while frames flow; stats lag by at
 #: most this much.
 DEFAULT_FLUSH_INTERVAL: Final = 0.25
-#: trio-websocket reads the socket in chunks of this size (its default is 4 KiB, which
-#: costs one extra read per few frames on busy depth streams).
-_RECEIVE_BUFFER: Final = 64 * 1024
-#: Frames trio-websocket may hold between its reader and ours.
-_MESSAGE_QUEUE: Final = 64
 #: Seconds a live make-before-break successor waits for the old session to deliver up
 #: to where the successor's buffer starts, before switching anyway.
 DEFAULT_HANDOVER_WAIT: Final = 10.0
-#: RFC 6455 section 7.4.1: 1000 is a normal closure.
-_NORMAL_CLOSURE: Final = 1000
-
-
-class _WatchedStream(trio.abc.Stream):
-    """Forwards to a stream and records when it hits EOF or breaks.
-
-    trio-websocket waits for the opening handshake forever if the server drops the TCP
-    connection before answering; watching the stream lets the actor fail that handshake
-    at once instead of at the connect deadline.
-    """
-
-    def __init__(self, stream: trio.abc.Stream) -> None:
-        self.stream = stream
-        self.ended = trio.Event()
-        #: trio time bytes last arrived (data or control frames such as pings).
-        self.last_received = trio.current_time()
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        try:
-            await self.stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self.ended.set()
-            raise
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self.stream.wait_send_all_might_not_block()
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        try:
-            data = await self.stream.receive_some(max_bytes)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self.ended.set()
-            raise
-        if data:
-            self.last_received = trio.current_time()
-        else:
-            self.ended.set()
-        return data
-
-    async def aclose(self) -> None:
-        self.ended.set()
-        await self.stream.aclose()
-
-
-class _ReaderHost:
-    """Runs trio-websocket's reader task shielded from outside cancellation.
-
-    ``wrap_client_stream`` starts the reader in the nursery it is given; that reader is
-    what receives the peer's answer to our close frame. If a supervisor restart or an
-    outer timeout cancelled it together with our pump, every clean close would wait out
-    ``close_timeout`` for an answer nobody reads. So the reader runs under its own
-    shielded scope, which the actor cancels itself once the session is closed (in a
-    ``finally``, so it cannot outlive the session). Only ``start_soon`` is provided:
-    it is all trio-websocket uses of the nursery.
-    """
-
-    def __init__(self, nursery: trio.Nursery) -> None:
-        self._nursery = nursery
-        self.scope = trio.CancelScope(shield=True)
-        #: The server's refusal of the upgrade, if it refused; set with :attr:`failed`.
-        self.rejected: trio_websocket.ConnectionRejected | None = None
-        self.failed = trio.Event()
-
-    def start_soon(self, fn: Callable[[], Awaitable[object]]) -> None:
-        self._nursery.start_soon(self._run, fn)
-
-    async def _run(self, fn: Callable[[], Awaitable[object]]) -> None:
-        with self.scope:
-            try:
-                await fn()
-            except trio_websocket.ConnectionRejected as exc:
-                # trio-websocket reports a refused upgrade by raising in its reader;
-                # keep it here, where the handshake reads it, instead of letting it
-                # tear down every session that shares the nursery.
-                self.rejected = exc
-                self.failed.set()
-            except wsproto.utilities.LocalProtocolError as exc:
-                # The reader tried to answer a ping that arrived while our close
-                # handshake was under way (wsproto refuses a Pong then): the
-                # connection is closing anyway, so this ends the reader, not the actor.
-                logger.debug("WebSocket reader ended during close: %s", exc)
 
 
 class _Session:
@@ -181,15 +87,11 @@ class _Session:
     def __init__(
         self,
         proto: ExchangeProtocol,
-        ws: trio_websocket.WebSocketConnection,
-        stream: _WatchedStream,
-        reader: _ReaderHost,
+        ws: WebSocket,
         deliver: Callable[[Batch], Awaitable[None]],
     ) -> None:
         self.proto = proto
         self.ws = ws
-        self.stream = stream
-        self.reader = reader
         #: Where batches go: the outbox, or a successor's buffer before its handover.
         self.deliver = deliver
         #: Set by a successor's handover: stop reading, finish delivering, close.
@@ -397,10 +299,9 @@ class ConnectionActor:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 self._handover = None
-                session = await self._open_session(nursery, self.protocol, self.outbox.put)
                 ended: ConnectionLost | None = None
                 try:
-                    await self._run_session(session, task_status)
+                    await self._run_session(nursery, self.protocol, self.outbox.put, task_status)
                 except ConnectionLost as exc:
                     if self._handover is None or isinstance(exc, FeedStale):
                         raise
@@ -416,7 +317,7 @@ class ConnectionActor:
                             "the exchange closed the connection as announced and no "
                             "successor session could be opened"
                             + (f": {ended}" if ended is not None else ""),
-                            code=ended.code if ended is not None else _NORMAL_CLOSURE,
+                            code=ended.code if ended is not None else NORMAL_CLOSURE,
                             reason=ended.reason if ended is not None else "",
                         ) from ended
         finally:
@@ -425,47 +326,43 @@ class ConnectionActor:
             with trio.CancelScope(shield=True), trio.move_on_after(self._close_timeout):
                 await self._flush(trio.current_time())
 
-    async def _open_session(
+    async def _run_session(
         self,
         nursery: trio.Nursery,
         proto: ExchangeProtocol,
         deliver: Callable[[Batch], Awaitable[None]],
-    ) -> _Session:
-        url = proto.url
-        _, host, port, resource = split_ws_url(url)
-        reader = _ReaderHost(nursery)
-        try:
-            ws, stream = await self._open(reader, url, host, port, resource)
-        except BaseException:
-            reader.scope.cancel(reason="session not opened")
-            raise
-        return _Session(proto, ws, stream, reader, deliver)
-
-    async def _run_session(
-        self,
-        session: _Session,
         task_status: trio.TaskStatus[None] | None,
         handover: _Handover | None = None,
     ) -> None:
-        """Pump ``session`` until it ends, then close it and release its reader.
-
-        Must be entered with no checkpoint after the session was opened: the shielded
-        reader is released only here.
-        """
+        """Open a session for ``proto``, pump it until it ends, then close it."""
+        session: _Session | None = None
         try:
-            if task_status is not None:
-                await self._set_state(ConnectionState.SUBSCRIBING)
-            await self._pump(session, task_status, handover)
-        except FeedStale:
-            # A silent peer would not answer a closing handshake either: drop the
-            # socket instead of waiting for it.
-            await trio.aclose_forcefully(session.stream)
-            raise
+            async with open_websocket(
+                nursery,
+                proto.url,
+                connector=self._connector,
+                connect_timeout=self.spec.connect_timeout,
+                max_message_size=self.spec.max_message_size,
+                close_timeout=self._close_timeout,
+            ) as ws:
+                await self._registry.report(
+                    Connected(connection=self.spec.name, at=trio.current_time())
+                )
+                logger.info("%s: connected to %s", self.spec.name, redact_url(proto.url))
+                session = _Session(proto, ws, deliver)
+                if handover is not None:
+                    handover.successor = session
+                try:
+                    if task_status is not None:
+                        await self._set_state(ConnectionState.SUBSCRIBING)
+                    await self._pump(session, task_status, handover)
+                except FeedStale:
+                    # A silent peer would not answer a closing handshake either: drop
+                    # the socket instead of waiting for it.
+                    await ws.abort()
+                    raise
         finally:
-            try:
-                await self._close(session.ws, session.stream)
-            finally:
-                session.reader.scope.cancel(reason="session closed")
+            if session is not None:
                 session.proto.end_session()
                 session.closed.set()
                 handover = self._handover
@@ -496,16 +393,9 @@ class ConnectionActor:
         # A fresh adapter for the new socket, built like the first one (so it draws on
         # the same shared request budget).
         proto = self._new_adapter()
-        session: _Session | None = None
         try:
             await self._registry.permit(split_ws_url(proto.url)[1], proto.connect_rate)
-            session = await self._open_session(nursery, proto, handover.hold)
-        except Exception as exc:
-            self._abandon(handover, exc)
-            return
-        handover.successor = session
-        try:
-            await self._run_session(session, None, handover)
+            await self._run_session(nursery, proto, handover.hold, None, handover)
         except Exception as exc:
             if handover.succeeded:
                 raise  # the successor is the connection now: its end is the actor's
@@ -557,73 +447,6 @@ class ConnectionActor:
             await self._set_state(ConnectionState.LIVE)
         logger.info("%s: switched to the successor session (%s)", self.spec.name, why)
 
-    async def _open(
-        self, reader: _ReaderHost, url: str, host: str, port: int, resource: str
-    ) -> tuple[trio_websocket.WebSocketConnection, _WatchedStream]:
-        shown = redact_url(url)
-        timeout = self.spec.connect_timeout
-        with trio.move_on_after(timeout) as deadline:
-            try:
-                stream = await self._connector(url)
-            except OSError as exc:
-                raise ConnectError(f"cannot connect to {shown}: {exc}") from exc
-        if deadline.cancelled_caught:
-            raise ConnectError(f"connecting to {shown} took longer than {timeout:g} s")
-        watched = _WatchedStream(stream)
-        try:
-            with trio.move_on_at(deadline.deadline) as deadline:
-                ws = await self._handshake(reader, watched, host, port, resource)
-            if reader.rejected is not None:
-                status = reader.rejected.status_code
-                raise HandshakeRejected(
-                    f"{shown} rejected the WebSocket upgrade with HTTP {status}", status=status
-                ) from reader.rejected
-            if deadline.cancelled_caught:
-                raise ConnectError(f"connecting to {shown} took longer than {timeout:g} s")
-            if ws is None:
-                raise ConnectError(f"{shown} closed the connection during the WebSocket handshake")
-            now = trio.current_time()
-            await self._registry.report(Connected(connection=self.spec.name, at=now))
-        except BaseException:
-            # Rejected, timed out, cancelled: trio-websocket does not close the stream
-            # on any of these, so the socket would leak.
-            await trio.aclose_forcefully(watched)
-            raise
-        logger.info("%s: connected to %s", self.spec.name, shown)
-        return ws, watched
-
-    async def _handshake(
-        self, reader: _ReaderHost, watched: _WatchedStream, host: str, port: int, resource: str
-    ) -> trio_websocket.WebSocketConnection | None:
-        """The WebSocket upgrade; None if the peer hung up before answering it."""
-        ws: trio_websocket.WebSocketConnection | None = None
-        async with trio.open_nursery() as race:
-
-            async def watch(event: trio.Event, why: str) -> None:
-                await event.wait()
-                race.cancel_scope.cancel(reason=why)
-
-            race.start_soon(watch, watched.ended, "stream ended during handshake")
-            race.start_soon(watch, reader.failed, "upgrade rejected")
-            ws = await trio_websocket.wrap_client_stream(
-                reader,  # type: ignore[arg-type]  # only start_soon is used
-                watched,  # type: ignore[arg-type]  # any trio Stream works
-                host if port in (80, 443) else f"{host}:{port}",
-                resource,
-                message_queue_size=_MESSAGE_QUEUE,
-                max_message_size=self.spec.max_message_size,
-                receive_buffer_size=_RECEIVE_BUFFER,
-            )
-            race.cancel_scope.cancel(reason="handshake done")
-        return ws
-
-    async def _close(self, ws: trio_websocket.WebSocketConnection, stream: trio.abc.Stream) -> None:
-        with trio.CancelScope(shield=True), trio.move_on_after(self._close_timeout):
-            await ws.aclose(_NORMAL_CLOSURE)
-        # trio-websocket leaves the socket open when the peer closed first; the closing
-        # handshake is over either way, so no TLS close_notify is owed.
-        await trio.aclose_forcefully(stream)
-
     async def _pump(
         self,
         session: _Session,
@@ -638,9 +461,8 @@ class ConnectionActor:
         """
         proto = session.proto
         ws = session.ws
-        stream = session.stream
         stale_after = self.spec.stale_after
-        receive = ws.get_message
+        receive = ws.receive
         live = False
         now = trio.current_time()
         last_frame = now
@@ -672,7 +494,7 @@ class ConnectionActor:
                         switch_by = math.inf
                         last_frame = trio.current_time()  # the switch is not silence
                 for frame in proto.frames_to_send():
-                    await ws.send_message(frame)
+                    await ws.send(frame)
                 events = proto.events()
                 if events:
                     await self._handle(events, session)
@@ -702,10 +524,10 @@ class ConnectionActor:
                             f"within {stale_after:g} s",
                             code=None,
                         )
-                    if now >= stale_at and stream.last_received > last_frame:
+                    if now >= stale_at and ws.last_received > last_frame:
                         # Only control frames (an exchange's WebSocket pings) arrived:
                         # the connection is alive, so the stale clock restarts there.
-                        last_frame = stream.last_received
+                        last_frame = ws.last_received
                     elif now >= stale_at:
                         raise FeedStale(
                             f"stale: no frame for {stale_after:g} s from {redact_url(proto.url)}",
@@ -747,21 +569,8 @@ class ConnectionActor:
                 elif now >= next_flush:
                     await self._flush(now)
                     next_flush = math.inf
-        except trio_websocket.ConnectionClosed as exc:
-            reason = exc.reason
-            code = reason.code if reason is not None else None
-            if code == _NORMAL_CLOSURE:
-                logger.info("%s: the exchange closed the connection normally", self.spec.name)
-                return
-            text = (reason.reason or "") if reason is not None else ""
-            name = reason.name if reason is not None else "UNKNOWN"
-            raise ConnectionLost(
-                f"connection lost: close code {code} ({name})"
-                + (f" {text!r}" if text else "")
-                + f" from {redact_url(proto.url)}",
-                code=code,
-                reason=text,
-            ) from exc
+        except ClosedNormally:
+            logger.info("%s: the exchange closed the connection normally", self.spec.name)
 
     async def _handle(self, events: list[Event], session: _Session) -> None:
         name = self.spec.name
