@@ -47,8 +47,6 @@ from actors._spec import ConnectionSpec
 from actors.exchanges._base import AdapterState, ExchangeProtocol
 from actors.exchanges._messages import (
     Batch,
-    BookDelta,
-    BookSnapshot,
     Event,
     HeartbeatMissed,
     MalformedFrame,
@@ -56,8 +54,9 @@ from actors.exchanges._messages import (
     SequenceGap,
     Subscribed,
     SubscriptionFailed,
-    Trade,
 )
+from actors.exchanges.sdk import default_mark
+from actors.handover import ContinuityLedger
 from actors.net._connect import Connector, redact_url, split_ws_url
 from actors.net.websocket import NORMAL_CLOSURE, ClosedNormally, WebSocket, open_websocket
 from actors.registry import (
@@ -112,10 +111,10 @@ class _Session:
 
 
 class _Handover:
-    """Make-before-break bookkeeping while a successor session is being built.
+    """Make-before-break while a successor session is being built.
 
     The switch waits until the old session has delivered up to where the successor's
-    buffer starts (per symbol: trade ids, book delta sequences), so that nothing falls
+    buffer starts (:class:`~actors.handover.ContinuityLedger`), so that nothing falls
     between them, or until ``DEFAULT_HANDOVER_WAIT`` passes after the successor went
     live. The successor's buffer is then delivered minus what the old session already
     delivered.
@@ -128,13 +127,7 @@ class _Handover:
         self.succeeded = False
         #: trio time the successor's subscriptions were confirmed, or None.
         self.ready_at: float | None = None
-        # What the old session delivered last, per symbol.
-        self.last_trade: dict[str, int] = {}
-        self.last_sequence: dict[str, int] = {}
-        # Where the successor's buffer starts, per symbol (deltas: before any snapshot).
-        self.first_trade: dict[str, int] = {}
-        self.first_prev_sequence: dict[str, int] = {}
-        self.snapshots: set[str] = set()
+        self.ledger = ContinuityLedger(default_mark)
         self.buffer: list[Batch] = []
 
     async def track(self, put: Callable[[Batch], Awaitable[None]], batch: Batch) -> None:
@@ -143,12 +136,7 @@ class _Handover:
         The marks are set before the (possibly blocking) put: a switch waits for the old
         session to finish, so this batch is delivered before the successor's buffer.
         """
-        for message in batch:
-            if isinstance(message, Trade):
-                if message.trade_id.isdigit():
-                    self.last_trade[message.symbol] = int(message.trade_id)
-            elif isinstance(message, (BookDelta, BookSnapshot)) and message.sequence is not None:
-                self.last_sequence[message.symbol] = message.sequence
+        self.ledger.delivered(batch)
         if self.successor is not None and self.ready_at is not None and self.caught_up():
             self.successor.wake("the old session caught up")
         await put(batch)
@@ -156,75 +144,21 @@ class _Handover:
     async def hold(self, batch: Batch) -> None:
         """Buffer one of the successor's batches until the switch."""
         self.buffer.append(batch)
-        for message in batch:
-            if isinstance(message, Trade):
-                if message.trade_id.isdigit():
-                    self.first_trade.setdefault(message.symbol, int(message.trade_id))
-            elif isinstance(message, BookSnapshot):
-                self.snapshots.add(message.symbol)
-            elif (
-                isinstance(message, BookDelta)
-                and message.symbol not in self.snapshots
-                and message.prev_sequence is not None
-            ):
-                self.first_prev_sequence.setdefault(message.symbol, message.prev_sequence)
+        self.ledger.buffered(batch)
         await trio.lowlevel.checkpoint()
 
     def caught_up(self) -> bool:
-        """Has the old session delivered everything up to the successor's buffer?
-
-        Every stream the old session delivered (trades and book deltas, per symbol) must
-        already have a start in the successor's buffer, and the old session must have
-        reached it; otherwise a frame still unread on the old socket could be lost.
-        """
-        if not self.buffer:
-            return False
-        last_trade, first_trade = self.last_trade, self.first_trade
-        if last_trade.keys() != first_trade.keys():
-            return False  # a stream only one side has seen yet: cannot tell
-        if any(last_trade[symbol] < first - 1 for symbol, first in first_trade.items()):
-            return False
-        for symbol, last in self.last_sequence.items():
-            if symbol in self.snapshots:
-                continue  # the successor's snapshot starts that book afresh
-            prev = self.first_prev_sequence.get(symbol)
-            if prev is None or last < prev:
-                return False
-        return self.first_prev_sequence.keys() <= self.last_sequence.keys()
-
-    def unseen(self, batch: Batch) -> Batch:
-        """``batch`` without what the old session already delivered.
-
-        Trades are compared by id and book deltas by sequence, per symbol, until the
-        successor delivers a snapshot of that book (which starts it afresh).
-        """
-        kept = []
-        for message in batch:
-            if isinstance(message, Trade):
-                last = self.last_trade.get(message.symbol)
-                if last is not None and message.trade_id.isdigit():
-                    if int(message.trade_id) <= last:
-                        continue
-                    del self.last_trade[message.symbol]  # passed it: no more checks
-            elif isinstance(message, BookSnapshot):
-                self.last_sequence.pop(message.symbol, None)
-            elif isinstance(message, BookDelta) and message.sequence is not None:
-                last = self.last_sequence.get(message.symbol)
-                if last is not None:
-                    if message.sequence <= last:
-                        continue
-                    del self.last_sequence[message.symbol]
-            kept.append(message)
-        return tuple(kept)
+        """Has the old session delivered everything up to the successor's buffer?"""
+        return self.ledger.caught_up()
 
     @property
     def passed(self) -> bool:
         """The successor has moved past everything the old session delivered."""
-        return not self.last_trade and not self.last_sequence
+        return self.ledger.passed
 
     async def deliver_unseen(self, put: Callable[[Batch], Awaitable[None]], batch: Batch) -> None:
         """The successor's delivery until it has passed the old session's last ids."""
-        kept = self.unseen(batch)
+        kept = self.ledger.unseen(batch)
         if kept:
             await put(kept)
 
