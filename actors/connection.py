@@ -4,235 +4,93 @@ Theory of operation: the supervisor keeps one actor per configured connection fo
 whole life of the supervisor and calls :meth:`ConnectionActor.run` once per session:
 
     permit (registry paces connects per host)
-    -> connect (connector: TCP/TLS or a fake) -> WebSocket handshake
+    -> connect (connector: TCP/TLS or a fake) -> WebSocket handshake   net/websocket.py
     -> adapter.start_session (subscribe frames)
-    -> pump: frames in -> adapter -> batches out, until the session ends
+    -> pump: frames in -> adapter -> batches out, until it ends       session.py
     -> close (close frame sent, bounded by ``close_timeout``, even when cancelled)
 
 A session ends by raising a typed error from :mod:`actors._errors`, or by returning when
 the exchange closed the connection normally (code 1000). The actor decides nothing about
 restarts: that is the supervisor's job. It does own everything that must survive a
-restart: the adapter (and so the subscriptions), the outbox toward the consumer, and which
-kinds of malformed frame were already logged.
-
-The liveness watchdog is the receive deadline itself: ``stale_after`` counts only time
-spent waiting on the socket, so a consumer that blocks the outbox never makes a healthy
-feed look stale.
+restart: the adapter (and so the subscriptions), the outbox toward the consumer, and the
+traffic counter (with the kinds of malformed frame already logged).
 
 Make-before-break: when the exchange announces that it will close the connection
 (``ReconnectRequested``: Binance ``serverShutdown``, OKX 64008), the current session keeps
 delivering while a successor session (a fresh adapter on a new socket) connects and
 subscribes, buffering what it receives. Once the successor is live, the old session
 stops reading, finishes delivering what it holds and closes cleanly; the successor's
-buffer is then delivered without what the old session already delivered (trades by
-trade id, book deltas by sequence until a new snapshot), and it carries on. If the
-successor cannot be built, the old session goes on until the exchange closes it, and the
-supervisor then reconnects at once (``ServerClosing``).
+buffer is then delivered without what the old session already delivered (the
+continuity ledger, :mod:`actors.handover`, decides), and it carries on. If the
+successor cannot be built, the old session goes on until the exchange closes it, and
+the supervisor then reconnects at once (``ServerClosing``).
+
+Who runs what: ``run()`` runs the first session itself and starts one task, the
+successor runner, which owns the nursery its successors run in. A session that hears a
+notice sends a request to the runner over a channel (each session holds its own clone
+of the send end) instead of spawning anything. The connection ends when the session
+that is the connection at the time ends with nothing pending. Each session opens a
+small nursery of its own for its socket's reader, so no nursery is handed between
+tasks.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import math
-import time
 from collections.abc import Awaitable, Callable
 from typing import Final
 
 import trio
-import trio_websocket
-import wsproto.utilities
 
-from actors._errors import (
-    ConnectError,
-    ConnectionLost,
-    FeedStale,
-    HandshakeRejected,
-    ServerClosing,
-)
+from actors._errors import ConnectionLost, FeedStale, ServerClosing
 from actors._outbox import Outbox
 from actors._spec import ConnectionSpec
-from actors.exchanges.messages import (
-    Batch,
-    BookDelta,
-    BookSnapshot,
-    Event,
-    HeartbeatMissed,
-    MalformedFrame,
-    ReconnectRequested,
-    SequenceGap,
-    Subscribed,
-    SubscriptionFailed,
-    Trade,
-)
+from actors.exchanges.messages import Batch, ReconnectRequested
 from actors.exchanges.sdk.protocol import AdapterState, ExchangeProtocol
-from actors.net._connect import Connector, redact_url, split_ws_url
+from actors.handover import ContinuityLedger
+from actors.net import Connector, redact_url, split_ws_url
+from actors.net.websocket import NORMAL_CLOSURE, ClosedNormally, open_websocket
 from actors.registry import (
     Connected,
     ConnectionState,
     RegistryClient,
     StateChanged,
     SubscriptionStates,
-    Traffic,
 )
+from actors.session import Session, TrafficCounter
 
-__all__ = ["DEFAULT_FLUSH_INTERVAL", "DEFAULT_HANDOVER_WAIT", "ConnectionActor"]
+__all__ = ["DEFAULT_HANDOVER_WAIT", "ConnectionActor"]
 
 logger = logging.getLogger("marketprism.connection")
 
-#: Seconds between traffic reports to the registry while frames flow; stats lag by at
-#: most this much.
-DEFAULT_FLUSH_INTERVAL: Final = 0.25
-#: trio-websocket reads the socket in chunks of this size (its default is 4 KiB, which
-#: costs one extra read per few frames on busy depth streams).
-_RECEIVE_BUFFER: Final = 64 * 1024
-#: Frames trio-websocket may hold between its reader and ours.
-_MESSAGE_QUEUE: Final = 64
 #: Seconds a live make-before-break successor waits for the old session to deliver up
 #: to where the successor's buffer starts, before switching anyway.
 DEFAULT_HANDOVER_WAIT: Final = 10.0
-#: RFC 6455 section 7.4.1: 1000 is a normal closure.
-_NORMAL_CLOSURE: Final = 1000
-
-
-class _WatchedStream(trio.abc.Stream):
-    """Forwards to a stream and records when it hits EOF or breaks.
-
-    trio-websocket waits for the opening handshake forever if the server drops the TCP
-    connection before answering; watching the stream lets the actor fail that handshake
-    at once instead of at the connect deadline.
-    """
-
-    def __init__(self, stream: trio.abc.Stream) -> None:
-        self.stream = stream
-        self.ended = trio.Event()
-        #: trio time bytes last arrived (data or control frames such as pings).
-        self.last_received = trio.current_time()
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        try:
-            await self.stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self.ended.set()
-            raise
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self.stream.wait_send_all_might_not_block()
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        try:
-            data = await self.stream.receive_some(max_bytes)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self.ended.set()
-            raise
-        if data:
-            self.last_received = trio.current_time()
-        else:
-            self.ended.set()
-        return data
-
-    async def aclose(self) -> None:
-        self.ended.set()
-        await self.stream.aclose()
-
-
-class _ReaderHost:
-    """Runs trio-websocket's reader task shielded from outside cancellation.
-
-    ``wrap_client_stream`` starts the reader in the nursery it is given; that reader is
-    what receives the peer's answer to our close frame. If a supervisor restart or an
-    outer timeout cancelled it together with our pump, every clean close would wait out
-    ``close_timeout`` for an answer nobody reads. So the reader runs under its own
-    shielded scope, which the actor cancels itself once the session is closed (in a
-    ``finally``, so it cannot outlive the session). Only ``start_soon`` is provided:
-    it is all trio-websocket uses of the nursery.
-    """
-
-    def __init__(self, nursery: trio.Nursery) -> None:
-        self._nursery = nursery
-        self.scope = trio.CancelScope(shield=True)
-        #: The server's refusal of the upgrade, if it refused; set with :attr:`failed`.
-        self.rejected: trio_websocket.ConnectionRejected | None = None
-        self.failed = trio.Event()
-
-    def start_soon(self, fn: Callable[[], Awaitable[object]]) -> None:
-        self._nursery.start_soon(self._run, fn)
-
-    async def _run(self, fn: Callable[[], Awaitable[object]]) -> None:
-        with self.scope:
-            try:
-                await fn()
-            except trio_websocket.ConnectionRejected as exc:
-                # trio-websocket reports a refused upgrade by raising in its reader;
-                # keep it here, where the handshake reads it, instead of letting it
-                # tear down every session that shares the nursery.
-                self.rejected = exc
-                self.failed.set()
-            except wsproto.utilities.LocalProtocolError as exc:
-                # The reader tried to answer a ping that arrived while our close
-                # handshake was under way (wsproto refuses a Pong then): the
-                # connection is closing anyway, so this ends the reader, not the actor.
-                logger.debug("WebSocket reader ended during close: %s", exc)
-
-
-class _Session:
-    """One open WebSocket with its own adapter; owned by the task that pumps it."""
-
-    def __init__(
-        self,
-        proto: ExchangeProtocol,
-        ws: trio_websocket.WebSocketConnection,
-        stream: _WatchedStream,
-        reader: _ReaderHost,
-        deliver: Callable[[Batch], Awaitable[None]],
-    ) -> None:
-        self.proto = proto
-        self.ws = ws
-        self.stream = stream
-        self.reader = reader
-        #: Where batches go: the outbox, or a successor's buffer before its handover.
-        self.deliver = deliver
-        #: Set by a successor's handover: stop reading, finish delivering, close.
-        self.retiring = False
-        #: The current receive wait, cancelled to wake a retiring session at once.
-        self.wait: trio.CancelScope | None = None
-        #: Set once the session's socket is closed.
-        self.closed = trio.Event()
-
-    def wake(self, why: str) -> None:
-        """Interrupt the current receive wait (the pump re-checks its state)."""
-        if self.wait is not None:
-            self.wait.cancel(reason=why)
-
-    def retire(self) -> None:
-        self.retiring = True
-        self.wake("handed over to the successor session")
 
 
 class _Handover:
-    """Make-before-break bookkeeping while a successor session is being built.
+    """Make-before-break while a successor session is being built.
 
     The switch waits until the old session has delivered up to where the successor's
-    buffer starts (per symbol: trade ids, book delta sequences), so that nothing falls
+    buffer starts (:class:`~actors.handover.ContinuityLedger`), so that nothing falls
     between them, or until ``DEFAULT_HANDOVER_WAIT`` passes after the successor went
     live. The successor's buffer is then delivered minus what the old session already
     delivered.
     """
 
-    def __init__(self, previous: _Session) -> None:
+    def __init__(self, previous: Session, requests: trio.MemorySendChannel[_Handover]) -> None:
         self.previous = previous
-        self.successor: _Session | None = None
+        #: The successor's own handle on the successor runner (for when it is the
+        #: connection and hears a notice in turn); the successor's task closes it.
+        self.requests = requests
+        self.successor: Session | None = None
         self.done = trio.Event()
         self.succeeded = False
         #: trio time the successor's subscriptions were confirmed, or None.
         self.ready_at: float | None = None
-        # What the old session delivered last, per symbol.
-        self.last_trade: dict[str, int] = {}
-        self.last_sequence: dict[str, int] = {}
-        # Where the successor's buffer starts, per symbol (deltas: before any snapshot).
-        self.first_trade: dict[str, int] = {}
-        self.first_prev_sequence: dict[str, int] = {}
-        self.snapshots: set[str] = set()
+        # The adapter knows which of its messages carry an order (ExchangeProtocol.mark).
+        self.ledger = ContinuityLedger(previous.proto.mark)
         self.buffer: list[Batch] = []
 
     async def track(self, put: Callable[[Batch], Awaitable[None]], batch: Batch) -> None:
@@ -241,88 +99,20 @@ class _Handover:
         The marks are set before the (possibly blocking) put: a switch waits for the old
         session to finish, so this batch is delivered before the successor's buffer.
         """
-        for message in batch:
-            if isinstance(message, Trade):
-                if message.trade_id.isdigit():
-                    self.last_trade[message.symbol] = int(message.trade_id)
-            elif isinstance(message, (BookDelta, BookSnapshot)) and message.sequence is not None:
-                self.last_sequence[message.symbol] = message.sequence
-        if self.successor is not None and self.ready_at is not None and self.caught_up():
+        self.ledger.delivered(batch)
+        if self.successor is not None and self.ready_at is not None and self.ledger.caught_up():
             self.successor.wake("the old session caught up")
         await put(batch)
 
     async def hold(self, batch: Batch) -> None:
         """Buffer one of the successor's batches until the switch."""
         self.buffer.append(batch)
-        for message in batch:
-            if isinstance(message, Trade):
-                if message.trade_id.isdigit():
-                    self.first_trade.setdefault(message.symbol, int(message.trade_id))
-            elif isinstance(message, BookSnapshot):
-                self.snapshots.add(message.symbol)
-            elif (
-                isinstance(message, BookDelta)
-                and message.symbol not in self.snapshots
-                and message.prev_sequence is not None
-            ):
-                self.first_prev_sequence.setdefault(message.symbol, message.prev_sequence)
+        self.ledger.buffered(batch)
         await trio.lowlevel.checkpoint()
-
-    def caught_up(self) -> bool:
-        """Has the old session delivered everything up to the successor's buffer?
-
-        Every stream the old session delivered (trades and book deltas, per symbol) must
-        already have a start in the successor's buffer, and the old session must have
-        reached it; otherwise a frame still unread on the old socket could be lost.
-        """
-        if not self.buffer:
-            return False
-        last_trade, first_trade = self.last_trade, self.first_trade
-        if last_trade.keys() != first_trade.keys():
-            return False  # a stream only one side has seen yet: cannot tell
-        if any(last_trade[symbol] < first - 1 for symbol, first in first_trade.items()):
-            return False
-        for symbol, last in self.last_sequence.items():
-            if symbol in self.snapshots:
-                continue  # the successor's snapshot starts that book afresh
-            prev = self.first_prev_sequence.get(symbol)
-            if prev is None or last < prev:
-                return False
-        return self.first_prev_sequence.keys() <= self.last_sequence.keys()
-
-    def unseen(self, batch: Batch) -> Batch:
-        """``batch`` without what the old session already delivered.
-
-        Trades are compared by id and book deltas by sequence, per symbol, until the
-        successor delivers a snapshot of that book (which starts it afresh).
-        """
-        kept = []
-        for message in batch:
-            if isinstance(message, Trade):
-                last = self.last_trade.get(message.symbol)
-                if last is not None and message.trade_id.isdigit():
-                    if int(message.trade_id) <= last:
-                        continue
-                    del self.last_trade[message.symbol]  # passed it: no more checks
-            elif isinstance(message, BookSnapshot):
-                self.last_sequence.pop(message.symbol, None)
-            elif isinstance(message, BookDelta) and message.sequence is not None:
-                last = self.last_sequence.get(message.symbol)
-                if last is not None:
-                    if message.sequence <= last:
-                        continue
-                    del self.last_sequence[message.symbol]
-            kept.append(message)
-        return tuple(kept)
-
-    @property
-    def passed(self) -> bool:
-        """The successor has moved past everything the old session delivered."""
-        return not self.last_trade and not self.last_sequence
 
     async def deliver_unseen(self, put: Callable[[Batch], Awaitable[None]], batch: Batch) -> None:
         """The successor's delivery until it has passed the old session's last ids."""
-        kept = self.unseen(batch)
+        kept = self.ledger.unseen(batch)
         if kept:
             await put(kept)
 
@@ -353,6 +143,8 @@ class ConnectionActor:
     ) -> None:
         self.spec = spec
         self._new_adapter = new_adapter
+        #: The adapter of the session that is the connection (a successor's, once it
+        #: took over).
         self.protocol = new_adapter()
         self.outbox = outbox
         self._registry = registry
@@ -360,19 +152,21 @@ class ConnectionActor:
         self._close_timeout = close_timeout
         #: trio time the current/last session's subscriptions were confirmed, or None.
         self.live_since: float | None = None
-        self._logged_kinds: set[str] = set()
-        # Traffic not yet reported to the registry.
-        self._frames = self._messages = self._bytes = self._malformed = self._gaps = 0
-        self._dropped_reported = 0
-        self._last_frame_at = 0.0
-        # Per incarnation: the nursery holding its sessions, and a handover under way.
-        self._nursery: trio.Nursery | None = None
+        self._traffic = TrafficCounter(spec.name, registry, outbox)
+        #: The handover under way (or the last one, failed), per incarnation.
         self._handover: _Handover | None = None
+
+    @property
+    def url(self) -> str:
+        """The URL the connection opens (may hold credentials: log it redacted)."""
+        return self.protocol.url
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run one session: connect, subscribe, receive until it ends.
 
-        ``task_status.started()`` is called once the subscriptions are confirmed.
+        ``task_status.started()`` is called once the subscriptions are confirmed. A
+        make-before-break handover happens inside one ``run()``: it goes on with the
+        successor.
 
         Returns:
             When the exchange closed the connection normally (close code 1000).
@@ -383,97 +177,182 @@ class ConnectionActor:
             HandshakeRejected: the server refused the upgrade with an HTTP status.
             ConnectionLost: the connection broke or was closed with a code other than
                 1000.
-            FeedStale: no frame for ``stale_after`` seconds.
+            FeedStale: no frame for ``stale_after`` seconds, or a heartbeat missed.
+            ServerClosing: the exchange closed the connection as announced and no
+                successor session could take over.
 
-        Cancellation: the WebSocket is closed with code 1000 on the way out; the closing
-        handshake is shielded but bounded by ``close_timeout``.
+        Cancellation: every open WebSocket is closed with code 1000 on the way out; the
+        closing handshake is shielded but bounded by ``close_timeout``. The traffic
+        counted so far is reported, bounded the same way.
         """
         self.live_since = None
-        url = self.protocol.url
-        _, host, _, _ = split_ws_url(url)
+        self._handover = None
+        _, host, _, _ = split_ws_url(self.protocol.url)
         await self._set_state(ConnectionState.CONNECTING)
         await self._registry.permit(host, self.protocol.connect_rate)
         try:
             async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                self._handover = None
-                session = await self._open_session(nursery, self.protocol, self.outbox.put)
-                ended: ConnectionLost | None = None
-                try:
-                    await self._run_session(session, task_status)
-                except ConnectionLost as exc:
-                    if self._handover is None or isinstance(exc, FeedStale):
-                        raise
-                    ended = exc
-                handover = self._handover
-                if handover is not None:
-                    # The session ended after an announcement (closed as announced, or
-                    # handed over): wait for the successor, which then goes on in this
-                    # nursery; without one, reconnect at once.
-                    await handover.done.wait()
-                    if not handover.succeeded:
-                        raise ServerClosing(
-                            "the exchange closed the connection as announced and no "
-                            "successor session could be opened"
-                            + (f": {ended}" if ended is not None else ""),
-                            code=ended.code if ended is not None else _NORMAL_CLOSURE,
-                            reason=ended.reason if ended is not None else "",
-                        ) from ended
+                requests, incoming = trio.open_memory_channel[_Handover](1)
+                nursery.start_soon(self._run_successors, incoming)
+                await self._run_session(self.protocol, requests, task_status=task_status)
         finally:
-            self._nursery = None
             self._handover = None
             with trio.CancelScope(shield=True), trio.move_on_after(self._close_timeout):
-                await self._flush(trio.current_time())
+                await self._traffic.flush(trio.current_time())
 
-    async def _open_session(
-        self,
-        nursery: trio.Nursery,
-        proto: ExchangeProtocol,
-        deliver: Callable[[Batch], Awaitable[None]],
-    ) -> _Session:
-        url = proto.url
-        _, host, port, resource = split_ws_url(url)
-        reader = _ReaderHost(nursery)
-        try:
-            ws, stream = await self._open(reader, url, host, port, resource)
-        except BaseException:
-            reader.scope.cancel(reason="session not opened")
-            raise
-        return _Session(proto, ws, stream, reader, deliver)
+    async def _run_successors(self, incoming: trio.MemoryReceiveChannel[_Handover]) -> None:
+        """The successor runner: one successor session per request, in its own nursery.
+
+        Ends once every session's request handle is closed and its successors ended.
+        """
+        async with incoming, trio.open_nursery() as successors:
+            async for handover in incoming:
+                successors.start_soon(self._successor, handover)
 
     async def _run_session(
         self,
-        session: _Session,
-        task_status: trio.TaskStatus[None] | None,
+        proto: ExchangeProtocol,
+        requests: trio.MemorySendChannel[_Handover],
+        *,
         handover: _Handover | None = None,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Pump ``session`` until it ends, then close it and release its reader.
+        """One session from connect to close: the connection's own, or ``handover``'s
+        successor (which becomes the connection if it takes over).
 
-        Must be entered with no checkpoint after the session was opened: the shielded
-        reader is released only here.
+        ``requests`` is this session's handle on the successor runner; it is closed on
+        the way out. After an announced disconnect the session waits for its successor
+        once its socket is closed, and raises ServerClosing if none took over.
         """
-        try:
-            if task_status is not None:
-                await self._set_state(ConnectionState.SUBSCRIBING)
-            await self._pump(session, task_status, handover)
-        except FeedStale:
-            # A silent peer would not answer a closing handshake either: drop the
-            # socket instead of waiting for it.
-            await trio.aclose_forcefully(session.stream)
-            raise
-        finally:
+        ended: ConnectionLost | None = None
+        session: Session | None = None
+        async with requests:
             try:
-                await self._close(session.ws, session.stream)
+                async with (
+                    trio.open_nursery() as reader,
+                    open_websocket(
+                        reader,
+                        proto.url,
+                        connector=self._connector,
+                        connect_timeout=self.spec.connect_timeout,
+                        max_message_size=self.spec.max_message_size,
+                        close_timeout=self._close_timeout,
+                    ) as ws,
+                ):
+                    now = trio.current_time()
+                    await self._registry.report(Connected(connection=self.spec.name, at=now))
+                    logger.info("%s: connected to %s", self.spec.name, redact_url(ws.url))
+                    session = Session(
+                        self.spec.name,
+                        proto,
+                        ws,
+                        stale_after=self.spec.stale_after,
+                        traffic=self._traffic,
+                        deliver=self.outbox.put if handover is None else handover.hold,
+                        on_subscriptions=self._on_subscriptions,
+                        on_notice=functools.partial(self._on_notice, requests),
+                    )
+                    try:
+                        if handover is None:
+                            await self._pump_first(session, task_status)
+                        else:
+                            handover.successor = session
+                            await self._pump_successor(session, handover)
+                    except FeedStale:
+                        # A silent peer would not answer a closing handshake either:
+                        # drop the socket instead of waiting for it.
+                        await ws.abort()
+                        raise
+                    except ClosedNormally:
+                        logger.info(
+                            "%s: the exchange closed the connection normally", self.spec.name
+                        )
+                    except ConnectionLost as exc:
+                        if self._announced_by(session) is None:
+                            raise
+                        ended = exc  # closed as announced: see below
             finally:
-                session.reader.scope.cancel(reason="session closed")
-                session.proto.end_session()
-                session.closed.set()
-                handover = self._handover
-                if handover is not None and handover.previous is session and handover.successor:
-                    handover.successor.wake("the old session ended")
+                if session is not None:
+                    proto.end_session()
+                    session.closed.set()
+                    pending = self._announced_by(session)
+                    if pending is not None and pending.successor is not None:
+                        pending.successor.wake("the old session ended")
+            pending = self._announced_by(session) if session is not None else None
+            if pending is not None:
+                # Ended after an announcement (closed as announced, or handed over):
+                # wait for the successor, which then goes on; without one, reconnect
+                # at once.
+                await pending.done.wait()
+                if not pending.succeeded:
+                    raise ServerClosing(
+                        "the exchange closed the connection as announced and no "
+                        "successor session could be opened"
+                        + (f": {ended}" if ended is not None else ""),
+                        code=ended.code if ended is not None else NORMAL_CLOSURE,
+                        reason=ended.reason if ended is not None else "",
+                    ) from ended
 
-    def _on_notice(self, session: _Session, notice: ReconnectRequested) -> None:
-        if self._nursery is None or session.proto is not self.protocol:
+    def _announced_by(self, session: Session) -> _Handover | None:
+        handover = self._handover
+        return handover if handover is not None and handover.previous is session else None
+
+    async def _pump_first(self, session: Session, task_status: trio.TaskStatus[None]) -> None:
+        """The connection's own session: subscribe, go live, pump until handed over."""
+        proto = session.proto
+        await self._set_state(ConnectionState.SUBSCRIBING)
+        session.start()
+        await self._report_subscriptions()
+        await session.pump(until=lambda: session.retiring or proto.state is AdapterState.LIVE)
+        if session.retiring:
+            return
+        self.live_since = trio.current_time()
+        await self._set_state(ConnectionState.LIVE)
+        task_status.started()
+        await session.pump(until=lambda: session.retiring)
+
+    async def _pump_successor(self, session: Session, handover: _Handover) -> None:
+        """Confirm within ``stale_after``, buffer until the switch, then be the connection."""
+        proto = session.proto
+        previous = handover.previous
+        stale_after = self.spec.stale_after
+        session.start()
+        confirm_by = trio.current_time() + stale_after
+        if not await session.pump(until=lambda: proto.state is AdapterState.LIVE, by=confirm_by):
+            raise FeedStale(
+                f"the successor session's subscriptions were not confirmed "
+                f"within {stale_after:g} s",
+                code=None,
+            )
+        handover.ready_at = trio.current_time()
+        await session.pump(
+            until=lambda: handover.ledger.caught_up() or previous.closed.is_set(),
+            by=handover.ready_at + DEFAULT_HANDOVER_WAIT,
+        )
+        if handover.ledger.caught_up():
+            why = "the old session caught up: no gap"
+        elif previous.closed.is_set():
+            why = "the old session ended"
+        else:
+            why = (
+                f"the old session did not catch up within {DEFAULT_HANDOVER_WAIT:g} s: "
+                "a gap is possible"
+            )
+        await self._hand_over(session, handover, why)
+        session.last_frame = trio.current_time()  # the switch is not silence
+        await session.pump(until=lambda: session.retiring)
+
+    async def _on_subscriptions(self, session: Session) -> None:
+        if session.proto is self.protocol:
+            await self._report_subscriptions()
+
+    async def _on_notice(
+        self,
+        requests: trio.MemorySendChannel[_Handover],
+        session: Session,
+        notice: ReconnectRequested,
+    ) -> None:
+        if session.proto is not self.protocol:
             # A successor told before its handover that it will be closed too: give it
             # up; the current session goes on.
             raise ServerClosing(f"the exchange announced a disconnect: {notice.reason}")
@@ -485,36 +364,29 @@ class ConnectionActor:
             self.spec.name,
             notice.reason,
         )
-        handover = self._handover = _Handover(session)
-        put = session.deliver
-        session.deliver = functools.partial(handover.track, put)
-        self._nursery.start_soon(self._successor, self._nursery, handover, notice)
+        handover = self._handover = _Handover(session, requests.clone())
+        session.deliver = functools.partial(handover.track, session.deliver)
+        await requests.send(handover)
 
-    async def _successor(
-        self, nursery: trio.Nursery, handover: _Handover, notice: ReconnectRequested
-    ) -> None:
+    async def _successor(self, handover: _Handover) -> None:
         # A fresh adapter for the new socket, built like the first one (so it draws on
         # the same shared request budget).
         proto = self._new_adapter()
-        session: _Session | None = None
         try:
             await self._registry.permit(split_ws_url(proto.url)[1], proto.connect_rate)
-            session = await self._open_session(nursery, proto, handover.hold)
-        except Exception as exc:
-            self._abandon(handover, exc)
-            return
-        handover.successor = session
-        try:
-            await self._run_session(session, None, handover)
+            await self._run_session(proto, handover.requests, handover=handover)
         except Exception as exc:
             if handover.succeeded:
                 raise  # the successor is the connection now: its end is the actor's
             self._abandon(handover, exc)
         finally:
+            handover.requests.close()  # if the session never opened
             if not handover.done.is_set():
                 self._abandon(handover, "it closed before taking over")
 
     def _abandon(self, handover: _Handover, why: BaseException | str) -> None:
+        while isinstance(why, BaseExceptionGroup) and len(why.exceptions) == 1:
+            why = why.exceptions[0]  # the session's own nursery wrapped it
         logger.warning(
             "%s: could not open a successor session (%s); the current session goes on "
             "until the exchange closes it",
@@ -523,10 +395,8 @@ class ConnectionActor:
         )
         handover.done.set()
 
-    async def _hand_over(self, session: _Session, why: str) -> None:
+    async def _hand_over(self, session: Session, handover: _Handover, why: str) -> None:
         """``session`` (the successor) is live: retire the old one and take its place."""
-        handover = self._handover
-        assert handover is not None
         previous = handover.previous
         previous.retire()
         await previous.closed.wait()
@@ -539,13 +409,13 @@ class ConnectionActor:
         filter_until = trio.current_time() + DEFAULT_HANDOVER_WAIT
 
         async def deliver(batch: Batch) -> None:
-            if handover.passed or trio.current_time() >= filter_until:
+            if handover.ledger.passed or trio.current_time() >= filter_until:
                 session.deliver = put
                 await put(batch)
             else:
                 await handover.deliver_unseen(put, batch)
 
-        session.deliver = put if handover.passed else deliver
+        session.deliver = put if handover.ledger.passed else deliver
         self.protocol = session.proto
         handover.succeeded = True
         self._handover = None
@@ -557,246 +427,6 @@ class ConnectionActor:
             await self._set_state(ConnectionState.LIVE)
         logger.info("%s: switched to the successor session (%s)", self.spec.name, why)
 
-    async def _open(
-        self, reader: _ReaderHost, url: str, host: str, port: int, resource: str
-    ) -> tuple[trio_websocket.WebSocketConnection, _WatchedStream]:
-        shown = redact_url(url)
-        timeout = self.spec.connect_timeout
-        with trio.move_on_after(timeout) as deadline:
-            try:
-                stream = await self._connector(url)
-            except OSError as exc:
-                raise ConnectError(f"cannot connect to {shown}: {exc}") from exc
-        if deadline.cancelled_caught:
-            raise ConnectError(f"connecting to {shown} took longer than {timeout:g} s")
-        watched = _WatchedStream(stream)
-        try:
-            with trio.move_on_at(deadline.deadline) as deadline:
-                ws = await self._handshake(reader, watched, host, port, resource)
-            if reader.rejected is not None:
-                status = reader.rejected.status_code
-                raise HandshakeRejected(
-                    f"{shown} rejected the WebSocket upgrade with HTTP {status}", status=status
-                ) from reader.rejected
-            if deadline.cancelled_caught:
-                raise ConnectError(f"connecting to {shown} took longer than {timeout:g} s")
-            if ws is None:
-                raise ConnectError(f"{shown} closed the connection during the WebSocket handshake")
-            now = trio.current_time()
-            await self._registry.report(Connected(connection=self.spec.name, at=now))
-        except BaseException:
-            # Rejected, timed out, cancelled: trio-websocket does not close the stream
-            # on any of these, so the socket would leak.
-            await trio.aclose_forcefully(watched)
-            raise
-        logger.info("%s: connected to %s", self.spec.name, shown)
-        return ws, watched
-
-    async def _handshake(
-        self, reader: _ReaderHost, watched: _WatchedStream, host: str, port: int, resource: str
-    ) -> trio_websocket.WebSocketConnection | None:
-        """The WebSocket upgrade; None if the peer hung up before answering it."""
-        ws: trio_websocket.WebSocketConnection | None = None
-        async with trio.open_nursery() as race:
-
-            async def watch(event: trio.Event, why: str) -> None:
-                await event.wait()
-                race.cancel_scope.cancel(reason=why)
-
-            race.start_soon(watch, watched.ended, "stream ended during handshake")
-            race.start_soon(watch, reader.failed, "upgrade rejected")
-            ws = await trio_websocket.wrap_client_stream(
-                reader,  # type: ignore[arg-type]  # only start_soon is used
-                watched,  # type: ignore[arg-type]  # any trio Stream works
-                host if port in (80, 443) else f"{host}:{port}",
-                resource,
-                message_queue_size=_MESSAGE_QUEUE,
-                max_message_size=self.spec.max_message_size,
-                receive_buffer_size=_RECEIVE_BUFFER,
-            )
-            race.cancel_scope.cancel(reason="handshake done")
-        return ws
-
-    async def _close(self, ws: trio_websocket.WebSocketConnection, stream: trio.abc.Stream) -> None:
-        with trio.CancelScope(shield=True), trio.move_on_after(self._close_timeout):
-            await ws.aclose(_NORMAL_CLOSURE)
-        # trio-websocket leaves the socket open when the peer closed first; the closing
-        # handshake is over either way, so no TLS close_notify is owed.
-        await trio.aclose_forcefully(stream)
-
-    async def _pump(
-        self,
-        session: _Session,
-        task_status: trio.TaskStatus[None] | None,
-        handover: _Handover | None = None,
-    ) -> None:
-        """Receive, decode and deliver until the session ends.
-
-        ``handover`` is given for a make-before-break successor: it must go live
-        within ``stale_after``, then takes over once the old session caught up (or
-        after ``DEFAULT_HANDOVER_WAIT``).
-        """
-        proto = session.proto
-        ws = session.ws
-        stream = session.stream
-        stale_after = self.spec.stale_after
-        receive = ws.get_message
-        live = False
-        now = trio.current_time()
-        last_frame = now
-        next_flush = math.inf
-        # A successor must be confirmed within stale_after, and switches over at the
-        # latest DEFAULT_HANDOVER_WAIT after that.
-        switch_by = now + stale_after if handover is not None else math.inf
-        proto.start_session(now)
-        if task_status is not None:
-            await self._report_subscriptions()
-        try:
-            while not session.retiring:
-                if handover is not None and handover.ready_at is not None:
-                    now = trio.current_time()
-                    if handover.caught_up():
-                        why = "the old session caught up: no gap"
-                    elif handover.previous.closed.is_set():
-                        why = "the old session ended"
-                    elif now >= switch_by:
-                        why = (
-                            f"the old session did not catch up within "
-                            f"{DEFAULT_HANDOVER_WAIT:g} s: a gap is possible"
-                        )
-                    else:
-                        why = ""
-                    if why:
-                        await self._hand_over(session, why)
-                        handover = None
-                        switch_by = math.inf
-                        last_frame = trio.current_time()  # the switch is not silence
-                for frame in proto.frames_to_send():
-                    await ws.send_message(frame)
-                events = proto.events()
-                if events:
-                    await self._handle(events, session)
-                if not live and proto.state is AdapterState.LIVE:
-                    live = True
-                    if handover is not None:
-                        handover.ready_at = trio.current_time()
-                        switch_by = handover.ready_at + DEFAULT_HANDOVER_WAIT
-                        continue  # maybe switch at once
-                    if task_status is not None:
-                        self.live_since = trio.current_time()
-                        await self._set_state(ConnectionState.LIVE)
-                        task_status.started()
-                stale_at = last_frame + stale_after
-                wake_at = min(stale_at, proto.deadline(), next_flush, switch_by)
-                with trio.move_on_at(wake_at) as waited:
-                    session.wait = waited
-                    data = await receive()
-                session.wait = None
-                now = trio.current_time()
-                if waited.cancelled_caught:
-                    if session.retiring:
-                        break
-                    if handover is not None and now >= switch_by and handover.ready_at is None:
-                        raise FeedStale(
-                            f"the successor session's subscriptions were not confirmed "
-                            f"within {stale_after:g} s",
-                            code=None,
-                        )
-                    if now >= stale_at and stream.last_received > last_frame:
-                        # Only control frames (an exchange's WebSocket pings) arrived:
-                        # the connection is alive, so the stale clock restarts there.
-                        last_frame = stream.last_received
-                    elif now >= stale_at:
-                        raise FeedStale(
-                            f"stale: no frame for {stale_after:g} s from {redact_url(proto.url)}",
-                            code=None,
-                        )
-                    if now >= next_flush:
-                        await self._flush(now)
-                        next_flush = math.inf
-                    proto.tick(now)
-                    continue
-                last_frame = now
-                self._frames += 1
-                self._bytes += len(data)
-                self._last_frame_at = now
-                try:
-                    batch = proto.receive_frame(data, now, time.time())
-                except Exception as exc:
-                    # Adapters report bad frames as MalformedFrame; anything that still
-                    # escapes (a hostile frame deep enough to hit RecursionError, an
-                    # adapter bug) is counted and logged the same way, never fatal.
-                    batch = ()
-                    self._malformed += 1
-                    sample = data if isinstance(data, str) else data.decode("utf-8", "replace")
-                    self._log_malformed(
-                        MalformedFrame(
-                            kind=f"adapter raised {type(exc).__name__}",
-                            detail=str(exc),
-                            sample=sample[:200],
-                        )
-                    )
-                if batch:
-                    self._messages += len(batch)
-                    await session.deliver(batch)
-                    # Time spent blocked on the consumer is not silence from the
-                    # exchange: the stale clock restarts once we can read again.
-                    last_frame = trio.current_time()
-                if next_flush == math.inf:
-                    next_flush = now + DEFAULT_FLUSH_INTERVAL
-                elif now >= next_flush:
-                    await self._flush(now)
-                    next_flush = math.inf
-        except trio_websocket.ConnectionClosed as exc:
-            reason = exc.reason
-            code = reason.code if reason is not None else None
-            if code == _NORMAL_CLOSURE:
-                logger.info("%s: the exchange closed the connection normally", self.spec.name)
-                return
-            text = (reason.reason or "") if reason is not None else ""
-            name = reason.name if reason is not None else "UNKNOWN"
-            raise ConnectionLost(
-                f"connection lost: close code {code} ({name})"
-                + (f" {text!r}" if text else "")
-                + f" from {redact_url(proto.url)}",
-                code=code,
-                reason=text,
-            ) from exc
-
-    async def _handle(self, events: list[Event], session: _Session) -> None:
-        name = self.spec.name
-        subscriptions_changed = False
-        for event in events:
-            if isinstance(event, MalformedFrame):
-                self._malformed += 1
-                self._log_malformed(event)
-            elif isinstance(event, Subscribed):
-                subscriptions_changed = True
-            elif isinstance(event, SubscriptionFailed):
-                subscriptions_changed = True
-                logger.error(
-                    "%s: the exchange refused subscription %r: %s %s (check channels/symbols)",
-                    name,
-                    event.topic,
-                    event.code,
-                    event.message,
-                )
-            elif isinstance(event, SequenceGap):
-                self._gaps += 1
-                logger.warning(
-                    "%s: %s book sequence gap: expected to continue from %d, got %d",
-                    name,
-                    event.symbol,
-                    event.expected,
-                    event.received,
-                )
-            elif isinstance(event, HeartbeatMissed):
-                raise FeedStale(f"heartbeat missed: {event.detail}")
-            elif isinstance(event, ReconnectRequested):
-                self._on_notice(session, event)
-        if subscriptions_changed and session.proto is self.protocol:
-            await self._report_subscriptions()
-
     async def _report_subscriptions(self) -> None:
         states = tuple(self.protocol.subscriptions.items())
         if states:
@@ -804,42 +434,7 @@ class ConnectionActor:
                 SubscriptionStates(connection=self.spec.name, states=states)
             )
 
-    def _log_malformed(self, event: MalformedFrame) -> None:
-        if event.kind in self._logged_kinds:
-            return
-        self._logged_kinds.add(event.kind)
-        logger.warning(
-            "%s: dropped a malformed frame (%s: %s): %r; further frames of this kind are "
-            "counted in stats, not logged",
-            self.spec.name,
-            event.kind,
-            event.detail,
-            event.sample,
-        )
-
     async def _set_state(self, state: ConnectionState) -> None:
         await self._registry.report(
             StateChanged(connection=self.spec.name, state=state, at=trio.current_time())
         )
-
-    async def _flush(self, now: float) -> None:
-        dropped = self.outbox.dropped - self._dropped_reported
-        if not (self._frames or self._malformed or dropped or self._gaps):
-            return
-        event = Traffic(
-            connection=self.spec.name,
-            frames=self._frames,
-            messages=self._messages,
-            bytes=self._bytes,
-            dropped=dropped,
-            malformed=self._malformed,
-            gaps=self._gaps,
-            last_frame_at=self._last_frame_at,
-            at=now,
-        )
-        self._frames = self._messages = self._bytes = self._malformed = self._gaps = 0
-        self._dropped_reported += dropped
-        try:
-            await self._registry.report(event)
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            logger.debug("%s: registry gone; traffic counts not reported", self.spec.name)

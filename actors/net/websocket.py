@@ -1,0 +1,324 @@
+"""The WebSocket under a session: open it, watch it, close it.
+
+Theory of operation: :func:`open_websocket` connects (through the actor's connector: TCP
+and TLS, or a fake), runs the opening handshake and yields a :class:`WebSocket`; leaving
+the block closes it. This module is the one place where trio-websocket's exceptions are
+converted into ours (see :mod:`actors._errors`):
+
+- connect failures and the connect deadline: :class:`~actors._errors.ConnectError`;
+- a refused upgrade: :class:`~actors._errors.HandshakeRejected` with its HTTP status;
+- an open connection that ends with any close code but 1000, or breaks:
+  :class:`~actors._errors.ConnectionLost` with ``code`` and ``reason``;
+- the peer closing with 1000 (RFC 6455 section 7.4.1, normal closure) is not an error:
+  :meth:`WebSocket.receive` and :meth:`WebSocket.send` raise :class:`ClosedNormally`,
+  which the session turns into a normal return. (An exception rather than a ``None``
+  return: the end of a session unwinds the same way as its failures, and the hot path
+  carries no extra check.)
+
+Three things trio-websocket does not do for us:
+
+1. **Fail the handshake at once when the peer hangs up.** trio-websocket waits for the
+   upgrade answer forever if the server drops TCP first; the stream is watched
+   (:class:`_WatchedStream`) and the handshake raced against its end, so it fails at
+   once instead of at the connect deadline.
+2. **Close cleanly in one round trip even when cancelled.** trio-websocket's reader task
+   is what reads the peer's answer to our close frame. It runs in the caller's nursery
+   (passed down) under a shielded scope (:class:`_ShieldedReaderNursery`), so a restart,
+   stop or outer timeout that cancels the session does not cancel the reader; the
+   closing handshake is shielded but bounded by ``close_timeout``, and the reader's scope
+   is cancelled in a ``finally`` so it never outlives the socket.
+3. **Close the socket on every path.** trio-websocket leaves the stream open when the
+   handshake is rejected, times out or is cancelled, and when the peer closed first; we
+   close it ourselves each time (a test counts file descriptors).
+
+Liveness: :attr:`WebSocket.last_received` is when bytes last arrived, data or control
+frames (an exchange's pings): the session's stale clock restarts there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Final
+
+import trio
+import trio_websocket
+import wsproto.utilities
+
+from actors._errors import ConnectError, ConnectionLost, HandshakeRejected
+from actors.net._connect import Connector
+from actors.net.urls import redact_url, split_ws_url
+
+__all__ = ["NORMAL_CLOSURE", "ClosedNormally", "WebSocket", "open_websocket"]
+
+logger = logging.getLogger("marketprism.connection")
+
+#: RFC 6455 section 7.4.1: 1000 is a normal closure.
+NORMAL_CLOSURE: Final = 1000
+#: trio-websocket reads the socket in chunks of this size (its default is 4 KiB, which
+#: costs one extra read per few frames on busy depth streams).
+_RECEIVE_BUFFER: Final = 64 * 1024
+#: Frames trio-websocket may hold between its reader and ours.
+_MESSAGE_QUEUE: Final = 64
+
+
+class ClosedNormally(Exception):
+    """The peer closed the WebSocket with code 1000: the session is over, nothing failed.
+
+    Not a :class:`~actors._errors.SupervisorError`: it never leaves the actor, which
+    turns it into a normal return of ``run()``.
+    """
+
+
+class _WatchedStream(trio.abc.Stream):
+    """Forwards to a stream and records when it hits EOF or breaks, and when bytes came."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.ended = trio.Event()
+        #: trio time bytes last arrived (data or control frames such as pings).
+        self.last_received = trio.current_time()
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        try:
+            await self.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.ended.set()
+            raise
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.stream.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        try:
+            data = await self.stream.receive_some(max_bytes)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.ended.set()
+            raise
+        if data:
+            self.last_received = trio.current_time()
+        else:
+            self.ended.set()
+        return data
+
+    async def aclose(self) -> None:
+        self.ended.set()
+        await self.stream.aclose()
+
+
+class _ShieldedReaderNursery:
+    """Looks like a nursery to trio-websocket; runs its reader task shielded.
+
+    ``wrap_client_stream`` starts the reader in the nursery it is given; that reader is
+    what receives the peer's answer to our close frame, so it must not be cancelled with
+    the session (see the module docstring). The reader runs in the caller's nursery
+    under :attr:`scope`, shielded, which :func:`open_websocket` cancels once the socket
+    is closed. Only ``start_soon`` is provided: it is all trio-websocket uses.
+    """
+
+    def __init__(self, nursery: trio.Nursery) -> None:
+        self._nursery = nursery
+        self.scope = trio.CancelScope(shield=True)
+        #: The server's refusal of the upgrade, if it refused; set with :attr:`failed`.
+        self.rejected: trio_websocket.ConnectionRejected | None = None
+        self.failed = trio.Event()
+
+    def start_soon(self, fn: Callable[[], Awaitable[object]]) -> None:
+        self._nursery.start_soon(self._run, fn)
+
+    async def _run(self, fn: Callable[[], Awaitable[object]]) -> None:
+        with self.scope:
+            try:
+                await fn()
+            except trio_websocket.ConnectionRejected as exc:
+                # trio-websocket reports a refused upgrade by raising in its reader;
+                # keep it here, where the handshake reads it, instead of letting it
+                # tear down every task that shares the nursery.
+                self.rejected = exc
+                self.failed.set()
+            except wsproto.utilities.LocalProtocolError as exc:
+                # The reader tried to answer a ping that arrived while our close
+                # handshake was under way (wsproto refuses a Pong then): the
+                # connection is closing anyway, so this ends the reader, not the actor.
+                logger.debug("WebSocket reader ended during close: %s", exc)
+
+
+class WebSocket:
+    """One open client WebSocket; owned by the task that opened it.
+
+    Get one from :func:`open_websocket`. Frames are ``str`` (text) or ``bytes``
+    (binary).
+    """
+
+    __slots__ = ("_stream", "_ws", "url")
+
+    def __init__(
+        self, ws: trio_websocket.WebSocketConnection, stream: _WatchedStream, url: str
+    ) -> None:
+        self._ws = ws
+        self._stream = stream
+        #: The URL this socket was opened to (may hold credentials: log it redacted).
+        self.url = url
+
+    @property
+    def last_received(self) -> float:
+        """trio time bytes last arrived: data or control frames (pings) alike."""
+        return self._stream.last_received
+
+    async def receive(self) -> str | bytes:
+        """The next message from the peer.
+
+        Raises:
+            ClosedNormally: the peer closed with code 1000.
+            ConnectionLost: the connection was closed with another code, or broke.
+
+        Cancellation: atomic; a cancelled receive took no message.
+        """
+        try:
+            return await self._ws.get_message()
+        except trio_websocket.ConnectionClosed as exc:
+            raise self._converted(exc) from exc
+
+    async def send(self, frame: str | bytes) -> None:
+        """Write one message (text for ``str``, binary for ``bytes``).
+
+        Raises:
+            ClosedNormally: the peer had closed with code 1000.
+            ConnectionLost: the connection is closed or broke.
+
+        Cancellation: partial; the frame may have been sent in part, in which case the
+        connection is unusable (the session ends anyway when cancelled).
+        """
+        try:
+            await self._ws.send_message(frame)
+        except trio_websocket.ConnectionClosed as exc:
+            raise self._converted(exc) from exc
+
+    async def abort(self) -> None:
+        """Drop the socket without a closing handshake (a silent peer would not answer).
+
+        Cancellation: none; the socket is closed at once.
+        """
+        await trio.aclose_forcefully(self._stream)
+
+    async def _close(self, close_timeout: float) -> None:
+        with trio.CancelScope(shield=True), trio.move_on_after(close_timeout):
+            await self._ws.aclose(NORMAL_CLOSURE)
+        # trio-websocket leaves the socket open when the peer closed first; the closing
+        # handshake is over either way, so no TLS close_notify is owed.
+        await trio.aclose_forcefully(self._stream)
+
+    def _converted(self, exc: trio_websocket.ConnectionClosed) -> Exception:
+        reason = exc.reason
+        code = reason.code if reason is not None else None
+        if code == NORMAL_CLOSURE:
+            return ClosedNormally()
+        text = (reason.reason or "") if reason is not None else ""
+        name = reason.name if reason is not None else "UNKNOWN"
+        return ConnectionLost(
+            f"connection lost: close code {code} ({name})"
+            + (f" {text!r}" if text else "")
+            + f" from {redact_url(self.url)}",
+            code=code,
+            reason=text,
+        )
+
+
+@contextlib.asynccontextmanager
+async def open_websocket(
+    nursery: trio.Nursery,
+    url: str,
+    *,
+    connector: Connector,
+    connect_timeout: float,
+    max_message_size: int,
+    close_timeout: float,
+) -> AsyncIterator[WebSocket]:
+    """Connect and upgrade to a WebSocket; close it when the block is left.
+
+    Args:
+        nursery: where trio-websocket's reader task runs (shielded; see the module
+            docstring). It is released when the block is left.
+        url: ``ws://`` or ``wss://`` URL.
+        connector: opens the stream under the WebSocket.
+        connect_timeout: seconds connect and handshake together may take.
+        max_message_size: larger messages close the connection with code 1009.
+        close_timeout: seconds the closing handshake may take.
+
+    Raises:
+        ConnectError: the connector failed, the peer hung up during the handshake, or
+            connect + handshake took longer than ``connect_timeout``.
+        HandshakeRejected: the server refused the upgrade with an HTTP status.
+
+    Cancellation: the socket is closed on every way out. Once open, leaving the block
+    sends a close frame with code 1000 and waits for the answer, shielded but bounded
+    by ``close_timeout``; call :meth:`WebSocket.abort` first to skip that.
+    """
+    shown = redact_url(url)
+    _, host, port, resource = split_ws_url(url)
+    reader = _ShieldedReaderNursery(nursery)
+    try:
+        with trio.move_on_after(connect_timeout) as deadline:
+            try:
+                stream = await connector(url)
+            except OSError as exc:
+                raise ConnectError(f"cannot connect to {shown}: {exc}") from exc
+        if deadline.cancelled_caught:
+            raise ConnectError(f"connecting to {shown} took longer than {connect_timeout:g} s")
+        watched = _WatchedStream(stream)
+        try:
+            with trio.move_on_at(deadline.deadline) as deadline:
+                host_header = host if port in (80, 443) else f"{host}:{port}"
+                ws = await _handshake(reader, watched, host_header, resource, max_message_size)
+            if reader.rejected is not None:
+                status = reader.rejected.status_code
+                raise HandshakeRejected(
+                    f"{shown} rejected the WebSocket upgrade with HTTP {status}", status=status
+                ) from reader.rejected
+            if deadline.cancelled_caught:
+                raise ConnectError(f"connecting to {shown} took longer than {connect_timeout:g} s")
+            if ws is None:
+                raise ConnectError(f"{shown} closed the connection during the WebSocket handshake")
+        except BaseException:
+            # Rejected, timed out, cancelled: trio-websocket does not close the stream
+            # on any of these, so the socket would leak.
+            await trio.aclose_forcefully(watched)
+            raise
+        socket = WebSocket(ws, watched, url)
+        try:
+            yield socket
+        finally:
+            await socket._close(close_timeout)
+    finally:
+        reader.scope.cancel(reason="WebSocket closed")
+
+
+async def _handshake(
+    reader: _ShieldedReaderNursery,
+    watched: _WatchedStream,
+    host_header: str,
+    resource: str,
+    max_message_size: int,
+) -> trio_websocket.WebSocketConnection | None:
+    """The WebSocket upgrade; None if the peer hung up (or refused) before it finished."""
+    ws: trio_websocket.WebSocketConnection | None = None
+    async with trio.open_nursery() as race:
+
+        async def watch(event: trio.Event, why: str) -> None:
+            await event.wait()
+            race.cancel_scope.cancel(reason=why)
+
+        race.start_soon(watch, watched.ended, "stream ended during handshake")
+        race.start_soon(watch, reader.failed, "upgrade rejected")
+        ws = await trio_websocket.wrap_client_stream(
+            reader,  # type: ignore[arg-type]  # only start_soon is used
+            watched,  # type: ignore[arg-type]  # any trio Stream works
+            host_header,
+            resource,
+            message_queue_size=_MESSAGE_QUEUE,
+            max_message_size=max_message_size,
+            receive_buffer_size=_RECEIVE_BUFFER,
+        )
+        race.cancel_scope.cancel(reason="handshake done")
+    return ws

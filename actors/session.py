@@ -1,0 +1,389 @@
+"""One session: one open WebSocket and one adapter, pumped by the task that opened them.
+
+Theory of operation: :meth:`Session.pump` is the thin IO loop of STYLE §1, in this order::
+
+    write   every frame in proto.frames_to_send()
+    route   every event in proto.events()
+    wait    for a frame, until min(stale deadline, proto.deadline(), flush, ``by``)
+    feed    batch = proto.receive_frame(data, now, received_at)
+    route   that frame's events, and write the frames it queued
+    deliver batch
+
+A frame's events are routed *before* its batch is delivered, so a ``SequenceGap`` is
+logged and counted before the consumer holds the gapped delta, and a reply (a pong, a
+resubscribe) is not held up by a slow consumer.
+
+Liveness: the stale deadline (``stale_after``) counts only time spent waiting on the
+socket. It restarts when a frame arrives and again after its batch was delivered, so a
+consumer that blocks delivery never makes a healthy feed look stale; bytes of WebSocket
+control frames (an exchange's pings) restart it too, since the connection is
+demonstrably alive. Protocol heartbeats (OKX text ping, Deribit test_request) are the
+adapter's timers, run by :meth:`ExchangeProtocol.tick` at its ``deadline()``; a
+``HeartbeatMissed`` ends the session as :class:`~actors._errors.FeedStale`.
+
+Bad frames never end a session: the adapter reports them as ``MalformedFrame``, and an
+adapter that raises anyway is counted and logged the same way. Each kind is logged once
+per connection; every one is counted.
+
+Stats cost an integer increment per frame: a :class:`TrafficCounter` per connection
+counts locally and reports one ``Traffic`` event to the registry at most every
+``DEFAULT_FLUSH_INTERVAL`` while frames flow.
+
+The pump waits under one cancel scope per wake-up, not one per frame: the scope's
+deadline is armed only while waiting on the socket (so a delivery or a write is never
+cut short by it) and re-armed for each wait, and :meth:`Session.wake` cancels it only
+during such a wait. A frame that arrives just as the scope fires is still taken, outside
+the spent scope; only a wake-up (a deadline, or a wake) costs a new scope.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+import trio
+
+from actors._errors import FeedStale
+from actors._outbox import Outbox
+from actors.exchanges.messages import (
+    Batch,
+    Event,
+    HeartbeatMissed,
+    MalformedFrame,
+    ReconnectRequested,
+    SequenceGap,
+    Subscribed,
+    SubscriptionFailed,
+)
+from actors.exchanges.sdk.protocol import ExchangeProtocol
+from actors.net.urls import redact_url
+from actors.net.websocket import WebSocket
+from actors.registry import RegistryClient, Traffic
+
+__all__ = ["DEFAULT_FLUSH_INTERVAL", "Session", "TrafficCounter"]
+
+logger = logging.getLogger("marketprism.connection")
+
+#: Seconds between traffic reports to the registry while frames flow; stats lag by at
+#: most this much.
+DEFAULT_FLUSH_INTERVAL: Final = 0.25
+
+
+def _never() -> bool:
+    return False
+
+
+class TrafficCounter:
+    """One connection's traffic since its last report, across its sessions.
+
+    Args:
+        connection: the connection's name (for the events and the log).
+        registry: where ``Traffic`` goes.
+        outbox: the consumer queue, whose ``dropped`` count is reported as it grows.
+    """
+
+    __slots__ = (
+        "_dropped_reported",
+        "_logged_kinds",
+        "_name",
+        "_outbox",
+        "_registry",
+        "bytes",
+        "frames",
+        "gaps",
+        "last_frame_at",
+        "malformed",
+        "messages",
+        "next_flush",
+    )
+
+    def __init__(self, connection: str, registry: RegistryClient, outbox: Outbox) -> None:
+        self._name = connection
+        self._registry = registry
+        self._outbox = outbox
+        self.frames = self.messages = self.bytes = self.malformed = self.gaps = 0
+        self.last_frame_at = 0.0
+        #: trio time of the next report, ``inf`` while nothing is waiting to be reported.
+        self.next_flush = math.inf
+        self._dropped_reported = 0
+        self._logged_kinds: set[str] = set()
+
+    def count_frame(self, size: int, now: float) -> None:
+        """A frame of ``size`` characters (text) or bytes (binary) arrived at ``now``."""
+        self.frames += 1
+        self.bytes += size
+        self.last_frame_at = now
+
+    def count_malformed(self, event: MalformedFrame) -> None:
+        """Count a bad frame; log the first of its kind on this connection."""
+        self.malformed += 1
+        if event.kind in self._logged_kinds:
+            return
+        self._logged_kinds.add(event.kind)
+        logger.warning(
+            "%s: dropped a malformed frame (%s: %s): %r; further frames of this kind are "
+            "counted in stats, not logged",
+            self._name,
+            event.kind,
+            event.detail,
+            event.sample,
+        )
+
+    def count_gap(self, event: SequenceGap) -> None:
+        """Count and log a book sequence gap."""
+        self.gaps += 1
+        logger.warning(
+            "%s: %s book sequence gap: expected to continue from %d, got %d",
+            self._name,
+            event.symbol,
+            event.expected,
+            event.received,
+        )
+
+    async def frame_done(self, now: float) -> None:
+        """A frame counted at ``now`` is handled: schedule a report, or send a due one.
+
+        Cancellation: atomic, as :meth:`flush`.
+        """
+        if self.next_flush == math.inf:
+            self.next_flush = now + DEFAULT_FLUSH_INTERVAL
+        elif now >= self.next_flush:
+            await self.flush(now)
+
+    async def flush(self, now: float) -> None:
+        """Report what was counted since the last report (nothing if nothing was).
+
+        A registry that is gone already is not an error: the counts are dropped.
+
+        Cancellation: atomic; a cancelled flush has reset the counts and sent nothing
+        (stats are best-effort).
+        """
+        self.next_flush = math.inf
+        dropped = self._outbox.dropped - self._dropped_reported
+        if not (self.frames or self.malformed or dropped or self.gaps):
+            return
+        event = Traffic(
+            connection=self._name,
+            frames=self.frames,
+            messages=self.messages,
+            bytes=self.bytes,
+            dropped=dropped,
+            malformed=self.malformed,
+            gaps=self.gaps,
+            last_frame_at=self.last_frame_at,
+            at=now,
+        )
+        self.frames = self.messages = self.bytes = self.malformed = self.gaps = 0
+        self._dropped_reported += dropped
+        try:
+            await self._registry.report(event)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            logger.debug("%s: registry gone; traffic counts not reported", self._name)
+
+
+class Session:
+    """One open WebSocket with its own adapter; owned by the task that pumps it.
+
+    Args:
+        name: the connection's name (for errors and the log).
+        proto: the adapter; its session is started by :meth:`start`.
+        ws: the open socket.
+        stale_after: seconds without a frame (waiting on the socket) before the feed is
+            stale.
+        traffic: the connection's counter.
+        deliver: where batches go (see :attr:`deliver`).
+        on_subscriptions: called once per routed set of events that changed a
+            subscription's state.
+        on_notice: called with each ``ReconnectRequested``; it may raise to end the
+            session.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        proto: ExchangeProtocol,
+        ws: WebSocket,
+        *,
+        stale_after: float,
+        traffic: TrafficCounter,
+        deliver: Callable[[Batch], Awaitable[None]],
+        on_subscriptions: Callable[[Session], Awaitable[None]],
+        on_notice: Callable[[Session, ReconnectRequested], Awaitable[None]],
+    ) -> None:
+        self.name = name
+        self.proto = proto
+        self.ws = ws
+        self._stale_after = stale_after
+        self._traffic = traffic
+        #: Where batches go: the outbox, or a make-before-break ledger around it.
+        self.deliver = deliver
+        self._on_subscriptions = on_subscriptions
+        self._on_notice = on_notice
+        #: trio time the stale clock last restarted (a frame, a delivery, a ping).
+        self.last_frame = trio.current_time()
+        #: Set by a make-before-break switch: stop pumping, so the session closes.
+        self.retiring = False
+        #: Set by the owner once the session's socket is closed.
+        self.closed = trio.Event()
+        self._waiting: trio.CancelScope | None = None
+        self._receiving = False
+
+    def start(self) -> None:
+        """Start the adapter's session (it queues its subscribe frames)."""
+        now = trio.current_time()
+        self.last_frame = now
+        self.proto.start_session(now)
+
+    def wake(self, why: str) -> None:
+        """Make the pump re-check its ``until`` condition now.
+
+        Only a wait on the socket is interrupted; a delivery or a write in progress
+        finishes first (the condition is checked again right after it).
+        """
+        if self._receiving and self._waiting is not None:
+            self._waiting.cancel(reason=why)
+
+    def retire(self) -> None:
+        """Handed over: the pump stops at once (its current delivery finishes first)."""
+        self.retiring = True
+        self.wake("handed over to the successor session")
+
+    async def pump(self, until: Callable[[], bool] = _never, by: float = math.inf) -> bool:
+        """Receive, decode and deliver until ``until()`` holds or ``by`` passes.
+
+        ``until`` is checked before each wait and whenever :meth:`wake` interrupts one.
+
+        Returns:
+            True once ``until()`` held; False when trio time ``by`` passed first.
+
+        Raises:
+            FeedStale: no frame for ``stale_after`` (pings aside), or a heartbeat missed.
+            ConnectionLost: the connection broke or was closed with a code other than
+                1000.
+            ClosedNormally: the exchange closed the connection with 1000.
+            Exception: whatever ``on_notice`` or ``on_subscriptions`` raise.
+
+        Cancellation: may be partial: a frame may have been fed to the adapter and not
+        delivered, or written in part. Nothing is closed here; the socket's owner closes
+        it.
+        """
+        proto = self.proto
+        ws = self.ws
+        traffic = self._traffic
+        stale_after = self._stale_after
+        while True:
+            data: str | bytes | None = None
+            with trio.CancelScope() as waiting:
+                self._waiting = waiting
+                while True:
+                    if until():
+                        return True
+                    if await self._write_and_route() and until():
+                        return True  # checked again with no checkpoint before the wait
+                    wake_at = min(
+                        self.last_frame + stale_after, proto.deadline(), traffic.next_flush, by
+                    )
+                    if wake_at <= trio.current_time():
+                        break  # due already: handle the wake-up before reading on
+                    waiting.deadline = wake_at
+                    self._receiving = True
+                    try:
+                        data = await ws.receive()
+                    finally:
+                        self._receiving = False
+                    waiting.deadline = math.inf
+                    if waiting.cancel_called:
+                        break  # woken as the frame arrived: take it outside this scope
+                    await self._take(data)
+                    data = None
+            self._waiting = None
+            if data is not None:
+                await self._take(data)
+                continue
+            if until():
+                return True
+            now = trio.current_time()
+            if now >= by:
+                return False
+            if now >= self.last_frame + stale_after:
+                if ws.last_received > self.last_frame:
+                    # Only control frames (an exchange's WebSocket pings) arrived: the
+                    # connection is alive, so the stale clock restarts there.
+                    self.last_frame = ws.last_received
+                else:
+                    raise FeedStale(
+                        f"stale: no frame for {stale_after:g} s from {redact_url(ws.url)}",
+                        code=None,
+                    )
+            if now >= traffic.next_flush:
+                await traffic.flush(now)
+            proto.tick(now)
+
+    async def _take(self, data: str | bytes) -> None:
+        """Feed one frame, route what it caused, then deliver its batch."""
+        now = trio.current_time()
+        self.last_frame = now
+        traffic = self._traffic
+        traffic.count_frame(len(data), now)
+        try:
+            batch = self.proto.receive_frame(data, now, time.time())
+        except Exception as exc:
+            # Adapters report bad frames as MalformedFrame; anything that still escapes
+            # (a hostile frame deep enough to hit RecursionError, an adapter bug) is
+            # counted and logged the same way, never fatal.
+            batch = ()
+            sample = data if isinstance(data, str) else data.decode("utf-8", "replace")
+            traffic.count_malformed(
+                MalformedFrame(
+                    kind=f"adapter raised {type(exc).__name__}",
+                    detail=str(exc),
+                    sample=sample[:200],
+                )
+            )
+        await self._write_and_route()
+        if batch:
+            traffic.messages += len(batch)
+            await self.deliver(batch)
+            # Time spent blocked on the consumer is not silence from the exchange: the
+            # stale clock restarts once we can read again.
+            self.last_frame = trio.current_time()
+        await traffic.frame_done(now)
+
+    async def _write_and_route(self) -> bool:
+        """Write the frames the adapter queued and route its events; False if none."""
+        proto = self.proto
+        frames = proto.frames_to_send()
+        for frame in frames:
+            await self.ws.send(frame)
+        events = proto.events()
+        if events:
+            await self._route(events)
+        return bool(frames or events)
+
+    async def _route(self, events: list[Event]) -> None:
+        subscriptions_changed = False
+        for event in events:
+            if isinstance(event, MalformedFrame):
+                self._traffic.count_malformed(event)
+            elif isinstance(event, Subscribed):
+                subscriptions_changed = True
+            elif isinstance(event, SubscriptionFailed):
+                subscriptions_changed = True
+                logger.error(
+                    "%s: the exchange refused subscription %r: %s %s (check channels/symbols)",
+                    self.name,
+                    event.topic,
+                    event.code,
+                    event.message,
+                )
+            elif isinstance(event, SequenceGap):
+                self._traffic.count_gap(event)
+            elif isinstance(event, HeartbeatMissed):
+                raise FeedStale(f"heartbeat missed: {event.detail}")
+            elif isinstance(event, ReconnectRequested):
+                await self._on_notice(self, event)
+        if subscriptions_changed:
+            await self._on_subscriptions(self)
