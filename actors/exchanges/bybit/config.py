@@ -46,7 +46,8 @@ KNOWN_QUOTES: Final = ("USDT", "USDC", "USDE", "EUR", "BRL", "BTC", "ETH", "DAI"
 #: Depths served on spot and linear (§5; linear 500 is gone since 2025).
 _DEPTHS: Final = frozenset({"1", "50", "200", "1000"})
 _NATIVE: Final = re.compile(r"^[A-Z0-9]{2,30}$")
-_FAMILIES: Final = frozenset({"publicTrade", "tickers", "orderbook", "kline", "allLiquidation"})
+#: Topic family -> how many dot-separated parts follow it (``kline.5.BTCUSDT``: 2).
+_FAMILIES: Final = {"publicTrade": 1, "tickers": 1, "orderbook": 2, "kline": 2, "allLiquidation": 1}
 
 
 def to_native(symbol: str, *, perp: bool) -> str | None:
@@ -82,12 +83,12 @@ def topics_of(spec: ConnectionSpec, *, perp: bool) -> dict[str, str]:
 def _raw_problem(topic: str) -> str | None:
     family, _, rest = topic.partition(".")
     parts = rest.split(".")
-    if family not in _FAMILIES or not rest or not _NATIVE.match(parts[-1]):
+    if _FAMILIES.get(family) != len(parts) or not rest or not _NATIVE.match(parts[-1]):
         return (
             f"{topic!r} is not a Bybit public topic (expected e.g. 'tickers.BTCUSDT', "
             "'orderbook.200.BTCUSDT' or 'publicTrade.BTCUSDT', symbols in upper case)"
         )
-    if family == "orderbook" and (len(parts) != 2 or parts[0] not in _DEPTHS):
+    if family == "orderbook" and parts[0] not in _DEPTHS:
         return f"{topic!r} has no depth Bybit serves (expected orderbook.1|50|200|1000.SYMBOL)"
     return None
 
