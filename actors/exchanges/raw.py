@@ -32,12 +32,10 @@ class RawProtocol(ExchangeProtocol):
         self._decode = msgspec.json.Decoder().decode
 
     @classmethod
-    def check(cls, spec: ConnectionSpec) -> list[tuple[str, str]]:
-        problems = super().check(spec)
-        for key in ("channels", "symbols", "raw"):
-            if getattr(spec, key):
-                problems.append(not_used(key, cls.exchange, "list the frames to send in subscribe"))
-        return problems
+    def _check(cls, spec: ConnectionSpec) -> list[tuple[str, str]]:
+        keys = ("channels", "symbols", "raw")
+        why = "list the frames to send in subscribe"
+        return [not_used(key, cls.exchange, why) for key in keys if getattr(spec, key)]
 
     def topics(self) -> list[str]:
         return list(self.spec.subscribe)

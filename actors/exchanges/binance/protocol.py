@@ -253,16 +253,8 @@ class BinanceProtocol(ExchangeProtocol):
         return list(self._topics)
 
     @classmethod
-    def check(cls, spec: ConnectionSpec) -> list[tuple[str, str]]:
-        """Problems only Binance can see: channels, symbols, raw names, stream count.
-
-        Args:
-            spec: the decoded connection.
-
-        Returns:
-            ``(key, problem)`` pairs; empty when the spec is usable.
-        """
-        return super().check(spec) + config.check(spec, exchange=cls.exchange, perp=cls.perp)
+    def _check(cls, spec: ConnectionSpec) -> list[tuple[str, str]]:
+        return config.check(spec, exchange=cls.exchange, perp=cls.perp)
 
     def _plan(self, spec: ConnectionSpec) -> Iterable[tuple[str, type[_Route], str, str]]:
         """(stream, route class, message symbol, native symbol) for every stream."""
@@ -448,13 +440,6 @@ class BinanceUsdmProtocol(BinanceProtocol):
         return self.default_url or self.market_url
 
     @classmethod
-    def check(cls, spec: ConnectionSpec) -> list[tuple[str, str]]:
-        """Spot's checks plus the 2026 ``/public`` vs ``/market`` split.
-
-        Args:
-            spec: the decoded connection.
-
-        Returns:
-            ``(key, problem)`` pairs; empty when the spec is usable.
-        """
-        return super().check(spec) + config.check_usdm(spec)
+    def _check(cls, spec: ConnectionSpec) -> list[tuple[str, str]]:
+        # Spot's checks plus the 2026 /public vs /market split.
+        return super()._check(spec) + config.check_usdm(spec)

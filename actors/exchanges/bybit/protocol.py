@@ -79,16 +79,8 @@ class BybitProtocol(ExchangeProtocol):
         return [n for n in natives if n is not None]
 
     @classmethod
-    def check(cls, spec: ConnectionSpec) -> list[tuple[str, str]]:
-        """Problems only Bybit can see (see :func:`.config.check`).
-
-        Args:
-            spec: the decoded connection.
-
-        Returns:
-            ``(key, problem)`` pairs; empty when the spec is usable.
-        """
-        return super().check(spec) + config.check(spec, exchange=cls.exchange, perp=cls.perp)
+    def _check(cls, spec: ConnectionSpec) -> list[tuple[str, str]]:
+        return config.check(spec, exchange=cls.exchange, perp=cls.perp)
 
     def _heartbeat(self) -> Heartbeat:
         every = self.spec.heartbeat if self.spec.heartbeat is not None else config.DEFAULT_HEARTBEAT
@@ -138,13 +130,8 @@ class BybitProtocol(ExchangeProtocol):
         request refused for one named topic is sent again without it),
         ``SequenceGap``, ``MalformedFrame`` are queued in :meth:`events`.
         """
-        try:
-            envelope = self._decode(data)
-        except msgspec.ValidationError as exc:
-            self.malformed("invalid_frame", str(exc), data)
-            return ()
-        except msgspec.DecodeError as exc:
-            self.malformed("invalid_json", str(exc), data)
+        envelope = self.parse(self._decode, data)
+        if envelope is None:
             return ()
         topic = envelope.topic
         if topic is not None:

@@ -69,16 +69,8 @@ class DeribitProtocol(ExchangeProtocol):
         self._released_at = 0.0
 
     @classmethod
-    def check(cls, spec: ConnectionSpec) -> list[tuple[str, str]]:
-        """Problems with ``spec`` that only the Deribit adapter can see (see config.check).
-
-        Args:
-            spec: the decoded connection.
-
-        Returns:
-            ``(key, problem)`` pairs; empty when the spec is usable.
-        """
-        return super().check(spec) + config.check(spec)
+    def _check(cls, spec: ConnectionSpec) -> list[tuple[str, str]]:
+        return config.check(spec)
 
     def _heartbeat(self) -> Heartbeat:
         limit = self._interval * config.DEFAULT_HEARTBEAT_TOLERANCE

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 import msgspec
 
@@ -21,6 +21,7 @@ from actors.exchanges.sdk.protocol import ExchangeProtocol, Frame
 
 __all__ = ["OkxProtocol"]
 
+_E = TypeVar("_E")
 _Route = Callable[[wire.Arg, str | None, msgspec.Raw, float, Frame], Batch]
 
 
@@ -73,16 +74,8 @@ class OkxProtocol(ExchangeProtocol):
         }
 
     @classmethod
-    def check(cls, spec: ConnectionSpec) -> list[tuple[str, str]]:
-        """Problems with an OKX connection spec (see :func:`.config.check`).
-
-        Args:
-            spec: the decoded connection.
-
-        Returns:
-            ``(key, problem)`` pairs; empty when the spec is usable.
-        """
-        return super().check(spec) + config.check(
+    def _check(cls, spec: ConnectionSpec) -> list[tuple[str, str]]:
+        return config.check(
             spec,
             max_request_bytes=cls.max_request_bytes,
             requests_per_window=cls.requests_per_window,
@@ -145,13 +138,8 @@ class OkxProtocol(ExchangeProtocol):
         """
         if len(data) == 4 and (data == "pong" or data == b"pong"):
             return ()
-        try:
-            envelope = self._decode(data)
-        except msgspec.ValidationError as exc:
-            self.malformed("invalid_frame", str(exc), data)
-            return ()
-        except msgspec.DecodeError as exc:
-            self.malformed("invalid_json", str(exc), data)
+        envelope = self.parse(self._decode, data)
+        if envelope is None:
             return ()
         raw = envelope.data
         if raw is not wire.NO_DATA:
@@ -176,16 +164,10 @@ class OkxProtocol(ExchangeProtocol):
     def _on_trades(
         self, arg: wire.Arg, action: str | None, raw: msgspec.Raw, received_at: float, data: Frame
     ) -> Batch:
-        inst_id = arg.instId
-        if inst_id is None:
-            self.malformed("invalid_data", f"{arg.channel} frame without instId", data)
+        entries = self._entries(arg, raw, data, self._decode_trades)
+        if entries is None:
             return ()
-        try:
-            entries = self._decode_trades(raw)
-        except msgspec.DecodeError as exc:
-            self.malformed("invalid_data", f"{arg.channel}: {exc}", data)
-            return ()
-        symbol = self._symbol(inst_id)
+        symbol = self._symbol(arg.instId or "")
         trade = self.stamp.trade
         return tuple(
             [trade(received_at, symbol, e.side, e.px, e.sz, e.tradeId, e.ts) for e in entries]
@@ -194,16 +176,10 @@ class OkxProtocol(ExchangeProtocol):
     def _on_tickers(
         self, arg: wire.Arg, action: str | None, raw: msgspec.Raw, received_at: float, data: Frame
     ) -> Batch:
-        inst_id = arg.instId
-        if inst_id is None:
-            self.malformed("invalid_data", f"{arg.channel} frame without instId", data)
+        entries = self._entries(arg, raw, data, self._decode_ticks)
+        if entries is None:
             return ()
-        try:
-            entries = self._decode_ticks(raw)
-        except msgspec.DecodeError as exc:
-            self.malformed("invalid_data", f"{arg.channel}: {exc}", data)
-            return ()
-        symbol = self._symbol(inst_id)
+        symbol = self._symbol(arg.instId or "")
         out: list[Message] = []
         for entry in entries:
             if not (entry.bidPx and entry.bidSz and entry.askPx and entry.askSz):
@@ -225,11 +201,17 @@ class OkxProtocol(ExchangeProtocol):
         return tuple(out)
 
     def _decode_book(self, arg: wire.Arg, raw: msgspec.Raw, data: Frame) -> list[wire.Book] | None:
+        return self._entries(arg, raw, data, self._decode_books)
+
+    def _entries(
+        self, arg: wire.Arg, raw: msgspec.Raw, data: Frame, decode: Callable[[msgspec.Raw], _E]
+    ) -> _E | None:
+        """A data frame's entries, or None once reported (no instId, wrong shape)."""
         if arg.instId is None:
             self.malformed("invalid_data", f"{arg.channel} frame without instId", data)
             return None
         try:
-            return self._decode_books(raw)
+            return decode(raw)
         except msgspec.DecodeError as exc:
             self.malformed("invalid_data", f"{arg.channel}: {exc}", data)
             return None

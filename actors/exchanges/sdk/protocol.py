@@ -36,8 +36,8 @@ import abc
 import collections
 import enum
 import math
-from collections.abc import Iterable, Sequence
-from typing import ClassVar
+from collections.abc import Callable, Iterable, Sequence
+from typing import ClassVar, TypeVar
 
 import msgspec
 
@@ -60,6 +60,8 @@ from actors.exchanges.sdk.stamp import Stamp
 from actors.exchanges.sdk.subscriptions import Outcome, SubscriptionBook
 
 __all__ = ["TRANSITIONS", "AdapterState", "ExchangeProtocol", "Frame"]
+
+_T = TypeVar("_T")
 
 #: What goes over the WebSocket: text frames as ``str``, binary frames as ``bytes``.
 Frame = str | bytes
@@ -152,14 +154,21 @@ class ExchangeProtocol(abc.ABC):
             ``(key, problem)`` pairs, e.g. ``("url", "missing (...)")``; empty when the
             spec is usable.
         """
+        problems: list[tuple[str, str]] = []
         if spec.url is None and cls.default_url is None:
-            return [
+            problems.append(
                 (
                     "url",
                     f"missing (expected a ws:// or wss:// URL; the {cls.exchange} adapter "
                     "has no default endpoint)",
                 )
-            ]
+            )
+        return problems + cls._check(spec)
+
+    @classmethod
+    def _check(cls, spec: ConnectionSpec) -> list[tuple[str, str]]:
+        """The adapter's own checks (usually its ``config.check``), worded with
+        ``sdk.checks``; :meth:`check` adds the ones every adapter shares."""
         return []
 
     @property
@@ -436,6 +445,20 @@ class ExchangeProtocol(abc.ABC):
     def _maybe_live(self) -> None:
         if self._state is AdapterState.SUBSCRIBING and self.book.settled:
             self._move(AdapterState.LIVE, "confirming subscriptions")
+
+    def parse(self, decode: Callable[[Frame], _T], data: Frame) -> _T | None:
+        """Decode ``data`` with one of the adapter's msgspec decoders, or report it.
+
+        A frame that is not JSON is reported as ``invalid_json``, JSON of another shape as
+        ``invalid_frame``; either way the result is None and the session goes on.
+        """
+        try:
+            return decode(data)
+        except msgspec.ValidationError as exc:
+            self.malformed("invalid_frame", str(exc), data)
+        except msgspec.DecodeError as exc:
+            self.malformed("invalid_json", str(exc), data)
+        return None
 
     def malformed(self, kind: str, detail: str, data: Frame) -> None:
         """Queue a MalformedFrame event for ``data``."""
