@@ -231,13 +231,15 @@ def subscribed(fake: FakeExchange) -> bool:
 def test_check_example_config_is_ok() -> None:
     result = run_cli("check", "config.toml", cwd=REPO)
     assert (result.returncode, result.stderr) == (0, "")
-    assert result.stdout.splitlines() == ["config.toml: OK: 3 connection(s): binance, okx, deribit"]
+    assert result.stdout.splitlines() == [
+        "config.toml: OK: 4 connection(s): binance, okx, deribit, bybit"
+    ]
 
 
 def test_check_default_path_is_config_toml() -> None:
     result = run_cli("check", cwd=REPO)
     assert (result.returncode, result.stderr) == (0, "")
-    assert result.stdout == "config.toml: OK: 3 connection(s): binance, okx, deribit\n"
+    assert result.stdout == "config.toml: OK: 4 connection(s): binance, okx, deribit, bybit\n"
 
 
 BROKEN: Final = """\
@@ -522,7 +524,7 @@ async def test_run_gives_up_loudly_with_exit_1(
 
 # -- demo -------------------------------------------------------------------------------
 
-DEMO_NAMES: Final = ["binance", "okx", "deribit"]
+DEMO_NAMES: Final = ["binance", "okx", "deribit", "bybit"]
 DEMO_TITLE: Final = re.compile(r"marketprism demo: (\d+) messages delivered")
 DEMO_FAULT: Final = re.compile(
     r"\+\s*\d+\.\d s  (binance|okx|deribit): "
@@ -568,10 +570,10 @@ def test_demo_final_table_shows_every_connection(
         if line.strip().startswith("│")
     ]
     assert [row[0] for row in rows] == DEMO_NAMES, final
-    assert [row[1] for row in rows] == ["stopped"] * 3, final
+    assert [row[1] for row in rows] == ["stopped"] * 4, final
     received = [int(row[3]) for row in rows]
     # every connection subscribed its trades, tickers and books (and deribit's notices)
-    assert [row[9] for row in rows] == ["6/6", "6/6", "7/7"], final
+    assert [row[9] for row in rows] == ["6/6", "6/6", "7/7", "6/6"], final
     assert all(count > 0 for count in received), final
     # Every delivered message was received by some connection first.
     assert 0 < int(title[1]) <= sum(received), final

@@ -1,6 +1,6 @@
 """``marketprism demo``: the supervisor against built-in fake exchanges, offline.
 
-Fake Binance, OKX and Deribit servers listen on loopback, each following its exchange's
+Fake Binance, OKX, Deribit and Bybit servers listen on loopback, each following its exchange's
 protocol and rules (acks, heartbeats, rate limits); the supervisor holds one connection
 to each through the same code path as production (TCP, WebSocket handshake, the real
 exchange adapters), subscribed to trades, tickers and books. Every ``fault_every``
@@ -32,6 +32,7 @@ from supervisor.cli.signals import stop_on_signals
 from supervisor.config import config_from_dict
 from supervisor.testing import (
     FakeBinance,
+    FakeBybit,
     FakeDeribit,
     FakeExchange,
     FakeOkx,
@@ -53,6 +54,8 @@ class _Venue(NamedTuple):
     fake: FakeExchange
     exchange: str
     symbols: list[str]
+    #: The URL path the exchange serves these symbols on (Bybit: per category).
+    path: str
     #: The exchange-specific faults: (label, action).
     extra: list[tuple[str, Callable[[], Awaitable[object]]]]
 
@@ -62,7 +65,7 @@ def _demo_config(venues: list[_Venue]) -> dict[str, object]:
     for venue in venues:
         table: dict[str, object] = {
             "exchange": venue.exchange,
-            "url": venue.fake.url,
+            "url": venue.fake.url.removesuffix("/ws") + venue.path,
             "channels": _CHANNELS,
             "symbols": venue.symbols,
         }
@@ -124,6 +127,7 @@ async def _open_venues(stack: contextlib.AsyncExitStack) -> list[_Venue]:
     binance_rules = FakeBinance()
     okx_rules = FakeOkx()
     deribit_rules = FakeDeribit()
+    bybit_rules = FakeBybit()
 
     async def fake(name: str, rules: SessionHandler) -> FakeExchange:
         return await stack.enter_async_context(
@@ -139,24 +143,40 @@ async def _open_venues(stack: contextlib.AsyncExitStack) -> list[_Venue]:
     async def okx_gap() -> None:
         okx_rules.inject_gap("BTC-USDT")
 
+    async def bybit_gap() -> None:
+        bybit_rules.inject_gap("orderbook.50.BTCUSDT")
+
+    async def bybit_restart() -> None:
+        bybit_rules.restart_books()
+
     return [
         _Venue(
             await fake("binance", binance_rules),
             "binance",
             ["BTC-USDT", "ETH-USDT"],
+            "/ws",
             [("book gap", binance_gap), ("serverShutdown", binance_rules.server_shutdown)],
         ),
         _Venue(
             await fake("okx", okx_rules),
             "okx",
             ["BTC-USDT", "ETH-USDT"],
+            "/ws",
             [("book gap", okx_gap), ("notice 64008", okx_rules.notice)],
         ),
         _Venue(
             await fake("deribit", deribit_rules),
             "deribit",
             ["BTC-USD-PERP", "ETH-USD-PERP"],
+            "/ws",
             [("book gap", deribit_gap), ("maintenance", deribit_rules.maintenance)],
+        ),
+        _Venue(
+            await fake("bybit", bybit_rules),
+            "bybit",
+            ["BTC-USDT", "ETH-USDT"],
+            "/v5/public/spot",
+            [("book gap", bybit_gap), ("service restart (u=1)", bybit_restart)],
         ),
     ]
 
