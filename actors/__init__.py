@@ -15,10 +15,10 @@ from actors._errors import RestartLimitExceeded as RestartLimitExceeded
 from actors._errors import ServerClosing as ServerClosing
 from actors._errors import SupervisorError as SupervisorError
 from actors._errors import TransportError as TransportError
-from actors._outbox import Outbox as Outbox
 from actors._spec import ConnectionSpec as ConnectionSpec
 from actors._spec import Overflow as Overflow
 from actors.connection import ConnectionActor as ConnectionActor
+from actors.consumer_queue import ConsumerQueue as ConsumerQueue
 from actors.registry import ConnectionState as ConnectionState
 from actors.registry import RegistryActor as RegistryActor
 from actors.registry import RegistryClient as RegistryClient
@@ -30,10 +30,10 @@ __all__ = [
     "ConnectionLost",
     "ConnectionSpec",
     "ConnectionState",
+    "ConsumerQueue",
     "FeedStale",
     "HandshakeRejected",
     "LocalProtocolError",
-    "Outbox",
     "Overflow",
     "ProtocolError",
     "RegistryActor",

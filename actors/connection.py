@@ -12,7 +12,7 @@ whole life of the supervisor and calls :meth:`ConnectionActor.run` once per sess
 A session ends by raising a typed error from :mod:`actors._errors`, or by returning when
 the exchange closed the connection normally (code 1000). The actor decides nothing about
 restarts: that is the supervisor's job. It does own everything that must survive a
-restart: the adapter (and so the subscriptions), the outbox toward the consumer, and the
+restart: the adapter (and so the subscriptions), the queue toward the consumer, and the
 traffic counter (with the kinds of malformed frame already logged).
 
 Make-before-break: when the exchange announces that it will close the connection
@@ -44,8 +44,8 @@ from typing import Final
 import trio
 
 from actors._errors import ConnectionLost, FeedStale, ServerClosing
-from actors._outbox import Outbox
 from actors._spec import ConnectionSpec
+from actors.consumer_queue import ConsumerQueue
 from actors.exchanges.messages import Batch, ReconnectRequested
 from actors.exchanges.sdk.protocol import AdapterState, ExchangeProtocol
 from actors.handover import ContinuityLedger
@@ -118,14 +118,14 @@ class _Handover:
 
 
 class ConnectionActor:
-    """Owns one connection's socket, adapter and outbox across its sessions.
+    """Owns one connection's socket, adapter and queue across its sessions.
 
     Args:
         spec: the connection.
         new_adapter: builds a fresh adapter for ``spec.exchange``; called once here (that
             adapter is kept across sessions) and once per make-before-break successor,
             so both are built the same way.
-        outbox: the queue toward the consumer (kept across sessions).
+        queue: the queue toward the consumer (kept across sessions).
         registry: where state changes and traffic go.
         connector: opens the stream under the WebSocket.
         close_timeout: seconds the closing handshake may take.
@@ -136,7 +136,7 @@ class ConnectionActor:
         spec: ConnectionSpec,
         *,
         new_adapter: Callable[[], ExchangeProtocol],
-        outbox: Outbox,
+        queue: ConsumerQueue,
         registry: RegistryClient,
         connector: Connector,
         close_timeout: float,
@@ -146,13 +146,13 @@ class ConnectionActor:
         #: The adapter of the session that is the connection (a successor's, once it
         #: took over).
         self.protocol = new_adapter()
-        self.outbox = outbox
+        self.queue = queue
         self._registry = registry
         self._connector = connector
         self._close_timeout = close_timeout
         #: trio time the current/last session's subscriptions were confirmed, or None.
         self.live_since: float | None = None
-        self._traffic = TrafficCounter(spec.name, registry, outbox)
+        self._traffic = TrafficCounter(spec.name, registry, queue)
         #: The handover under way (or the last one, failed), per incarnation.
         self._handover: _Handover | None = None
 
@@ -161,7 +161,9 @@ class ConnectionActor:
         """The URL the connection opens (may hold credentials: log it redacted)."""
         return self.protocol.url
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run_session(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         """Run one session: connect, subscribe, receive until it ends.
 
         ``task_status.started()`` is called once the subscriptions are confirmed. A
@@ -248,7 +250,7 @@ class ConnectionActor:
                         ws,
                         stale_after=self.spec.stale_after,
                         traffic=self._traffic,
-                        deliver=self.outbox.put if handover is None else handover.hold,
+                        deliver=self.queue.put if handover is None else handover.hold,
                         on_subscriptions=self._on_subscriptions,
                         on_notice=functools.partial(self._on_notice, requests),
                     )
@@ -400,7 +402,7 @@ class ConnectionActor:
         previous = handover.previous
         previous.retire()
         await previous.closed.wait()
-        put = self.outbox.put
+        put = self.queue.put
         buffer, handover.buffer = handover.buffer, []
         for batch in buffer:
             await handover.deliver_unseen(put, batch)

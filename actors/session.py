@@ -47,7 +47,7 @@ from typing import Final
 import trio
 
 from actors._errors import FeedStale
-from actors._outbox import Outbox
+from actors.consumer_queue import ConsumerQueue
 from actors.exchanges.messages import (
     Batch,
     Event,
@@ -82,14 +82,14 @@ class TrafficCounter:
     Args:
         connection: the connection's name (for the events and the log).
         registry: where ``Traffic`` goes.
-        outbox: the consumer queue, whose ``dropped`` count is reported as it grows.
+        queue: the consumer queue, whose ``dropped`` count is reported as it grows.
     """
 
     __slots__ = (
         "_dropped_reported",
         "_logged_kinds",
         "_name",
-        "_outbox",
+        "_queue",
         "_registry",
         "bytes",
         "frames",
@@ -100,10 +100,10 @@ class TrafficCounter:
         "next_flush",
     )
 
-    def __init__(self, connection: str, registry: RegistryClient, outbox: Outbox) -> None:
+    def __init__(self, connection: str, registry: RegistryClient, queue: ConsumerQueue) -> None:
         self._name = connection
         self._registry = registry
-        self._outbox = outbox
+        self._queue = queue
         self.frames = self.messages = self.bytes = self.malformed = self.gaps = 0
         self.last_frame_at = 0.0
         #: trio time of the next report, ``inf`` while nothing is waiting to be reported.
@@ -162,7 +162,7 @@ class TrafficCounter:
         (stats are best-effort).
         """
         self.next_flush = math.inf
-        dropped = self._outbox.dropped - self._dropped_reported
+        dropped = self._queue.dropped - self._dropped_reported
         if not (self.frames or self.malformed or dropped or self.gaps):
             return
         event = Traffic(
@@ -218,7 +218,7 @@ class Session:
         self.ws = ws
         self._stale_after = stale_after
         self._traffic = traffic
-        #: Where batches go: the outbox, or a make-before-break ledger around it.
+        #: Where batches go: the queue, or a make-before-break ledger around it.
         self.deliver = deliver
         self._on_subscriptions = on_subscriptions
         self._on_notice = on_notice

@@ -4,7 +4,7 @@ Theory of operation. Each configured connection is a *child*: an actor that live
 long as the supervisor, plus a restart type, a backoff and its place in file order. A
 child runs as a series of *incarnations*; each incarnation is a task in the supervisor's
 nursery with its own cancel scope that waits for the previous incarnation to finish,
-sleeps the backoff delay, then runs one session (``actor.run()``). When it ends it sends
+sleeps the backoff delay, then runs one session (``actor.run_session()``). When it ends it sends
 an exit record to the control loop, which alone decides what happens next:
 
 - the restart type says whether to restart at all (permanent: always; transient: only
@@ -23,7 +23,7 @@ Exits caused by the supervisor itself (a group restart, ``restart()``, shutdown)
 recognised by their cancelled scope and ignored. When every child has stopped for good,
 the supervisor shuts down and the message stream ends.
 
-Delivery: each child's actor writes batches into its own bounded Outbox (overflow policy
+Delivery: each child's actor writes batches into its own bounded ConsumerQueue (overflow policy
 applied there); one forwarder per child moves batches into a single unbuffered channel
 that the consumer reads, so a full consumer blocks forwarders, and the policy decides.
 """
@@ -40,7 +40,7 @@ import trio
 
 from actors import (
     ConnectionActor,
-    Outbox,
+    ConsumerQueue,
     RestartLimitExceeded,
     ServerClosing,
     SupervisorError,
@@ -287,7 +287,7 @@ class Supervisor:
                         url=redact_url(child.actor.protocol.url),
                     )
                 )
-                nursery.start_soon(self._forward, child.actor.outbox, self._merged_send.clone())
+                nursery.start_soon(self._forward, child.actor.queue, self._merged_send.clone())
             for child in self._children:
                 self._spawn(child, 0.0)
             task_status.started()
@@ -303,9 +303,9 @@ class Supervisor:
         known = ", ".join(c.name for c in self._children)
         raise ValueError(f"no connection named {name!r} (connections: {known})")
 
-    async def _forward(self, outbox: Outbox, send: trio.MemorySendChannel[Batch]) -> None:
+    async def _forward(self, queue: ConsumerQueue, send: trio.MemorySendChannel[Batch]) -> None:
         async with send:
-            async for batch in outbox.receive:
+            async for batch in queue.receive:
                 await send.send(batch)
 
     def _spawn(self, child: _Child, delay: float) -> None:
@@ -332,7 +332,7 @@ class Supervisor:
                 await previous.wait()
                 await trio.sleep(delay)
                 try:
-                    await child.actor.run()
+                    await child.actor.run_session()
                 except* trio.Cancelled:
                     raise
                 except* Exception as group:

@@ -3,7 +3,7 @@
 Theory of operation. This module is the supervisor's only exchange knowledge: for each
 ``[connections.NAME]`` it picks the adapter class from ``ADAPTERS``, builds the one
 adapter factory the actor uses for its first adapter and for every make-before-break
-successor, and gives the actor its own consumer queue (``Outbox``) with the configured
+successor, and gives the actor its own consumer queue (``ConsumerQueue``) with the configured
 overflow policy. The control loop in :mod:`supervisor.tree` only sees the actors.
 
 Shared request budgets: an exchange whose subscribe budget is counted per IP or account
@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
-from actors import ConnectionActor, Outbox, RegistryClient
+from actors import ConnectionActor, ConsumerQueue, RegistryClient
 from actors.exchanges import ADAPTERS, ExchangeProtocol, Pacer
 from actors.net import Connector, split_ws_url
 from supervisor.config import Config, ConnectionConfig
@@ -51,7 +51,7 @@ def build_actors(
         ConnectionActor(
             spec,
             new_adapter=_adapter_factory(spec, pacers),
-            outbox=Outbox(spec.overflow, spec.buffer),
+            queue=ConsumerQueue(spec.overflow, spec.buffer),
             registry=registry,
             connector=connector,
             close_timeout=settings.shutdown_timeout,

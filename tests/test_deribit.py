@@ -1238,7 +1238,7 @@ async def test_e2e_many_subscriptions_stay_within_the_credit_bucket(
 ) -> None:
     names = symbols(40)
     config = deribit_config(channels=["trades", "ticker", "book"], symbols=names)
-    # No data frames: nobody consumes them here, and a full outbox (overflow = block)
+    # No data frames: nobody consumes them here, and a full queue (overflow = block)
     # would rightly stop the actor, pacing included.
     async with deribit_fake(math.inf, instruments=names) as (exchange, deribit, connector):
         with trio.fail_after(100):

@@ -119,10 +119,10 @@ def test_supervisor_imports_only_public_actors_names(path: pathlib.Path) -> None
 
 def test_private_import_scan_names_file_and_line() -> None:
     text = (
-        "from actors import Outbox\n"
+        "from actors import ConsumerQueue\n"
         "from actors._errors import ConfigError\n"
         "from actors.exchanges._pacing import Pacer\n"
-        "import actors._outbox\n"
+        "import actors._errors\n"
         "from actors.net import _connect\n"
         "from actors.registry import Stats\n"
         "from supervisor._stream import MessageStream\n"
@@ -130,7 +130,7 @@ def test_private_import_scan_names_file_and_line() -> None:
     assert _private_actors_imports(text, "supervisor/x.py") == [
         "supervisor/x.py:2: from actors._errors import ConfigError",
         "supervisor/x.py:3: from actors.exchanges._pacing import Pacer",
-        "supervisor/x.py:4: import actors._outbox",
+        "supervisor/x.py:4: import actors._errors",
         "supervisor/x.py:5: from actors.net import _connect",
     ]
 

@@ -10,7 +10,7 @@ import pytest
 import trio
 import trio.testing
 
-from actors import ConnectionSpec, Outbox, Overflow, RegistryClient
+from actors import ConnectionSpec, ConsumerQueue, Overflow, RegistryClient
 from actors.exchanges import Batch, BookDelta, ExchangeProtocol
 from actors.exchanges.messages import SequenceGap
 from actors.exchanges.sdk.protocol import Frame
@@ -87,7 +87,7 @@ async def test_a_gap_is_counted_and_logged_and_its_reply_written_before_the_delt
     proto = GapOnSecondFrame(spec)
     socket = ScriptedSocket(["4", "5", "6"])
     send, receive = trio.open_memory_channel[RegistryEvent](100)
-    traffic = TrafficCounter("s", RegistryClient(send), Outbox(Overflow.BLOCK, 10))
+    traffic = TrafficCounter("s", RegistryClient(send), ConsumerQueue(Overflow.BLOCK, 10))
     seen: list[tuple[int | None, int, int, list[Frame]]] = []
 
     async def deliver(batch: Batch) -> None:

@@ -1,11 +1,11 @@
-"""RegistryActor bookkeeping and Outbox overflow policies, without sockets."""
+"""RegistryActor bookkeeping and ConsumerQueue overflow policies, without sockets."""
 
 from __future__ import annotations
 
 import pytest
 import trio
 
-from actors import Outbox, Overflow, RegistryActor
+from actors import ConsumerQueue, Overflow, RegistryActor
 from actors.exchanges import RawMessage
 from actors.registry import (
     Connected,
@@ -86,25 +86,25 @@ def batch(n: int) -> tuple[RawMessage, ...]:
     [(Overflow.DROP_NEWEST, [0, 1]), (Overflow.DROP_OLDEST, [3, 4])],
 )
 async def test_outbox_drop_policies(policy: Overflow, kept: list[int]) -> None:
-    outbox = Outbox(policy, 2)
+    queue = ConsumerQueue(policy, 2)
     for n in range(5):
-        await outbox.put(batch(n))
-    outbox.close()
-    assert [b[0].data async for b in outbox.receive] == kept
-    assert outbox.dropped == 3
+        await queue.put(batch(n))
+    queue.close()
+    assert [b[0].data async for b in queue.receive] == kept
+    assert queue.dropped == 3
 
 
 async def test_outbox_block_waits_for_the_consumer(autojump_clock: trio.testing.MockClock) -> None:
-    outbox = Outbox(Overflow.BLOCK, 1)
-    await outbox.put(batch(0))
+    queue = ConsumerQueue(Overflow.BLOCK, 1)
+    await queue.put(batch(0))
     with trio.move_on_after(5.0) as waited:
-        await outbox.put(batch(1))
+        await queue.put(batch(1))
     assert waited.cancelled_caught
-    assert outbox.receive.receive_nowait()[0].data == 0
-    await outbox.put(batch(2))
-    assert outbox.dropped == 0
+    assert queue.receive.receive_nowait()[0].data == 0
+    await queue.put(batch(2))
+    assert queue.dropped == 0
 
 
 def test_outbox_rejects_zero_capacity() -> None:
-    with pytest.raises(ValueError, match=r"^Outbox capacity must be at least 1, got 0$"):
-        Outbox(Overflow.BLOCK, 0)
+    with pytest.raises(ValueError, match=r"^ConsumerQueue capacity must be at least 1, got 0$"):
+        ConsumerQueue(Overflow.BLOCK, 0)

@@ -16,10 +16,10 @@ import trio
 from actors._spec import Overflow
 from actors.exchanges.messages import Batch
 
-__all__ = ["Outbox"]
+__all__ = ["ConsumerQueue"]
 
 
-class Outbox:
+class ConsumerQueue:
     """One connection's queue toward the consumer.
 
     Args:
@@ -32,7 +32,7 @@ class Outbox:
 
     def __init__(self, policy: Overflow, capacity: int) -> None:
         if capacity < 1:
-            raise ValueError(f"Outbox capacity must be at least 1, got {capacity!r}")
+            raise ValueError(f"ConsumerQueue capacity must be at least 1, got {capacity!r}")
         self.policy = policy
         self._send, self.receive = trio.open_memory_channel[Batch](capacity)
         #: Messages discarded by the overflow policy since creation.
@@ -45,7 +45,7 @@ class Outbox:
         policies never wait.
 
         Raises:
-            trio.ClosedResourceError: the outbox was closed with :meth:`close`.
+            trio.ClosedResourceError: the queue was closed with :meth:`close`.
         """
         if self.policy is Overflow.BLOCK:
             await self._send.send(batch)
