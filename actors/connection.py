@@ -1,7 +1,7 @@
-"""The ConnectionActor: one exchange connection, one session per ``run()``.
+"""The ConnectionActor: one exchange connection, one session per ``run_session()``.
 
 Theory of operation: the supervisor keeps one actor per configured connection for the
-whole life of the supervisor and calls :meth:`ConnectionActor.run` once per session:
+whole life of the supervisor and calls :meth:`ConnectionActor.run_session` once per session:
 
     permit (registry paces connects per host)
     -> connect (connector: TCP/TLS or a fake) -> WebSocket handshake   net/websocket.py
@@ -25,7 +25,7 @@ continuity ledger, :mod:`actors.handover`, decides), and it carries on. If the
 successor cannot be built, the old session goes on until the exchange closes it, and
 the supervisor then reconnects at once (``ServerClosing``).
 
-Who runs what: ``run()`` runs the first session itself and starts one task, the
+Who runs what: ``run_session()`` runs the first session itself and starts one task, the
 successor runner, which owns the nursery its successors run in. A session that hears a
 notice sends a request to the runner over a channel (each session holds its own clone
 of the send end) instead of spawning anything. The connection ends when the session
@@ -167,7 +167,7 @@ class ConnectionActor:
         """Run one session: connect, subscribe, receive until it ends.
 
         ``task_status.started()`` is called once the subscriptions are confirmed. A
-        make-before-break handover happens inside one ``run()``: it goes on with the
+        make-before-break handover happens inside one ``run_session()``: it goes on with the
         successor.
 
         Returns:

@@ -7,12 +7,12 @@ See the package docstring for the theory of operation; limits and stream names a
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, ClassVar, Final
+from typing import ClassVar, Final
 
 import msgspec
 
 from actors._spec import ConnectionSpec
-from actors.exchanges.binance import config, wire
+from actors.exchanges.binance import config, routes, wire
 from actors.exchanges.messages import Batch, ReconnectRequested
 from actors.exchanges.sdk.pacing import Pacer
 from actors.exchanges.sdk.protocol import ExchangeProtocol, Frame
@@ -29,176 +29,6 @@ _SNIFF_LEN: Final = len(_SNIFF)
 _INVALID_NAME: Final = frozenset({"2"})
 _SUBSCRIBE: Final = "SUBSCRIBE"
 _UNSUBSCRIBE: Final = "UNSUBSCRIBE"
-
-
-# -- routes: one per subscribed stream ------------------------------------------------------
-
-
-class _Route:
-    """How to turn one stream's frames into messages.
-
-    Attributes:
-        stream: the native stream name.
-        symbol: the normalized symbol its messages carry (``""`` if it has none).
-        native: the upper-case native symbol (``""`` if none), for frames without
-            envelope.
-        event: the ``e`` value its payloads carry without envelope (``""`` if none).
-    """
-
-    __slots__ = ("_bare", "_envelope", "event", "native", "owner", "stamp", "stream", "symbol")
-
-    payload: ClassVar[type[msgspec.Struct] | None] = None
-    event_name: ClassVar[str] = ""
-
-    def __init__(self, owner: BinanceProtocol, stream: str, symbol: str, native: str) -> None:
-        self.owner = owner
-        self.stamp = owner.stamp
-        self.stream = stream
-        self.symbol = symbol
-        self.native = native
-        self.event = self.event_name
-        payload = self.payload
-        if payload is not None:
-            self._envelope = owner.decoders.envelope(payload)
-            self._bare = owner.decoders.bare(payload)
-
-    def enveloped(self, data: Frame, received_at: float) -> Batch:
-        """Decode a ``{"stream","data"}`` frame of this stream (may raise DecodeError)."""
-        return self.build(self._envelope.decode(data).data, received_at)
-
-    def bare(self, data: Frame, received_at: float) -> Batch:
-        """Decode a payload without envelope (may raise DecodeError)."""
-        return self.build(self._bare.decode(data), received_at)
-
-    def build(self, payload: Any, received_at: float) -> Batch:  # pragma: no cover
-        raise NotImplementedError
-
-
-class _TradeRoute(_Route):
-    __slots__ = ()
-    payload = wire.Trade
-    event_name = "trade"
-
-    def build(self, payload: wire.Trade, received_at: float) -> Batch:
-        side: Final = "sell" if payload.m else "buy"
-        return (
-            self.stamp.trade(
-                received_at, self.symbol, side, payload.p, payload.q, str(payload.t), payload.T
-            ),
-        )
-
-
-class _AggTradeRoute(_Route):
-    __slots__ = ()
-    payload = wire.AggTrade
-    event_name = "aggTrade"
-
-    def build(self, payload: wire.AggTrade, received_at: float) -> Batch:
-        side: Final = "sell" if payload.m else "buy"
-        return (
-            self.stamp.trade(
-                received_at, self.symbol, side, payload.p, payload.q, str(payload.a), payload.T
-            ),
-        )
-
-
-class _TickerRoute(_Route):
-    __slots__ = ()
-    payload = wire.BookTicker
-    event_name = "bookTicker"
-
-    def build(self, payload: wire.BookTicker, received_at: float) -> Batch:
-        timestamp = payload.T if payload.T is not None else payload.E
-        return (
-            self.stamp.ticker(
-                received_at, self.symbol, payload.b, payload.B, payload.a, payload.A, timestamp
-            ),
-        )
-
-
-class _DepthRoute(_Route):
-    """Diff depth: a BookDelta per frame, checked against this stream's update-id chain."""
-
-    __slots__ = ()
-    payload = wire.Depth
-    event_name = "depthUpdate"
-
-    def build(self, payload: wire.Depth, received_at: float) -> Batch:
-        # USD-M links each diff to the previous one with pu; spot with U = previous u + 1.
-        prev = payload.pu if payload.pu is not None else payload.U - 1
-        self.owner.chain(self.stream, self.symbol, prev, payload.u)
-        timestamp = payload.T if payload.T is not None else payload.E
-        return (
-            self.stamp.delta(
-                received_at, self.symbol, payload.b, payload.a, payload.u, prev, timestamp
-            ),
-        )
-
-
-class _SpotPartialRoute(_Route):
-    """Spot ``@depth<N>``: the top N levels, as a BookSnapshot."""
-
-    __slots__ = ()
-    payload = wire.PartialDepth
-
-    def build(self, payload: wire.PartialDepth, received_at: float) -> Batch:
-        return (
-            self.stamp.snapshot(
-                received_at, self.symbol, payload.bids, payload.asks, payload.lastUpdateId, None
-            ),
-        )
-
-
-class _UsdmPartialRoute(_Route):
-    """USD-M ``@depth<N>``: a ``depthUpdate`` holding the top N levels, as a BookSnapshot."""
-
-    __slots__ = ()
-    payload = wire.Depth
-
-    def build(self, payload: wire.Depth, received_at: float) -> Batch:
-        timestamp = payload.T if payload.T is not None else payload.E
-        return (
-            self.stamp.snapshot(
-                received_at, self.symbol, payload.b, payload.a, payload.u, timestamp
-            ),
-        )
-
-
-class _RawRoute(_Route):
-    """A stream we do not decode: delivered as a RawMessage of the whole frame."""
-
-    __slots__ = ()
-
-    def enveloped(self, data: Frame, received_at: float) -> Batch:
-        return self.bare(data, received_at)
-
-    def bare(self, data: Frame, received_at: float) -> Batch:
-        return (self.stamp.raw(received_at, self.owner.decoders.any.decode(data)),)
-
-
-class _ShutdownRoute(_Route):
-    """``!serverShutdown``: ask the actor to reconnect now."""
-
-    __slots__ = ()
-    payload = wire.Shutdown
-
-    def build(self, payload: wire.Shutdown, received_at: float) -> Batch:
-        self.owner.emit(ReconnectRequested(reason=f"Binance serverShutdown notice (E={payload.E})"))
-        return ()
-
-
-def _route_type(kind: str, *, perp: bool) -> type[_Route]:
-    if kind == "trade":
-        return _TradeRoute
-    if kind == "aggTrade":
-        return _AggTradeRoute
-    if kind == "bookTicker":
-        return _TickerRoute
-    if config.DIFF_DEPTH.match(kind):
-        return _DepthRoute
-    if config.PARTIAL_DEPTH.match(kind):
-        return _UsdmPartialRoute if perp else _SpotPartialRoute
-    return _RawRoute
 
 
 class BinanceProtocol(ExchangeProtocol):
@@ -229,8 +59,8 @@ class BinanceProtocol(ExchangeProtocol):
         #: Every msgspec Decoder the routes use, built once.
         self.decoders = wire.Decoders()
         self._probe = self.decoders.probe.decode
-        self._routes: dict[str, _Route] = {}
-        self._bare_routes: dict[tuple[str, str], _Route] = {}
+        self._routes: dict[str, routes.Route] = {}
+        self._bare_routes: dict[tuple[str, str], routes.Route] = {}
         self._topics: list[str] = []
         self._has_raw = False
         # Requests on one connection: one every subscribe_spacing, per session.
@@ -246,8 +76,8 @@ class BinanceProtocol(ExchangeProtocol):
             if route.event and route.native:
                 self._bare_routes.setdefault((route.event, route.native), route)
         self._topics = list(self._routes)
-        self._routes["!serverShutdown"] = _ShutdownRoute(self, "!serverShutdown", "", "")
-        self._has_raw = any(type(r) is _RawRoute for r in self._routes.values())
+        self._routes["!serverShutdown"] = routes.ShutdownRoute(self, "!serverShutdown", "", "")
+        self._has_raw = any(type(r) is routes.RawRoute for r in self._routes.values())
 
     def topics(self) -> list[str]:
         return list(self._topics)
@@ -256,7 +86,7 @@ class BinanceProtocol(ExchangeProtocol):
     def _check(cls, spec: ConnectionSpec) -> list[tuple[str, str]]:
         return config.check(spec, exchange=cls.exchange, perp=cls.perp)
 
-    def _plan(self, spec: ConnectionSpec) -> Iterable[tuple[str, type[_Route], str, str]]:
+    def _plan(self, spec: ConnectionSpec) -> Iterable[tuple[str, type[routes.Route], str, str]]:
         """(stream, route class, message symbol, native symbol) for every stream."""
         perp = self.perp
         normalized: dict[str, str] = {}  # lower-case stream symbol -> message symbol
@@ -268,11 +98,11 @@ class BinanceProtocol(ExchangeProtocol):
                 normalized[symbol.lower()] = config.from_native(symbol, perp=perp)
         for topic in config.topics_of(spec):
             if topic.startswith("!"):
-                yield topic, _RawRoute, "", ""
+                yield topic, routes.RawRoute, "", ""
                 continue
             name = topic.partition("@")[0]
             symbol = normalized.get(name) or config.from_native(name.upper(), perp=perp)
-            route_type = _route_type(config.stream_type(topic), perp=perp)
+            route_type = routes.route_type(config.stream_type(topic), perp=perp)
             yield topic, route_type, symbol, name.upper()
 
     # -- session ----------------------------------------------------------------------
@@ -308,7 +138,7 @@ class BinanceProtocol(ExchangeProtocol):
         paced SUBSCRIBE frames to isolate invalid streams), ``MalformedFrame`` for anything
         it cannot understand. Never raises.
         """
-        route: _Route | None = None
+        route: routes.Route | None = None
         if isinstance(data, str):
             if data.startswith(_SNIFF):
                 route = self._routes.get(data[_SNIFF_LEN : data.find('"', _SNIFF_LEN)])
@@ -344,7 +174,7 @@ class BinanceProtocol(ExchangeProtocol):
                 )
                 return ()
             try:
-                if type(route) is _RawRoute:
+                if type(route) is routes.RawRoute:
                     return route.bare(data, received_at)
                 return route.bare(probe.data, received_at)
             except msgspec.DecodeError as exc:
