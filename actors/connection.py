@@ -122,9 +122,10 @@ class ConnectionActor:
 
     Args:
         spec: the connection.
-        new_adapter: builds a fresh adapter for ``spec.exchange``; called once here (that
-            adapter is kept across sessions) and once per make-before-break successor,
-            so both are built the same way.
+        new_adapter: builds a fresh adapter for ``spec.exchange`` from a spec; called once
+            here with ``spec`` (that adapter is kept across sessions) and once per
+            make-before-break successor with the current adapter's spec (so
+            subscriptions changed at run time carry over), so both are built the same way.
         queue: the queue toward the consumer (kept across sessions).
         registry: where state changes and traffic go.
         connector: opens the stream under the WebSocket.
@@ -135,7 +136,7 @@ class ConnectionActor:
         self,
         spec: ConnectionSpec,
         *,
-        new_adapter: Callable[[], ExchangeProtocol],
+        new_adapter: Callable[[ConnectionSpec], ExchangeProtocol],
         queue: ConsumerQueue,
         registry: RegistryClient,
         connector: Connector,
@@ -145,7 +146,7 @@ class ConnectionActor:
         self._new_adapter = new_adapter
         #: The adapter of the session that is the connection (a successor's, once it
         #: took over).
-        self.protocol = new_adapter()
+        self.protocol = new_adapter(spec)
         self.queue = queue
         self._registry = registry
         self._connector = connector
@@ -372,8 +373,8 @@ class ConnectionActor:
 
     async def _successor(self, handover: _Handover) -> None:
         # A fresh adapter for the new socket, built like the first one (so it draws on
-        # the same shared request budget).
-        proto = self._new_adapter()
+        # the same shared request budget), for what the connection subscribes now.
+        proto = self._new_adapter(self.protocol.spec)
         try:
             await self._registry.permit(split_ws_url(proto.url)[1], proto.connect_rate)
             await self._run_session(proto, handover.requests, handover=handover)

@@ -281,7 +281,7 @@ class Session:
                 while True:
                     if until():
                         return True
-                    if await self._write_and_route() and until():
+                    if proto.has_output and await self._write_and_route() and until():
                         return True  # checked again with no checkpoint before the wait
                     wake_at = min(
                         self.last_frame + stale_after, proto.deadline(), traffic.next_flush, by
@@ -343,7 +343,8 @@ class Session:
                     sample=sample[:200],
                 )
             )
-        await self._write_and_route()
+        if self.proto.has_output:
+            await self._write_and_route()
         if batch:
             traffic.messages += len(batch)
             await self.deliver(batch)

@@ -132,6 +132,19 @@ CLIENTS: list[tuple[str, str]] = [
     ("websockets_msgspec", "websockets `recv()` + `msgspec.json.decode`"),
 ]
 
+
+def _clients() -> list[tuple[str, str]]:
+    """The client kinds of this run: CLIENTS, and the baseline's "ours" beside ours."""
+    if not BASELINE:
+        return CLIENTS
+    label = BASELINE["label"]
+    extra = [
+        ("base_ours_messages", f"{label}: `sup.messages()`"),
+        ("base_ours_batches", f"{label}: `sup.batches()`"),
+    ]
+    return CLIENTS[:2] + extra + CLIENTS[2:]
+
+
 #: Average CPUs busy with other work above which a section carries a caution.
 NOISY_LOAD = 0.25
 
@@ -474,8 +487,13 @@ def _pin_args(cpu: int | None) -> list[str]:
     return [] if cpu is None else ["--cpu", str(cpu)]
 
 
-def _child(args: list[str], cpu: int | None) -> dict[str, Any]:
-    command = [sys.executable, __file__, *args, *_pin_args(cpu)]
+#: Another interpreter whose environment has an earlier commit of this project installed
+#: (``--baseline``): its "ours" clients and adapter run beside the current ones.
+BASELINE: dict[str, str] = {}
+
+
+def _child(args: list[str], cpu: int | None, python: str | None = None) -> dict[str, Any]:
+    command = [python or sys.executable, __file__, *args, *_pin_args(cpu)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{shlex.join(args)} failed:\n{done.stderr}")
@@ -548,11 +566,18 @@ def measure(n: int, reps: int, pin: bool) -> dict[str, Any]:
     try:
         assert server.stdout is not None
         port = int(server.stdout.readline())
-        trials: dict[str, list[dict[str, float]]] = {kind: [] for kind, _ in CLIENTS}
+        trials: dict[str, list[dict[str, float]]] = {kind: [] for kind, _ in _clients()}
         for rep in range(reps):
-            for kind, _ in CLIENTS:
+            for kind, _ in _clients():
                 meter = _LoadMeter(server.pid)
-                result = _child(["_client", kind, "--port", str(port), "--n", str(n)], client_cpu)
+                python = None
+                if kind.startswith("base_"):
+                    python, kind_run = BASELINE["python"], kind.removeprefix("base_")
+                else:
+                    kind_run = kind
+                result = _child(
+                    ["_client", kind_run, "--port", str(port), "--n", str(n)], client_cpu, python
+                )
                 result["other_load"] = meter.read()[0]
                 trials[kind].append(result)
                 print(
@@ -562,6 +587,11 @@ def measure(n: int, reps: int, pin: bool) -> dict[str, Any]:
                     flush=True,
                 )
         micro = _child(["_micro", "--n", str(n), "--reps", str(reps)], client_cpu)
+        if BASELINE:
+            base = _child(
+                ["_micro", "--n", str(n), "--reps", str(reps)], client_cpu, BASELINE["python"]
+            )
+            micro["base_adapter"] = base["adapter"]
     finally:
         server.kill()
         server.wait()
@@ -592,7 +622,7 @@ def render_table(results: dict[str, Any]) -> str:
         "| client | CPU µs/msg | msgs/s (wall) | cpu/wall | other load |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
-    for kind, label in CLIENTS:
+    for kind, label in _clients():
         trials = results["trials"][kind]
         cpu_us = [t["cpu"] / n * 1e6 for t in trials]
         rate = [n / t["wall"] / 1000 for t in trials]
@@ -611,6 +641,10 @@ def render_table(results: dict[str, Any]) -> str:
         "adapter": "Binance adapter `receive_frame(frame, 0.0, 0.0)` → `Trade`",
         "msgspec": "`msgspec.json.decode(frame)` → `dict` (reference)",
     }
+    if "base_adapter" in results["micro"]:
+        micro_labels["base_adapter"] = (
+            f"{BASELINE['label']}: Binance adapter `receive_frame` → `Trade`"
+        )
     for key, label in micro_labels.items():
         per_frame = [seconds / n * 1e6 for seconds in results["micro"][key]]
         rows.append(f"| {label} | {_spread(per_frame, '.2f')} |")
@@ -748,7 +782,18 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--write", action="store_true", help="add/replace a BENCHMARKS.md section")
     parser.add_argument("--label", help="section title in BENCHMARKS.md (default: the commit)")
+    parser.add_argument(
+        "--baseline",
+        metavar="PYTHON",
+        help="also run our clients and adapter with this interpreter (an environment with an "
+        "earlier commit installed), interleaved in the same run",
+    )
+    parser.add_argument(
+        "--baseline-label", default="baseline", help="what the baseline rows are called"
+    )
     args = parser.parse_args(argv)
+    if args.baseline:
+        BASELINE.update(python=args.baseline, label=args.baseline_label)
 
     if args.internal == "_serve":
         serve(args.n, args.cpu)

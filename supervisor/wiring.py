@@ -9,7 +9,7 @@ overflow policy. The control loop in :mod:`supervisor.tree` only sees the actors
 Shared request budgets: an exchange whose subscribe budget is counted per IP or account
 rather than per connection declares ``shared_pacing``; every connection of that
 exchange to the same host then shares one :class:`~actors.exchanges.Pacer`. The host
-is read from the URL the adapter will actually open (``new_adapter().url``), so an
+is read from the URL the adapter will actually open (``new_adapter(spec).url``), so an
 adapter that picks its endpoint from its subscriptions (Binance USD-M's ``/market``
 vs ``/public``) is paced with the connections that really share its host.
 """
@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
-from actors import ConnectionActor, ConsumerQueue, RegistryClient
+from actors import ConnectionActor, ConnectionSpec, ConsumerQueue, RegistryClient
 from actors.exchanges import ADAPTERS, ExchangeProtocol, Pacer
 from actors.net import Connector, split_ws_url
 from supervisor.config import Config, ConnectionConfig
@@ -62,13 +62,15 @@ def build_actors(
 
 def _adapter_factory(
     spec: ConnectionConfig, pacers: dict[tuple[str, str], Pacer]
-) -> Callable[[], ExchangeProtocol]:
-    """The adapter factory for ``spec``, sharing a pacer from ``pacers`` if it needs one."""
+) -> Callable[[ConnectionSpec], ExchangeProtocol]:
+    """The adapter factory for ``spec``'s exchange, sharing a pacer from ``pacers`` if it
+    needs one. It takes the spec to build for: the configured one at start, the current
+    one (subscriptions changed at run time included) for a successor."""
     adapter = ADAPTERS[spec.exchange]
     if adapter.shared_pacing is None:
-        return functools.partial(adapter, spec, pacer=None)
+        return functools.partial(adapter, pacer=None)
     # Adapters are plain objects, cheap to build: ask a throwaway one which URL it
     # opens rather than guessing from spec.url and default_url.
     host = split_ws_url(adapter(spec).url)[1]
     pacer = pacers.setdefault((spec.exchange, host), Pacer(*adapter.shared_pacing))
-    return functools.partial(adapter, spec, pacer=pacer)
+    return functools.partial(adapter, pacer=pacer)

@@ -1,0 +1,82 @@
+"""ConnectionActor: one adapter factory, and successors that subscribe what the connection
+subscribes now (run-time changes included)."""
+
+from __future__ import annotations
+
+import math
+
+import msgspec
+import trio
+import trio.testing
+
+from actors import (
+    ConnectionActor,
+    ConnectionSpec,
+    ConsumerQueue,
+    Overflow,
+    RegistryActor,
+    RegistryClient,
+)
+from actors.exchanges import BinanceProtocol, ExchangeProtocol
+from actors.exchanges.messages import Subscribe
+from actors.registry import Registered, RegistryEvent
+from supervisor.testing import FakeBinance, open_fake_exchange
+
+
+async def test_a_successor_subscribes_what_the_connection_subscribes_now(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    binance = FakeBinance()
+    built: list[ExchangeProtocol] = []
+
+    def new_adapter(spec: ConnectionSpec) -> ExchangeProtocol:
+        proto = BinanceProtocol(spec)
+        built.append(proto)
+        return proto
+
+    async with open_fake_exchange(
+        name="binance", transport="memory", interval=1.0, handler=binance
+    ) as fake:
+        spec = msgspec.convert(
+            {
+                "name": "b",
+                "exchange": "binance",
+                "url": fake.url.replace("/ws", "/stream"),
+                "channels": ["trades"],
+                "symbols": ["BTC-USDT"],
+            },
+            ConnectionSpec,
+        )
+        send, receive = trio.open_memory_channel[RegistryEvent](math.inf)
+        actor = ConnectionActor(
+            spec,
+            new_adapter=new_adapter,
+            queue=ConsumerQueue(Overflow.DROP_OLDEST, 1000),
+            registry=(actor_registry := RegistryClient(send)),
+            connector=fake.connect,
+            close_timeout=1.0,
+        )
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                registry = RegistryActor(connect_attempts=10, connect_interval=1.0)
+                nursery.start_soon(registry.run, receive)
+                await actor_registry.report(
+                    Registered(connection="b", exchange="binance", url=actor.url)
+                )
+                await nursery.start(actor.run_session)
+                assert [proto.spec for proto in built] == [spec]
+                actor.protocol.send(Subscribe(symbols=("ETH-USDT",)), trio.current_time())
+                await trio.sleep_until(trio.current_time() + 2.0)  # the next frames wake it
+                assert fake.sessions[0].received[-1] == (
+                    '{"method":"SUBSCRIBE","params":["ethusdt@trade"],"id":2}'
+                )
+                await binance.server_shutdown()
+                await trio.sleep_until(trio.current_time() + 15.0)
+                assert len(built) == 2
+                assert built[1].spec.symbols == ("BTC-USDT", "ETH-USDT")
+                assert fake.sessions[1].received[0] == (
+                    '{"method":"SUBSCRIBE","params":["btcusdt@trade","ethusdt@trade"],"id":1}'
+                )
+                assert actor.protocol is built[1]
+                assert set(actor.protocol.subscriptions.values()) == {"live"}
+                nursery.cancel_scope.cancel(reason="test over")
