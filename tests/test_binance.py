@@ -51,7 +51,7 @@ from actors.exchanges.messages import (
 from actors.exchanges.sdk.protocol import AdapterState
 from supervisor import Config, ConfigError, config_from_dict, open_supervisor
 from supervisor.testing import FakeExchange, open_fake_exchange
-from supervisor.testing._binance import DEFAULT_EPOCH_MS, FakeBinance, FakeBinanceUsdm
+from supervisor.testing.fakes.binance import DEFAULT_EPOCH_MS, FakeBinance, FakeBinanceUsdm
 
 DATA = pathlib.Path(__file__).parent / "data" / "binance"
 #: Where test connections point; the memory fake serves any URL.

@@ -46,7 +46,7 @@ from actors.exchanges.messages import (
 from actors.exchanges.sdk.protocol import AdapterState
 from supervisor import Config, ConfigError, config_from_dict, open_supervisor
 from supervisor.testing import FakeBybit, FakeExchange, open_fake_exchange
-from supervisor.testing._bybit import DEFAULT_EPOCH_MS, FIRST_TRADE_ID, FIRST_UPDATE_ID
+from supervisor.testing.fakes.bybit import DEFAULT_EPOCH_MS, FIRST_TRADE_ID, FIRST_UPDATE_ID
 
 DATA = Path(__file__).parent / "data" / "bybit"
 #: The ``received_at`` the synchronous tests pass to the adapter.

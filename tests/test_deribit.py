@@ -47,7 +47,7 @@ from actors.exchanges.messages import (
 from actors.exchanges.sdk.protocol import AdapterState
 from supervisor import Config, config_from_dict, open_supervisor
 from supervisor.testing import FakeExchange, open_fake_exchange
-from supervisor.testing._deribit import FakeDeribit
+from supervisor.testing.fakes.deribit import FakeDeribit
 
 DATA = Path(__file__).parent / "data" / "deribit"
 D = Decimal

@@ -23,7 +23,7 @@ import trio.testing
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_stream
 
 from supervisor.testing import FakeBybit, FakeExchange, open_fake_exchange
-from supervisor.testing._bybit import (
+from supervisor.testing.fakes.bybit import (
     DEFAULT_EPOCH_MS,
     DEFAULT_MAX_CONNECTS,
     FIRST_SEQ,

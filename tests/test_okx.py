@@ -46,7 +46,7 @@ from actors.exchanges.okx import OkxProtocol
 from actors.exchanges.sdk.protocol import AdapterState
 from supervisor import Config, ConfigError, config_from_dict, open_supervisor
 from supervisor.testing import FakeExchange, open_fake_exchange
-from supervisor.testing._okx import EPOCH_MS, FakeOkx
+from supervisor.testing.fakes.okx import EPOCH_MS, FakeOkx
 
 DATA = Path(__file__).parent / "data" / "okx"
 URL = "wss://ws.okx.com:8443/ws/v5/public"
