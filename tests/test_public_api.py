@@ -57,6 +57,39 @@ def test_config_package_exports_exactly_its_seam() -> None:
     )
 
 
+TESTING_MODULES = [
+    "supervisor.testing.fake",
+    "supervisor.testing.fakes.binance",
+    "supervisor.testing.fakes.bybit",
+    "supervisor.testing.fakes.deribit",
+    "supervisor.testing.fakes.okx",
+]
+
+
+def _defined_public_names(module: ModuleType) -> set[str]:
+    """Public names a module defines at top level (classes, functions, assignments)."""
+    assert module.__file__ is not None
+    tree = ast.parse(pathlib.Path(module.__file__).read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+    return {name for name in names if not name.startswith("_")}
+
+
+@pytest.mark.parametrize("name", TESTING_MODULES)
+def test_testing_modules_export_what_they_define(name: str) -> None:
+    # The generic fake and the per-exchange fakes are public modules: tests and users
+    # import their constants (e.g. fakes.binance.DEFAULT_EPOCH_MS). Their __all__ is
+    # sorted ruff's way (constants first), so only the set is compared.
+    module = importlib.import_module(name)
+    assert set(module.__all__) == _defined_public_names(module)
+
+
 def _imports(path: pathlib.Path) -> set[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     found: set[str] = set()

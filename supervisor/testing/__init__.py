@@ -3,19 +3,24 @@
 :func:`open_fake_exchange` runs a real WebSocket server (loopback TCP or in-memory
 streams) that streams numbered data frames and injects scripted faults: close frames,
 resets, stalls, garbage and oversized frames, refused connections, a slow sender.
+
+Layout: :mod:`supervisor.testing.fake` is the generic fault-injecting server;
+:mod:`supervisor.testing.fakes` holds one rule-enforcing session handler per exchange
+(``fakes.binance``, ``fakes.okx``, ``fakes.deribit``, ``fakes.bybit``), whose modules
+also export each fake's cited constants (e.g. ``fakes.binance.DEFAULT_EPOCH_MS``).
 """
 
-from ._binance import FakeBinance as FakeBinance
-from ._binance import FakeBinanceUsdm as FakeBinanceUsdm
-from ._bybit import FakeBybit as FakeBybit
-from ._deribit import FakeDeribit as FakeDeribit
-from ._fake import FakeExchange as FakeExchange
-from ._fake import FakeSession as FakeSession
-from ._fake import SessionHandler as SessionHandler
-from ._fake import SessionIO as SessionIO
-from ._fake import open_fake_exchange as open_fake_exchange
-from ._fake import route as route
-from ._okx import FakeOkx as FakeOkx
+from supervisor.testing.fake import FakeExchange as FakeExchange
+from supervisor.testing.fake import FakeSession as FakeSession
+from supervisor.testing.fake import SessionHandler as SessionHandler
+from supervisor.testing.fake import SessionIO as SessionIO
+from supervisor.testing.fake import open_fake_exchange as open_fake_exchange
+from supervisor.testing.fake import route as route
+from supervisor.testing.fakes.binance import FakeBinance as FakeBinance
+from supervisor.testing.fakes.binance import FakeBinanceUsdm as FakeBinanceUsdm
+from supervisor.testing.fakes.bybit import FakeBybit as FakeBybit
+from supervisor.testing.fakes.deribit import FakeDeribit as FakeDeribit
+from supervisor.testing.fakes.okx import FakeOkx as FakeOkx
 
 __all__ = [
     "FakeBinance",

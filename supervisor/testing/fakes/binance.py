@@ -56,7 +56,7 @@ import msgspec
 import trio
 from trio_websocket import ConnectionClosed
 
-from supervisor.testing._fake import SessionIO
+from supervisor.testing.fake import SessionIO
 
 __all__ = [
     "DEFAULT_EPOCH_MS",

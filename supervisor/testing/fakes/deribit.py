@@ -52,15 +52,18 @@ import msgspec
 import trio
 from trio_websocket import ConnectionClosed
 
-from supervisor.testing._fake import SessionIO
+from supervisor.testing.fake import SessionIO
 
 __all__ = [
+    "DEFAULT_ANSWER_WINDOW",
     "DEFAULT_INSTRUMENTS",
     "DEFAULT_MIN_HEARTBEAT",
     "DEFAULT_REQUEST_BURST",
     "DEFAULT_REQUEST_RATE",
+    "DEFAULT_START_MS",
     "DEFAULT_SUBSCRIBE_BURST",
     "DEFAULT_SUBSCRIBE_RATE",
+    "DEFAULT_VERSION",
     "VIOLATION_CLOSE_CODE",
     "FakeDeribit",
     "FakeDeribitSession",

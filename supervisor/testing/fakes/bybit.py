@@ -73,7 +73,7 @@ import msgspec
 import trio
 from trio_websocket import ConnectionClosed
 
-from ._fake import SessionIO
+from supervisor.testing.fake import SessionIO
 
 __all__ = [
     "DEFAULT_EPOCH_MS",
@@ -87,6 +87,11 @@ __all__ = [
     "DEFAULT_SPOT_DEPTHS",
     "DEFAULT_SPOT_MAX_ARGS",
     "DEFAULT_SPOT_SYMBOLS",
+    "FIRST_SEQ",
+    "FIRST_TRADE_ID",
+    "FIRST_UPDATE_ID",
+    "SEQ_STEP",
+    "UNKNOWN_PATH_CLOSE_CODE",
     "BybitSessionState",
     "Category",
     "FakeBybit",

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any, final
 
 import msgspec
@@ -22,8 +21,9 @@ import trio
 import trio.testing
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_stream
 
+from exchanges.helpers import fixture_lines
 from supervisor.testing import FakeBybit, FakeExchange, open_fake_exchange
-from supervisor.testing._bybit import (
+from supervisor.testing.fakes.bybit import (
     DEFAULT_EPOCH_MS,
     DEFAULT_MAX_CONNECTS,
     FIRST_SEQ,
@@ -682,12 +682,11 @@ def test_fake_rejects_bad_constants() -> None:
 
 # == the fake against the documented shapes (tests/data/bybit) ======================
 
-DATA = Path(__file__).parent / "data" / "bybit"
+lines = fixture_lines("bybit")
 
 
 def fixture(name: str) -> list[dict[str, Any]]:
-    lines = (DATA / name).read_text(encoding="utf-8").splitlines()
-    return [msgspec.json.decode(line) for line in lines]
+    return [msgspec.json.decode(line) for line in lines(name)]
 
 
 def shape(frame: dict[str, Any]) -> tuple[list[str], list[str]]:

@@ -44,7 +44,7 @@ import msgspec
 import trio
 from trio_websocket import ConnectionClosed
 
-from ._fake import SessionIO
+from supervisor.testing.fake import SessionIO
 
 __all__ = [
     "DEFAULT_IDLE_TIMEOUT",
@@ -53,7 +53,15 @@ __all__ = [
     "DEFAULT_MAX_REQUEST_BYTES",
     "DEFAULT_NO_SUBSCRIBE_TIMEOUT",
     "DEFAULT_REQUEST_WINDOW",
+    "EPOCH_MS",
     "FAKE_CHANNELS",
+    "FIRST_SEQ_ID",
+    "IDLE_CLOSE_CODE",
+    "NOTICE_MESSAGE",
+    "OVERSIZED_CLOSE_CODE",
+    "OVERSIZED_CLOSE_REASON",
+    "RATE_CLOSE_CODE",
+    "SEQ_STEP",
     "FakeOkx",
 ]
 

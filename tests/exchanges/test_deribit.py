@@ -1,31 +1,22 @@
-"""Deribit v2: the sans-IO adapter, its rule-enforcing fake, and both through the supervisor.
+"""Deribit v2: recorded frames through the sans-IO adapter, synchronously.
 
 Rules of this file: fixtures come from ``tests/data/deribit`` (byte copies of
 ``../shared/fixtures/deribit``). Where a recorded reply must answer one of our requests,
 its ``"id"`` is rewritten to our request's id (``with_id``) and nothing else changes.
 Adapter tests are synchronous: frames in, messages, events and frames out, time passed
-as numbers. Fake and end-to-end tests run on the memory transport under
-``autojump_clock`` with exact virtual times (0.375 s pacing and 1 s data intervals are
-exact in binary); every one has a ``fail_after`` deadline. ``received_at`` is wall-clock
-time, so end-to-end messages are compared with it zeroed (``plain``).
+as numbers. The fake is tested in ``test_deribit_fake.py``, the supervisor against it in
+``test_deribit_end_to_end.py``.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
-import trio
-import trio.testing
-import trio_websocket
-from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from actors._errors import ConfigError, LocalProtocolError
 from actors._spec import ConnectionSpec
@@ -35,7 +26,6 @@ from actors.exchanges.messages import (
     BookSnapshot,
     HeartbeatMissed,
     MalformedFrame,
-    Message,
     RawMessage,
     ReconnectRequested,
     SequenceGap,
@@ -45,23 +35,16 @@ from actors.exchanges.messages import (
     Trade,
 )
 from actors.exchanges.sdk.protocol import AdapterState
-from supervisor import Config, config_from_dict, open_supervisor
-from supervisor.testing import FakeExchange, open_fake_exchange
-from supervisor.testing._deribit import FakeDeribit
+from exchanges.helpers import connection_spec, deribit_symbols, fixture_lines
+from supervisor import config_from_dict
 
-DATA = Path(__file__).parent / "data" / "deribit"
 D = Decimal
 BTC = ("trades.BTC-PERPETUAL.100ms", "quote.BTC-PERPETUAL", "book.BTC-PERPETUAL.100ms")
 ETH = ("trades.ETH-PERPETUAL.100ms", "quote.ETH-PERPETUAL", "book.ETH-PERPETUAL.100ms")
 HEARTBEAT_MISSED = (
     "no frame from Deribit for 20 s although public/set_heartbeat asked for a heartbeat every 10 s"
 )
-#: Exchange time of the fake at trio time 0 (FakeDeribit's start_ms default).
-T0 = 1765541474086
-
-
-def lines(name: str) -> list[str]:
-    return (DATA / name).read_text().splitlines()
+lines = fixture_lines("deribit")
 
 
 def with_id(frame: str, request_id: int) -> str:
@@ -72,7 +55,7 @@ def with_id(frame: str, request_id: int) -> str:
 
 
 def spec(**values: Any) -> ConnectionSpec:
-    return msgspec.convert({"name": "d", "exchange": "deribit", **values}, type=ConnectionSpec)
+    return connection_spec("d", "deribit", **values)
 
 
 def requests(frames: list[str | bytes]) -> list[dict[str, Any]]:
@@ -118,8 +101,6 @@ def ticker(**values: Any) -> Ticker:
 
 
 # -- fixtures: every copied frame ---------------------------------------------------------
-
-
 def test_trades_fixture_is_an_array_of_taker_trades() -> None:
     proto = live(channels=["trades"], symbols=["BTC-USD-PERP"])
     [frame] = lines("trades_100ms_btc_perpetual_2025.jsonl")
@@ -378,8 +359,6 @@ def test_errors_fixture_refuses_the_whole_request(index: int, code: str, message
 
 
 # -- the adapter without sockets or clocks ----------------------------------------------
-
-
 def test_session_frames_state_machine_and_ids_across_sessions() -> None:
     proto = DeribitProtocol(
         spec(channels=["trades", "ticker", "book"], symbols=["BTC-USD-PERP", "ETH-PERPETUAL"])
@@ -416,10 +395,6 @@ def test_session_frames_state_machine_and_ids_across_sessions() -> None:
     assert [e.kind for e in proto.events() if isinstance(e, MalformedFrame)] == ["unexpected_reply"]
 
 
-def symbols(count: int) -> list[str]:
-    return [f"C{i}-PERPETUAL" for i in range(count)]
-
-
 def release_times(proto: DeribitProtocol, until: float) -> list[float]:
     """Tick the adapter at each deadline before ``until``; when each frame was released."""
     times: list[float] = []
@@ -430,7 +405,7 @@ def release_times(proto: DeribitProtocol, until: float) -> list[float]:
 
 
 def test_subscribe_pacing_burst_then_spacing() -> None:
-    proto, sent = started(channels=["trades", "book"], symbols=symbols(12))
+    proto, sent = started(channels=["trades", "book"], symbols=deribit_symbols(12))
     assert [r["method"] for r in sent] == ["public/set_heartbeat"] + ["public/subscribe"] * 5
     assert proto.deadline() == 0.375
     assert release_times(proto, until=20.0) == [0.375, 0.75, 1.125, 1.5, 1.875, 2.25, 2.625]
@@ -438,7 +413,7 @@ def test_subscribe_pacing_burst_then_spacing() -> None:
 
 
 def test_pacing_remembers_credits_across_sessions_and_returns_unsent_slots() -> None:
-    proto, sent = started(channels=["book"], symbols=symbols(12))
+    proto, sent = started(channels=["book"], symbols=deribit_symbols(12))
     assert len(sent) == 6
     proto.tick(0.375)
     assert len(proto.frames_to_send()) == 1
@@ -478,7 +453,7 @@ def test_heartbeat_deadline_moves_with_every_frame_and_misses_once() -> None:
 
 
 def test_too_many_requests_refuses_and_drops_unwritten_subscribes() -> None:
-    proto, sent = started(channels=["trades", "ticker", "book"], symbols=symbols(7))
+    proto, sent = started(channels=["trades", "ticker", "book"], symbols=deribit_symbols(7))
     assert proto.deadline() == 0.375  # two subscribes still scheduled
     [error] = [line for line in lines("errors.jsonl") if "10028" in line]
     assert feed(proto, with_id(error, 6), now=0.1) == ()
@@ -866,568 +841,3 @@ def test_check_runs_in_config_loading() -> None:
             },
             source="<test>",
         )
-
-
-# -- the fake on its own (a bare trio-websocket client) ---------------------------------
-
-
-@asynccontextmanager
-async def client(exchange: FakeExchange) -> AsyncIterator[WebSocketConnection]:
-    stream = await exchange.connect(exchange.url)
-    async with trio.open_nursery() as nursery:
-        ws = await trio_websocket.wrap_client_stream(nursery, stream, "deribit", "/ws")  # type: ignore[arg-type]
-        try:
-            yield ws
-        finally:
-            await ws.aclose()
-            await stream.aclose()
-
-
-async def call(ws: WebSocketConnection, request_id: int, method: str, **params: Any) -> Any:
-    request = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
-    await ws.send_message(msgspec.json.encode(request).decode())
-    return msgspec.json.decode(await ws.get_message())
-
-
-def error_of(reply: dict[str, Any]) -> tuple[int, str]:
-    return reply["error"]["code"], reply["error"]["message"]
-
-
-@pytest.mark.parametrize(("answer_window", "closed_at"), [(None, 20.0), (2.5, 12.5)])
-async def test_fake_closes_a_client_that_ignores_test_request(
-    autojump_clock: trio.testing.MockClock, answer_window: float | None, closed_at: float
-) -> None:
-    deribit = FakeDeribit(answer_window=answer_window)
-    with trio.fail_after(100):
-        async with (
-            open_fake_exchange(name="deribit", transport="memory", handler=deribit) as exchange,
-            client(exchange) as ws,
-        ):
-            reply = await call(ws, 1, "public/set_heartbeat", interval=10)
-            assert (reply["id"], reply["result"]) == (1, "ok")
-            assert await ws.get_message() == (
-                '{"jsonrpc":"2.0","method":"heartbeat","params":{"type":"heartbeat"}}'
-            )
-            assert await ws.get_message() == (
-                '{"jsonrpc":"2.0","method":"heartbeat","params":{"type":"test_request"}}'
-            )
-            assert trio.current_time() == 10.0
-            with pytest.raises(ConnectionClosed) as closed:
-                await ws.get_message()
-            assert trio.current_time() == closed_at
-    reason = closed.value.reason
-    assert reason is not None
-    assert reason.code == 1008
-    assert deribit.sessions[0].closed == reason.reason
-    assert (deribit.sessions[0].test_requests, deribit.sessions[0].answered) == (1, 0)
-
-
-async def test_fake_keeps_a_client_that_answers(autojump_clock: trio.testing.MockClock) -> None:
-    deribit = FakeDeribit(answer_window=0.5)
-    with trio.fail_after(100):
-        async with (
-            open_fake_exchange(name="deribit", transport="memory", handler=deribit) as exchange,
-            client(exchange) as ws,
-        ):
-            await call(ws, 1, "public/set_heartbeat", interval=10)
-            for n in range(2, 6):
-                await ws.get_message()  # heartbeat
-                await ws.get_message()  # test_request
-                reply = await call(ws, n, "public/test")
-                assert reply["result"] == {"version": "1.2.26"}
-            assert trio.current_time() == 40.0
-    session = deribit.sessions[0]
-    assert (session.test_requests, session.answered, session.closed) == (4, 4, None)
-
-
-async def test_fake_refuses_bad_requests_as_deribit_does(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    deribit = FakeDeribit()
-    with trio.fail_after(100):
-        async with (
-            open_fake_exchange(
-                name="deribit", transport="memory", handler=deribit, interval=1.0
-            ) as exchange,
-            client(exchange) as ws,
-        ):
-            short = await call(ws, 1, "public/set_heartbeat", interval=5)
-            assert short["error"] == {
-                "code": -32602,
-                "message": "Invalid params",
-                "data": {"param": "interval", "reason": "must be a number of seconds, at least 10"},
-            }
-            assert error_of(await call(ws, 2, "public/nope")) == (-32601, "Method not found")
-            await ws.send_message("{not json")
-            assert error_of(msgspec.json.decode(await ws.get_message())) == (-32700, "Parse error")
-            raw = await call(
-                ws,
-                3,
-                "public/subscribe",
-                channels=["trades.BTC-PERPETUAL.100ms", "book.BTC-PERPETUAL.raw"],
-            )
-            assert error_of(raw) == (13778, "raw_subscriptions_not_available_for_unauthorized")
-            unknown = await call(
-                ws, 4, "public/subscribe", channels=["quote.BTC-PERPETUAL", "quote.NOPE-PERPETUAL"]
-            )
-            assert unknown["error"]["data"] == {
-                "param": "channels",
-                "reason": "unknown instrument in channel quote.NOPE-PERPETUAL",
-            }
-            # Whole-request rejection: nothing of those requests was subscribed, no data.
-            assert deribit.sessions[0].channels == []
-            ok = await call(ws, 5, "public/subscribe", channels=["quote.ETH-PERPETUAL"])
-            assert ok["result"] == ["quote.ETH-PERPETUAL"]
-            quote = msgspec.json.decode(await ws.get_message())
-            assert trio.current_time() == 1.0
-            assert quote["params"] == {
-                "channel": "quote.ETH-PERPETUAL",
-                "data": {
-                    "timestamp": T0 + 1000,
-                    "instrument_name": "ETH-PERPETUAL",
-                    "best_ask_price": 3120.75,
-                    "best_bid_price": 3120.25,
-                    "best_ask_amount": 99470.0,
-                    "best_bid_amount": 133440.0,
-                },
-            }
-    assert deribit.sessions[0].errors == [
-        (-32602, "Invalid params"),
-        (-32601, "Method not found"),
-        (-32700, "Parse error"),
-        (13778, "raw_subscriptions_not_available_for_unauthorized"),
-        (-32602, "Invalid params"),
-    ]
-
-
-async def test_fake_subscribe_bucket_answers_10028_then_closes(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    deribit = FakeDeribit(subscribe_burst=2, subscribe_rate=1.0)
-    with trio.fail_after(100):
-        async with (
-            open_fake_exchange(name="deribit", transport="memory", handler=deribit) as exchange,
-            client(exchange) as ws,
-        ):
-            for n in (1, 2):
-                reply = await call(ws, n, "public/subscribe", channels=["quote.BTC-PERPETUAL"])
-                assert reply["result"] == ["quote.BTC-PERPETUAL"]
-            # Other methods draw on their own bucket.
-            assert (await call(ws, 3, "public/test"))["result"] == {"version": "1.2.26"}
-            refused = await call(ws, 4, "public/subscribe", channels=["quote.ETH-PERPETUAL"])
-            assert refused["id"] == 4
-            assert error_of(refused) == (10028, "too_many_requests")
-            with pytest.raises(ConnectionClosed) as closed:
-                await ws.get_message()
-            assert trio.current_time() == 0.0
-    assert closed.value.reason is not None
-    assert (closed.value.reason.code, closed.value.reason.reason) == (1008, "too_many_requests")
-
-
-async def test_fake_book_gap_injection(autojump_clock: trio.testing.MockClock) -> None:
-    deribit = FakeDeribit()
-    with trio.fail_after(100):
-        async with (
-            open_fake_exchange(
-                name="deribit", transport="memory", handler=deribit, interval=1.0
-            ) as exchange,
-            client(exchange) as ws,
-        ):
-            await call(ws, 1, "public/subscribe", channels=["book.BTC-PERPETUAL.100ms"])
-            books = []
-            for _ in range(2):
-                books.append(msgspec.json.decode(await ws.get_message())["params"]["data"])
-            assert deribit.inject_gap("BTC-PERPETUAL") == 1
-            assert deribit.inject_gap("ETH-PERPETUAL") == 0
-            for _ in range(2):
-                books.append(msgspec.json.decode(await ws.get_message())["params"]["data"])
-    assert [(b["type"], b["prev_change_id"], b["change_id"]) for b in books] == [
-        ("snapshot", None, 133112427566),
-        ("change", 133112427566, 133112427567),
-        ("change", 133112427568, 133112427569),  # 133112427568 was never sent
-        ("change", 133112427569, 133112427570),
-    ]
-
-
-# -- end to end: the supervisor against the fake ----------------------------------------
-
-
-class Connector:
-    """Connects every URL to one memory fake and records the trio time of each attempt."""
-
-    def __init__(self, exchange: FakeExchange) -> None:
-        self.exchange = exchange
-        self.attempts: list[tuple[float, str]] = []
-
-    async def __call__(self, url: str) -> trio.abc.Stream:
-        self.attempts.append((trio.current_time(), url))
-        return await self.exchange.connect(url)
-
-    def times(self) -> list[float]:
-        return [t for t, _ in self.attempts]
-
-
-def deribit_config(**connection: Any) -> Config:
-    """One Deribit connection "d" on the default endpoint; deterministic 1-2-4 s backoff."""
-    return config_from_dict(
-        {
-            "supervisor": {"shutdown_timeout": 1.0},
-            "defaults": {
-                "backoff": {
-                    "initial": 1.0,
-                    "max": 8.0,
-                    "multiplier": 2.0,
-                    "jitter": "none",
-                    "reset_after": 10.0,
-                }
-            },
-            "connections": {"d": {"exchange": "deribit", "stale_after": 60.0, **connection}},
-        },
-        source="<test>",
-    )
-
-
-@asynccontextmanager
-async def deribit_fake(
-    interval: float = 1.0, **options: Any
-) -> AsyncIterator[tuple[FakeExchange, FakeDeribit, Connector]]:
-    deribit = FakeDeribit(**options)
-    async with open_fake_exchange(
-        name="deribit", transport="memory", handler=deribit, interval=interval
-    ) as exchange:
-        yield exchange, deribit, Connector(exchange)
-
-
-def plain(message: Message) -> Message:
-    """``message`` without its wall-clock ``received_at``."""
-    return msgspec.structs.replace(message, received_at=0.0)
-
-
-async def take(stream: AsyncIterator[Message], count: int) -> list[Message]:
-    return [plain(await stream.__anext__()) for _ in range(count)]
-
-
-async def test_e2e_typed_messages_flow(autojump_clock: trio.testing.MockClock) -> None:
-    config = deribit_config(
-        channels=["trades", "ticker", "book"], symbols=["BTC-USD-PERP", "ETH-PERPETUAL"]
-    )
-    base: dict[str, Any] = {"connection": "d", "exchange": "deribit", "received_at": 0.0}
-    async with deribit_fake() as (exchange, deribit, connector):
-        with trio.fail_after(30):
-            async with open_supervisor(config, connector=connector) as sup:
-                stream = sup.messages()
-                first = await take(stream, 8)
-                assert trio.current_time() == 1.0
-                second = await take(stream, 8)
-                assert trio.current_time() == 2.0
-                stats = (await sup.stats()).connections[0]
-    assert first[:5] == [
-        Trade(**base, symbol="BTC-USD-PERP", side="sell", price=D("92294.5"), amount=D("10.0"),
-              trade_id="403691824", timestamp=T0 + 1000),
-        Trade(**base, symbol="BTC-USD-PERP", side="buy", price=D("92295.0"), amount=D("20.0"),
-              trade_id="403691825", timestamp=T0 + 1000),
-        Ticker(**base, symbol="BTC-USD-PERP", bid=D("92294.5"), bid_size=D("133440.0"),
-               ask=D("92295.0"), ask_size=D("99470.0"), timestamp=T0 + 1000),
-        BookSnapshot(
-            **base, symbol="BTC-USD-PERP",
-            bids=tuple((D(92294.5) - D("0.5") * i, D(1000 + 100 * i)) for i in range(5)),
-            asks=tuple((D(92294.5) + D("0.5") * (i + 1), D(800 + 100 * i)) for i in range(5)),
-            sequence=133112427566, timestamp=T0 + 1000,
-        ),
-        Trade(**base, symbol="ETH-USD-PERP", side="sell", price=D("3120.25"), amount=D("10.0"),
-              trade_id="403691824", timestamp=T0 + 1000),
-    ]  # fmt: skip
-    assert [type(m).__name__ for m in first[5:]] == ["Trade", "Ticker", "BookSnapshot"]
-    assert second[3] == BookDelta(
-        **base, symbol="BTC-USD-PERP", bids=((D("92294.5"), D("950.0")),),
-        asks=((D("92295.5"), D(0)),), sequence=133112427567, prev_sequence=133112427566,
-        timestamp=T0 + 2000,
-    )  # fmt: skip
-    assert connector.attempts == [(0.0, "wss://www.deribit.com/ws/api/v2")]
-    # set_heartbeat first, then one subscribe per instrument, all at t=0.
-    sent = [msgspec.json.decode(frame) for frame in exchange.sessions[0].received]
-    assert [(r["id"], r["method"]) for r in sent] == [
-        (1, "public/set_heartbeat"),
-        (2, "public/subscribe"),
-        (3, "public/subscribe"),
-    ]
-    assert deribit.sessions[0].subscribes == [(0.0, BTC), (0.0, ETH)]
-    assert stats.state == "live"
-    assert stats.subscriptions == dict.fromkeys(BTC + ETH, "live")
-    assert (stats.malformed, stats.gaps) == (0, 0)
-
-
-async def test_e2e_heartbeats_alone_keep_a_quiet_session(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    config = deribit_config(channels=["trades"], symbols=["BTC-USD-PERP"], stale_after=30.0)
-    async with deribit_fake(interval=math.inf) as (exchange, deribit, connector):
-        with trio.fail_after(100):
-            async with open_supervisor(config, connector=connector) as sup:
-                await trio.sleep_until(65.0)
-                stats = (await sup.stats()).connections[0]
-    session = deribit.sessions[0]
-    assert session.heartbeat == 10.0
-    assert (session.test_requests, session.answered, session.closed) == (6, 6, None)
-    assert [t for t, method in session.methods if method == "public/test"] == [
-        10.0, 20.0, 30.0, 40.0, 50.0, 60.0,
-    ]  # fmt: skip
-    assert connector.times() == [0.0]
-    assert len(exchange.sessions) == 1
-    assert (stats.state, stats.connects, stats.restarts) == ("live", 1, 0)
-    assert stats.frames == 1 + 1 + 12 + 6  # acks, heartbeats + test_requests, test replies
-
-
-async def test_e2e_silent_exchange_is_heartbeat_missed_at_the_exact_time(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    config = deribit_config(channels=["trades"], symbols=["BTC-USD-PERP"])  # stale_after 60
-    async with deribit_fake(interval=math.inf) as (exchange, deribit, connector):
-        with trio.fail_after(100):
-            async with open_supervisor(config, connector=connector) as sup:
-                await trio.sleep_until(15.0)
-                exchange.stall()  # last frames at t=10: heartbeat, test_request, test reply
-                await exchange.wait_until(lambda f: len(f.sessions) == 2)
-                assert trio.current_time() == 31.0  # missed at 10 + 2 * 10, backoff 1 s
-                await trio.sleep_until(32.0)
-                stats = (await sup.stats()).connections[0]
-    assert connector.times() == [0.0, 31.0]
-    assert deribit.sessions[1].subscribes == [(31.0, ("trades.BTC-PERPETUAL.100ms",))]
-    assert stats.last_error == f"FeedStale: heartbeat missed: {HEARTBEAT_MISSED}"
-    assert stats.subscriptions == {"trades.BTC-PERPETUAL.100ms": "live"}
-
-
-async def test_e2e_fake_drops_a_client_that_never_answers_test_request(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    # The raw adapter sends set_heartbeat but knows nothing of test_request.
-    async with deribit_fake(interval=math.inf) as (exchange, deribit, connector):
-        set_heartbeat = (
-            '{"jsonrpc":"2.0","id":1,"method":"public/set_heartbeat","params":{"interval":10}}'
-        )
-        config = config_from_dict(
-            {
-                "supervisor": {"shutdown_timeout": 1.0},
-                "connections": {
-                    "r": {
-                        "exchange": "raw",
-                        "url": exchange.url,
-                        "subscribe": [set_heartbeat],
-                        "stale_after": 60.0,
-                        "backoff": {"initial": 1.0, "jitter": "none"},
-                    }
-                },
-            },
-            source="<test>",
-        )
-        with trio.fail_after(100):
-            async with open_supervisor(config, connector=connector) as sup:
-                await exchange.wait_until(lambda f: len(f.sessions) == 2)
-                stats = (await sup.stats()).connections[0]
-    # test_request at 10, unanswered for the 1 s window: closed at 11, back at 12.
-    assert connector.times() == [0.0, 12.0]
-    assert deribit.sessions[0].closed == "test_request not answered within 1 s"
-    assert stats.last_error == (
-        "ConnectionLost: connection lost: close code 1008 (POLICY_VIOLATION) "
-        "'test_request not answered within 1 s' from ws://deribit.fake.invalid/ws"
-    )
-
-
-async def test_e2e_many_subscriptions_stay_within_the_credit_bucket(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    names = symbols(40)
-    config = deribit_config(channels=["trades", "ticker", "book"], symbols=names)
-    # No data frames: nobody consumes them here, and a full queue (overflow = block)
-    # would rightly stop the actor, pacing included.
-    async with deribit_fake(math.inf, instruments=names) as (exchange, deribit, connector):
-        with trio.fail_after(100):
-            async with open_supervisor(config, connector=connector) as sup:
-                await exchange.wait_until(
-                    lambda f: bool(deribit.sessions) and len(deribit.sessions[0].subscribes) == 40
-                )
-                assert trio.current_time() == 35 * 0.375
-                await exchange.close(1011, "restart")  # reconnect 1 s later, right after
-                await exchange.wait_until(
-                    lambda f: (
-                        len(deribit.sessions) == 2 and len(deribit.sessions[1].subscribes) == 40
-                    )
-                )
-                await trio.sleep_until(30.0)
-                stats = (await sup.stats()).connections[0]
-    first, second = deribit.sessions
-    assert [t for t, _ in first.subscribes] == [0.0] * 5 + [0.375 * k for k in range(1, 36)]
-    # The second session starts 1 s after the first one's last call: our bucket, empty
-    # then, has refilled 2.67 calls' worth, so it does not burst five.
-    assert [t for t, _ in second.subscribes][:4] == [14.125, 14.125, 14.25, 14.625]
-    assert first.errors == second.errors == []
-    assert (first.closed, second.closed) == (None, None)
-    assert set(stats.subscriptions.values()) == {"live"}
-    assert len(stats.subscriptions) == 120
-
-
-async def test_e2e_a_stricter_fake_limit_is_enforced(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    config = deribit_config(
-        channels=["trades"], symbols=["BTC-USD-PERP", "ETH-USD-PERP", "BTC-USDC-PERP", "BTC-USDC"]
-    )
-    async with deribit_fake(subscribe_burst=2, subscribe_rate=0.1) as (
-        exchange,
-        deribit,
-        connector,
-    ):
-        with trio.fail_after(100):
-            async with open_supervisor(config, connector=connector) as sup:
-                await exchange.wait_until(lambda f: bool(f.sessions) and not f.sessions[0].open)
-                stats = (await sup.stats()).connections[0]
-                await exchange.wait_until(lambda f: len(f.sessions) == 2)
-    assert deribit.sessions[0].closed == "too_many_requests"
-    assert stats.subscriptions == {
-        "trades.BTC-PERPETUAL.100ms": "live",
-        "trades.ETH-PERPETUAL.100ms": "live",
-        "trades.BTC_USDC-PERPETUAL.100ms": "failed: 10028 too_many_requests",
-        # written at t=0 too, but the fake closed before reading it
-        "trades.BTC_USDC.100ms": "pending",
-    }
-    # 10028 is not a planned disconnect: the ordinary backoff (1 s) spaces the reconnect.
-    assert connector.times() == [0.0, 1.0]
-
-
-async def test_e2e_acks_and_refusals_in_stats(autojump_clock: trio.testing.MockClock) -> None:
-    config = deribit_config(
-        channels=["trades", "book"],
-        symbols=["BTC-USD-PERP", "DOGE-PERPETUAL"],
-        raw=["ticker.ETH-PERPETUAL.100ms", "deribit_price_index.btc_usd"],
-    )
-    async with deribit_fake() as (_, deribit, connector):
-        with trio.fail_after(30):
-            async with open_supervisor(config, connector=connector) as sup:
-                stream = sup.messages()
-                messages = await take(stream, 4)
-                stats = (await sup.stats()).connections[0]
-    assert deribit.sessions[0].errors == [(-32602, "Invalid params")] * 2
-    assert stats.state == "live"
-    assert stats.subscriptions == {
-        "trades.BTC-PERPETUAL.100ms": "live",
-        "book.BTC-PERPETUAL.100ms": "live",
-        "trades.DOGE-PERPETUAL.100ms": "failed: -32602 Invalid params",
-        "book.DOGE-PERPETUAL.100ms": "failed: -32602 Invalid params",
-        "ticker.ETH-PERPETUAL.100ms": "live",
-        "deribit_price_index.btc_usd": "failed: -32602 Invalid params",
-    }
-    assert [(type(m).__name__, getattr(m, "symbol", None)) for m in messages] == [
-        ("Trade", "BTC-USD-PERP"),
-        ("Trade", "BTC-USD-PERP"),
-        ("BookSnapshot", "BTC-USD-PERP"),
-        ("Ticker", "ETH-USD-PERP"),
-    ]
-
-
-async def test_e2e_resubscribes_after_a_reconnect(autojump_clock: trio.testing.MockClock) -> None:
-    config = deribit_config(channels=["ticker", "book"], symbols=["ETH-USD-PERP"])
-    topics = ("quote.ETH-PERPETUAL", "book.ETH-PERPETUAL.100ms")
-    async with deribit_fake() as (exchange, deribit, connector):
-        with trio.fail_after(30):
-            async with open_supervisor(config, connector=connector) as sup:
-                stream = sup.messages()
-                await take(stream, 4)  # t=1 and t=2
-                await exchange.close(1011, "restart")  # at t=2
-                again = await take(stream, 2)
-                assert trio.current_time() == 4.0  # reconnect at 3, first data at 4
-                stats = (await sup.stats()).connections[0]
-    assert connector.times() == [0.0, 3.0]
-    assert deribit.sessions[1].subscribes == [(3.0, topics)]
-    sent = [msgspec.json.decode(frame) for frame in exchange.sessions[1].received]
-    assert [(r["id"], r["method"]) for r in sent] == [
-        (3, "public/set_heartbeat"),
-        (4, "public/subscribe"),
-    ]
-    assert [type(m).__name__ for m in again] == ["Ticker", "BookSnapshot"]
-    assert stats.subscriptions == dict.fromkeys(topics, "live")
-    assert (stats.connects, stats.state) == (2, "live")
-
-
-async def test_e2e_maintenance_notice_hands_over_to_a_successor_session(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    config = deribit_config(channels=["trades"], symbols=["BTC-USD-PERP"], raw=["platform_state"])
-    async with deribit_fake() as (exchange, deribit, connector):
-        with trio.fail_after(30):
-            async with open_supervisor(config, connector=connector) as sup:
-                stream = sup.messages()
-                await take(stream, 4)  # trades at t=1 and t=2
-                await trio.sleep_until(2.5)
-                assert await deribit.maintenance() == 1
-                notice = await take(stream, 1)
-                # the successor goes live, then the old session is closed
-                await exchange.wait_until(lambda f: len(f.sessions) == 2)
-                await exchange.wait_until(lambda f: not f.sessions[0].open)
-                await sup.stop()
-                stats = (await sup.stats()).connections[0]
-    assert notice == [
-        RawMessage(connection="d", exchange="deribit", received_at=0.0, data={"maintenance": True})
-    ]
-    assert connector.times() == [0.0, 2.5]  # make-before-break: connected at once
-    assert (stats.restarts, stats.connects, stats.last_error) == (0, 2, "")
-    assert exchange.sessions[0].close_code == 1000  # the old session closed cleanly
-
-
-async def test_e2e_book_gap_is_counted_and_the_session_goes_on(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    config = deribit_config(channels=["book"], symbols=["BTC-USD-PERP"])
-    async with deribit_fake() as (exchange, deribit, connector):
-        with trio.fail_after(30):
-            async with open_supervisor(config, connector=connector) as sup:
-                stream = sup.messages()
-                await take(stream, 2)  # snapshot at 1, change at 2
-                assert deribit.inject_gap("BTC-PERPETUAL") == 1
-                gapped, after = await take(stream, 2)
-                assert trio.current_time() == 4.0
-                stats = (await sup.stats()).connections[0]
-    assert isinstance(gapped, BookDelta)
-    assert isinstance(after, BookDelta)
-    assert (gapped.prev_sequence, gapped.sequence) == (133112427568, 133112427569)
-    assert (after.prev_sequence, after.sequence) == (133112427569, 133112427570)
-    assert stats.gaps == 1
-    assert len(exchange.sessions) == 1
-    assert (stats.restarts, stats.state) == (0, "live")
-
-
-async def test_e2e_connections_to_one_host_share_the_subscribe_credits(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    # Deribit counts subscribe credits per IP: two connections together must stay within
-    # one budget (the fake's bucket is shared by all sessions, like Deribit's).
-    names = [f"C{i}-PERPETUAL" for i in range(16)]
-    deribit = FakeDeribit(instruments=names)
-    async with open_fake_exchange(
-        name="deribit", transport="memory", handler=deribit, interval=math.inf
-    ) as exchange:
-        config = config_from_dict(
-            {
-                "supervisor": {"shutdown_timeout": 1.0},
-                "connections": {
-                    name: {
-                        "exchange": "deribit",
-                        "url": exchange.url,
-                        "channels": ["trades"],
-                        "symbols": symbols,
-                        "stale_after": 60.0,
-                    }
-                    for name, symbols in (("a", names[:8]), ("b", names[8:]))
-                },
-            },
-            source="<test>",
-        )
-        with trio.fail_after(60):
-            async with open_supervisor(config, connector=exchange.connect) as sup:
-                await trio.sleep_until(5.0)
-                stats = (await sup.stats()).connections
-    assert [s.restarts for s in stats] == [0, 0]
-    assert all(set(s.subscriptions.values()) == {"live"} for s in stats)
-    times = sorted(t for session in deribit.sessions for t, _ in session.subscribes)
-    # One schedule for both: a burst of 5, then one every 0.375 s.
-    assert times == [0.0] * 5 + [0.375 * k for k in range(1, 12)]
-    assert [session.closed for session in deribit.sessions] == [None, None]
