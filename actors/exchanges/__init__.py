@@ -12,12 +12,15 @@ from actors.exchanges.deribit import DeribitProtocol as DeribitProtocol
 from actors.exchanges.messages import Batch as Batch
 from actors.exchanges.messages import BookDelta as BookDelta
 from actors.exchanges.messages import BookSnapshot as BookSnapshot
+from actors.exchanges.messages import Command as Command
 from actors.exchanges.messages import MalformedFrame as MalformedFrame
 from actors.exchanges.messages import Message as Message
 from actors.exchanges.messages import RawMessage as RawMessage
+from actors.exchanges.messages import Subscribe as Subscribe
 from actors.exchanges.messages import Subscribed as Subscribed
 from actors.exchanges.messages import Ticker as Ticker
 from actors.exchanges.messages import Trade as Trade
+from actors.exchanges.messages import Unsubscribe as Unsubscribe
 from actors.exchanges.okx import OkxProtocol as OkxProtocol
 from actors.exchanges.raw import RawProtocol as RawProtocol
 from actors.exchanges.sdk.pacing import Pacer as Pacer
@@ -34,6 +37,7 @@ __all__ = [
     "BookSnapshot",
     "BybitLinearProtocol",
     "BybitProtocol",
+    "Command",
     "DeribitProtocol",
     "ExchangeProtocol",
     "MalformedFrame",
@@ -42,9 +46,11 @@ __all__ = [
     "Pacer",
     "RawMessage",
     "RawProtocol",
+    "Subscribe",
     "Subscribed",
     "Ticker",
     "Trade",
+    "Unsubscribe",
 ]
 
 #: Adapter classes by the ``exchange`` name used in config.
