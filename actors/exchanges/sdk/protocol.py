@@ -26,8 +26,11 @@ The caller's loop, for one session::
         wait for a frame until min(proto.deadline(), stale deadline)
         on timeout: proto.tick(now)
         on a frame: batch = proto.receive_frame(data, now, received_at)
-                    deliver batch if not empty
+                    write its frames, handle its events, then deliver batch
     proto.end_session()
+
+At any time, ``proto.send(Subscribe(...) | Unsubscribe(...), now)`` changes what the
+connection subscribes, now (frames to write) and for every later session.
 """
 
 from __future__ import annotations
@@ -97,12 +100,14 @@ class ExchangeProtocol(abc.ABC):
 
     The object lives as long as its connection (across sessions); per-session state is
     reset by :meth:`start_session`. An adapter declares its tables (class attributes)
-    and implements two things: :meth:`_on_start` (queue the session's subscribe
-    requests with :meth:`send_at`/:meth:`send_now` and :meth:`expect` their topics) and
-    :meth:`decode` (one frame in, messages out; acks reported with :meth:`confirm` /
-    :meth:`refuse` / :meth:`report`, gaps with :meth:`chain`). It may choose a heartbeat
-    policy (:meth:`_heartbeat`) and override :meth:`_on_end`, :meth:`_timer`,
-    :meth:`_on_tick` for timers of its own.
+    and writes its codecs: :meth:`_configure` (routes for a spec), :meth:`topics`,
+    :meth:`_subscribe` / :meth:`_unsubscribe` (requests, queued with
+    :meth:`send_at`/:meth:`send_now`, ids from :attr:`book`), and :meth:`decode` (one
+    frame in, messages out; acks reported with :meth:`confirm` / :meth:`refuse` /
+    :meth:`report`, gaps with :meth:`chain`), plus :meth:`_check` for config. It may
+    choose a heartbeat policy (:meth:`_heartbeat`) and override :meth:`_on_start` (to
+    send a setup request first), :meth:`_on_end`, :meth:`_timer`, :meth:`_on_tick`.
+    docs/adapters.md walks through writing one.
 
     Args:
         spec: the connection this adapter serves (name, channels, symbols, ...).
