@@ -143,15 +143,13 @@ class TrafficCounter:
             event.received,
         )
 
-    async def frame_done(self, now: float) -> None:
-        """A frame counted at ``now`` is handled: schedule a report, or send a due one.
-
-        Cancellation: atomic, as :meth:`flush`.
-        """
+    def frame_done(self, now: float) -> bool:
+        """A frame counted at ``now`` is handled: schedule a report; True if one is due
+        (the caller then awaits :meth:`flush`; no coroutine per frame otherwise)."""
         if self.next_flush == math.inf:
             self.next_flush = now + DEFAULT_FLUSH_INTERVAL
-        elif now >= self.next_flush:
-            await self.flush(now)
+            return False
+        return now >= self.next_flush
 
     async def flush(self, now: float) -> None:
         """Report what was counted since the last report (nothing if nothing was).
@@ -351,7 +349,8 @@ class Session:
             # Time spent blocked on the consumer is not silence from the exchange: the
             # stale clock restarts once we can read again.
             self.last_frame = trio.current_time()
-        await traffic.frame_done(now)
+        if traffic.frame_done(now):
+            await traffic.flush(now)
 
     async def _write_and_route(self) -> bool:
         """Write the frames the adapter queued and route its events; False if none."""
