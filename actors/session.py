@@ -277,10 +277,14 @@ class Session:
             with trio.CancelScope() as waiting:
                 self._waiting = waiting
                 while True:
+                    # Write and route first: a session that went live inside
+                    # start_session (no acks to wait for) has written its subscribe
+                    # frames before anyone hears it is live. A retiring session writes
+                    # nothing more.
+                    if proto.has_output and not self.retiring:
+                        await self._write_and_route()
                     if until():
-                        return True
-                    if proto.has_output and await self._write_and_route() and until():
-                        return True  # checked again with no checkpoint before the wait
+                        return True  # checked with no checkpoint before the wait
                     wake_at = min(
                         self.last_frame + stale_after, proto.deadline(), traffic.next_flush, by
                     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from actors.exchanges.sdk.pacing import Pacer
+from actors.exchanges.sdk.pacing import Pacer, WindowPacer
 
 
 def test_burst_then_spacing() -> None:
@@ -31,3 +31,13 @@ def test_give_back_only_when_nobody_reserved_since() -> None:
 def test_rejects_bad_budgets() -> None:
     with pytest.raises(ValueError, match=r"^Pacer needs burst >= 1 and spacing > 0, got 0, 1.0$"):
         Pacer(0, 1.0)
+
+
+def test_window_pacer_never_allows_more_than_its_limit_in_any_window() -> None:
+    # OKX: N requests per hour per connection; nothing sent for two hours, then four.
+    pacer = WindowPacer(2, 3600.0)
+    pacer.reset()
+    assert [pacer.reserve(7300.0) for _ in range(4)] == [7300.0, 7300.0, 10900.0, 10900.0]
+    assert pacer.reserve(20000.0) == 20000.0
+    pacer.reset()  # a new connection starts with its whole budget
+    assert pacer.reserve(20000.0) == 20000.0

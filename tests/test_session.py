@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import logging
 
+import msgspec
 import pytest
 import trio
 import trio.testing
 
 from actors import ConnectionSpec, ConsumerQueue, Overflow, RegistryClient
-from actors.exchanges import Batch, BookDelta, ExchangeProtocol
+from actors.exchanges import AdapterState, Batch, BookDelta, ExchangeProtocol, RawProtocol
 from actors.exchanges.messages import SequenceGap
 from actors.exchanges.sdk.protocol import Frame
 from actors.registry import RegistryEvent
@@ -120,4 +121,40 @@ async def test_a_gap_is_counted_and_logged_and_its_reply_written_before_the_delt
     assert caplog.records[0].getMessage() == (
         "s: BTC-USDT book sequence gap: expected to continue from 4, got 3"
     )
+    receive.close()
+
+
+async def test_a_session_live_at_start_writes_its_frames_before_it_says_so(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # The raw adapter needs no acks: it is LIVE as soon as the session starts, and the
+    # actor then reports LIVE and calls task_status.started(). Its subscribe frames must
+    # be on the wire by then (found in review: the pump checked until() first).
+    spec = msgspec.convert(
+        {"name": "r", "exchange": "raw", "url": ScriptedSocket.url, "subscribe": ["hello"]},
+        ConnectionSpec,
+    )
+    proto = RawProtocol(spec)
+    socket = ScriptedSocket([])
+    send, receive = trio.open_memory_channel[RegistryEvent](100)
+    queue = ConsumerQueue(Overflow.BLOCK, 10)
+
+    async def ignore(*args: object) -> None:
+        pass
+
+    session = Session(
+        "r",
+        proto,
+        socket,  # type: ignore[arg-type]
+        stale_after=30.0,
+        traffic=TrafficCounter("r", RegistryClient(send), queue),
+        deliver=queue.put,
+        on_subscriptions=ignore,
+        on_notice=ignore,
+    )
+    session.start()
+    with trio.fail_after(10):
+        assert await session.pump(until=lambda: proto.state is AdapterState.LIVE)
+    assert socket.sent == ["hello"]
+    assert trio.current_time() == 0.0
     receive.close()

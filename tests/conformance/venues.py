@@ -48,6 +48,9 @@ class Venue:
     #: it counts per IP across connections (then it is checked over sessions too).
     has_budget: ClassVar[bool] = True
     per_ip: ClassVar[bool] = False
+    #: The most symbols one connection of the spec's shape may hold (the exchange's
+    #: per-connection limit, which check() enforces).
+    max_symbols: ClassVar[int] = 512
 
     def __init__(self) -> None:
         #: Topics requested, per session, in the order requested.
@@ -271,6 +274,8 @@ class BybitVenue(Venue):
     spec = {"channels": ["trades", "book"], "symbols": ["BTC-USDT", "ETH-USDT"]}
     book_topic = "orderbook.50.BTCUSDT"
     book_symbol = "BTC-USDT"
+    #: 21,000 characters of args per connection: about 428 symbols of trades and books.
+    max_symbols = 400
     refused_topic = "publicTrade.ETHUSDT"
     refusal_code = "handler not found"
 
@@ -304,11 +309,15 @@ class BybitVenue(Venue):
         return frames
 
     def check_budget(self, sent: Sequence[tuple[float, Frame]]) -> None:
+        subscribed: list[str] = []
         for _, frame in sent:
             request = _json(frame)
             if request["op"] == "subscribe":
                 assert len(request["args"]) <= 10
-                assert len(_dump(request["args"])) <= 21_000
+                subscribed += request["args"]
+        # "for one public connection, you cannot have length of args over 21,000
+        # characters" (bybit.md §3), read strictly: the connection's args together.
+        assert len(_dump(subscribed)) <= 21_000
 
 
 class BybitLinearVenue(BybitVenue):

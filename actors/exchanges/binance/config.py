@@ -130,10 +130,7 @@ def stream_symbol(symbol: str) -> str:
 
 def from_native(native: str, *, perp: bool) -> str:
     """The message symbol for a native name (``BTCUSDT`` -> ``BTC-USDT[-PERP]``)."""
-    split = split_native(native)
-    if split == native:
-        return native
-    return f"{split}-PERP" if perp else split
+    return symbols.from_native(native, KNOWN_QUOTES, perp=perp)
 
 
 def topics_of(spec: ConnectionSpec) -> list[str]:

@@ -104,13 +104,7 @@ class BybitProtocol(ExchangeProtocol):
 
     @staticmethod
     def _groups(topics: list[str]) -> list[list[str]]:
-        return batches(
-            [(t, len(t) + 2) for t in topics],
-            max_items=config.MAX_ARGS,
-            max_bytes=config.MAX_ARGS_CHARS,
-            overhead=2,
-            separator=1,
-        )
+        return batches([(t, 0) for t in topics], max_items=config.MAX_ARGS)
 
     def _request(self, topics: Sequence[str], op: str = "subscribe") -> None:
         request = self.book.request(topics, op)
@@ -227,7 +221,7 @@ class BybitProtocol(ExchangeProtocol):
             self.confirm((topic,))  # still live from before: not a failure
         else:
             self.refuse(topic, reason, message)
-        rest = [t for t in request.topics if t != topic]
+        rest = [t for t in request.topics if t != topic and t in self.book.states]
         if rest:
             self._request(rest)
 

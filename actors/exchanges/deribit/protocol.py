@@ -62,11 +62,9 @@ class DeribitProtocol(ExchangeProtocol):
         self._symbols = SymbolMap(config.to_native, config.normalized)
         self._configure(spec)
         # Subscribe pacing: this session's reservations on the shared per-host Pacer
-        # (GCRA, kept across sessions and connections), and the latest time frames were
-        # released (what was due by then was written).
+        # (GCRA, kept across sessions and connections).
         assert self.pacer is not None
         self._reservations = Reservations(self.pacer)
-        self._released_at = 0.0
 
     @classmethod
     def _check(cls, spec: ConnectionSpec) -> list[tuple[str, str]]:
@@ -132,7 +130,6 @@ class DeribitProtocol(ExchangeProtocol):
     # -- session -------------------------------------------------------------------
 
     def _on_start(self, now: float) -> None:
-        self._released_at = now
         interval: float | int = self._interval
         if float(interval).is_integer():
             interval = int(interval)
@@ -155,10 +152,7 @@ class DeribitProtocol(ExchangeProtocol):
 
     def _on_end(self) -> None:
         # Subscribe calls that were scheduled but never written cost Deribit no credits.
-        self._reservations.give_back_unsent(self._released_at)
-
-    def _on_tick(self, now: float) -> None:
-        self._released_at = now
+        self._reservations.give_back_unsent(self.released_at)
 
     def _request(
         self,

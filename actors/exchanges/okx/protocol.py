@@ -108,20 +108,21 @@ class OkxProtocol(ExchangeProtocol):
         # All requests are queued at the start of a session; the window pacer keeps any
         # window at or under OKX's per-connection request limit (subscribe and
         # unsubscribe requests count alike).
-        self._window.reset(now)
+        self._window.reset()
         super()._on_start(now)
 
     def _subscribe(self, now: float, topics: list[str]) -> None:
         targets = [self._targets[topic] for topic in topics]
         for frame, group in config.pack(targets, self.max_request_bytes):
             self.book.request(group)
-            self.send_at(max(now, self._window.reserve()), frame)
+            self.send_at(self._window.reserve(now), frame)
 
     def _unsubscribe(self, now: float, topics: list[str]) -> None:
-        # OKX acks each arg with an "unsubscribe" event, which confirms nothing here.
+        # OKX answers each arg with an "unsubscribe" event, in order with the others.
         targets = [self._known[topic] for topic in topics]
-        for frame, _ in config.pack(targets, self.max_request_bytes, op="unsubscribe"):
-            self.send_at(max(now, self._window.reserve()), frame)
+        for frame, group in config.pack(targets, self.max_request_bytes, op="unsubscribe"):
+            self.book.request(group, "unsubscribe")
+            self.send_at(self._window.reserve(now), frame)
 
     # -- frames in ---------------------------------------------------------------------
 
@@ -311,13 +312,15 @@ class OkxProtocol(ExchangeProtocol):
                 # OKX answers requests in order: an answer to one means earlier requests
                 # will get no more answers.
                 self.report(self.book.ack_in_order(config.arg_topic(envelope.arg)))
+        elif event == "unsubscribe" and envelope.arg is not None:
+            self.report(self.book.unsubscribed_in_order(config.arg_topic(envelope.arg)))
         elif event == "error":
             self._on_error(code, envelope.msg, data)
         elif event == "notice" and code == config.RECONNECT_NOTICE:
             reason = f"OKX notice {code}: {envelope.msg}" if envelope.msg else f"OKX notice {code}"
             self.emit(ReconnectRequested(reason=reason))
-        # Anything else (unsubscribe acks, channel-conn-count, other notices) is valid
-        # OKX traffic this adapter has no use for.
+        # Anything else (channel-conn-count, other notices) is valid OKX traffic this
+        # adapter has no use for.
 
     def _on_error(self, code: str, message: str, data: Frame) -> None:
         topic = self._topic_named_in(message)
@@ -326,17 +329,20 @@ class OkxProtocol(ExchangeProtocol):
             if named is not None:
                 self.report(named)
                 return
-        outcomes = self.book.error_in_order(
+        answered = self.book.error_in_order(
             code, message, whole_request=code in config.REQUEST_ERRORS
         )
-        if outcomes is None:
+        if answered is None:
             self.malformed(
                 "unexpected_error",
                 f"OKX error {code} {message!r} while no subscription is outstanding",
                 data,
             )
-        elif outcomes:
-            self.report(outcomes)
+            return
+        request, outcomes = answered
+        if request.method == "unsubscribe":
+            self.malformed("request_failed", f"unsubscribe failed: {code} {message}", data)
+        self.report(outcomes)
 
     @staticmethod
     def _topic_named_in(message: str) -> str | None:

@@ -84,13 +84,11 @@ class ClientPing(Heartbeat):
         self.idle = idle
         self.detail = detail
         self._running = False
-        self._last_rx = 0.0
         self._next_ping = math.inf
         self._pinged_at: float | None = None
 
     def start(self, now: float) -> None:
         self._running = True
-        self._last_rx = now
         self._next_ping = now + self.every
         self._pinged_at = None
 
@@ -98,7 +96,6 @@ class ClientPing(Heartbeat):
         self._running = False
 
     def received(self, now: float) -> None:
-        self._last_rx = now
         self._pinged_at = None
         if self.idle:
             self._next_ping = now + self.every

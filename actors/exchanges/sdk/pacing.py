@@ -9,9 +9,10 @@ Two kinds of rule cover the exchanges' request limits, each one class with the s
   connection (Deribit's subscribe credits), so one :class:`Pacer` per (exchange, host)
   is created by the supervisor and handed to every adapter of that exchange, and their
   requests together stay within the budget.
-- a *count per fixed window* counted from the session start ("480 requests per hour per
-  connection", OKX): :class:`WindowPacer`. A GCRA cannot express it without either
-  exceeding the count in some window or delaying requests the rule allows at once.
+- a *count per window* ("480 requests per hour per connection", OKX):
+  :class:`WindowPacer`, a log of the last ``limit`` send times. A GCRA cannot express it
+  without either exceeding the count in some window or delaying requests the rule
+  allows at once.
 
 Plain bookkeeping with time passed in, used only from the supervisor's single Trio
 thread; adapters stay free of I/O and clocks.
@@ -19,6 +20,7 @@ thread; adapters stay free of I/O and clocks.
 
 from __future__ import annotations
 
+import collections
 import math
 
 __all__ = ["Pacer", "Reservations", "WindowPacer"]
@@ -73,7 +75,11 @@ class Pacer:
 
 
 class WindowPacer:
-    """At most ``limit`` requests per ``window`` seconds, windows counted from :meth:`reset`.
+    """At most ``limit`` requests in any ``window`` seconds, per connection.
+
+    A request may go at ``now`` unless ``limit`` requests already went within the last
+    ``window`` seconds; then it waits until the oldest of them is ``window`` old. Times
+    never go backwards, so requests stay in order.
 
     Args:
         limit: requests allowed per window.
@@ -90,18 +96,21 @@ class WindowPacer:
             )
         self.limit = limit
         self.window = window
-        self._start = 0.0
-        self._count = 0
+        self._sent: collections.deque[float] = collections.deque(maxlen=limit)
 
-    def reset(self, now: float) -> None:
-        """A new session starts its first window at ``now``."""
-        self._start = now
-        self._count = 0
+    def reset(self) -> None:
+        """A new connection: nothing was sent on it yet."""
+        self._sent.clear()
 
-    def reserve(self) -> float:
-        """The time the next request may be written."""
-        at = self._start + (self._count // self.limit) * self.window
-        self._count += 1
+    def reserve(self, now: float) -> float:
+        """The time the next request may be written, at or after ``now``."""
+        sent = self._sent
+        at = now
+        if sent:
+            at = max(at, sent[-1])
+            if len(sent) == self.limit:
+                at = max(at, sent[0] + self.window)
+        sent.append(at)
         return at
 
 

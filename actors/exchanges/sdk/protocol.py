@@ -145,6 +145,7 @@ class ExchangeProtocol(abc.ABC):
         self._pending_frames: list[Frame] = []
         self._events: list[Event] = []
         self._scheduled: collections.deque[tuple[float, Frame]] = collections.deque()
+        self._released_at = -math.inf
 
     # -- configuration -------------------------------------------------------------
 
@@ -407,11 +408,18 @@ class ExchangeProtocol(abc.ABC):
         self._scheduled.clear()
 
     @property
-    def released_up_to(self) -> float:
-        """The release time of the next scheduled frame (``inf`` if none)."""
+    def next_release(self) -> float:
+        """The time the next scheduled frame is due (``inf`` if none)."""
         return self._scheduled[0][0] if self._scheduled else math.inf
 
+    @property
+    def released_at(self) -> float:
+        """The last time scheduled frames were released: every frame due by then was
+        handed to the caller (so, for a budget, spent)."""
+        return self._released_at
+
     def _release(self, now: float) -> None:
+        self._released_at = now
         scheduled = self._scheduled
         while scheduled and scheduled[0][0] <= now:
             self._pending_frames.append(scheduled.popleft()[1])
@@ -433,7 +441,8 @@ class ExchangeProtocol(abc.ABC):
         events = self._events
         for topics, refusal in outcomes:
             if refusal is None:
-                events.append(Subscribed(topics=topics))
+                if topics:
+                    events.append(Subscribed(topics=topics))
             else:
                 code, message = refusal
                 events.extend(

@@ -26,7 +26,7 @@ base turns them into events, so no adapter builds those events itself.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 __all__ = ["Outcome", "Request", "SubscriptionBook", "batches"]
@@ -47,19 +47,18 @@ class Request:
         id: the request id written in the frame.
         topics: the topics it asks for (empty for requests that subscribe nothing, such
             as Deribit's ``public/set_heartbeat``).
-        method: what it asks, for error messages (``public/subscribe``, ``SUBSCRIBE``).
-        index: its position among the session's requests (0, 1, ...).
+        method: what it asks (``subscribe``, ``unsubscribe``, ``public/test``...); only
+            subscribe requests confirm or refuse topics.
         answered: topics answered so far (acks and errors), for in-order acks.
         error: the last error that could not be tied to one topic: ``(code, message)``.
     """
 
-    __slots__ = ("answered", "error", "id", "index", "method", "topics")
+    __slots__ = ("answered", "error", "id", "method", "topics")
 
-    def __init__(self, request_id: int, topics: tuple[str, ...], method: str, index: int) -> None:
+    def __init__(self, request_id: int, topics: tuple[str, ...], method: str) -> None:
         self.id = request_id
         self.topics = topics
         self.method = method
-        self.index = index
         self.answered = 0
         self.error: tuple[str, str] | None = None
 
@@ -72,10 +71,12 @@ class SubscriptionBook:
         #: ``failed: CODE MESSAGE``.
         self.states: dict[str, str] = {}
         self._pending: set[str] = set()
+        #: This session's requests by id, in the order they were made (dicts keep it).
         self._requests: dict[int, Request] = {}
+        #: topic -> the subscribe request that asked for it / the unsubscribe that ended it.
         self._request_of: dict[str, Request] = {}
+        self._unsubscribe_of: dict[str, Request] = {}
         self._next_id = 1
-        self._count = 0
 
     # -- session -------------------------------------------------------------------
 
@@ -84,7 +85,7 @@ class SubscriptionBook:
         self._pending.clear()
         self._requests.clear()
         self._request_of.clear()
-        self._count = 0
+        self._unsubscribe_of.clear()
 
     def expect(self, topics: Iterable[str]) -> None:
         """``topics`` were (or will be) requested this session; acks outstanding."""
@@ -93,14 +94,15 @@ class SubscriptionBook:
             self.states[topic] = "pending"
 
     def forget(self, topics: Iterable[str]) -> None:
-        """``topics`` are no longer wanted: drop their states and outstanding acks."""
+        """``topics`` are no longer wanted: drop their states and outstanding acks.
+
+        Replies still on their way for them (a late ack, a refusal to bisect) then
+        change nothing: :meth:`confirm`, :meth:`refuse` and :meth:`refuse_request` only
+        act on topics that still have a state.
+        """
         for topic in topics:
             self.states.pop(topic, None)
             self._pending.discard(topic)
-
-    def is_pending(self, topic: str) -> bool:
-        """Is ``topic``'s ack outstanding this session?"""
-        return topic in self._pending
 
     @property
     def settled(self) -> bool:
@@ -109,12 +111,12 @@ class SubscriptionBook:
 
     def request(self, topics: Sequence[str], method: str = "subscribe") -> Request:
         """Record a new request for ``topics`` and return it (with its fresh id)."""
-        request = Request(self._next_id, tuple(topics), method, self._count)
+        request = Request(self._next_id, tuple(topics), method)
         self._next_id += 1
-        self._count += 1
         self._requests[request.id] = request
+        index = self._unsubscribe_of if method == "unsubscribe" else self._request_of
         for topic in request.topics:
-            self._request_of[topic] = request
+            index[topic] = request
         return request
 
     # -- per-request acks ----------------------------------------------------------
@@ -131,14 +133,18 @@ class SubscriptionBook:
         return request
 
     def confirm(self, topics: Sequence[str]) -> Outcome:
-        """``topics`` are live."""
-        for topic in topics:
+        """``topics`` are live (those still wanted; see :meth:`forget`)."""
+        states = self.states
+        wanted = tuple(topic for topic in topics if topic in states)
+        for topic in wanted:
             self._pending.discard(topic)
-            self.states[topic] = "live"
-        return Outcome(tuple(topics))
+            states[topic] = "live"
+        return Outcome(wanted)
 
     def refuse(self, topic: str, code: str, message: str) -> Outcome:
-        """``topic`` was refused with ``code`` and ``message``."""
+        """``topic`` was refused with ``code`` and ``message`` (if it is still wanted)."""
+        if topic not in self.states:
+            return Outcome((), (code, message))
         self._pending.discard(topic)
         self.states[topic] = f"failed: {code} {message}"
         return Outcome((topic,), (code, message))
@@ -152,7 +158,7 @@ class SubscriptionBook:
             ``(outcomes, resend)``: the refusals to report, and the halves to request
             again (each a new request the caller sends) when the request was bisected.
         """
-        topics = request.topics
+        topics = tuple(topic for topic in request.topics if topic in self.states)
         if code in bisect and len(topics) > 1:
             half = len(topics) // 2
             return [], [topics[:half], topics[half:]]
@@ -161,20 +167,31 @@ class SubscriptionBook:
     # -- per-argument acks, answered in order (OKX) --------------------------------
 
     def ack_in_order(self, topic: str) -> list[Outcome]:
-        """One topic's ack; an answer to a request settles every earlier one.
+        """One topic's subscribe ack; an answer to a request settles every earlier one.
 
-        Unknown or repeated acks change nothing (empty list).
+        Unknown or repeated acks change nothing (empty list); the ack of a topic dropped
+        since (:meth:`forget`) counts as an answer and confirms nothing.
         """
         request = self._request_of.get(topic)
-        if request is None or topic not in self._pending:
+        if request is None or (topic not in self._pending and topic in self.states):
             return []
+        return self._answered_in_order(request, self.confirm((topic,)))
+
+    def unsubscribed_in_order(self, topic: str) -> list[Outcome]:
+        """One topic's unsubscribe ack: it counts as an answer, in order."""
+        request = self._unsubscribe_of.pop(topic, None)
+        if request is None:
+            return []
+        return self._answered_in_order(request, Outcome(()))
+
+    def _answered_in_order(self, request: Request, outcome: Outcome) -> list[Outcome]:
         request.answered += 1
         out: list[Outcome] = []
-        for earlier in self._in_order():
-            if earlier.index >= request.index:
+        for earlier in self._requests.values():
+            if earlier is request:
                 break
             out.extend(self._fail_rest(earlier))
-        out.append(self.confirm((topic,)))
+        out.append(outcome)
         out.extend(self._settle(request))
         return out
 
@@ -188,30 +205,33 @@ class SubscriptionBook:
 
     def error_in_order(
         self, code: str, message: str, *, whole_request: bool
-    ) -> list[Outcome] | None:
+    ) -> tuple[Request, list[Outcome]] | None:
         """An error that does not say which topic it refuses.
 
-        It answers the oldest request with unanswered topics. ``whole_request`` errors
-        fail all of that request's outstanding topics at once; any other error counts as
-        one answer, and the request's topics still unacked once it is fully answered
-        (or a later request is answered) fail with it.
+        It answers the oldest request with unanswered topics (a subscribe request with
+        topics still pending, or an unsubscribe not fully acknowledged).
+        ``whole_request`` errors fail all of that request's outstanding topics at once;
+        any other error counts as one answer, and the request's topics still unacked
+        once it is fully answered (or a later request is answered) fail with it.
 
         Returns:
-            The outcomes to report, or None when no subscription is outstanding.
+            The request it answers and the outcomes to report, or None when no request
+            is outstanding. An unsubscribe's error fails no topic (the caller reports it).
         """
-        request = next(
-            (r for r in self._in_order() if any(t in self._pending for t in r.topics)), None
-        )
+        request = next((r for r in self._requests.values() if self._unanswered(r)), None)
         if request is None:
             return None
         request.error = (code, message)
         if whole_request:
-            return self._fail_rest(request)
+            request.answered = len(request.topics)
+            return request, self._fail_rest(request)
         request.answered += 1
-        return self._settle(request)
+        return request, self._settle(request)
 
-    def _in_order(self) -> Iterator[Request]:
-        return iter(sorted(self._requests.values(), key=lambda r: r.index))
+    def _unanswered(self, request: Request) -> bool:
+        if request.method == "unsubscribe":
+            return request.answered < len(request.topics)
+        return any(topic in self._pending for topic in request.topics)
 
     def _settle(self, request: Request) -> list[Outcome]:
         if request.answered >= len(request.topics):

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Final, NamedTuple
 
-__all__ = ["Symbol", "SymbolMap", "parse_symbol", "split_native"]
+__all__ = ["Symbol", "SymbolMap", "from_native", "parse_symbol", "split_native"]
 
 _NORMALIZED: Final = re.compile(r"^([A-Z0-9]{1,20})-([A-Z0-9]{1,20})(-PERP)?$")
 
@@ -49,6 +49,15 @@ def split_native(native: str, quotes: Sequence[str]) -> str:
             if parse_symbol(normalized) is not None:
                 return normalized
     return native
+
+
+def from_native(native: str, quotes: Sequence[str], *, perp: bool) -> str:
+    """The message symbol for a native name without separator: ``BTCUSDT`` ->
+    ``BTC-USDT`` (``BTC-USDT-PERP`` for perpetuals); the native name if no quote fits."""
+    split = split_native(native, quotes)
+    if split == native:
+        return native
+    return f"{split}-PERP" if perp else split
 
 
 class SymbolMap:
