@@ -469,5 +469,9 @@ class RegistryClient:
             return await receive.receive()
 
     async def aclose(self) -> None:
-        """Close this client's channel. Idempotent."""
+        """Close this client's channel. Idempotent.
+
+        Cancellation: the channel is closed even if this is cancelled (closing a memory
+        channel end is immediate; trio checkpoints only afterwards).
+        """
         await self._send.aclose()
