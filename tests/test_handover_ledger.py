@@ -384,3 +384,25 @@ def test_outside_the_shared_domain_a_delta_without_prev_is_unordered() -> None:
     led = ledger()
     led.delivered((delta(1, 5),))
     assert led.unseen((delta(None, 4),)) == (delta(None, 4),)
+
+
+def test_ids_int_cannot_read_carry_no_order() -> None:
+    # "²".isdigit() is True but int("²") raises (audit L8): such an id must neither
+    # crash a handover nor be compared.
+    for trade_id in ("²", "١٢٣", "12a", ""):
+        message = Trade(
+            connection="c",
+            exchange="x",
+            received_at=0.0,
+            symbol="BTC-USDT",
+            side="buy",
+            price=Decimal(1),
+            amount=Decimal(1),
+            trade_id=trade_id,
+            timestamp=0,
+        )
+        assert default_mark(message) is None
+        ledger = ContinuityLedger(default_mark)
+        ledger.delivered((message,))
+        ledger.buffered((message,))
+        assert ledger.unseen((message,)) == (message,)

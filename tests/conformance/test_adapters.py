@@ -383,3 +383,22 @@ def test_run_time_changes_keep_the_exchange_budget(exchange: str) -> None:
     assert set(pair.proto.subscriptions.values()) == {"live"}
     assert len(pair.proto.subscriptions) == len(pair.proto.topics())
     venue.check_budget(pair.sent)
+
+
+#: Frames msgspec turns into UnicodeDecodeError or RecursionError rather than a
+#: DecodeError (audit L3): invalid UTF-8 inside a binary frame's string, deep nesting.
+HOSTILE = [
+    b'{"stream":"btcusdt@trade","data":{"p":"\xff"}}',
+    b'{"arg":{"channel":"trades","instId":"\xff"},"data":[]}',
+    '{"a":' * 3000 + "1" + "}" * 3000,
+    "[" * 3000 + "]" * 3000,
+]
+
+
+@pytest.mark.parametrize("frame", HOSTILE, ids=range(len(HOSTILE)))
+@pytest.mark.parametrize("exchange", ALL)
+def test_hostile_frames_are_malformed_never_an_exception(exchange: str, frame: str | bytes) -> None:
+    pair = _started(exchange)
+    assert pair.proto.receive_frame(frame, 1.0, RECEIVED_AT) == ()
+    events = pair.proto.events()
+    assert events and all(isinstance(event, MalformedFrame) for event in events)

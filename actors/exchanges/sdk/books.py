@@ -47,7 +47,8 @@ def default_mark(message: Message) -> Mark | None:
     """
     if isinstance(message, Trade):
         trade_id = message.trade_id
-        if trade_id.isdigit():
+        # isdigit() alone accepts "²" and other digits int() refuses (audit L8).
+        if trade_id.isascii() and trade_id.isdigit():
             position = int(trade_id)
             return Mark(("trade", message.symbol), position, position - 1)
         return None

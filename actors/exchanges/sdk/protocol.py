@@ -284,7 +284,13 @@ class ExchangeProtocol(abc.ABC):
         cannot be understood queues a ``MalformedFrame`` event and never raises.
         """
         self.heartbeat.received(now)
-        return self.decode(data, now, received_at)
+        try:
+            return self.decode(data, now, received_at)
+        except (UnicodeDecodeError, RecursionError) as exc:
+            # msgspec raises these, not DecodeError, for invalid UTF-8 in a binary frame
+            # and for nesting past Python's recursion limit: still only a bad frame.
+            self.malformed("invalid_json", f"{type(exc).__name__}: {exc}", data)
+            return ()
 
     def send(self, command: Command, now: float) -> None:
         """Change the subscriptions at run time; they then hold for every later session.

@@ -70,17 +70,23 @@ class SymbolMap:
             name itself when no normalized form exists, e.g. dated futures).
     """
 
-    __slots__ = ("_native", "_normalized", "_to_native", "_to_normalized")
+    __slots__ = ("_limit", "_native", "_normalized", "_to_native", "_to_normalized")
 
     def __init__(
         self,
         to_native: Callable[[str], str | None],
         to_normalized: Callable[[str], str],
+        *,
+        limit: int = 10_000,
     ) -> None:
         self._to_native = to_native
         self._to_normalized = to_normalized
         self._normalized: dict[str, str] = {}
         self._native: dict[str, str | None] = {}
+        #: Most names remembered: names seen only in frames (Deribit's per-currency
+        #: trade channels name every instrument) are computed again once it is reached,
+        #: so a long life or a hostile server cannot grow the map without bound.
+        self._limit = limit
 
     def add(self, symbol: str) -> str | None:
         """Register a config symbol; its native name, or None if it is not one.
@@ -98,7 +104,9 @@ class SymbolMap:
         try:
             return self._native[symbol]
         except KeyError:
-            native = self._native[symbol] = self._to_native(symbol)
+            native = self._to_native(symbol)
+            if len(self._native) < self._limit:
+                self._native[symbol] = native
             return native
 
     def normalized(self, native: str) -> str:
@@ -106,7 +114,9 @@ class SymbolMap:
         try:
             return self._normalized[native]
         except KeyError:
-            symbol = self._normalized[native] = self._to_normalized(native)
+            symbol = self._to_normalized(native)
+            if len(self._normalized) < self._limit:
+                self._normalized[native] = symbol
             return symbol
 
     def natives(self) -> list[str]:
