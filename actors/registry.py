@@ -57,6 +57,10 @@ class ConnectionState(enum.Enum):
     LIVE = "live"
     #: The last session ended; waiting out the backoff delay before the next.
     BACKOFF = "backoff"
+    #: The exchange keeps refusing the way a wrong configuration does (HTTP 4xx at the
+    #: upgrade, a certificate that fails verification): still retried, at the backoff
+    #: cap, and shown as failed until a session goes live again.
+    FAILED = "failed"
     #: Not running and not going to restart (temporary/transient end, or shutdown).
     STOPPED = "stopped"
 
@@ -313,9 +317,7 @@ class RegistryActor:
             self._sample(rec, event.at)
         elif isinstance(event, StateChanged):
             rec = self._records[event.connection]
-            if rec.state is not event.state:
-                rec.state = event.state
-                rec.since = event.at
+            self._set_state(rec, event.state, event.at)
         elif isinstance(event, SubscriptionStates):
             self._records[event.connection].subscriptions = dict(event.states)
         elif isinstance(event, Connected):
@@ -328,15 +330,26 @@ class RegistryActor:
             rec = self._records[event.connection]
             rec.restarts += 1
             rec.backoff = event.delay
-            if rec.state is not ConnectionState.BACKOFF:
-                rec.state = ConnectionState.BACKOFF
-                rec.since = event.at
+            self._set_state(rec, ConnectionState.BACKOFF, event.at)
         elif isinstance(event, Registered):
             self._records[event.connection] = _Record(event.exchange, event.url, now)
         elif isinstance(event, PermitRequest):
             self._answer(event.reply, self.grant(event.host, now, event.rate))
         elif isinstance(event, SnapshotRequest):
             self._answer(event.reply, self.snapshot(now))
+
+    @staticmethod
+    def _set_state(rec: _Record, state: ConnectionState, at: float) -> None:
+        # FAILED sticks through the retries (connecting, backoff) until a session is
+        # live again or the connection stops.
+        if rec.state is ConnectionState.FAILED and state not in (
+            ConnectionState.LIVE,
+            ConnectionState.STOPPED,
+        ):
+            return
+        if rec.state is not state:
+            rec.state = state
+            rec.since = at
 
     @staticmethod
     def _answer(reply: trio.MemorySendChannel[Any], value: object) -> None:

@@ -9,9 +9,17 @@ an exit record to the control loop, which alone decides what happens next:
 
 - the restart type says whether to restart at all (permanent: always; transient: only
   after a failure; temporary: never);
-- the restart is recorded in the intensity window; crossing ``max_restarts`` within
-  ``within`` seconds escalates: every child is stopped cleanly and
-  ``RestartLimitExceeded`` leaves ``open_supervisor``;
+- failures are of two kinds (ARCHITECTURE.md, "Two kinds of failure"). The network's
+  (every error a ``TransportError``: connect, handshake, close codes, stale feeds,
+  announced disconnects) are expected: never counted, waited out with the backoff
+  however long they last. Anything else is a crash in our own code: it is recorded in
+  the intensity window, and crossing ``max_restarts`` within ``within`` seconds
+  escalates: every child is stopped cleanly and ``RestartLimitExceeded`` leaves
+  ``open_supervisor``;
+- failures shaped like a wrong configuration (HTTP 4xx other than 408/418/429 at the
+  upgrade, a certificate that fails verification) are expected too, but after
+  ``CONFIG_FAILURES`` in a row the connection shows as ``failed`` (one error line in the
+  log) and is retried at the backoff cap, in case the operator fixes the route;
 - the backoff resets if the session stayed live for ``reset_after``; the next delay is
   drawn;
 - the strategy picks the group that restarts together (one_for_one: the child;
@@ -33,6 +41,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import ssl
 from collections.abc import Iterator
 from typing import Final, NamedTuple
 
@@ -41,9 +50,11 @@ import trio
 from actors import (
     ConnectionActor,
     ConsumerQueue,
+    HandshakeRejected,
     RestartLimitExceeded,
     ServerClosing,
     SupervisorError,
+    TransportError,
 )
 from actors.exchanges import Batch
 from actors.net import Connector, TcpTlsConnector, redact_url
@@ -77,7 +88,17 @@ _STOP_GRACE: Final = 1.0
 class _Child:
     """Per-child supervision state; touched only by the supervisor's tasks."""
 
-    __slots__ = ("actor", "backoff", "config", "done", "index", "scope", "stopped")
+    __slots__ = (
+        "actor",
+        "announced",
+        "backoff",
+        "config",
+        "config_failures",
+        "done",
+        "index",
+        "scope",
+        "stopped",
+    )
 
     def __init__(
         self, index: int, config: ConnectionConfig, actor: ConnectionActor, backoff: Backoff
@@ -90,6 +111,10 @@ class _Child:
         self.done = trio.Event()
         self.done.set()
         self.stopped = False
+        #: Announced disconnects in a row whose sessions were short-lived.
+        self.announced = 0
+        #: Configuration-shaped failures in a row.
+        self.config_failures = 0
 
     @property
     def name(self) -> str:
@@ -110,6 +135,38 @@ def _leaves(exc: BaseException) -> Iterator[BaseException]:
             yield from _leaves(inner)
     else:
         yield exc
+
+
+def _expected(error: BaseException) -> bool:
+    """Is this the network's failure (waited out), rather than a crash in our code?"""
+    return all(isinstance(leaf, TransportError) for leaf in _leaves(error))
+
+
+#: HTTP statuses at the upgrade that say "come back later", not "you are wrong here".
+_TRANSIENT_STATUSES: Final = frozenset({408, 418, 429})
+#: Configuration-shaped failures in a row before a connection is shown as failed.
+CONFIG_FAILURES: Final = 3
+
+
+def _config_shaped(error: BaseException) -> bool:
+    """A failure a wrong URL, route or certificate would cause (4xx, TLS verification)."""
+    for leaf in _leaves(error):
+        if isinstance(leaf, HandshakeRejected):
+            status = leaf.status
+            if not (400 <= status < 500) or status in _TRANSIENT_STATUSES:
+                return False
+        elif not _verification_failed(leaf):
+            return False
+    return True
+
+
+def _verification_failed(error: BaseException) -> bool:
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def describe_error(exc: BaseException | None) -> str:
@@ -374,7 +431,8 @@ class Supervisor:
             await self._retire(child, f"restart = {restart.value!r}")
             return
 
-        if self._intensity.record(now):
+        crashed = ended.error is not None and not _expected(ended.error)
+        if crashed and self._intensity.record(now):
             settings = self._config.supervisor
             self.fatal = RestartLimitExceeded(
                 f"connection {name!r} needed more than {settings.max_restarts} restarts "
@@ -386,14 +444,34 @@ class Supervisor:
             await self._shutdown("restart intensity exceeded")
             return
 
-        if ended.live_for is not None and ended.live_for >= child.config.backoff.reset_after:
+        reset_after = child.config.backoff.reset_after
+        healthy = ended.live_for is not None and ended.live_for >= reset_after
+        if healthy:
             child.backoff.reset()
         # A planned disconnect announced by the exchange (Binance serverShutdown, OKX
         # 64008) is not a failure: reconnect at once, as the exchanges ask, without
-        # growing the backoff. It still counts toward intensity, so an exchange that
-        # announces in a loop cannot make us spin.
+        # growing the backoff. Announcements in a row from short-lived sessions take the
+        # backoff, so an exchange that announces in a loop cannot make us spin.
         announced = isinstance(ended.error, ServerClosing)
-        delay = 0.0 if announced else child.backoff.next_delay()
+        delay = 0.0 if announced and child.announced == 0 else child.backoff.next_delay()
+        child.announced = child.announced + 1 if announced and not healthy else 0
+        if ended.error is not None and _config_shaped(ended.error):
+            child.config_failures += 1
+            if child.config_failures >= CONFIG_FAILURES:
+                delay = child.config.backoff.max
+                if child.config_failures == CONFIG_FAILURES:
+                    logger.error(
+                        "%s: %s refused %d times in a row the way a wrong configuration "
+                        "does (%s); shown as failed, retried every %g s (check url, "
+                        "symbols and network route)",
+                        name,
+                        redact_url(child.actor.url),
+                        CONFIG_FAILURES,
+                        why,
+                        delay,
+                    )
+        else:
+            child.config_failures = 0
         for member in self._group(child):
             if member is not child:
                 if member.config.restart is RestartType.TEMPORARY:
@@ -407,6 +485,9 @@ class Supervisor:
                     member.scope.cancel(reason=f"{name} failed ({self._strategy_name})")
                 logger.info("%s: restarting with %s (%s)", member.name, name, self._strategy_name)
             await self._registry.report(Restarting(connection=member.name, delay=delay, at=now))
+            if member.config_failures >= CONFIG_FAILURES:
+                state = StateChanged(connection=member.name, state=ConnectionState.FAILED, at=now)
+                await self._registry.report(state)
             self._spawn(member, delay)
         logger.info("%s: reconnecting in %.2f s (attempt %d)", name, delay, child.backoff.attempt)
 

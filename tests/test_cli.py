@@ -29,6 +29,8 @@ import pytest
 import trio
 import trio.testing
 
+import supervisor.tree
+from supervisor.cli import main as cli_main
 from supervisor.testing import FakeBinance, FakeExchange, open_fake_exchange
 
 #: The real entry point, exactly as the ``marketprism`` console script calls it.
@@ -482,7 +484,7 @@ async def test_run_second_sigint_during_shutdown_exits_without_traceback(
     assert child.process.returncode == 0
 
 
-# -- run: the supervisor gives up -------------------------------------------------------
+# -- run: the network is waited out; crashes give up loudly ------------------------------
 
 
 @pytest.mark.parametrize(
@@ -496,9 +498,11 @@ async def test_run_second_sigint_during_shutdown_exits_without_traceback(
         ),
     ],
 )
-async def test_run_gives_up_loudly_with_exit_1(
+async def test_run_keeps_trying_when_the_network_fails_and_says_why(
     tmp_path: Path, status: int | None, last_error: str
 ) -> None:
+    # Was "gives up with exit 1" after max_restarts = 1: the network's failures no
+    # longer count toward restart intensity (issue 12). A crash still does (below).
     with trio.fail_after(DEADLINE):
         async with open_fake_exchange(interval=0.05) as fake:
             fake.refuse(1e6, status=status)
@@ -506,20 +510,43 @@ async def test_run_gives_up_loudly_with_exit_1(
                 tmp_path / "feed.toml",
                 fake.url,
                 supervisor="max_restarts = 1\nwithin = 60.0",
-                backoff='initial = 0.05\njitter = "none"',
+                backoff='initial = 0.05\nmax = 0.05\njitter = "none"',
             )
-            result = await run_cli_async("run", "feed.toml", cwd=tmp_path)
-            # One failure is restarted, the second one crosses max_restarts = 1.
-            await fake.wait_until(lambda f: f.refused >= 2)
-            assert (fake.refused, fake.sessions) == (2, [])
-    assert (result.returncode, result.stdout) == (1, b"")
-    stderr = result.stderr.decode()
+            async with running_cli("run", "feed.toml", cwd=tmp_path) as child:
+                await fake.wait_until(lambda f: f.refused >= 4)
+                assert child.process.returncode is None  # still trying
+                child.process.send_signal(signal.SIGINT)
+    assert child.process.returncode == 0
+    assert child.stdout.text == ""
+    stderr = child.stderr.text
     assert "Traceback" not in stderr
-    expected = re.escape(
+    ended = re.escape("WARNING feed: session ended: ") + last_error.format(url=re.escape(fake.url))
+    assert len(re.findall(ended, stderr)) >= 3, stderr
+    assert "feed: reconnecting in 0.05 s" in stderr
+
+
+def test_run_gives_up_loudly_with_exit_1_when_our_code_keeps_crashing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    class Crashing:
+        async def __call__(self, url: str) -> trio.abc.Stream:
+            raise RuntimeError(f"bug while connecting to {url}")
+
+    monkeypatch.setattr(supervisor.tree, "TcpTlsConnector", Crashing)
+    path = write_config(
+        tmp_path / "feed.toml",
+        "ws://127.0.0.1:9/ws",
+        supervisor="max_restarts = 1\nwithin = 60.0",
+        backoff='initial = 0.05\njitter = "none"',
+    )
+    assert cli_main(["run", str(path)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines()[-1] == (
         "marketprism: gave up on connection 'feed': connection 'feed' needed more than "
-        "1 restarts within 60 s; last error: "
-    ) + last_error.format(url=re.escape(fake.url))
-    assert re.fullmatch(expected, stderr.splitlines()[-1]), stderr
+        "1 restarts within 60 s; last error: RuntimeError: bug while connecting to "
+        "ws://127.0.0.1:9/ws"
+    )
 
 
 # -- demo -------------------------------------------------------------------------------
