@@ -47,6 +47,10 @@ class Overflow(enum.Enum):
 
 
 PositiveSeconds = Annotated[float, msgspec.Meta(gt=0, le=86_400.0)]
+#: ``stale_after`` and ``silent_after``: at least a second, so that a liveness probe
+#: every half of it stays within every venue's incoming-message limit (Binance spot: 5
+#: frames per second, pings and pongs included).
+LivenessSeconds = Annotated[float, msgspec.Meta(ge=1, le=86_400.0)]
 
 
 class ConnectionSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -67,7 +71,13 @@ class ConnectionSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
             ``public/set_heartbeat`` interval, >= 10); ``None`` for the adapter's
             default.
         stale_after: seconds without a frame, while waiting on the socket, that end the
-            session as stale.
+            session as stale. After half of it without a frame the connection is
+            probed (a WebSocket ping, or the exchange's own request), so a quiet but
+            healthy feed is never taken for a dead one.
+        silent_after: seconds a confirmed subscription may deliver no data before it is
+            marked ``silent`` and requested again (every subscription silent: the
+            session ends); ``None`` (the default) never, since quiet symbols are
+            legitimate.
         connect_timeout: seconds for TCP connect, TLS and the WebSocket upgrade.
         overflow: what to do when the consumer falls ``buffer`` batches behind.
         buffer: batches queued for the consumer before ``overflow`` applies.
@@ -82,7 +92,8 @@ class ConnectionSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     subscribe: tuple[str, ...] = ()
     raw: tuple[str, ...] = ()
     heartbeat: Annotated[float, msgspec.Meta(gt=0, le=3600.0)] | None = None
-    stale_after: PositiveSeconds = DEFAULT_STALE_AFTER
+    stale_after: LivenessSeconds = DEFAULT_STALE_AFTER
+    silent_after: LivenessSeconds | None = None
     connect_timeout: PositiveSeconds = DEFAULT_CONNECT_TIMEOUT
     overflow: Overflow = Overflow.BLOCK
     buffer: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = DEFAULT_BUFFER

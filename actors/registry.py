@@ -115,6 +115,8 @@ class Traffic(msgspec.Struct, frozen=True, kw_only=True, tag=True):
         malformed: frames that could not be understood.
         gaps: book sequence gaps detected.
         last_frame_at: trio time of the newest frame counted here.
+        rtt: the newest probe round trip in seconds, if one was answered since.
+        rtt_smoothed: the smoothed probe round trip so far, if any.
         at: trio time of the flush.
     """
 
@@ -127,6 +129,8 @@ class Traffic(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     gaps: int
     last_frame_at: float
     at: float
+    rtt: float | None = None
+    rtt_smoothed: float | None = None
 
 
 class SubscriptionStates(msgspec.Struct, frozen=True, kw_only=True, tag=True):
@@ -189,7 +193,11 @@ class ConnectionStats(msgspec.Struct, frozen=True, kw_only=True):
         idle_for: seconds since the last frame, ``None`` before the first.
         backoff: the current (or last) restart delay in seconds.
         last_error: why the last session ended, empty if none has.
-        subscriptions: native topic -> ``pending``, ``live`` or ``failed: CODE MSG``.
+        subscriptions: native topic -> ``pending``, ``live``, ``silent`` or
+            ``failed: CODE MSG``.
+        probe_rtt: round trip of the last answered liveness probe or heartbeat ping,
+            seconds; ``None`` before the first.
+        probe_rtt_smoothed: the same, smoothed (RFC 6298 SRTT, weight 1/8).
     """
 
     name: str
@@ -211,6 +219,8 @@ class ConnectionStats(msgspec.Struct, frozen=True, kw_only=True):
     backoff: float
     last_error: str
     subscriptions: dict[str, str]
+    probe_rtt: float | None = None
+    probe_rtt_smoothed: float | None = None
 
 
 class Stats(msgspec.Struct, frozen=True, kw_only=True):
@@ -242,6 +252,8 @@ class _Record:
         "malformed",
         "messages",
         "restarts",
+        "rtt",
+        "rtt_smoothed",
         "samples",
         "since",
         "state",
@@ -261,6 +273,8 @@ class _Record:
         self.last_frame_at: float | None = None
         self.backoff = 0.0
         self.last_error = ""
+        self.rtt: float | None = None
+        self.rtt_smoothed: float | None = None
         # (trio time, messages so far) samples for the rate; oldest first.
         self.samples: collections.deque[tuple[float, int]] = collections.deque()
 
@@ -314,6 +328,9 @@ class RegistryActor:
             rec.gaps += event.gaps
             if event.frames:
                 rec.last_frame_at = event.last_frame_at
+            if event.rtt is not None:
+                rec.rtt = event.rtt
+                rec.rtt_smoothed = event.rtt_smoothed
             self._sample(rec, event.at)
         elif isinstance(event, StateChanged):
             rec = self._records[event.connection]
@@ -426,6 +443,8 @@ class RegistryActor:
                     backoff=rec.backoff,
                     last_error=rec.last_error,
                     subscriptions=dict(rec.subscriptions),
+                    probe_rtt=rec.rtt,
+                    probe_rtt_smoothed=rec.rtt_smoothed,
                 )
                 for name, rec in self._records.items()
             ),

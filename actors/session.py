@@ -16,10 +16,19 @@ resubscribe) is not held up by a slow consumer.
 Liveness: the stale deadline (``stale_after``) counts only time spent waiting on the
 socket. It restarts when a frame arrives and again after its batch was delivered, so a
 consumer that blocks delivery never makes a healthy feed look stale; bytes of WebSocket
-control frames (an exchange's pings) restart it too, since the connection is
-demonstrably alive. Protocol heartbeats (OKX text ping, Deribit test_request) are the
-adapter's timers, run by :meth:`ExchangeProtocol.tick` at its ``deadline()``; a
-``HeartbeatMissed`` ends the session as :class:`~actors._errors.FeedStale`.
+control frames (an exchange's pings, the pongs to ours) restart it too, since the
+connection is demonstrably alive. After half of ``stale_after`` without any of that the
+session *probes* once: the adapter's own request where the venue has one
+(:meth:`ExchangeProtocol.probe`: OKX ``ping``, Deribit ``public/test``, Bybit ``ping``),
+else a WebSocket ping, which RFC 6455 obliges the peer to answer. The answer is a frame
+like any other, so a quiet but healthy feed stays live, and a half-open connection is
+found at ``stale_after`` on every venue, whatever its own heartbeat. One probe per
+quiet spell keeps within every venue's incoming-message limit (``stale_after`` >= 1 s:
+at most two probes per second). Round trips of probes and heartbeat pings go to the
+traffic counter (last and smoothed) for stats. Protocol heartbeats (OKX text ping,
+Deribit test_request) are the adapter's timers, run by :meth:`ExchangeProtocol.tick` at
+its ``deadline()``; a ``HeartbeatMissed`` ends the session as
+:class:`~actors._errors.FeedStale`.
 
 Bad frames never end a session: the adapter reports them as ``MalformedFrame``, and an
 adapter that raises anyway is counted and logged the same way. Each kind is logged once
@@ -53,10 +62,12 @@ from actors.exchanges.messages import (
     Event,
     HeartbeatMissed,
     MalformedFrame,
+    ProbeAnswered,
     ReconnectRequested,
     SequenceGap,
     Subscribed,
     SubscriptionFailed,
+    SubscriptionSilent,
 )
 from actors.exchanges.sdk.protocol import ExchangeProtocol
 from actors.net.urls import redact_url
@@ -70,6 +81,8 @@ logger = logging.getLogger("marketprism.connection")
 #: Seconds between traffic reports to the registry while frames flow; stats lag by at
 #: most this much.
 DEFAULT_FLUSH_INTERVAL: Final = 0.25
+#: Weight of a new round trip in the smoothed value (RFC 6298's alpha for SRTT).
+RTT_WEIGHT: Final = 0.125
 
 
 def _never() -> bool:
@@ -98,6 +111,8 @@ class TrafficCounter:
         "malformed",
         "messages",
         "next_flush",
+        "rtt",
+        "rtt_smoothed",
     )
 
     def __init__(self, connection: str, registry: RegistryClient, queue: ConsumerQueue) -> None:
@@ -110,6 +125,17 @@ class TrafficCounter:
         self.next_flush = math.inf
         self._dropped_reported = 0
         self._logged_kinds: set[str] = set()
+        #: The newest probe round trip not yet reported, and the smoothed one.
+        self.rtt: float | None = None
+        self.rtt_smoothed: float | None = None
+
+    def count_rtt(self, rtt: float, now: float) -> None:
+        """A probe (or heartbeat ping) was answered after ``rtt`` seconds."""
+        self.rtt = rtt
+        smoothed = self.rtt_smoothed
+        self.rtt_smoothed = rtt if smoothed is None else smoothed + RTT_WEIGHT * (rtt - smoothed)
+        if self.next_flush == math.inf:
+            self.next_flush = now + DEFAULT_FLUSH_INTERVAL
 
     def count_frame(self, size: int, now: float) -> None:
         """A frame of ``size`` characters (text) or bytes (binary) arrived at ``now``."""
@@ -161,7 +187,8 @@ class TrafficCounter:
         """
         self.next_flush = math.inf
         dropped = self._queue.dropped - self._dropped_reported
-        if not (self.frames or self.malformed or dropped or self.gaps):
+        rtt = self.rtt
+        if not (self.frames or self.malformed or dropped or self.gaps or rtt is not None):
             return
         event = Traffic(
             connection=self._name,
@@ -172,8 +199,11 @@ class TrafficCounter:
             malformed=self.malformed,
             gaps=self.gaps,
             last_frame_at=self.last_frame_at,
+            rtt=rtt,
+            rtt_smoothed=self.rtt_smoothed,
             at=now,
         )
+        self.rtt = None
         self.frames = self.messages = self.bytes = self.malformed = self.gaps = 0
         self._dropped_reported += dropped
         try:
@@ -215,6 +245,10 @@ class Session:
         self.proto = proto
         self.ws = ws
         self._stale_after = stale_after
+        self._probe_after = stale_after / 2
+        #: The value of :attr:`last_frame` when the session last probed: one probe per
+        #: quiet spell.
+        self._probed_for = -math.inf
         self._traffic = traffic
         #: Where batches go: the queue, or a make-before-break ledger around it.
         self.deliver = deliver
@@ -272,6 +306,7 @@ class Session:
         ws = self.ws
         traffic = self._traffic
         stale_after = self._stale_after
+        probe_after = self._probe_after
         while True:
             data: str | bytes | None = None
             with trio.CancelScope() as waiting:
@@ -285,8 +320,12 @@ class Session:
                         await self._write_and_route()
                     if until():
                         return True  # checked with no checkpoint before the wait
+                    last = self.last_frame
                     wake_at = min(
-                        self.last_frame + stale_after, proto.deadline(), traffic.next_flush, by
+                        last + (probe_after if self._probed_for != last else stale_after),
+                        proto.deadline(),
+                        traffic.next_flush,
+                        by,
                     )
                     if wake_at <= trio.current_time():
                         break  # due already: handle the wake-up before reading on
@@ -310,19 +349,27 @@ class Session:
             now = trio.current_time()
             if now >= by:
                 return False
-            if now >= self.last_frame + stale_after:
-                if ws.last_received > self.last_frame:
-                    # Only control frames (an exchange's WebSocket pings) arrived: the
-                    # connection is alive, so the stale clock restarts there.
-                    self.last_frame = ws.last_received
-                else:
-                    raise FeedStale(
-                        f"stale: no frame for {stale_after:g} s from {redact_url(ws.url)}",
-                        code=None,
-                    )
+            if ws.last_received > self.last_frame:
+                # Control frames (an exchange's pings, the pong to our probe) arrived:
+                # the connection is alive, so the stale clock restarts there.
+                self.last_frame = ws.last_received
+            last = self.last_frame
+            if now >= last + stale_after:
+                raise FeedStale(
+                    f"stale: no frame for {stale_after:g} s (a probe after "
+                    f"{probe_after:g} s went unanswered) from {redact_url(ws.url)}",
+                    code=None,
+                )
+            if now >= last + probe_after and self._probed_for != last:
+                self._probed_for = last
+                if not proto.probe(now):
+                    ws.ping(self._pong)
             if now >= traffic.next_flush:
                 await traffic.flush(now)
             proto.tick(now)
+
+    def _pong(self, rtt: float) -> None:
+        self._traffic.count_rtt(rtt, trio.current_time())
 
     async def _take(self, data: str | bytes) -> None:
         """Feed one frame, route what it caused, then deliver its batch."""
@@ -389,5 +436,16 @@ class Session:
                 raise FeedStale(f"heartbeat missed: {event.detail}")
             elif isinstance(event, ReconnectRequested):
                 await self._on_notice(self, event)
+            elif isinstance(event, ProbeAnswered):
+                self._traffic.count_rtt(event.rtt, trio.current_time())
+            elif isinstance(event, SubscriptionSilent):
+                subscriptions_changed = True
+                logger.warning(
+                    "%s: subscription %r delivered no data for %.0f s (silent_after); "
+                    "requesting it again",
+                    self.name,
+                    event.topic,
+                    event.silent_for,
+                )
         if subscriptions_changed:
             await self._on_subscriptions(self)

@@ -271,7 +271,7 @@ BROKEN_PROBLEMS: Final = [
     "broken.toml:11: connections.b.url: 'not a url' is not a WebSocket URL "
     "(expected ws:// or wss:// with a host)",
     "broken.toml:12: connections.b.stale_after: 0 is out of range "
-    "(expected a number > 0 and <= 86400.0)",
+    "(expected a number >= 1 and <= 86400.0)",
 ]
 
 

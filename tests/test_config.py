@@ -24,7 +24,7 @@ URL = "wss://stream.example.com/ws"
 SUP_KEYS = "connect_attempts, connect_interval, max_restarts, shutdown_timeout, strategy, within"
 CONN_KEYS = (
     "backoff, buffer, channels, connect_timeout, exchange, heartbeat, max_message_size, "
-    "overflow, raw, restart, stale_after, subscribe, symbols, url"
+    "overflow, raw, restart, silent_after, stale_after, subscribe, symbols, url"
 )
 BACKOFF_KEYS = "initial, jitter, max, multiplier, reset_after"
 
@@ -177,7 +177,7 @@ BAD = [
         """,
         [
             "config.toml:4: connections.a.stale_after: -1.0 is out of range "
-            "(expected a number > 0 and <= 86400.0)",
+            "(expected a number >= 1 and <= 86400.0)",
             "config.toml:5: connections.a.buffer: 0 is out of range "
             "(expected an integer >= 1 and <= 1000000)",
         ],
@@ -482,7 +482,7 @@ BAD = [
         """,
         [
             "config.toml:4: defaults.stale_after: -5 is out of range "
-            "(expected a number > 0 and <= 86400.0)"
+            "(expected a number >= 1 and <= 86400.0)"
         ],
         id="bad-default-reported-once",
     ),
@@ -584,7 +584,7 @@ def test_config_error_message_is_the_problems_joined() -> None:
             r"^cfg\.toml:2: connections\.a\.buffer: 'many' is a string "
             r"\(expected an integer >= 1 and <= 1000000\)\n"
             r"cfg\.toml:3: connections\.a\.stale_after: 0 is out of range "
-            r"\(expected a number > 0 and <= 86400\.0\)$"
+            r"\(expected a number >= 1 and <= 86400\.0\)$"
         ),
     ):
         loads_config(

@@ -102,7 +102,12 @@ async def reject_429_then_close(fake: FakeExchange) -> None:
             [0.0, 2.0],
         ),
         # silent from t=1: stale at 1 + stale_after(5) = 6, reconnect at 7, frame at 8.
-        (stall, "FeedStale: stale: no frame for 5 s from ws://a.fake.invalid/ws", 8.0, [0.0, 7.0]),
+        (
+            stall,
+            "FeedStale: stale: no frame for 5 s (a probe after 2.5 s went unanswered) from ws://a.fake.invalid/ws",
+            8.0,
+            [0.0, 7.0],
+        ),
         (
             oversized,
             "ConnectionLost: connection lost: close code 1009 (MESSAGE_TOO_BIG) "

@@ -28,12 +28,14 @@ __all__ = [
     "Level",
     "MalformedFrame",
     "Message",
+    "ProbeAnswered",
     "RawMessage",
     "ReconnectRequested",
     "SequenceGap",
     "Subscribe",
     "Subscribed",
     "SubscriptionFailed",
+    "SubscriptionSilent",
     "Ticker",
     "Trade",
     "Unsubscribe",
@@ -217,6 +219,31 @@ class HeartbeatMissed(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     detail: str
 
 
+class SubscriptionSilent(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """A confirmed subscription delivered no data for ``silent_for`` seconds.
+
+    The adapter marks it ``silent`` and requests it again; data on it makes it ``live``
+    again (reported as ``Subscribed``).
+
+    Attributes:
+        topic: the native topic.
+        silent_for: seconds since its last data message (or its confirmation).
+    """
+
+    topic: str
+    silent_for: float
+
+
+class ProbeAnswered(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """The exchange answered a liveness probe or heartbeat ping of ours.
+
+    Attributes:
+        rtt: seconds from writing the probe to reading its answer.
+    """
+
+    rtt: float
+
+
 class MalformedFrame(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     """A received frame could not be understood; it was dropped, the session goes on.
 
@@ -240,6 +267,8 @@ Event: TypeAlias = (
     | ReconnectRequested
     | HeartbeatMissed
     | MalformedFrame
+    | SubscriptionSilent
+    | ProbeAnswered
 )
 
 

@@ -26,6 +26,8 @@ class RawProtocol(ExchangeProtocol):
 
     exchange: ClassVar[str] = "raw"
     default_url: ClassVar[str | None] = None
+    #: Frames carry no topic we know: any data message is data on every subscription.
+    tracks_topics: ClassVar[bool] = False
 
     def __init__(self, spec: ConnectionSpec, *, pacer: Pacer | None = None) -> None:
         super().__init__(spec, pacer=pacer)

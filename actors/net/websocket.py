@@ -151,15 +151,48 @@ class WebSocket:
     (binary).
     """
 
-    __slots__ = ("_stream", "_ws", "url")
+    __slots__ = ("_nursery", "_ping_scope", "_stream", "_ws", "url")
 
     def __init__(
-        self, ws: trio_websocket.WebSocketConnection, stream: _WatchedStream, url: str
+        self,
+        ws: trio_websocket.WebSocketConnection,
+        stream: _WatchedStream,
+        url: str,
+        nursery: trio.Nursery,
     ) -> None:
         self._ws = ws
         self._stream = stream
         #: The URL this socket was opened to (may hold credentials: log it redacted).
         self.url = url
+        self._nursery = nursery
+        self._ping_scope: trio.CancelScope | None = None
+
+    def ping(self, on_pong: Callable[[float], None]) -> None:
+        """Send a WebSocket ping without waiting for its pong (RFC 6455 section 5.5.2:
+        the peer must answer); ``on_pong(seconds)`` gets the round trip when it comes.
+
+        At most one ping is in flight: a call while one is unanswered does nothing. The
+        pong's bytes restart :attr:`last_received` like any frame. Closing the socket
+        forgets an unanswered ping.
+        """
+        if self._ping_scope is None:
+            self._ping_scope = trio.CancelScope()
+            self._nursery.start_soon(self._ping, self._ping_scope, on_pong)
+
+    async def _ping(self, scope: trio.CancelScope, on_pong: Callable[[float], None]) -> None:
+        with scope:
+            sent = trio.current_time()
+            try:
+                await self._ws.ping()
+            except (trio_websocket.ConnectionClosed, trio.BrokenResourceError):
+                return  # the session ends on its own; the ping just goes unanswered
+            finally:
+                self._ping_scope = None
+            on_pong(trio.current_time() - sent)
+
+    def _forget_ping(self) -> None:
+        if self._ping_scope is not None:
+            self._ping_scope.cancel(reason="WebSocket closed")
 
     @property
     def last_received(self) -> float:
@@ -200,9 +233,11 @@ class WebSocket:
 
         Cancellation: none; the socket is closed at once.
         """
+        self._forget_ping()
         await trio.aclose_forcefully(self._stream)
 
     async def _close(self, close_timeout: float) -> None:
+        self._forget_ping()
         with trio.CancelScope(shield=True), trio.move_on_after(close_timeout):
             await self._ws.aclose(NORMAL_CLOSURE)
         # trio-websocket leaves the socket open when the peer closed first; the closing
@@ -285,7 +320,7 @@ async def open_websocket(
             # on any of these, so the socket would leak.
             await trio.aclose_forcefully(watched)
             raise
-        socket = WebSocket(ws, watched, url)
+        socket = WebSocket(ws, watched, url, nursery)
         try:
             yield socket
         finally:

@@ -166,7 +166,10 @@ async def test_a_silent_fake_leads_to_a_reconnect_at_the_stale_deadline(
     assert resumed_at == 8.0
     # 1000002 was made at t=2 but never sent by the stalled session.
     assert isinstance(message, Trade) and message.trade_id == "1000003"
-    assert stats.last_error == "FeedStale: stale: no frame for 5 s from " + URL
+    assert (
+        stats.last_error
+        == "FeedStale: stale: no frame for 5 s (a probe after 2.5 s went unanswered) from " + URL
+    )
     assert fake.sessions[1].received == [subscribe(2, "btcusdt@trade")]
 
 

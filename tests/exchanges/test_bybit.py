@@ -24,6 +24,7 @@ from actors.exchanges.messages import (
     HeartbeatMissed,
     MalformedFrame,
     Message,
+    ProbeAnswered,
     RawMessage,
     SequenceGap,
     Subscribed,
@@ -53,7 +54,9 @@ lines = fixture_lines("bybit")
 
 
 def make_spec(exchange: str = "bybit", **values: Any) -> ConnectionSpec:
-    return connection_spec(exchange, exchange, **values)
+    # stale_after 60: Bybit's default ping (20 s) applies as such; under the default 30
+    # the ping follows half of stale_after (test_the_default_ping_follows_stale_after).
+    return connection_spec(exchange, exchange, **{"stale_after": 60.0, **values})
 
 
 def started(cls: type[BybitProtocol] = BybitProtocol, **values: Any) -> BybitProtocol:
@@ -451,7 +454,7 @@ def test_pongs_are_consumed(pong: str) -> None:
     proto.tick(20.0)
     assert proto.frames_to_send() == [PING]
     assert feed(proto, pong, now=20.5) == ()
-    assert proto.events() == []
+    assert proto.events() == [ProbeAnswered(rtt=0.5)]  # consumed, its round trip kept
     assert proto.deadline() == 40.0  # answered: no miss pending, next ping on the cadence
 
 
@@ -610,7 +613,8 @@ def test_ping_every_20_s_whatever_arrives() -> None:
     feed(proto, PONGS[0], now=40.2)
     proto.tick(60.0)
     assert proto.frames_to_send() == [PING]
-    assert proto.events() == []
+    # The pong at 40.2 is timed against the newest ping (40).
+    assert proto.events() == [ProbeAnswered(rtt=pytest.approx(0.2))]
 
 
 def test_no_frame_within_20_s_of_a_ping_is_a_missed_heartbeat() -> None:
@@ -638,7 +642,8 @@ def test_heartbeat_follows_config() -> None:
     assert proto.frames_to_send() == [PING]
     proto.tick(15.0)
     assert proto.events() == [
-        HeartbeatMissed(detail="no frame within 5 s of our ping (Bybit answers ping with pong)")
+        ProbeAnswered(rtt=pytest.approx(0.1)),
+        HeartbeatMissed(detail="no frame within 5 s of our ping (Bybit answers ping with pong)"),
     ]
 
 

@@ -354,7 +354,14 @@ TRADES_AND_BOOK = ["publicTrade.BTCUSDT", "orderbook.50.BTCUSDT"]
     ("stale_after", "reconnect_at", "error"),
     [
         (60.0, 41.0, f"FeedStale: heartbeat missed: {DETAIL}"),
-        (30.0, 32.0, f"FeedStale: stale: no frame for 30 s from {SPOT_URL}"),
+        (
+            # heartbeat 20 (configured) with stale_after 30: the ping alone is not a
+            # probe within 15 s, so the session adds one at 16; unanswered, stale at 31.
+            30.0,
+            32.0,
+            "FeedStale: stale: no frame for 30 s (a probe after 15 s went unanswered) "
+            f"from {SPOT_URL}",
+        ),
     ],
     ids=["heartbeat-missed", "stale"],
 )
@@ -372,6 +379,7 @@ async def test_a_silent_server_is_left_and_everything_resubscribed(
                 "channels": ["trades", "book"],
                 "symbols": ["BTC-USDT"],
                 "stale_after": stale_after,
+                "heartbeat": 20.0,
             }
         )
         with trio.fail_after(300):
@@ -387,8 +395,9 @@ async def test_a_silent_server_is_left_and_everything_resubscribed(
     # (stale_after 30) the session is given up; backoff 1 s.
     assert dialer.times() == [0.0, reconnect_at]
     assert stats.last_error == error
-    assert fake.sessions[0].received == [bybit_subscribe(1, *TRADES_AND_BOOK), PING]
-    assert bybit.sessions[0].pings == 1
+    pings = [PING] if stale_after == 60.0 else [PING, PING]  # the probe at 16, the ping at 20
+    assert fake.sessions[0].received == [bybit_subscribe(1, *TRADES_AND_BOOK), *pings]
+    assert bybit.sessions[0].pings == len(pings)
     # the new session asks for everything again, under a new request id
     assert fake.sessions[1].received == [bybit_subscribe(2, *TRADES_AND_BOOK)]
     assert list(bybit.sessions[1].topics) == list(bybit.sessions[0].topics) == TRADES_AND_BOOK
@@ -408,16 +417,16 @@ async def test_pongs_keep_quiet_connections_alive(autojump_clock: trio.testing.M
         )
         with trio.fail_after(300):
             async with open_supervisor(config, connector=fake.connect) as sup:
-                await trio.sleep_until(210.0)
+                await trio.sleep_until(200.0)
                 stats = (await sup.stats()).connections
-    # No data at all (interval inf) on either; the fake answers pings: a ping every 20 s
-    # keeps both alive well past stale_after (30 s).
-    assert [len(s.received) for s in fake.sessions] == [11, 11]  # subscribe + 10 pings
+    # No data at all (interval inf) on either; the fake answers pings: a ping every 15 s
+    # (half of stale_after 30, below Bybit's 20) keeps both alive well past stale_after.
+    assert [len(s.received) for s in fake.sessions] == [14, 14]  # subscribe + 13 pings
     assert {s.received[-1] for s in fake.sessions} == {PING}
-    assert [s.pings for s in bybit.sessions.values()] == [10, 10]
+    assert [s.pings for s in bybit.sessions.values()] == [13, 13]
     assert [(s.state, s.connects, s.restarts, s.frames) for s in stats] == [
-        ("live", 1, 0, 11),  # the ack + 10 pongs
-        ("live", 1, 0, 11),
+        ("live", 1, 0, 14),  # the ack + 13 pongs
+        ("live", 1, 0, 14),
     ]
     assert bybit.closes == []
 
@@ -437,8 +446,9 @@ async def test_data_keeps_a_connection_alive_when_pongs_stop(
             async with open_supervisor(config, connector=fake.connect) as sup:
                 await trio.sleep_until(110.0)
                 stats = (await sup.stats()).connections[0]
-    # pings go out every 20 s whatever arrives; the trades each second answer for them
-    assert fake.sessions[0].received == [bybit_subscribe(1, "publicTrade.BTCUSDT")] + [PING] * 5
-    assert bybit.sessions[0].pings == 5
+    # pings go out every 15 s (half of stale_after) whatever arrives; the trades each
+    # second answer for them
+    assert fake.sessions[0].received == [bybit_subscribe(1, "publicTrade.BTCUSDT")] + [PING] * 7
+    assert bybit.sessions[0].pings == 7
     assert len(fake.sessions) == 1
     assert (stats.state, stats.connects, stats.restarts, stats.last_error) == ("live", 1, 0, "")

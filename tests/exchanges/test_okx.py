@@ -24,6 +24,7 @@ from actors.exchanges.messages import (
     HeartbeatMissed,
     MalformedFrame,
     Message,
+    ProbeAnswered,
     RawMessage,
     ReconnectRequested,
     SequenceGap,
@@ -43,7 +44,9 @@ lines = fixture_lines("okx")
 
 
 def make_spec(**values: Any) -> ConnectionSpec:
-    return connection_spec("okx", "okx", **values)
+    # stale_after 60: OKX's default ping (25 s) applies as such; under the default 30 the
+    # ping follows half of stale_after (test_the_default_ping_follows_stale_after).
+    return connection_spec("okx", "okx", **{"stale_after": 60.0, **values})
 
 
 def started(cls: type[OkxProtocol] = OkxProtocol, **values: Any) -> OkxProtocol:
@@ -418,7 +421,8 @@ def test_heartbeat_frames_are_the_bare_texts() -> None:
     proto.tick(25.0)
     assert proto.frames_to_send() == [ping]
     assert proto.receive_frame(pong, 25.5, 1234.5) == ()
-    assert proto.events() == []  # neither delivered nor malformed
+    # Neither delivered nor malformed: the answer to our ping, with its round trip.
+    assert proto.events() == [ProbeAnswered(rtt=0.5)]
 
 
 @pytest.mark.parametrize(
@@ -543,7 +547,8 @@ def test_heartbeat_ping_after_silence_then_miss() -> None:
     assert proto.frames_to_send() == ["ping"]
     proto.tick(111.0)
     assert proto.events() == [
-        HeartbeatMissed(detail="no frame within 25 s of our ping (OKX answers ping with pong)")
+        ProbeAnswered(rtt=16.0),  # the pong at 61 to the ping at 45
+        HeartbeatMissed(detail="no frame within 25 s of our ping (OKX answers ping with pong)"),
     ]
     assert proto.frames_to_send() == []
     assert proto.deadline() == math.inf  # reported once; the actor ends the session

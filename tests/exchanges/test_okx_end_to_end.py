@@ -144,13 +144,14 @@ async def test_quiet_channel_kept_alive_by_ping(autojump_clock: trio.testing.Moc
             async with open_supervisor(
                 okx_config(channels=["trades"], symbols=["BTC-USDT"]), connector=fake.connect
             ) as sup:
-                await trio.sleep_until(190.0)  # 7 heartbeat periods of silence
+                await trio.sleep_until(190.0)  # 12 heartbeat periods of silence
                 stats = (await sup.stats()).connections[0]
-    # the ack at 0 was the last data; ping at 25, pong, ping at 50, ... ping at 175
-    assert fake.sessions[0].received == [subscribe_frame(("trades", "BTC-USDT"))] + ["ping"] * 7
+    # The ack at 0 was the last data; the ping follows half of stale_after (30 s):
+    # ping at 15, pong, ping at 30, ... ping at 180.
+    assert fake.sessions[0].received == [subscribe_frame(("trades", "BTC-USDT"))] + ["ping"] * 12
     assert okx.closes == []
     assert len(fake.sessions) == 1
-    assert (stats.connects, stats.restarts, stats.frames) == (1, 0, 8)  # ack + 7 pongs
+    assert (stats.connects, stats.restarts, stats.frames) == (1, 0, 13)  # ack + 12 pongs
 
 
 async def test_a_steady_feed_needs_no_ping(autojump_clock: trio.testing.MockClock) -> None:
@@ -248,9 +249,10 @@ async def test_many_subscriptions_stay_within_the_fakes_limits(
             async with open_supervisor(config, connector=fake.connect) as sup:
                 await trio.sleep_until(40.0)  # past the fake's 30 s rules
                 stats = (await sup.stats()).connections[0]
-    *requests, ping = fake.sessions[0].received
+    *requests, ping, ping_again = fake.sessions[0].received
     assert [len(r.encode()) for r in requests if isinstance(r, str)] == [65499, 11955]
-    assert ping == "ping"  # at 25: no data flows (interval inf), only the acks at 0
+    # At 15 and 30 (half of stale_after): no data flows (interval inf), only the acks at 0.
+    assert ping == ping_again == "ping"
     assert okx.closes == []
     assert len(fake.sessions) == 1
     assert len(stats.subscriptions) == 1800

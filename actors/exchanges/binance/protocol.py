@@ -147,9 +147,12 @@ class BinanceProtocol(ExchangeProtocol):
             route = self._routes.get(name.decode("utf-8", "replace"))
         if route is not None:
             try:
-                return route.enveloped(data, received_at)
+                batch = route.enveloped(data, received_at)
             except msgspec.DecodeError as exc:
                 return self._bad(exc, data, route.stream)
+            if batch:
+                self.heard(route.stream)
+            return batch
         return self._other(data, now, received_at)
 
     def _bad(self, exc: msgspec.DecodeError, data: Frame, stream: str | None) -> Batch:
@@ -175,10 +178,14 @@ class BinanceProtocol(ExchangeProtocol):
                 return ()
             try:
                 if type(route) is routes.RawRoute:
-                    return route.bare(data, received_at)
-                return route.bare(probe.data, received_at)
+                    batch = route.bare(data, received_at)
+                else:
+                    batch = route.bare(probe.data, received_at)
             except msgspec.DecodeError as exc:
                 return self._bad(exc, data, route.stream)
+            if batch:
+                self.heard(route.stream)
+            return batch
         if probe.error is not None:
             return self._failed(probe.id, str(probe.error.code), probe.error.msg, data, now)
         if probe.code is not None and probe.msg is not None:
@@ -214,9 +221,12 @@ class BinanceProtocol(ExchangeProtocol):
             )
             return ()
         try:
-            return route.bare(data, received_at)
+            batch = route.bare(data, received_at)
         except msgspec.DecodeError as exc:
             return self._bad(exc, data, route.stream)
+        if batch:
+            self.heard(route.stream)
+        return batch
 
     def _failed(
         self, request_id: int | str | None, code: str, msg: str, data: Frame, now: float

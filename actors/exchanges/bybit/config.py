@@ -35,7 +35,9 @@ MAX_ARGS: Final = 10
 #: characters" (§3); whether per request or per connection is unconfirmed, so the
 #: stricter reading is checked: all of a connection's topics together.
 MAX_ARGS_CHARS: Final = 21_000
-#: Seconds between our ``{"op":"ping"}``: Bybit recommends 20 s (§4).
+#: Seconds between our ``{"op":"ping"}``: Bybit recommends 20 s (§4). Without
+#: ``heartbeat`` in config the adapter uses the smaller of this and half of
+#: ``stale_after`` (the ping is the liveness probe).
 DEFAULT_HEARTBEAT: Final = 20.0
 #: Bybit cuts a connection with neither ping nor data for 10 minutes (§4).
 IDLE_CLOSE: Final = 600.0

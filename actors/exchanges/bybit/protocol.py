@@ -83,7 +83,11 @@ class BybitProtocol(ExchangeProtocol):
         return config.check(spec, exchange=cls.exchange, perp=cls.perp)
 
     def _heartbeat(self) -> Heartbeat:
-        every = self.spec.heartbeat if self.spec.heartbeat is not None else config.DEFAULT_HEARTBEAT
+        every = self.spec.heartbeat
+        if every is None:
+            # Our ping is the connection's liveness probe too: at most half of
+            # stale_after apart, so a quiet feed is never stale.
+            every = min(config.DEFAULT_HEARTBEAT, self.spec.stale_after / 2)
         # Bybit counts the client's pings, not its own pushes: ping on a fixed cadence.
         return ClientPing(
             every,
@@ -91,6 +95,9 @@ class BybitProtocol(ExchangeProtocol):
             idle=False,
             detail=f"no frame within {every:g} s of our ping (Bybit answers ping with pong)",
         )
+
+    def _probe_frame(self, now: float) -> Frame | None:
+        return _PING  # answered with a pong
 
     # -- session ---------------------------------------------------------------------
 
@@ -137,12 +144,14 @@ class BybitProtocol(ExchangeProtocol):
                 self.malformed("invalid_frame", f"{topic} frame without data", data)
                 return ()
             handler, symbol = route
+            self.heard(topic)
             try:
                 return handler(envelope, topic, symbol, received_at, data)
             except msgspec.DecodeError as exc:
                 self.malformed("invalid_data", f"{topic}: {exc}", data)
                 return ()
         if envelope.ret_msg == "pong" or envelope.op == "pong":
+            self.probe_answered()
             return ()  # a sign of life, already counted by the heartbeat policy
         if envelope.op in ("subscribe", "unsubscribe") and envelope.success is not None:
             self._on_reply(envelope, data)

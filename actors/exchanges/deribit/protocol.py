@@ -24,6 +24,8 @@ __all__ = ["DeribitProtocol"]
 
 _Handler = Callable[[wire.Params, str, float, Frame], Batch]
 _SUBSCRIBE: Final = "public/subscribe"
+#: The method name recorded for our liveness probes (the frame says ``public/test``).
+_PROBE: Final = "probe"
 _UNSUBSCRIBE: Final = "public/unsubscribe"
 
 
@@ -154,6 +156,14 @@ class DeribitProtocol(ExchangeProtocol):
         # Subscribe calls that were scheduled but never written cost Deribit no credits.
         self._reservations.give_back_unsent(self.released_at)
 
+    def _probe_frame(self, now: float) -> Frame | None:
+        # public/test: answered at once and costs no subscribe credit (the same request
+        # answers the server's test_request).
+        request = self.book.request((), _PROBE)
+        return self._encode(
+            {"jsonrpc": "2.0", "id": request.id, "method": "public/test", "params": {}}
+        ).decode()
+
     def _request(
         self,
         method: str,
@@ -200,6 +210,7 @@ class DeribitProtocol(ExchangeProtocol):
         if params is not None and frame.method == "subscription":
             route = self._routes.get(params.channel)
             if route is not None:
+                self.heard(params.channel)
                 return route[0](params, route[1], received_at, data)
             self.malformed(
                 "unknown_channel",
@@ -367,6 +378,9 @@ class DeribitProtocol(ExchangeProtocol):
             self.malformed("unexpected_reply", detail, data)
             return
         request = self.book.answer(frame.id)
+        if request is not None and request.method == _PROBE:
+            self.probe_answered()
+            return
         if request is None:
             self.malformed(
                 "unexpected_reply",

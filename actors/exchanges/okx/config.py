@@ -45,7 +45,8 @@ __all__ = [
 #: for any frame before the session counts as dead. OKX: "set a timer of N seconds
 #: (N < 30) ... if no pong within N seconds, reconnect"
 #: (https://www.okx.com/docs-v5/en/#overview-websocket-connect); 25 leaves 5 s of margin
-#: for latency before OKX's 30 s idle close.
+#: for latency before OKX's 30 s idle close. Without ``heartbeat`` in config the adapter
+#: uses the smaller of this and half of ``stale_after`` (the ping is the liveness probe).
 DEFAULT_HEARTBEAT: Final = 25.0
 #: OKX closes a connection to which nothing was pushed for 30 s (close code 4004, "No
 #: data received in 30s": https://www.okx.com/docs-v5/en/#error-code-websocket-public);

@@ -85,13 +85,18 @@ class OkxProtocol(ExchangeProtocol):
     def _heartbeat(self) -> Heartbeat:
         every = self.spec.heartbeat
         if every is None:
-            every = config.DEFAULT_HEARTBEAT
+            # Our ping is the connection's liveness probe too: after half of
+            # stale_after without a frame at the latest, so a quiet feed is never stale.
+            every = min(config.DEFAULT_HEARTBEAT, self.spec.stale_after / 2)
         return ClientPing(
             every,
             "ping",
             idle=True,
             detail=f"no frame within {every:g} s of our ping (OKX answers ping with pong)",
         )
+
+    def _probe_frame(self, now: float) -> Frame | None:
+        return "ping"  # answered with the text "pong"
 
     # -- session -----------------------------------------------------------------------
 
@@ -138,6 +143,7 @@ class OkxProtocol(ExchangeProtocol):
         ``MalformedFrame`` are queued in :meth:`events`.
         """
         if len(data) == 4 and (data == "pong" or data == b"pong"):
+            self.probe_answered()
             return ()
         envelope = self.parse(self._decode, data)
         if envelope is None:
@@ -148,6 +154,16 @@ class OkxProtocol(ExchangeProtocol):
             if arg is None:
                 self.malformed("invalid_frame", "data frame without arg", data)
                 return ()
+            inst_id = arg.instId
+            if (
+                inst_id is not None
+                and arg.instType is None
+                and arg.instFamily is None
+                and arg.ccy is None
+            ):
+                self.heard(f"{arg.channel}:{inst_id}")  # config.topic_of, inlined
+            else:
+                self.heard(config.arg_topic(arg))
             route = self._routes.get(arg.channel)
             if route is None:
                 return self._on_raw(data, received_at)

@@ -62,6 +62,11 @@ class Heartbeat:
         """The timer may be due: what to send or report."""
         return _NOTHING
 
+    def pings_within(self, quiet: float) -> bool:
+        """Does the policy itself send a ping within ``quiet`` seconds of silence (so
+        the caller's liveness probe would only duplicate it)?"""
+        return False
+
 
 class ServerPings(Heartbeat):
     """The server pings, the WebSocket client pongs: nothing for the adapter to do."""
@@ -106,6 +111,9 @@ class ClientPing(Heartbeat):
         if self._pinged_at is not None:
             return min(self._pinged_at + self.every, self._next_ping)
         return self._next_ping
+
+    def pings_within(self, quiet: float) -> bool:
+        return self.every <= quiet
 
     def tick(self, now: float) -> Tick:
         if not self._running:

@@ -31,6 +31,28 @@ The caller's loop, for one session::
 
 At any time, ``proto.send(Subscribe(...) | Unsubscribe(...), now)`` changes what the
 connection subscribes, now (frames to write) and for every later session.
+
+Liveness the base keeps for every adapter (sans-IO; the caller only calls :meth:`tick`
+by :meth:`deadline`):
+
+- **Probes.** The caller decides *when* to probe (after half of ``stale_after`` without
+  any frame: it sees WebSocket control frames, the adapter does not) and calls
+  :meth:`probe`; the adapter says *how*: its own request (:meth:`_probe_frame`: OKX
+  ``ping``, Deribit ``public/test``, Bybit ``{"op":"ping"}``) or, by default, a
+  WebSocket ping the caller sends. An adapter that recognises the answer calls
+  :meth:`probe_answered`, which reports the round trip as ``ProbeAnswered`` (the answer
+  to a heartbeat ping of the policy's counts too).
+- **Acks have a deadline.** Once every request frame of the session is written, acks
+  are due within ``ack_timeout`` (= ``stale_after``) of the last request or answer. The
+  topics still pending are requested once more; if they are still unanswered after
+  another ``ack_timeout`` they fail with code ``timeout`` ("no acknowledgement"), so a
+  lost ack never leaves a connection ``subscribing`` for ever.
+- **Data per subscription** (``silent_after``, off by default). Adapters call
+  :meth:`heard` with the topic of every data frame (adapters without topics,
+  ``tracks_topics = False``, count any data for all). A confirmed topic without data for
+  ``silent_after`` seconds is marked ``silent`` (``SubscriptionSilent``), unsubscribed
+  and subscribed again once; data makes it ``live`` again (``Subscribed``). When every
+  confirmed topic is silent, the session is dead in all but name: ``HeartbeatMissed``.
 """
 
 from __future__ import annotations
@@ -50,11 +72,14 @@ from actors.exchanges.messages import (
     Batch,
     Command,
     Event,
+    HeartbeatMissed,
     MalformedFrame,
     Message,
+    ProbeAnswered,
     Subscribe,
     Subscribed,
     SubscriptionFailed,
+    SubscriptionSilent,
 )
 from actors.exchanges.sdk.books import BookChain, Mark, default_mark
 from actors.exchanges.sdk.heartbeat import Heartbeat, ServerPings
@@ -126,6 +151,9 @@ class ExchangeProtocol(abc.ABC):
     #: registry paces connects to the host accordingly. ``None``: the supervisor's
     #: ``connect_attempts`` / ``connect_interval``.
     connect_rate: ClassVar[tuple[int, float] | None] = None
+    #: Does :meth:`decode` call :meth:`heard` with each data frame's topic? If not, any
+    #: data message counts as data on every topic.
+    tracks_topics: ClassVar[bool] = True
 
     def __init__(self, spec: ConnectionSpec, *, pacer: Pacer | None = None) -> None:
         self.spec = spec
@@ -146,6 +174,23 @@ class ExchangeProtocol(abc.ABC):
         self._events: list[Event] = []
         self._scheduled: collections.deque[tuple[float, Frame]] = collections.deque()
         self._released_at = -math.inf
+        #: The caller's time as of the last call that passed one.
+        self._now = 0.0
+        #: Seconds within which acks are due once the requests are written.
+        self.ack_timeout = spec.stale_after
+        #: When the ack clock last restarted (a request written, an answer read).
+        self._ack_since = 0.0
+        #: Topics requested a second time after their ack deadline, this session.
+        self._retried: set[str] = set()
+        #: topic -> when its data (or its confirmation) was last seen, this session.
+        self._heard: dict[str, float] = {}
+        #: When any data message last arrived (for adapters without topics).
+        self._data_at = -math.inf
+        #: Topics marked silent, and those of them already requested again.
+        self._silent: set[str] = set()
+        self._silence_at = math.inf
+        #: When the probe (or heartbeat ping) now awaiting its answer was queued.
+        self._probe_sent_at: float | None = None
 
     # -- configuration -------------------------------------------------------------
 
@@ -224,6 +269,7 @@ class ExchangeProtocol(abc.ABC):
         self._move(AdapterState.SUBSCRIBING, "start_session")
         self._events.clear()
         self._forget_session()
+        self._now = self._ack_since = now
         self.heartbeat.start(now)
         self._on_start(now)
         self._release(now)
@@ -242,6 +288,12 @@ class ExchangeProtocol(abc.ABC):
         self._scheduled.clear()
         self.book.new_session()
         self.chains.clear()
+        self._retried.clear()
+        self._heard.clear()
+        self._silent.clear()
+        self._data_at = -math.inf
+        self._silence_at = math.inf
+        self._probe_sent_at = None
 
     def frames_to_send(self) -> list[Frame]:
         """Frames the caller must write now, in order; the adapter forgets them."""
@@ -260,21 +312,58 @@ class ExchangeProtocol(abc.ABC):
 
     def deadline(self) -> float:
         """The caller's monotonic time by which :meth:`tick` must be called (or ``inf``)."""
-        due = self._scheduled[0][0] if self._scheduled else math.inf
-        return min(due, self.heartbeat.deadline(), self._timer())
+        if self._scheduled:
+            due = self._scheduled[0][0]
+        elif self.book.settled:
+            due = math.inf
+        else:
+            due = self._ack_since + self.ack_timeout
+        return min(due, self.heartbeat.deadline(), self._timer(), self._silence_at)
 
     def tick(self, now: float) -> None:
-        """Time passed: release paced frames that are due, run heartbeat timers.
+        """Time passed: release paced frames that are due, run heartbeat timers, check
+        ack deadlines and silent subscriptions.
 
         Side effects for the caller: write :meth:`frames_to_send`, handle :meth:`events`.
         """
+        self._now = now
         self._release(now)
         frame, missed = self.heartbeat.tick(now)
         if frame is not None:
             self._pending_frames.append(frame)
+            self._probe_sent_at = now  # an answer is timed against the newest ping
         if missed is not None:
             self._events.append(missed)
+        if (
+            self._state is not AdapterState.IDLE
+            and not self._scheduled
+            and not self.book.settled
+            and now >= self._ack_since + self.ack_timeout
+        ):
+            self._acks_overdue(now)
+        if now >= self._silence_at:
+            self._check_silence(now)
         self._on_tick(now)
+
+    def probe(self, now: float) -> bool:
+        """The caller found the connection quiet: queue the adapter's probe, if it has
+        one.
+
+        Returns:
+            True if the adapter probes: a probe frame was queued (write
+            :meth:`frames_to_send`), or its heartbeat policy pings within half of
+            ``stale_after`` by itself; False if the caller must send a WebSocket ping
+            instead (RFC 6455 section 5.5.2: the peer must answer it).
+        """
+        self._now = now
+        if self.heartbeat.pings_within(self.spec.stale_after / 2):
+            return True
+        frame = self._probe_frame(now)
+        if frame is None:
+            return False
+        self._pending_frames.append(frame)
+        self._probe_sent_at = now
+        return True
 
     def receive_frame(self, data: Frame, now: float, received_at: float) -> Batch:
         """Take one received frame; return the messages to deliver (maybe empty).
@@ -283,14 +372,91 @@ class ExchangeProtocol(abc.ABC):
         frames are queued for :meth:`events` and :meth:`frames_to_send`. A frame that
         cannot be understood queues a ``MalformedFrame`` event and never raises.
         """
+        self._now = now
         self.heartbeat.received(now)
         try:
-            return self.decode(data, now, received_at)
+            batch = self.decode(data, now, received_at)
         except (UnicodeDecodeError, RecursionError) as exc:
             # msgspec raises these, not DecodeError, for invalid UTF-8 in a binary frame
             # and for nesting past Python's recursion limit: still only a bad frame.
             self.malformed("invalid_json", f"{type(exc).__name__}: {exc}", data)
             return ()
+        if batch and not self.tracks_topics:
+            self._data_at = now
+            if self._silent:
+                for topic in list(self._silent):
+                    self._resume(topic)
+        return batch
+
+    # -- liveness (see the module docstring) ---------------------------------------------
+
+    def _acks_overdue(self, now: float) -> None:
+        """Acks are overdue: request the pending topics again, or fail retried ones."""
+        self._ack_since = now
+        pending = self.book.pending()
+        retried = self._retried
+        again = [topic for topic in pending if topic not in retried]
+        give_up = [topic for topic in pending if topic in retried]
+        if give_up:
+            message = f"no acknowledgement within {self.ack_timeout:g} s of two requests"
+            self.report([self.book.refuse(topic, "timeout", message) for topic in give_up])
+        if again:
+            retried.update(again)
+            self._subscribe(now, again)
+            self._release(now)
+
+    def heard(self, topic: str) -> None:
+        """A data frame of ``topic`` arrived (call it from :meth:`decode`)."""
+        self._heard[topic] = self._now
+        if self._silent and topic in self._silent:
+            self._resume(topic)
+
+    def _resume(self, topic: str) -> None:
+        self._silent.discard(topic)
+        if self.book.states.get(topic) == "silent":
+            self.book.set_silent(topic, False)
+            self._events.append(Subscribed(topics=(topic,)))
+        limit = self.spec.silent_after
+        if limit is not None:
+            self._silence_at = min(self._silence_at, self._now + limit)
+
+    def _check_silence(self, now: float) -> None:
+        limit = self.spec.silent_after
+        self._silence_at = math.inf
+        if limit is None or self._state is AdapterState.IDLE:
+            return
+        confirmed = self.book.live()
+        heard = self._heard
+        silent = self._silent
+        data_at = -math.inf if self.tracks_topics else self._data_at
+        newly: list[str] = []
+        next_at = math.inf
+        for topic in confirmed:
+            if topic in silent:
+                continue
+            last = max(heard.get(topic, now), data_at)
+            if now >= last + limit:
+                newly.append(topic)
+                silent.add(topic)
+                self.book.set_silent(topic, True)
+                self._events.append(SubscriptionSilent(topic=topic, silent_for=now - last))
+            else:
+                next_at = min(next_at, last + limit)
+        self._silence_at = next_at
+        if not newly:
+            return
+        if all(topic in silent for topic in confirmed):
+            self._events.append(
+                HeartbeatMissed(
+                    detail=f"every subscription silent for {limit:g} s: data stopped while "
+                    "the connection stays up"
+                )
+            )
+            return
+        # Ask again once per silent spell; the answer does not make it live, data does.
+        self._unsubscribe(now, newly)
+        self._subscribe(now, newly)
+        self._release(now)
 
     def send(self, command: Command, now: float) -> None:
         """Change the subscriptions at run time; they then hold for every later session.
@@ -306,6 +472,7 @@ class ExchangeProtocol(abc.ABC):
         Raises:
             ConfigError: the changed connection is not valid; nothing changed.
         """
+        self._now = now
         spec = self.spec
         if isinstance(command, Subscribe):
             changed = msgspec.structs.replace(
@@ -397,6 +564,17 @@ class ExchangeProtocol(abc.ABC):
     def _on_tick(self, now: float) -> None:  # noqa: B027 - optional hook
         """The subclass's own timers are due (or may be)."""
 
+    def _probe_frame(self, now: float) -> Frame | None:
+        """The adapter's probe request, or None for a WebSocket ping (the default)."""
+        return None
+
+    def probe_answered(self) -> None:
+        """The answer to our probe or heartbeat ping arrived: report its round trip."""
+        sent = self._probe_sent_at
+        if sent is not None:
+            self._probe_sent_at = None
+            self._events.append(ProbeAnswered(rtt=self._now - sent))
+
     def emit(self, event: Event) -> None:
         """Queue a control event for the caller."""
         self._events.append(event)
@@ -427,12 +605,15 @@ class ExchangeProtocol(abc.ABC):
     def _release(self, now: float) -> None:
         self._released_at = now
         scheduled = self._scheduled
-        while scheduled and scheduled[0][0] <= now:
-            self._pending_frames.append(scheduled.popleft()[1])
+        if scheduled and scheduled[0][0] <= now:
+            self._ack_since = now  # requests written: their acks are due from now
+            while scheduled and scheduled[0][0] <= now:
+                self._pending_frames.append(scheduled.popleft()[1])
 
     def expect(self, topics: Iterable[str]) -> None:
         """These topics are requested this session; their acks are outstanding."""
         self.book.expect(topics)
+        self._ack_since = self._now
 
     def confirm(self, topics: Sequence[str]) -> None:
         """The exchange acknowledged ``topics``."""
@@ -445,9 +626,22 @@ class ExchangeProtocol(abc.ABC):
     def report(self, outcomes: Iterable[Outcome]) -> None:
         """Turn the book's outcomes into ``Subscribed`` / ``SubscriptionFailed`` events."""
         events = self._events
+        now = self._now
+        self._ack_since = now
+        limit = self.spec.silent_after
         for topics, refusal in outcomes:
             if refusal is None:
                 if topics:
+                    silent = self._silent
+                    for topic in topics:
+                        if topic in silent:
+                            # The answer to the request after a silent spell: still
+                            # silent until data comes.
+                            self.book.set_silent(topic, True)
+                        else:
+                            self._heard[topic] = now
+                    if limit is not None:
+                        self._silence_at = min(self._silence_at, now + limit)
                     events.append(Subscribed(topics=topics))
             else:
                 code, message = refusal

@@ -4,8 +4,10 @@ Rules of this file: pure bookkeeping, no I/O, no clock; it decides nothing about
 
 One :class:`SubscriptionBook` lives as long as its adapter:
 
-- **Topic states** (``pending``, ``live``, ``failed: CODE MESSAGE``) are kept across
-  sessions, for stats; a session that re-subscribes a topic sets it back to pending.
+- **Topic states** (``pending``, ``live``, ``silent``, ``failed: CODE MESSAGE``) are kept
+  across sessions, for stats; a session that re-subscribes a topic sets it back to
+  pending. ``silent`` is a confirmed topic that delivered no data for a while (the
+  adapter base decides, see ``ExchangeProtocol``).
 - **Requests** of the current session: each has an id (unique for the adapter's whole
   life, counting up from 1, as Binance and Deribit require for ``id``), the topics it
   asked for and how far the exchange answered it. :meth:`new_session` forgets them.
@@ -30,6 +32,10 @@ from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 __all__ = ["Outcome", "Request", "SubscriptionBook", "batches"]
+
+
+#: States of a topic the exchange confirmed.
+_CONFIRMED = frozenset({"live", "silent"})
 
 
 class Outcome(NamedTuple):
@@ -67,7 +73,7 @@ class SubscriptionBook:
     """Topic states across sessions and the current session's requests."""
 
     def __init__(self) -> None:
-        #: Every topic's state by native name: ``pending``, ``live`` or
+        #: Every topic's state by native name: ``pending``, ``live``, ``silent`` or
         #: ``failed: CODE MESSAGE``.
         self.states: dict[str, str] = {}
         self._pending: set[str] = set()
@@ -108,6 +114,20 @@ class SubscriptionBook:
     def settled(self) -> bool:
         """No ack is outstanding."""
         return not self._pending
+
+    def pending(self) -> list[str]:
+        """The topics whose acks are outstanding, in the order they were first planned."""
+        outstanding = self._pending
+        return [topic for topic in self.states if topic in outstanding]
+
+    def live(self) -> list[str]:
+        """The confirmed topics, ``silent`` ones included (they are still subscribed)."""
+        return [topic for topic, state in self.states.items() if state in _CONFIRMED]
+
+    def set_silent(self, topic: str, silent: bool) -> None:
+        """Mark a confirmed ``topic`` ``silent`` (no data for a while) or ``live`` again."""
+        if self.states.get(topic) in _CONFIRMED:
+            self.states[topic] = "silent" if silent else "live"
 
     def request(self, topics: Sequence[str], method: str = "subscribe") -> Request:
         """Record a new request for ``topics`` and return it (with its fresh id)."""
