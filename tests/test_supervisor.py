@@ -330,6 +330,30 @@ async def test_a_ten_minute_outage_never_escalates_and_follows_the_backoff(
     assert stats.restarts == 15
 
 
+async def test_an_outage_over_real_sockets_never_escalates() -> None:
+    # The same outage over loopback TCP with the real clock: every connect is reset for
+    # 3 s (a venue that refuses), then a 503 at the upgrade for 1 s, with a restart limit
+    # the attempts would cross many times over if they counted.
+    async with open_fake_exchange(name="a", transport="tcp", interval=0.05) as fake:
+        fake.refuse(3.0)
+        config = make_config(
+            fake,
+            supervisor={"max_restarts": 1, "within": 60.0},
+            backoff={"initial": 0.05, "max": 0.2, "multiplier": 2.0},
+        )
+        with trio.fail_after(30):
+            async with open_supervisor(config) as sup:
+                await fake.wait_until(lambda f: f.refused >= 5)
+                fake.refuse(1.0, status=503)
+                message = await anext(sup.messages())  # live again: data flows
+                stats = (await sup.stats()).connections[0]
+    assert message.connection == "a"
+    assert fake.refused > 5  # resets, then 503s: all waited out
+    assert (stats.state, stats.connects) == ("live", 1)
+    assert stats.restarts == fake.refused
+    assert stats.last_error.startswith("HandshakeRejected: ") and "HTTP 503" in stats.last_error
+
+
 # -- failure classes --------------------------------------------------------------------
 
 
