@@ -18,7 +18,7 @@ import trio
 import trio.testing
 from exchanges.helpers import Dialer, connection_spec, exchange_config
 
-from actors.exchanges import BinanceProtocol, Subscribed
+from actors.exchanges import BinanceProtocol, RawProtocol, Subscribed
 from actors.exchanges.messages import HeartbeatMissed, SubscriptionFailed, SubscriptionSilent
 from supervisor import open_supervisor
 from supervisor.testing import open_fake_exchange
@@ -231,6 +231,29 @@ def test_silence_is_timed_from_the_ack_and_ended_by_data() -> None:
             detail="every subscription silent for 60 s: data stopped while the connection stays up"
         ),
     ]
+
+
+def test_an_adapter_without_topics_times_all_its_data_together() -> None:
+    spec = connection_spec(
+        "r", "raw", url="wss://example.invalid/ws", subscribe=['{"sub":1}'], silent_after=10.0
+    )
+    proto = RawProtocol(spec)
+    proto.start_session(0.0)  # raw subscriptions count as confirmed once queued
+    assert proto.subscriptions == {'{"sub":1}': "live"}
+    assert proto.deadline() == 10.0
+    assert len(proto.receive_frame('{"x":1}', 4.0, 0.0)) == 1
+    proto.events()
+    proto.tick(10.0)
+    assert proto.events() == []
+    assert proto.deadline() == 14.0
+    proto.tick(14.0)
+    assert proto.events() == [
+        SubscriptionSilent(topic='{"sub":1}', silent_for=10.0),
+        HeartbeatMissed(
+            detail="every subscription silent for 10 s: data stopped while the connection stays up"
+        ),
+    ]
+    assert proto.frames_to_send() == ['{"sub":1}']  # only the opening frame, never again
 
 
 def test_without_silent_after_quiet_topics_are_never_silent() -> None:

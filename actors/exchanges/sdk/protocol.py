@@ -43,9 +43,9 @@ by :meth:`deadline`):
   :meth:`probe_answered`, which reports the round trip as ``ProbeAnswered`` (the answer
   to a heartbeat ping of the policy's counts too).
 - **Acks have a deadline.** Once every request frame of the session is written, acks
-  are due within ``ack_timeout`` (= ``stale_after``) of the last request or answer. The
+  are due within ``stale_after`` (:attr:`acks`) of the last request or answer. The
   topics still pending are requested once more; if they are still unanswered after
-  another ``ack_timeout`` they fail with code ``timeout`` ("no acknowledgement"), so a
+  another ``stale_after`` they fail with code ``timeout`` ("no acknowledgement"), so a
   lost ack never leaves a connection ``subscribing`` for ever.
 - **Data per subscription** (``silent_after``, off by default). Adapters call
   :meth:`heard` with the topic of every data frame (adapters without topics,
@@ -83,6 +83,7 @@ from actors.exchanges.messages import (
 )
 from actors.exchanges.sdk.books import BookChain, Mark, default_mark
 from actors.exchanges.sdk.heartbeat import Heartbeat, ServerPings
+from actors.exchanges.sdk.liveness import AckClock, DataClocks
 from actors.exchanges.sdk.pacing import Pacer
 from actors.exchanges.sdk.stamp import Stamp
 from actors.exchanges.sdk.subscriptions import Outcome, SubscriptionBook
@@ -176,19 +177,10 @@ class ExchangeProtocol(abc.ABC):
         self._released_at = -math.inf
         #: The caller's time as of the last call that passed one.
         self._now = 0.0
-        #: Seconds within which acks are due once the requests are written.
-        self.ack_timeout = spec.stale_after
-        #: When the ack clock last restarted (a request written, an answer read).
-        self._ack_since = 0.0
-        #: Topics requested a second time after their ack deadline, this session.
-        self._retried: set[str] = set()
-        #: topic -> when its data (or its confirmation) was last seen, this session.
-        self._heard: dict[str, float] = {}
-        #: When any data message last arrived (for adapters without topics).
-        self._data_at = -math.inf
-        #: Topics marked silent, and those of them already requested again.
-        self._silent: set[str] = set()
-        self._silence_at = math.inf
+        #: When this session's acks are due (within ``stale_after``).
+        self.acks = AckClock(spec.stale_after)
+        #: The subscriptions' data clocks (``silent_after``).
+        self.data = DataClocks(spec.silent_after, per_topic=self.tracks_topics)
         #: When the probe (or heartbeat ping) now awaiting its answer was queued.
         self._probe_sent_at: float | None = None
 
@@ -269,7 +261,8 @@ class ExchangeProtocol(abc.ABC):
         self._move(AdapterState.SUBSCRIBING, "start_session")
         self._events.clear()
         self._forget_session()
-        self._now = self._ack_since = now
+        self._now = now
+        self.acks.reset(now)
         self.heartbeat.start(now)
         self._on_start(now)
         self._release(now)
@@ -288,11 +281,7 @@ class ExchangeProtocol(abc.ABC):
         self._scheduled.clear()
         self.book.new_session()
         self.chains.clear()
-        self._retried.clear()
-        self._heard.clear()
-        self._silent.clear()
-        self._data_at = -math.inf
-        self._silence_at = math.inf
+        self.data.reset()
         self._probe_sent_at = None
 
     def frames_to_send(self) -> list[Frame]:
@@ -317,8 +306,8 @@ class ExchangeProtocol(abc.ABC):
         elif self.book.settled:
             due = math.inf
         else:
-            due = self._ack_since + self.ack_timeout
-        return min(due, self.heartbeat.deadline(), self._timer(), self._silence_at)
+            due = self.acks.due
+        return min(due, self.heartbeat.deadline(), self._timer(), self.data.next_check)
 
     def tick(self, now: float) -> None:
         """Time passed: release paced frames that are due, run heartbeat timers, check
@@ -338,10 +327,10 @@ class ExchangeProtocol(abc.ABC):
             self._state is not AdapterState.IDLE
             and not self._scheduled
             and not self.book.settled
-            and now >= self._ack_since + self.ack_timeout
+            and now >= self.acks.due
         ):
             self._acks_overdue(now)
-        if now >= self._silence_at:
+        if now >= self.data.next_check:
             self._check_silence(now)
         self._on_tick(now)
 
@@ -382,80 +371,53 @@ class ExchangeProtocol(abc.ABC):
             self.malformed("invalid_json", f"{type(exc).__name__}: {exc}", data)
             return ()
         if batch and not self.tracks_topics:
-            self._data_at = now
-            if self._silent:
-                for topic in list(self._silent):
-                    self._resume(topic)
+            for topic in self.data.any_data(now):
+                self._resumed(topic)
         return batch
 
     # -- liveness (see the module docstring) ---------------------------------------------
 
     def _acks_overdue(self, now: float) -> None:
         """Acks are overdue: request the pending topics again, or fail retried ones."""
-        self._ack_since = now
-        pending = self.book.pending()
-        retried = self._retried
-        again = [topic for topic in pending if topic not in retried]
-        give_up = [topic for topic in pending if topic in retried]
+        again, give_up = self.acks.overdue(now, self.book.pending())
         if give_up:
-            message = f"no acknowledgement within {self.ack_timeout:g} s of two requests"
+            message = f"no acknowledgement within {self.acks.timeout:g} s of two requests"
             self.report([self.book.refuse(topic, "timeout", message) for topic in give_up])
         if again:
-            retried.update(again)
             self._subscribe(now, again)
             self._release(now)
 
     def heard(self, topic: str) -> None:
         """A data frame of ``topic`` arrived (call it from :meth:`decode`)."""
-        self._heard[topic] = self._now
-        if self._silent and topic in self._silent:
-            self._resume(topic)
+        if self.data.heard(topic, self._now):
+            self._resumed(topic)
 
-    def _resume(self, topic: str) -> None:
-        self._silent.discard(topic)
+    def _resumed(self, topic: str) -> None:
         if self.book.states.get(topic) == "silent":
             self.book.set_silent(topic, False)
             self._events.append(Subscribed(topics=(topic,)))
-        limit = self.spec.silent_after
-        if limit is not None:
-            self._silence_at = min(self._silence_at, self._now + limit)
 
     def _check_silence(self, now: float) -> None:
-        limit = self.spec.silent_after
-        self._silence_at = math.inf
-        if limit is None or self._state is AdapterState.IDLE:
+        if self._state is AdapterState.IDLE:
             return
-        confirmed = self.book.live()
-        heard = self._heard
-        silent = self._silent
-        data_at = -math.inf if self.tracks_topics else self._data_at
-        newly: list[str] = []
-        next_at = math.inf
-        for topic in confirmed:
-            if topic in silent:
-                continue
-            last = max(heard.get(topic, now), data_at)
-            if now >= last + limit:
-                newly.append(topic)
-                silent.add(topic)
-                self.book.set_silent(topic, True)
-                self._events.append(SubscriptionSilent(topic=topic, silent_for=now - last))
-            else:
-                next_at = min(next_at, last + limit)
-        self._silence_at = next_at
+        newly, every = self.data.check(now, self.book.live())
         if not newly:
             return
-        if all(topic in silent for topic in confirmed):
+        for topic, silent_for in newly:
+            self.book.set_silent(topic, True)
+            self._events.append(SubscriptionSilent(topic=topic, silent_for=silent_for))
+        if every or not self.tracks_topics:  # one clock for all: silent together
             self._events.append(
                 HeartbeatMissed(
-                    detail=f"every subscription silent for {limit:g} s: data stopped while "
-                    "the connection stays up"
+                    detail=f"every subscription silent for {self.data.limit:g} s: data "
+                    "stopped while the connection stays up"
                 )
             )
             return
         # Ask again once per silent spell; the answer does not make it live, data does.
-        self._unsubscribe(now, newly)
-        self._subscribe(now, newly)
+        topics = [topic for topic, _ in newly]
+        self._unsubscribe(now, topics)
+        self._subscribe(now, topics)
         self._release(now)
 
     def send(self, command: Command, now: float) -> None:
@@ -606,14 +568,14 @@ class ExchangeProtocol(abc.ABC):
         self._released_at = now
         scheduled = self._scheduled
         if scheduled and scheduled[0][0] <= now:
-            self._ack_since = now  # requests written: their acks are due from now
+            self.acks.restart(now)  # requests written: their acks are due from now
             while scheduled and scheduled[0][0] <= now:
                 self._pending_frames.append(scheduled.popleft()[1])
 
     def expect(self, topics: Iterable[str]) -> None:
         """These topics are requested this session; their acks are outstanding."""
         self.book.expect(topics)
-        self._ack_since = self._now
+        self.acks.restart(self._now)
 
     def confirm(self, topics: Sequence[str]) -> None:
         """The exchange acknowledged ``topics``."""
@@ -627,21 +589,17 @@ class ExchangeProtocol(abc.ABC):
         """Turn the book's outcomes into ``Subscribed`` / ``SubscriptionFailed`` events."""
         events = self._events
         now = self._now
-        self._ack_since = now
-        limit = self.spec.silent_after
+        self.acks.restart(now)
         for topics, refusal in outcomes:
             if refusal is None:
                 if topics:
-                    silent = self._silent
+                    data = self.data
+                    data.confirmed(topics, now)
                     for topic in topics:
-                        if topic in silent:
+                        if topic in data.silent:
                             # The answer to the request after a silent spell: still
                             # silent until data comes.
                             self.book.set_silent(topic, True)
-                        else:
-                            self._heard[topic] = now
-                    if limit is not None:
-                        self._silence_at = min(self._silence_at, now + limit)
                     events.append(Subscribed(topics=topics))
             else:
                 code, message = refusal
