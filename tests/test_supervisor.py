@@ -744,6 +744,36 @@ async def test_a_batch_is_continued_by_the_next_loop() -> None:
     assert [msg.data async for msg in stream] == [1, 2]
 
 
+async def test_a_cancelled_next_consumes_nothing(autojump_clock: trio.testing.MockClock) -> None:
+    # Audit M5: the buffered path took the message before checking for cancellation,
+    # so a deadline expiring mid-batch lost the message the cancelled call had taken.
+    from supervisor import MessageStream
+
+    send, receive = trio.open_memory_channel[tuple[RawMessage, ...]](1)
+    stream = MessageStream(receive)
+    batch = tuple(
+        RawMessage(connection="a", exchange="raw", received_at=0.0, data=n) for n in range(3)
+    )
+    await send.send(batch)
+    with trio.fail_after(1):
+        got = [(await stream.__anext__()).data]
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await stream.__anext__()  # mid-batch: raises Cancelled, takes nothing
+        assert scope.cancelled_caught
+        got.append((await stream.__anext__()).data)
+        assert got == [0, 1]
+        got.append((await stream.__anext__()).data)
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await stream.__anext__()  # batch used up: the channel receive is atomic too
+        assert scope.cancelled_caught
+        await send.send(batch)
+        await send.aclose()
+        got.extend([msg.data async for msg in stream])
+    assert got == [0, 1, 2, 0, 1, 2]
+
+
 async def test_websocket_pings_alone_keep_a_quiet_connection_alive(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
