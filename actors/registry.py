@@ -295,12 +295,21 @@ class RegistryActor:
     ) -> None:
         """Fold events into records until every sender is closed.
 
-        Cancellation: stops at once; records are simply dropped with the actor.
+        Cancellation: stops at once, but first applies every event still queued and
+        answers every request among them, then closes ``events``; there is no
+        checkpoint in between, so each request either is answered or finds the channel
+        closed (its send raises ``trio.BrokenResourceError``): none waits for ever.
         """
         task_status.started()
         async with events:
-            async for event in events:
-                self.handle(event, trio.current_time())
+            try:
+                async for event in events:
+                    self.handle(event, trio.current_time())
+            finally:
+                # A stop cancels this task with requests still queued; an unread
+                # request's reply channel would never be closed and its caller would
+                # hang (audit M6). The close that follows (`async with`) is immediate.
+                self._drain(events)
 
     def handle(self, event: RegistryEvent, now: float) -> None:
         """Apply one event at trio time ``now`` (answers requests with ``send_nowait``)."""
@@ -337,6 +346,15 @@ class RegistryActor:
             self._answer(event.reply, self.grant(event.host, now, event.rate))
         elif isinstance(event, SnapshotRequest):
             self._answer(event.reply, self.snapshot(now))
+
+    def _drain(self, events: trio.MemoryReceiveChannel[RegistryEvent]) -> None:
+        now = trio.current_time()
+        while True:
+            try:
+                event = events.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                return
+            self.handle(event, now)
 
     @staticmethod
     def _set_state(rec: _Record, state: ConnectionState, at: float) -> None:
@@ -473,6 +491,10 @@ class RegistryClient:
 
     async def snapshot(self) -> Stats:
         """The current :class:`Stats`.
+
+        Raises:
+            trio.BrokenResourceError: the registry has stopped (it answers every
+                request queued before it stopped, so nothing waits for ever).
 
         Cancellation: atomic.
         """

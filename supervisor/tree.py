@@ -265,13 +265,27 @@ class Supervisor:
     async def stats(self) -> Stats:
         """A snapshot of every connection's state and counters.
 
-        After the supervisor stopped, the snapshot taken at shutdown.
+        Once the supervisor has taken its final snapshot at shutdown, that snapshot:
+        every call answered after :attr:`finished` is set returns the same object.
+        A call racing :meth:`stop` always returns (audit M6).
 
         Cancellation: atomic.
         """
         if self._final_stats is not None:
             return self._final_stats
-        return await self._registry.snapshot()
+        try:
+            stats = await self._registry.snapshot()
+        except trio.BrokenResourceError:
+            # The registry stopped after the check above; it is cancelled only once
+            # _shutdown has recorded the final snapshot.
+            stats = None
+        if self._final_stats is not None:
+            return self._final_stats
+        if stats is None:
+            # Unreachable unless the registry ended some other way; read it directly,
+            # as _shutdown does when the registry does not answer in time.
+            return self._registry_actor.snapshot(trio.current_time())
+        return stats
 
     async def restart(self, name: str) -> None:
         """Restart one connection now: close its session cleanly and reconnect at once.
