@@ -941,3 +941,19 @@ def test_key_entries_keep_repeats_and_kinds() -> None:
 )
 def test_key_lines_never_raise_on_broken_text(text: str) -> None:
     assert isinstance(key_lines(text), dict)
+
+
+def test_an_optional_bounded_key_says_its_bounds() -> None:
+    # `heartbeat` has the same shape (a bounded number or absent): its problem used to
+    # print the Python type, `typing.Optional[typing.Annotated[float, ...]]`.
+    assert problems_of(
+        f"""\
+        [connections.x]
+        exchange = "raw"
+        url = "{URL}"
+        heartbeat = 0
+        """
+    ) == [
+        "config.toml:4: connections.x.heartbeat: 0 is out of range (expected a number > 0 "
+        "and <= 3600.0)"
+    ]
