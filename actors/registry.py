@@ -74,11 +74,16 @@ class Registered(msgspec.Struct, frozen=True, kw_only=True, tag=True):
 
 
 class StateChanged(msgspec.Struct, frozen=True, kw_only=True, tag=True):
-    """A connection moved to ``state`` at trio time ``at``."""
+    """A connection moved to ``state`` at trio time ``at``.
+
+    ``error``, when not empty, becomes the connection's ``last_error`` (a state entered
+    for a reason of its own, such as giving up, rather than by a session's end).
+    """
 
     connection: str
     state: ConnectionState
     at: float
+    error: str = ""
 
 
 class Connected(msgspec.Struct, frozen=True, kw_only=True, tag=True):
@@ -327,6 +332,8 @@ class RegistryActor:
         elif isinstance(event, StateChanged):
             rec = self._records[event.connection]
             self._set_state(rec, event.state, event.at)
+            if event.error:
+                rec.last_error = event.error
         elif isinstance(event, SubscriptionStates):
             self._records[event.connection].subscriptions = dict(event.states)
         elif isinstance(event, Connected):
