@@ -23,8 +23,9 @@ an exit record to the control loop, which alone decides what happens next:
 - ``give_up_after`` (optional, per connection): a connection not live for that long
   (since its last live session ended, or since it was started if it never was) stops
   for good, shown as ``failed`` with one error line. The deadline is checked only while
-  the connection is not live: when an attempt ends (an attempt in progress is never cut
-  short; connect_timeout and stale_after bound it) and when a backoff wait would pass it
+  the connection is not live: when an attempt ends (an attempt in progress, its wait for
+  a connect permit included, is never cut short; connect_timeout and stale_after bound
+  it) and when a backoff wait would pass it
   (the wait then ends at the deadline, so the give-up time is exact). If that leaves no
   permanent connection running (or none at all, when none is permanent), every child is
   stopped cleanly and ``GaveUp`` leaves ``open_supervisor``;

@@ -719,7 +719,8 @@ async def test_stats_racing_stop_always_returns_and_then_the_final_stats(
             assert all(stats is final for stats in after_stop)
             assert [c.state for c in final.connections] == ["stopped"]
             assert trio.current_time() == start + 1.0  # the first frame; no deadline hit
-    assert (hung, calls > 24 * 8) == (0, True)
+    assert hung == 0
+    assert calls > 24 * 8  # every poller asked at least once per trial
 
 
 @pytest.mark.parametrize("concurrent", [False, True])

@@ -77,8 +77,9 @@ class ConnectionConfig(ConnectionSpec, frozen=True, kw_only=True, forbid_unknown
         give_up_after: seconds the connection may go without being live (since its
             last live session ended, or since it was started if it never was) before it
             stops for good; ``None`` (the default) never gives up. Checked only while
-            it is not live: at the end of a failed attempt, and at the end of a backoff
-            wait, which is cut short at the deadline. At most a week.
+            it is not live: when an attempt ends (an attempt in progress is not cut
+            short), and when a backoff wait would pass the deadline (it then ends at
+            the deadline). At most a week.
     """
 
     restart: RestartType = RestartType.PERMANENT
