@@ -7,6 +7,7 @@ from actors._errors import ConfigError as ConfigError
 from actors._errors import ConnectError as ConnectError
 from actors._errors import ConnectionLost as ConnectionLost
 from actors._errors import FeedStale as FeedStale
+from actors._errors import GaveUp as GaveUp
 from actors._errors import HandshakeRejected as HandshakeRejected
 from actors._errors import LocalProtocolError as LocalProtocolError
 from actors._errors import ProtocolError as ProtocolError
@@ -32,6 +33,7 @@ __all__ = [
     "ConnectionState",
     "ConsumerQueue",
     "FeedStale",
+    "GaveUp",
     "HandshakeRejected",
     "LocalProtocolError",
     "Overflow",

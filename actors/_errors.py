@@ -19,7 +19,9 @@ converted: they travel up as themselves and count as crashes.
     ├── ProtocolError               one side broke the exchange protocol
     │   ├── LocalProtocolError      our misuse of an adapter (a bug on our side)
     │   └── RemoteProtocolError     the exchange broke its own protocol
-    └── RestartLimitExceeded        restart intensity exceeded; the supervisor gave up loudly
+    ├── RestartLimitExceeded        restart intensity exceeded; the supervisor gave up loudly
+    └── GaveUp                      connections not live for ``give_up_after`` stopped for
+                                    good and no permanent connection is left running
 
 Following Trio's split, *closed* means we closed something ourselves and *broken* means
 something outside did. API misuse raises ``RuntimeError``, ``TypeError`` or ``ValueError``
@@ -28,11 +30,14 @@ and is never retried.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 __all__ = [
     "ConfigError",
     "ConnectError",
     "ConnectionLost",
     "FeedStale",
+    "GaveUp",
     "HandshakeRejected",
     "LocalProtocolError",
     "ProtocolError",
@@ -133,4 +138,21 @@ class RestartLimitExceeded(SupervisorError):
     def __init__(self, message: str, *, connection: str, last_error: str) -> None:
         self.connection = connection
         self.last_error = last_error
+        super().__init__(message)
+
+
+class GaveUp(SupervisorError):
+    """Connections gave up (not live for their ``give_up_after``) and none that must run is
+    left: no permanent connection is running (or, in a configuration without permanent
+    connections, none at all).
+
+    The supervisor stopped every child cleanly before raising this.
+
+    Attributes:
+        last_errors: for every connection that gave up, in configuration order, its name
+            -> a one-line description of its last error before it gave up.
+    """
+
+    def __init__(self, message: str, *, last_errors: Mapping[str, str]) -> None:
+        self.last_errors = dict(last_errors)
         super().__init__(message)

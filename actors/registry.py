@@ -74,11 +74,16 @@ class Registered(msgspec.Struct, frozen=True, kw_only=True, tag=True):
 
 
 class StateChanged(msgspec.Struct, frozen=True, kw_only=True, tag=True):
-    """A connection moved to ``state`` at trio time ``at``."""
+    """A connection moved to ``state`` at trio time ``at``.
+
+    ``error``, when not empty, becomes the connection's ``last_error`` (a state entered
+    for a reason of its own, such as giving up, rather than by a session's end).
+    """
 
     connection: str
     state: ConnectionState
     at: float
+    error: str = ""
 
 
 class Connected(msgspec.Struct, frozen=True, kw_only=True, tag=True):
@@ -309,12 +314,21 @@ class RegistryActor:
     ) -> None:
         """Fold events into records until every sender is closed.
 
-        Cancellation: stops at once; records are simply dropped with the actor.
+        Cancellation: stops at once, but first applies every event still queued and
+        answers every request among them, then closes ``events``; there is no
+        checkpoint in between, so each request either is answered or finds the channel
+        closed (its send raises ``trio.BrokenResourceError``): none waits for ever.
         """
         task_status.started()
         async with events:
-            async for event in events:
-                self.handle(event, trio.current_time())
+            try:
+                async for event in events:
+                    self.handle(event, trio.current_time())
+            finally:
+                # A stop cancels this task with requests still queued; an unread
+                # request's reply channel would never be closed and its caller would
+                # hang (audit M6). The close that follows (`async with`) is immediate.
+                self._drain(events)
 
     def handle(self, event: RegistryEvent, now: float) -> None:
         """Apply one event at trio time ``now`` (answers requests with ``send_nowait``)."""
@@ -335,6 +349,8 @@ class RegistryActor:
         elif isinstance(event, StateChanged):
             rec = self._records[event.connection]
             self._set_state(rec, event.state, event.at)
+            if event.error:
+                rec.last_error = event.error
         elif isinstance(event, SubscriptionStates):
             self._records[event.connection].subscriptions = dict(event.states)
         elif isinstance(event, Connected):
@@ -354,6 +370,15 @@ class RegistryActor:
             self._answer(event.reply, self.grant(event.host, now, event.rate))
         elif isinstance(event, SnapshotRequest):
             self._answer(event.reply, self.snapshot(now))
+
+    def _drain(self, events: trio.MemoryReceiveChannel[RegistryEvent]) -> None:
+        now = trio.current_time()
+        while True:
+            try:
+                event = events.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                return
+            self.handle(event, now)
 
     @staticmethod
     def _set_state(rec: _Record, state: ConnectionState, at: float) -> None:
@@ -492,6 +517,10 @@ class RegistryClient:
 
     async def snapshot(self) -> Stats:
         """The current :class:`Stats`.
+
+        Raises:
+            trio.BrokenResourceError: the registry has stopped (it answers every
+                request queued before it stopped, so nothing waits for ever).
 
         Cancellation: atomic.
         """

@@ -13,6 +13,7 @@ from actors import ConfigError as ConfigError
 from actors import ConnectError as ConnectError
 from actors import ConnectionLost as ConnectionLost
 from actors import FeedStale as FeedStale
+from actors import GaveUp as GaveUp
 from actors import HandshakeRejected as HandshakeRejected
 from actors import LocalProtocolError as LocalProtocolError
 from actors import ProtocolError as ProtocolError
@@ -57,6 +58,7 @@ __all__ = [
     "ConnectionLost",
     "ConnectionStats",
     "FeedStale",
+    "GaveUp",
     "HandshakeRejected",
     "Jitter",
     "LocalProtocolError",

@@ -33,11 +33,13 @@ class MessageStream:
         Cancellation: atomic; a cancelled call consumed nothing.
         """
         if self._next < len(self._pending):
+            # Buffered data: honour cancellation without a full schedule point per
+            # message (a checkpoint costs ~2.5 us; this ~0.15 us). It raises before the
+            # message is taken, and does not yield when not cancelled, so no other
+            # task can take this message between the check and the take.
+            await trio.lowlevel.checkpoint_if_cancelled()
             message = self._pending[self._next]
             self._next += 1
-            # Buffered data: honour cancellation without a full schedule point per
-            # message (a checkpoint costs ~2.5 us; this ~0.15 us).
-            await trio.lowlevel.checkpoint_if_cancelled()
             return message
         try:
             batch = await self._batches.receive()

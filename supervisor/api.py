@@ -48,6 +48,9 @@ async def open_supervisor(
     Raises:
         RestartLimitExceeded: restart intensity was exceeded; every connection was
             closed cleanly first and the body was cancelled.
+        GaveUp: connections were not live for their ``give_up_after`` and no permanent
+            connection (none at all, if none is permanent) is left running; every
+            connection was closed cleanly first and the body was cancelled.
 
     Cancellation: on exit, whether normal, by exception or by cancellation, every
     connection is closed cleanly within ``shutdown_timeout``.
@@ -59,7 +62,7 @@ async def open_supervisor(
         async def cancel_body_on_escalation() -> None:
             await sup.finished.wait()
             if sup.fatal is not None:
-                nursery.cancel_scope.cancel(reason="restart intensity exceeded")
+                nursery.cancel_scope.cancel(reason=f"supervisor gave up: {sup.fatal}")
 
         nursery.start_soon(cancel_body_on_escalation)
         try:

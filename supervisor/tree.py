@@ -20,6 +20,15 @@ an exit record to the control loop, which alone decides what happens next:
   upgrade, a certificate that fails verification) are expected too, but after
   ``CONFIG_FAILURES`` in a row the connection shows as ``failed`` (one error line in the
   log) and is retried at the backoff cap, in case the operator fixes the route;
+- ``give_up_after`` (optional, per connection): a connection not live for that long
+  (since its last live session ended, or since it was started if it never was) stops
+  for good, shown as ``failed`` with one error line. The deadline is checked only while
+  the connection is not live: when an attempt ends (an attempt in progress, its wait for
+  a connect permit included, is never cut short; connect_timeout and stale_after bound
+  it) and when a backoff wait would pass it
+  (the wait then ends at the deadline, so the give-up time is exact). If that leaves no
+  permanent connection running (or none at all, when none is permanent), every child is
+  stopped cleanly and ``GaveUp`` leaves ``open_supervisor``;
 - the backoff resets if the session stayed live for ``reset_after``; the next delay is
   drawn;
 - the strategy picks the group that restarts together (one_for_one: the child;
@@ -50,6 +59,7 @@ import trio
 from actors import (
     ConnectionActor,
     ConsumerQueue,
+    GaveUp,
     HandshakeRejected,
     RestartLimitExceeded,
     ServerClosing,
@@ -95,7 +105,10 @@ class _Child:
         "config",
         "config_failures",
         "done",
+        "gave_up",
         "index",
+        "last_error",
+        "not_live_since",
         "scope",
         "stopped",
     )
@@ -115,10 +128,22 @@ class _Child:
         self.announced = 0
         #: Configuration-shaped failures in a row.
         self.config_failures = 0
+        #: Why the last session ended (describe_error), for the give-up message.
+        self.last_error = ""
+        #: trio time the last live session ended, or the child was (re)started if no
+        #: session has been live since: the start of the give_up_after clock.
+        self.not_live_since = 0.0
+        #: Why it gave up (it then stays stopped), or None.
+        self.gave_up: str | None = None
 
     @property
     def name(self) -> str:
         return self.config.name
+
+    def give_up_at(self) -> float | None:
+        """The trio time at which it gives up if not live by then; None: never."""
+        after = self.config.give_up_after
+        return None if after is None else self.not_live_since + after
 
 
 class _Exit(NamedTuple):
@@ -127,6 +152,8 @@ class _Exit(NamedTuple):
     error: BaseException | None
     cancelled: bool
     live_for: float | None
+    #: The backoff wait reached the give_up_after deadline; no session was run.
+    gave_up: bool
 
 
 def _leaves(exc: BaseException) -> Iterator[BaseException]:
@@ -231,8 +258,9 @@ class Supervisor:
         self._stopping = False
         self._finished = trio.Event()
         self._final_stats: Stats | None = None
-        #: Set when restart intensity was exceeded; open_supervisor raises it.
-        self.fatal: RestartLimitExceeded | None = None
+        #: Set when restart intensity was exceeded, or when connections gave up and none
+        #: that must run is left; open_supervisor raises it.
+        self.fatal: RestartLimitExceeded | GaveUp | None = None
 
     # -- public handle -------------------------------------------------------------
 
@@ -265,20 +293,35 @@ class Supervisor:
     async def stats(self) -> Stats:
         """A snapshot of every connection's state and counters.
 
-        After the supervisor stopped, the snapshot taken at shutdown.
+        Once the supervisor has taken its final snapshot at shutdown, that snapshot:
+        every call answered after :attr:`finished` is set returns the same object.
+        A call racing :meth:`stop` always returns (audit M6).
 
         Cancellation: atomic.
         """
         if self._final_stats is not None:
             return self._final_stats
-        return await self._registry.snapshot()
+        try:
+            stats = await self._registry.snapshot()
+        except trio.BrokenResourceError:
+            # The registry stopped after the check above; it is cancelled only once
+            # _shutdown has recorded the final snapshot.
+            stats = None
+        if self._final_stats is not None:
+            return self._final_stats
+        if stats is None:
+            # Unreachable unless the registry ended some other way; read it directly,
+            # as _shutdown does when the registry does not answer in time.
+            return self._registry_actor.snapshot(trio.current_time())
+        return stats
 
     async def restart(self, name: str) -> None:
         """Restart one connection now: close its session cleanly and reconnect at once.
 
         A manual restart skips the backoff delay and does not count toward restart
-        intensity. A stopped (temporary or finished) connection starts again, as long
-        as the supervisor still runs (it stops once every connection has stopped).
+        intensity. A stopped (temporary, finished or given-up) connection starts again,
+        with its ``give_up_after`` clock started afresh, as long as the supervisor still
+        runs (it stops once every connection has stopped).
 
         Raises:
             ValueError: no connection is called ``name``.
@@ -292,6 +335,9 @@ class Supervisor:
         logger.info("%s: restart requested", name)
         if child.scope is not None:
             child.scope.cancel(reason="restart requested")
+        if child.stopped:
+            child.not_live_since = trio.current_time()
+            child.gave_up = None
         child.stopped = False
         self._spawn(child, 0.0)
         await self._registry.report(Restarting(connection=name, delay=0.0, at=trio.current_time()))
@@ -312,8 +358,8 @@ class Supervisor:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the tree until it stops; ``started()`` once every child is launched.
 
-        Escalation does not raise here: it sets :attr:`fatal` and returns, so that
-        ``open_supervisor`` can raise it unwrapped.
+        Escalation and giving up do not raise here: they set :attr:`fatal` and return,
+        so that ``open_supervisor`` can raise it unwrapped.
 
         Cancellation: when cancelled, every connection is still closed cleanly (close
         frames sent), bounded by ``shutdown_timeout``.
@@ -345,7 +391,9 @@ class Supervisor:
                     )
                 )
                 nursery.start_soon(self._forward, child.actor.queue, self._merged_send.clone())
+            started = trio.current_time()
             for child in self._children:
+                child.not_live_since = started
                 self._spawn(child, 0.0)
             task_status.started()
             if not self._children:
@@ -384,28 +432,44 @@ class Supervisor:
     ) -> None:
         error: BaseException | None = None
         live_for: float | None = None
+        ran = gave_up = False
         try:
             with scope:
                 await previous.wait()
-                await trio.sleep(delay)
-                try:
-                    await child.actor.run_session()
-                except* trio.Cancelled:
-                    raise
-                except* Exception as group:
-                    # Nurseries nest groups; a lone failure is reported as itself.
-                    leaves = list(_leaves(group))
-                    error = leaves[0] if len(leaves) == 1 else group
+                # Read only now: the previous incarnation may have been live until it
+                # ended (a group restart spawns this one while that one still runs).
+                give_up_at = child.give_up_at()
+                if give_up_at is not None and trio.current_time() + delay >= give_up_at:
+                    # Not live, and the wait would pass the deadline: it ends there.
+                    await trio.sleep_until(give_up_at)
+                    gave_up = True
+                else:
+                    await trio.sleep(delay)
+                    ran = True
+                    try:
+                        await child.actor.run_session()
+                    except* trio.Cancelled:
+                        raise
+                    except* Exception as group:
+                        # Nurseries nest groups; a lone failure is reported as itself.
+                        leaves = list(_leaves(group))
+                        error = leaves[0] if len(leaves) == 1 else group
             live_since = child.actor.live_since
-            if live_since is not None:
-                live_for = trio.current_time() - live_since
+            if ran and live_since is not None:
+                now = trio.current_time()
+                live_for = now - live_since
+                # Also when cancelled (restart(), a group restart): the connection was
+                # live until now, so its give_up_after clock starts now.
+                child.not_live_since = now
         finally:
             # Never let a successor start while the predecessor still holds the
             # actor (a cancelled waiter would otherwise break the chain).
             with trio.CancelScope(shield=True):
                 await previous.wait()
             done.set()
-        self._exits_send.send_nowait(_Exit(child, scope, error, scope.cancelled_caught, live_for))
+        self._exits_send.send_nowait(
+            _Exit(child, scope, error, scope.cancelled_caught, live_for, gave_up)
+        )
 
     async def _on_exit(self, ended: _Exit) -> None:
         child = ended.child
@@ -415,7 +479,13 @@ class Supervisor:
             return
         now = trio.current_time()
         name = child.name
+        if ended.gave_up:
+            # The wait ended at the deadline: exactly give_up_after without being live.
+            assert child.config.give_up_after is not None
+            await self._give_up(child, now, child.config.give_up_after)
+            return
         why = describe_error(ended.error) or "the exchange closed the connection normally"
+        child.last_error = why
         await self._registry.report(Disconnected(connection=name, error=why, at=now))
         if ended.error is not None and not all(
             isinstance(leaf, SupervisorError) for leaf in _leaves(ended.error)
@@ -442,6 +512,14 @@ class Supervisor:
             )
             logger.error("giving up: %s", self.fatal)
             await self._shutdown("restart intensity exceeded")
+            return
+
+        # Not live (a live session restarted the clock when it ended) since the deadline:
+        # no further attempt. Siblings run on; no group restart for a connection that
+        # stops for good.
+        give_up_at = child.give_up_at()
+        if give_up_at is not None and now >= give_up_at:
+            await self._give_up(child, now, now - child.not_live_since)
             return
 
         reset_after = child.config.backoff.reset_after
@@ -489,7 +567,16 @@ class Supervisor:
                 state = StateChanged(connection=member.name, state=ConnectionState.FAILED, at=now)
                 await self._registry.report(state)
             self._spawn(member, delay)
-        logger.info("%s: reconnecting in %.2f s (attempt %d)", name, delay, child.backoff.attempt)
+        if give_up_at is not None and now + delay >= give_up_at:
+            logger.info(
+                "%s: the next attempt would come after give_up_after; giving up in %.2f s",
+                name,
+                give_up_at - now,
+            )
+        else:
+            logger.info(
+                "%s: reconnecting in %.2f s (attempt %d)", name, delay, child.backoff.attempt
+            )
 
     @property
     def _strategy_name(self) -> str:
@@ -512,7 +599,49 @@ class Supervisor:
             )
         )
         logger.info("%s: stopped for good (%s)", child.name, why)
-        if all(c.stopped for c in self._children):
+        await self._stop_if_nothing_left()
+
+    async def _give_up(self, child: _Child, now: float, not_live_for: float) -> None:
+        after = child.config.give_up_after
+        assert after is not None
+        reason = (
+            f"not live for {round(not_live_for, 3):g} s (give_up_after = {after:g}); "
+            f"last error: {child.last_error or 'none'}"
+        )
+        child.gave_up = reason
+        child.stopped = True
+        child.scope = None
+        logger.error("%s: gave up: %s", child.name, reason)
+        await self._registry.report(
+            StateChanged(
+                connection=child.name,
+                state=ConnectionState.FAILED,
+                at=now,
+                error=f"gave up: {reason}",
+            )
+        )
+        await self._stop_if_nothing_left()
+
+    async def _stop_if_nothing_left(self) -> None:
+        """Stop once no connection that must run is left running.
+
+        Those are the permanent connections, or every connection in a configuration
+        without a permanent one. Stopping because some gave up is a failure (``GaveUp``);
+        stopping because every connection ended by its restart type is not.
+        """
+        permanent = [c for c in self._children if c.config.restart is RestartType.PERMANENT]
+        if not all(c.stopped for c in permanent or self._children):
+            return
+        gave_up = [c for c in self._children if c.gave_up is not None]
+        if gave_up:
+            what = "permanent connection" if permanent else "connection"
+            self.fatal = GaveUp(
+                f"no {what} left running: "
+                + " | ".join(f"{c.name!r} gave up: {c.gave_up}" for c in gave_up),
+                last_errors={c.name: c.last_error for c in gave_up},
+            )
+            await self._shutdown(f"no {what} left running")
+        elif all(c.stopped for c in self._children):
             await self._shutdown("every connection has stopped")
 
     async def _shutdown(self, why: str) -> None:
@@ -548,6 +677,8 @@ class Supervisor:
                     await child.done.wait()
                 now = trio.current_time()
                 for child in self._children:
+                    if child.gave_up is not None:
+                        continue  # stays failed, with why, in the final stats
                     await self._registry.report(
                         StateChanged(connection=child.name, state=ConnectionState.STOPPED, at=now)
                     )

@@ -23,8 +23,9 @@ SRC = "config.toml"
 URL = "wss://stream.example.com/ws"
 SUP_KEYS = "connect_attempts, connect_interval, max_restarts, shutdown_timeout, strategy, within"
 CONN_KEYS = (
-    "backoff, buffer, channels, connect_timeout, exchange, heartbeat, max_message_size, "
-    "overflow, raw, restart, silent_after, stale_after, subscribe, symbols, url"
+    "backoff, buffer, channels, connect_timeout, exchange, give_up_after, heartbeat, "
+    "max_message_size, overflow, raw, restart, silent_after, stale_after, subscribe, symbols, "
+    "url"
 )
 BACKOFF_KEYS = "initial, jitter, max, multiplier, reset_after"
 
@@ -941,3 +942,69 @@ def test_key_entries_keep_repeats_and_kinds() -> None:
 )
 def test_key_lines_never_raise_on_broken_text(text: str) -> None:
     assert isinstance(key_lines(text), dict)
+
+
+def test_an_optional_bounded_key_says_its_bounds() -> None:
+    # `heartbeat` has the same shape (a bounded number or absent): its problem used to
+    # print the Python type, `typing.Optional[typing.Annotated[float, ...]]`.
+    assert problems_of(
+        f"""\
+        [connections.x]
+        exchange = "raw"
+        url = "{URL}"
+        heartbeat = 0
+        """
+    ) == [
+        "config.toml:4: connections.x.heartbeat: 0 is out of range (expected a number > 0 "
+        "and <= 3600.0)"
+    ]
+
+
+# -- give_up_after -----------------------------------------------------------------------
+
+
+def test_give_up_after_is_a_connection_key_inherited_from_defaults() -> None:
+    config = load(
+        f"""\
+        [defaults]
+        exchange = "raw"
+        give_up_after = 600
+        [connections.a]
+        url = "{URL}"
+        [connections.b]
+        url = "{URL}"
+        give_up_after = 30.5
+        [connections.c]
+        url = "{URL}"
+        """
+    )
+    assert [c.give_up_after for c in config.connections] == [600.0, 30.5, 600.0]
+    never = load(f'[connections.a]\nexchange = "raw"\nurl = "{URL}"\n')
+    assert never.connections[0].give_up_after is None  # default: never give up
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("0", "0 is out of range"),
+        ("-5.0", "-5.0 is out of range"),
+        ("604800.5", "604800.5 is out of range"),
+        ('"1h"', "'1h' is a string"),
+        ("true", "True is a boolean"),
+    ],
+)
+def test_give_up_after_must_be_positive_seconds_up_to_a_week(value: str, problem: str) -> None:
+    expected = "(expected a number > 0 and <= 604800.0)"
+    assert problems_of(
+        f"""\
+        [defaults]
+        give_up_after = {value}
+        [connections.x]
+        exchange = "raw"
+        url = "{URL}"
+        give_up_after = {value}
+        """
+    ) == [
+        f"config.toml:2: defaults.give_up_after: {problem} {expected}",
+        f"config.toml:6: connections.x.give_up_after: {problem} {expected}",
+    ]

@@ -11,9 +11,14 @@ from actors.registry import (
     Connected,
     ConnectionState,
     Disconnected,
+    PermitRequest,
     Registered,
+    RegistryClient,
+    RegistryEvent,
     Restarting,
+    SnapshotRequest,
     StateChanged,
+    Stats,
     Traffic,
 )
 
@@ -75,6 +80,45 @@ def test_rate_covers_the_last_window_and_decays() -> None:
     (conn,) = reg.snapshot(40.0).connections
     assert conn.rate == 0.0  # nothing in the last 5 s
     assert conn.idle_for == 20.0
+
+
+async def test_a_stopped_registry_answers_what_was_queued_and_refuses_the_rest(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Audit M6: cancelled with requests still queued, the registry dropped them unread
+    # and their callers waited for ever.
+    reg = registry()
+    send, receive = trio.open_memory_channel[RegistryEvent](16)
+    client = RegistryClient(send)
+    scope = trio.CancelScope()
+
+    async def run_registry(*, task_status: trio.TaskStatus[None]) -> None:
+        with scope:
+            await reg.run(receive, task_status=task_status)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(run_registry)
+        await client.report(Registered(connection="a", exchange="raw", url="ws://x/ws"))
+        await trio.testing.wait_all_tasks_blocked()  # the registry waits for events
+        scope.cancel()  # delivered at once: the queue below is never read by the loop
+        stats_replies = []
+        for _ in range(3):
+            reply, answer = trio.open_memory_channel[Stats](1)
+            send.send_nowait(SnapshotRequest(reply=reply))
+            stats_replies.append(answer)
+        send.send_nowait(traffic(0.0, 5))  # applied before the next request
+        reply, answer = trio.open_memory_channel[Stats](1)
+        send.send_nowait(SnapshotRequest(reply=reply))
+        stats_replies.append(answer)
+        permit_reply, permit_answer = trio.open_memory_channel[float](1)
+        send.send_nowait(PermitRequest(host="h", reply=permit_reply))
+    # answered before the registry's task ended
+    answers = [answer.receive_nowait() for answer in stats_replies]
+    assert [s.connections[0].messages for s in answers] == [0, 0, 0, 5]
+    assert permit_answer.receive_nowait() == 0.0
+    # a request after the registry stopped fails at once instead of waiting
+    with pytest.raises(trio.BrokenResourceError):
+        await client.snapshot()
 
 
 def batch(n: int) -> tuple[RawMessage, ...]:

@@ -18,7 +18,7 @@ import pytest
 import trio
 from helpers import SUBSCRIBE, RecordingConnector, make_config
 
-from supervisor import RawMessage, RestartLimitExceeded, open_supervisor
+from supervisor import RawMessage, RestartLimitExceeded, Stats, Supervisor, open_supervisor
 from supervisor.testing import FakeExchange, SessionIO, open_fake_exchange
 
 
@@ -708,6 +708,50 @@ async def test_abandoned_stats_requests_do_not_break_the_registry(
     assert data(msg) == {"seq": 0, "session": 0}
 
 
+async def test_stats_racing_stop_always_returns_and_then_the_final_stats(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Audit M6: a request queued after stop's final snapshot was answered, but before
+    # the registry was cancelled, was never answered: stats() hung for ever. Pollers
+    # spin on stats() while stop() runs; each trial starts stop() a few scheduling
+    # steps later, so the calls land on every step of the shutdown.
+    calls = hung = 0
+    for trial in range(24):
+        start = trio.current_time()
+        async with open_fake_exchange(name="a", transport="memory", interval=1.0) as fake:
+            with trio.fail_after(30):
+                async with open_supervisor(make_config(fake), connector=fake.connect) as sup:
+                    await sup.messages().__anext__()
+                    after_stop: list[Stats] = []
+
+                    async def poll(sup: Supervisor = sup, after: list[Stats] = after_stop) -> None:
+                        nonlocal calls, hung
+                        while not sup.finished.is_set():
+                            calls += 1
+                            with trio.move_on_after(5.0) as waited:
+                                stats = await sup.stats()
+                            if waited.cancelled_caught:
+                                hung += 1
+                                return
+                            if sup.finished.is_set():
+                                after.append(stats)
+
+                    async with trio.open_nursery() as nursery:
+                        for _ in range(8):
+                            nursery.start_soon(poll)
+                        for _ in range(trial):
+                            await trio.lowlevel.checkpoint()
+                        await sup.stop()
+                    final = await sup.stats()
+            # every answer given once the supervisor had finished is the final snapshot
+            assert after_stop
+            assert all(stats is final for stats in after_stop)
+            assert [c.state for c in final.connections] == ["stopped"]
+            assert trio.current_time() == start + 1.0  # the first frame; no deadline hit
+    assert hung == 0
+    assert calls > 24 * 8  # every poller asked at least once per trial
+
+
 @pytest.mark.parametrize("concurrent", [False, True])
 async def test_repeated_manual_restarts_never_overlap_sessions(
     autojump_clock: trio.testing.MockClock, concurrent: bool
@@ -771,6 +815,36 @@ async def test_a_batch_is_continued_by_the_next_loop() -> None:
         assert msg.data == 0
         break
     assert [msg.data async for msg in stream] == [1, 2]
+
+
+async def test_a_cancelled_next_consumes_nothing(autojump_clock: trio.testing.MockClock) -> None:
+    # Audit M5: the buffered path took the message before checking for cancellation,
+    # so a deadline expiring mid-batch lost the message the cancelled call had taken.
+    from supervisor import MessageStream
+
+    send, receive = trio.open_memory_channel[tuple[RawMessage, ...]](1)
+    stream = MessageStream(receive)
+    batch = tuple(
+        RawMessage(connection="a", exchange="raw", received_at=0.0, data=n) for n in range(3)
+    )
+    await send.send(batch)
+    with trio.fail_after(1):
+        got = [(await stream.__anext__()).data]
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await stream.__anext__()  # mid-batch: raises Cancelled, takes nothing
+        assert scope.cancelled_caught
+        got.append((await stream.__anext__()).data)
+        assert got == [0, 1]
+        got.append((await stream.__anext__()).data)
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await stream.__anext__()  # batch used up: the channel receive is atomic too
+        assert scope.cancelled_caught
+        await send.send(batch)
+        await send.aclose()
+        got.extend([msg.data async for msg in stream])
+    assert got == [0, 1, 2, 0, 1, 2]
 
 
 async def test_websocket_pings_alone_keep_a_quiet_connection_alive(

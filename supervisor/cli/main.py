@@ -18,7 +18,7 @@ from typing import Final, TextIO
 import msgspec
 import trio
 
-from actors import ConfigError, RestartLimitExceeded
+from actors import ConfigError, GaveUp, RestartLimitExceeded
 from actors.registry import Stats
 from supervisor.api import open_supervisor
 from supervisor.cli.demo import run_demo
@@ -139,6 +139,9 @@ def _run_supervised(fn: object, *args: object) -> int:
         trio.run(fn, *args)  # type: ignore[arg-type]
     except RestartLimitExceeded as exc:
         print(f"marketprism: gave up on connection {exc.connection!r}: {exc}", file=sys.stderr)
+        return EXIT_GAVE_UP
+    except GaveUp as exc:
+        print(f"marketprism: {exc}", file=sys.stderr)
         return EXIT_GAVE_UP
     except ConfigError as exc:
         return _report_config_error(exc)

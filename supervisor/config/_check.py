@@ -78,14 +78,25 @@ def base_type(field_type: Any) -> Any:
     """The type without its ``Annotated`` constraints and without ``| None``."""
     if typing.get_origin(field_type) is Annotated:
         return base_type(typing.get_args(field_type)[0])
-    if isinstance(field_type, types.UnionType):
+    optional = _without_none(field_type)
+    return field_type if optional is None else base_type(optional)
+
+
+def _without_none(field_type: Any) -> Any:
+    """``T`` for ``T | None`` (also ``Annotated[...] | None``, a ``typing.Union``), else None."""
+    if isinstance(field_type, types.UnionType) or typing.get_origin(field_type) is typing.Union:
         arms = [arm for arm in typing.get_args(field_type) if arm is not type(None)]
-        return base_type(arms[0]) if len(arms) == 1 else field_type
-    return field_type
+        if len(arms) == 1:
+            return arms[0]
+    return None
 
 
 def describe(field_type: Any) -> str:
     """What a value of ``field_type`` looks like in TOML: ``a number > 0 and <= 60.0``."""
+    optional = _without_none(field_type)
+    if optional is not None:
+        # TOML has no null: an optional key is either absent or a value of this type.
+        return describe(optional)
     if typing.get_origin(field_type) is Annotated:
         base, *extras = typing.get_args(field_type)
         bounds = [

@@ -74,10 +74,18 @@ class ConnectionConfig(ConnectionSpec, frozen=True, kw_only=True, forbid_unknown
     Attributes:
         restart: ``permanent``, ``transient`` or ``temporary``.
         backoff: delays between restarts.
+        give_up_after: seconds the connection may go without being live (since its
+            last live session ended, or since it was started if it never was) before it
+            stops for good; ``None`` (the default) never gives up. Checked only while
+            it is not live: when an attempt ends (an attempt in progress is not cut
+            short), and when a backoff wait would pass the deadline (it then ends at
+            the deadline). At most a week.
     """
 
     restart: RestartType = RestartType.PERMANENT
     backoff: BackoffPolicy = BackoffPolicy()
+    # A week: an outage longer than that is an operator's decision, not a timeout's.
+    give_up_after: Annotated[float, msgspec.Meta(gt=0, le=604_800.0)] | None = None
 
 
 class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
