@@ -150,7 +150,7 @@ class BinanceProtocol(ExchangeProtocol):
                 batch = route.enveloped(data, received_at)
             except msgspec.DecodeError as exc:
                 return self._bad(exc, data, route.stream)
-            if batch:
+            if batch and self.watching:
                 self.heard(route.stream)
             return batch
         return self._other(data, now, received_at)
@@ -183,7 +183,7 @@ class BinanceProtocol(ExchangeProtocol):
                     batch = route.bare(probe.data, received_at)
             except msgspec.DecodeError as exc:
                 return self._bad(exc, data, route.stream)
-            if batch:
+            if batch and self.watching:
                 self.heard(route.stream)
             return batch
         if probe.error is not None:
@@ -224,7 +224,7 @@ class BinanceProtocol(ExchangeProtocol):
             batch = route.bare(data, received_at)
         except msgspec.DecodeError as exc:
             return self._bad(exc, data, route.stream)
-        if batch:
+        if batch and self.watching:
             self.heard(route.stream)
         return batch
 

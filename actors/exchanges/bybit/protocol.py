@@ -144,7 +144,8 @@ class BybitProtocol(ExchangeProtocol):
                 self.malformed("invalid_frame", f"{topic} frame without data", data)
                 return ()
             handler, symbol = route
-            self.heard(topic)
+            if self.watching:
+                self.heard(topic)
             try:
                 return handler(envelope, topic, symbol, received_at, data)
             except msgspec.DecodeError as exc:
