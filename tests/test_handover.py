@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from handover_venue import Dialler, Venue
 
 from supervisor import BookDelta, Config, Trade, config_from_dict, open_supervisor
 from supervisor.testing import FakeBinance, open_fake_exchange
@@ -244,3 +245,53 @@ async def test_trades_and_book_deltas_stay_continuous_across_a_handover(
     assert all(b[0] == a[1] for a, b in itertools.pairwise(deltas)), deltas
     assert (stats.restarts, stats.connects, stats.gaps) == (0, 2, 0)
     assert fake.sessions[0].close_code == 1000
+
+
+# -- id spaces (audit M4) ------------------------------------------------------------------
+
+
+def split_ids(messages: list[Any]) -> tuple[list[int], list[int]]:
+    """(trade ids, aggregate trade ids) of the Venue fake's trades."""
+    ids = [int(m.trade_id) for m in messages if isinstance(m, Trade)]
+    return [i for i in ids if i >= 1_000_000], [i for i in ids if i < 1_000_000]
+
+
+def consecutive(ids: list[int]) -> bool:
+    return ids == list(range(ids[0], ids[0] + len(ids)))
+
+
+@pytest.mark.parametrize("lagging", ["none", "old", "successor"])
+async def test_trade_and_aggtrade_of_one_symbol_hand_over_without_loss_or_duplicate(
+    autojump_clock: trio.testing.MockClock, lagging: str
+) -> None:
+    # Audit M4(a): both streams become Trades; the aggregate ids lie below the trade
+    # ids, so keyed by symbol alone the successor's aggTrades were dropped as "seen".
+    venue = Venue()
+    async with open_fake_exchange(
+        name="binance", transport="memory", interval=1.0, handler=venue
+    ) as fake:
+        dial = Dialler(fake)
+        got: list[Any] = []
+        with trio.fail_after(60):
+            async with open_supervisor(
+                make_config(raw=["btcusdt@aggTrade"]), connector=dial
+            ) as sup:
+                stream = sup.messages()
+                got += [await stream.__anext__(), await stream.__anext__()]  # t=1
+                if lagging == "old":
+                    dial.streams[0].delay = 0.4  # per read: the pair of 1 s takes 0.8 s
+                await venue.announce(0)
+                await fake.wait_until(lambda f: len(f.sessions) == 2)
+                if lagging == "successor":
+                    dial.streams[1].delay = 0.4
+                while trio.current_time() < 15.0:
+                    got.append(await stream.__anext__())
+                stats = (await sup.stats()).connections[0]
+    trades, aggs = split_ids(got)
+    assert consecutive(trades), trades
+    assert consecutive(aggs), aggs
+    assert (trades[0], trades[13], aggs[0], aggs[13]) == (1_000_001, 1_000_014, 500_001, 500_014)
+    # the lagging old session reads the notice 0.4 s late
+    assert dial.times == [0.0, 1.4 if lagging == "old" else 1.0]
+    assert (stats.restarts, stats.connects) == (0, 2)
+    assert fake.sessions[0].close_code == 1000  # handed over, not closed by the venue
