@@ -18,13 +18,13 @@ traffic counter (with the kinds of malformed frame already logged).
 Make-before-break: when the exchange announces that it will close the connection
 (``ReconnectRequested``: Binance ``serverShutdown``, OKX 64008), the current session keeps
 delivering while a successor session (a fresh adapter on a new socket) connects and
-subscribes, buffering what it receives. Once the successor is live, the old session
-stops reading, finishes delivering what it holds and closes cleanly; the successor's
-buffer is then delivered without what the old session already delivered (the continuity
-ledger, :mod:`actors.handover`, decides), and it carries on as the connection. If the
-successor cannot be built, the handover is abandoned (the old session's delivery is as
-before it), the old session goes on until the exchange closes it, and the supervisor
-then reconnects at once (``ServerClosing``).
+subscribes, buffering what it receives (at most the connection's ``buffer`` batches).
+Once the successor is live, the old session stops reading, finishes delivering what it
+holds and closes cleanly; the successor's buffer is then delivered without what the old
+session already delivered (the continuity ledger, :mod:`actors.handover`, decides), and
+it carries on as the connection. If the successor cannot be built, the handover is
+abandoned (the old session's delivery is as before it), the old session goes on until
+the exchange closes it, and the supervisor then reconnects at once (``ServerClosing``).
 
 Generations: a successor that took over is the connection exactly as the first session
 was, and :meth:`ConnectionActor._run_session` is the one code path for both: the first
@@ -100,15 +100,25 @@ class _Handover:
     The switch waits until the old session has delivered up to where the successor's
     buffer starts (:class:`~actors.handover.ContinuityLedger`), so that nothing falls
     between them, or until ``DEFAULT_HANDOVER_WAIT`` passes after the successor went
-    live. The successor's buffer is then delivered minus what the old session already
-    delivered.
+    live, or until the successor's buffer holds ``limit`` batches. The successor's
+    buffer is then delivered minus what the old session already delivered.
 
     Args:
+        name: the connection's name (for the log).
         previous: the session that is the connection and heard the notice.
         requests: the successor's own handle on the successor runner.
+        limit: batches the successor may buffer (the connection's ``buffer``).
     """
 
-    def __init__(self, previous: Session, requests: trio.MemorySendChannel[_Handover]) -> None:
+    def __init__(
+        self,
+        name: str,
+        previous: Session,
+        requests: trio.MemorySendChannel[_Handover],
+        *,
+        limit: int,
+    ) -> None:
+        self.name = name
         self.previous = previous
         #: The successor's own handle on the successor runner (for when it is the
         #: connection and hears a notice in turn); the successor's task closes it.
@@ -121,8 +131,16 @@ class _Handover:
         # The adapter knows which of its messages carry an order (ExchangeProtocol.mark).
         self.ledger = ContinuityLedger(previous.proto.mark)
         self.buffer: collections.deque[Batch] = collections.deque()
+        self.limit = limit
+        #: Messages dropped from the buffer's head while the successor was not yet live.
+        self.dropped = 0
         #: After the switch: trio time until which the successor's batches are filtered.
         self.filter_until = math.inf
+
+    @property
+    def full(self) -> bool:
+        """The successor's buffer holds ``limit`` batches."""
+        return len(self.buffer) >= self.limit
 
     async def track(self, put: _Deliver, batch: Batch) -> None:
         """Deliver one of the old session's batches and remember where it got to.
@@ -136,8 +154,27 @@ class _Handover:
         await put(batch)
 
     async def hold(self, batch: Batch) -> None:
-        """Buffer one of the successor's batches until the switch."""
-        self.buffer.append(batch)
+        """Buffer one of the successor's batches until the switch.
+
+        A live successor switches once its buffer is full (its pump checks
+        :attr:`full`). One that is not live yet cannot: it drops the oldest quarter of
+        its buffer (at least one batch) instead, which the old session, still the
+        connection, delivers; the ledger records again where the buffer now starts.
+        """
+        buffer = self.buffer
+        if len(buffer) >= self.limit:
+            if not self.dropped:
+                logger.warning(
+                    "%s: the successor session's buffer is full (%d batches) before its "
+                    "subscriptions are confirmed; dropping its oldest batches (the "
+                    "current session still delivers them)",
+                    self.name,
+                    self.limit,
+                )
+            for _ in range(max(1, self.limit // 4)):
+                self.dropped += len(buffer.popleft())
+            self.ledger.rebuffered(buffer)
+        buffer.append(batch)
         self.ledger.buffered(batch)
         await trio.lowlevel.checkpoint()
 
@@ -386,7 +423,7 @@ class ConnectionActor:
             )
         handover.ready_at = trio.current_time()
         await session.pump(
-            until=lambda: ledger.caught_up() or previous.closed.is_set(),
+            until=lambda: ledger.caught_up() or previous.closed.is_set() or handover.full,
             by=handover.ready_at + DEFAULT_HANDOVER_WAIT,
         )
         if ledger.caught_up():
@@ -394,6 +431,11 @@ class ConnectionActor:
         else:
             if previous.closed.is_set():
                 why = "the old session ended"
+            elif handover.full:
+                why = (
+                    f"the successor's buffer filled ({handover.limit} batches) before "
+                    "the old session caught up"
+                )
             else:
                 why = f"the old session did not catch up within {DEFAULT_HANDOVER_WAIT:g} s"
             unknown = sorted(ledger.unknown)
@@ -441,7 +483,9 @@ class ConnectionActor:
             self.spec.name,
             notice.reason,
         )
-        handover = self._handover = _Handover(session, requests.clone())
+        handover = self._handover = _Handover(
+            self.spec.name, session, requests.clone(), limit=self.spec.buffer
+        )
         session.deliver = self._deliver_for(session)
         await requests.send(handover)
 
@@ -522,6 +566,11 @@ class ConnectionActor:
         if self.live_since is None:
             # The old session never got live; the successor is, from now on.
             await self._went_live()
+        if handover.dropped:
+            why += (
+                f"; messages dropped from its buffer before it was live (the old session "
+                f"was still delivering them): {handover.dropped}"
+            )
         logger.info("%s: switched to the successor session (%s)", self.spec.name, why)
 
     async def _report_subscriptions(self) -> None:

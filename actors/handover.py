@@ -42,7 +42,7 @@ successor delivers while filtering. The keys of identified messages are remember
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Final
 
 from actors.exchanges import Batch, Message
@@ -147,6 +147,19 @@ class ContinuityLedger:
                 self._first_key.setdefault(stream, m.key)
             else:
                 self._unknown.add(stream)
+
+    def rebuffered(self, batches: Iterable[Batch]) -> None:
+        """The successor's buffer now holds only ``batches`` (its oldest were dropped):
+        where each stream starts is recorded again from them.
+
+        Streams marked unknown stay unknown (that can only delay a switch).
+        """
+        self._first_prev.clear()
+        self._fresh.clear()
+        self._first_key.clear()
+        self._buffered_any = False
+        for batch in batches:
+            self.buffered(batch)
 
     def caught_up(self) -> bool:
         """Has the old session delivered everything up to the successor's buffer?

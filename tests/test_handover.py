@@ -8,6 +8,7 @@ during a handover, and a lagging successor that would duplicate trades.
 from __future__ import annotations
 
 import itertools
+import logging
 from typing import Any
 
 import pytest
@@ -247,7 +248,7 @@ async def test_trades_and_book_deltas_stay_continuous_across_a_handover(
     assert fake.sessions[0].close_code == 1000
 
 
-# -- id spaces (audit M4) ------------------------------------------------------------------
+# -- id spaces (audit M4) and the successor's buffer bound ------------------------------
 
 
 def split_ids(messages: list[Any]) -> tuple[list[int], list[int]]:
@@ -295,3 +296,79 @@ async def test_trade_and_aggtrade_of_one_symbol_hand_over_without_loss_or_duplic
     assert dial.times == [0.0, 1.4 if lagging == "old" else 1.0]
     assert (stats.restarts, stats.connects) == (0, 2)
     assert fake.sessions[0].close_code == 1000  # handed over, not closed by the venue
+
+
+async def test_a_live_successor_whose_buffer_fills_switches_and_says_a_gap_is_possible(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The old session stops receiving data after the notice: it will never catch up.
+    # Without a bound the successor would buffer for DEFAULT_HANDOVER_WAIT (10 s).
+    caplog.set_level(logging.INFO, "marketprism.connection")
+    venue = Venue()
+    async with open_fake_exchange(
+        name="binance", transport="memory", interval=1.0, handler=venue
+    ) as fake:
+        dial = Dialler(fake)
+        got: list[Any] = []
+        with trio.fail_after(60):
+            async with open_supervisor(make_config(buffer=3), connector=dial) as sup:
+                stream = sup.messages()
+                got.append(await stream.__anext__())  # t=1
+                venue.mute(0)
+                await venue.announce(0)
+                got.append(await stream.__anext__())  # the first after the switch
+                switched_at = trio.current_time()
+                while trio.current_time() < 8.0:
+                    got.append(await stream.__anext__())
+                stats = (await sup.stats()).connections[0]
+    # The successor (connected at 1) buffered the trades of 2, 3 and 4: full at 4.
+    assert switched_at == 4.0
+    trades, _ = split_ids(got)
+    assert trades == list(range(1_000_001, 1_000_009))  # 1..8: the old one had all of 1
+    assert (stats.restarts, stats.connects, dial.times) == (0, 2, [0.0, 1.0])
+    assert [r.getMessage() for r in caplog.records if "switched" in r.getMessage()] == [
+        "b: switched to the successor session (the successor's buffer filled (3 batches) "
+        "before the old session caught up: a gap is possible)"
+    ]
+
+
+async def test_a_successor_not_yet_live_drops_its_oldest_buffered_batches_and_counts_them(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The successor gets data before its SUBSCRIBE is acked; its buffer holds 2 batches.
+    caplog.set_level(logging.INFO, "marketprism.connection")
+    venue = Venue()
+    venue.held[1] = []
+    async with open_fake_exchange(
+        name="binance", transport="memory", interval=1.0, handler=venue
+    ) as fake:
+        dial = Dialler(fake)
+        got: list[Any] = []
+        with trio.fail_after(60):
+            async with open_supervisor(make_config(buffer=2), connector=dial) as sup:
+                stream = sup.messages()
+                got.append(await stream.__anext__())  # t=1
+                await venue.announce(0)
+                while trio.current_time() < 4.0:  # the old session delivers 2, 3, 4
+                    got.append(await stream.__anext__())
+                await trio.sleep_until(4.5)
+                # data at 2, 3 and 4 buffered: the one of 2 was dropped at 4
+                await venue.release(1)
+                await fake.wait_until(lambda f: not f.sessions[0].open)
+                while trio.current_time() < 10.0:
+                    got.append(await stream.__anext__())
+                stats = (await sup.stats()).connections[0]
+    trades, _ = split_ids(got)
+    assert trades == list(range(1_000_001, 1_000_011))  # 1..10, each once
+    assert (stats.restarts, stats.connects, dial.times) == (0, 2, [0.0, 1.0])
+    messages = [r.getMessage() for r in caplog.records]
+    assert (
+        "b: the successor session's buffer is full (2 batches) before its subscriptions "
+        "are confirmed; dropping its oldest batches (the current session still delivers "
+        "them)"
+    ) in messages
+    assert [m for m in messages if "switched" in m] == [
+        "b: switched to the successor session (the old session caught up: no gap; "
+        "messages dropped from its buffer before it was live (the old session was still "
+        "delivering them): 1)"
+    ]

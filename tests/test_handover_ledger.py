@@ -588,3 +588,33 @@ def test_the_oldest_identified_keys_are_forgotten_past_the_bound() -> None:
 def test_max_identified_must_be_positive() -> None:
     with pytest.raises(ValueError, match=r"^max_identified must be at least 1, got 0$"):
         ContinuityLedger(by_trade_id, max_identified=0)
+
+
+# -- a buffer whose head was dropped ------------------------------------------------------
+
+
+def test_rebuffered_records_where_the_shortened_buffer_starts() -> None:
+    led = ledger()
+    led.delivered((trade(10),))
+    led.buffered((trade(9),))
+    led.buffered((trade(20),))
+    assert led.caught_up()  # 10 >= 8
+    led.rebuffered([(trade(20),)])  # the head (9) was dropped: 11..19 are not buffered
+    assert not led.caught_up()
+    led.delivered((trade(19),))
+    assert led.caught_up()
+
+
+def test_rebuffered_forgets_fresh_starts_and_first_keys_of_the_dropped_head() -> None:
+    led = ledger()
+    led.delivered((delta(1, 5),))
+    led.buffered((snapshot(500),))
+    assert led.caught_up()
+    led.rebuffered([(delta(600, 601),)])
+    assert not led.caught_up()
+    ident = ContinuityLedger(by_trade_id)
+    ident.delivered((trade("a"),))
+    ident.buffered((trade("a"),))
+    assert ident.caught_up()
+    ident.rebuffered([])
+    assert not ident.caught_up()  # an empty buffer never is
