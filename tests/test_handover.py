@@ -16,6 +16,9 @@ import trio
 import trio.testing
 from handover_venue import Dialler, Venue
 
+from actors.connection import DEFAULT_HANDOVER_WAIT
+from actors.exchanges import ADAPTERS, BinanceProtocol, Message
+from actors.exchanges.sdk import Mark
 from supervisor import BookDelta, Config, Trade, config_from_dict, open_supervisor
 from supervisor.testing import FakeBinance, open_fake_exchange
 
@@ -371,4 +374,48 @@ async def test_a_successor_not_yet_live_drops_its_oldest_buffered_batches_and_co
         "b: switched to the successor session (the old session caught up: no gap; "
         "messages dropped from its buffer before it was live (the old session was still "
         "delivering them): 1)"
+    ]
+
+
+class _UnreadableIds(BinanceProtocol):
+    """Binance, with trade ids in a format no mark can read (as a venue's might be)."""
+
+    def mark(self, message: Message) -> Mark | None:
+        if isinstance(message, Trade):
+            return Mark(("trade", message.symbol), None, None)
+        return super().mark(message)
+
+
+async def test_ids_no_mark_can_read_make_the_switch_wait_and_say_so(
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Audit M4(b): such ids used to count as caught up at once. Continuity is unknown:
+    # the successor waits the full DEFAULT_HANDOVER_WAIT and the log says what may
+    # have happened (the old session delivered all the while, so nothing is missing).
+    caplog.set_level(logging.INFO, "marketprism.connection")
+    monkeypatch.setitem(ADAPTERS, "binance", _UnreadableIds)
+    venue = Venue()
+    async with open_fake_exchange(
+        name="binance", transport="memory", interval=1.0, handler=venue
+    ) as fake:
+        dial = Dialler(fake)
+        got: list[Any] = []
+        with trio.fail_after(60):
+            async with open_supervisor(make_config(), connector=dial) as sup:
+                stream = sup.messages()
+                got.append(await stream.__anext__())  # t=1
+                await venue.announce(0)
+                await fake.wait_until(lambda f: len(f.sessions) == 2 and not f.sessions[0].open)
+                switched_at = trio.current_time()
+                while trio.current_time() < 14.0:
+                    got.append(await stream.__anext__())
+    assert switched_at == 1.0 + DEFAULT_HANDOVER_WAIT  # live at 1, then the full wait
+    trades, _ = split_ids(got)
+    assert sorted(set(trades)) == list(range(1_000_001, 1_000_015))  # none missing
+    assert [r.getMessage() for r in caplog.records if "switched" in r.getMessage()] == [
+        "b: switched to the successor session (the old session did not catch up within "
+        "10 s; continuity of trade BTC-USDT cannot be checked (ids in no known format): "
+        "a gap or duplicates are possible)"
     ]
