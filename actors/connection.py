@@ -18,12 +18,19 @@ traffic counter (with the kinds of malformed frame already logged).
 Make-before-break: when the exchange announces that it will close the connection
 (``ReconnectRequested``: Binance ``serverShutdown``, OKX 64008), the current session keeps
 delivering while a successor session (a fresh adapter on a new socket) connects and
-subscribes, buffering what it receives. Once the successor is live, the old session
-stops reading, finishes delivering what it holds and closes cleanly; the successor's
-buffer is then delivered without what the old session already delivered (the
-continuity ledger, :mod:`actors.handover`, decides), and it carries on. If the
-successor cannot be built, the old session goes on until the exchange closes it, and
-the supervisor then reconnects at once (``ServerClosing``).
+subscribes, buffering what it receives (at most the connection's ``buffer`` batches).
+Once the successor is live, the old session stops reading, finishes delivering what it
+holds and closes cleanly; the successor's buffer is then delivered without what the old
+session already delivered (the continuity ledger, :mod:`actors.handover`, decides), and
+it carries on as the connection. If the successor cannot be built, the handover is
+abandoned (the old session's delivery is as before it), the old session goes on until
+the exchange closes it, and the supervisor then reconnects at once (``ServerClosing``).
+
+Generations: a successor that took over is the connection exactly as the first session
+was, and :meth:`ConnectionActor._run_session` is the one code path for both: the first
+session subscribes and goes live, a successor confirms and takes over, and from there on
+each is pumped, announced, handed over or closed as announced the same way, however many
+handovers came before it within one ``run_session()``.
 
 Who runs what: ``run_session()`` runs the first session itself and starts one task, the
 successor runner, which owns the nursery its successors run in. A session that hears a
@@ -32,12 +39,21 @@ of the send end) instead of spawning anything. The connection ends when the sess
 that is the connection at the time ends with nothing pending. Each session opens a
 small nursery of its own for its socket's reader, so no nursery is handed between
 tasks.
+
+Delivery: the session that is the connection delivers through a callable composed from
+the actor's state by one method, never by wrapping what is already there: the queue's
+``put``; around it the ledger of the handover it announced (``track``); around that,
+right after a switch, the previous handover's filter (``unseen``). Each change of that
+state (a notice, an abandoned handover, a switch, the end of the filter) composes it
+anew, so nothing stacks however many notices come.
 """
 
 from __future__ import annotations
 
+import collections
 import functools
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Final
 
@@ -60,26 +76,49 @@ from actors.registry import (
 )
 from actors.session import Session, TrafficCounter
 
-__all__ = ["DEFAULT_HANDOVER_WAIT", "ConnectionActor"]
+__all__ = ["DEFAULT_ANNOUNCED_FOR", "DEFAULT_HANDOVER_WAIT", "ConnectionActor"]
 
 logger = logging.getLogger("marketprism.connection")
 
 #: Seconds a live make-before-break successor waits for the old session to deliver up
-#: to where the successor's buffer starts, before switching anyway.
+#: to where the successor's buffer starts, before switching anyway; and seconds after a
+#: switch during which the successor's messages are checked against the old session's.
 DEFAULT_HANDOVER_WAIT: Final = 10.0
+#: Seconds after a disconnect notice during which the end of the announced session is
+#: the announced close (``ServerClosing``: reconnect at once) although no successor took
+#: over. Binance sent ``serverShutdown`` "10 minutes before" until 2026-06 (reference
+#: §1.1), OKX sends 64008 about 30 s ahead; a loss later than this is an ordinary one.
+DEFAULT_ANNOUNCED_FOR: Final = 600.0
+
+_Deliver = Callable[[Batch], Awaitable[None]]
 
 
 class _Handover:
-    """Make-before-break while a successor session is being built.
+    """Make-before-break while a successor session is being built, and the successor's
+    filter right after it took over.
 
     The switch waits until the old session has delivered up to where the successor's
     buffer starts (:class:`~actors.handover.ContinuityLedger`), so that nothing falls
     between them, or until ``DEFAULT_HANDOVER_WAIT`` passes after the successor went
-    live. The successor's buffer is then delivered minus what the old session already
-    delivered.
+    live, or until the successor's buffer holds ``limit`` batches. The successor's
+    buffer is then delivered minus what the old session already delivered.
+
+    Args:
+        name: the connection's name (for the log).
+        previous: the session that is the connection and heard the notice.
+        requests: the successor's own handle on the successor runner.
+        limit: batches the successor may buffer (the connection's ``buffer``).
     """
 
-    def __init__(self, previous: Session, requests: trio.MemorySendChannel[_Handover]) -> None:
+    def __init__(
+        self,
+        name: str,
+        previous: Session,
+        requests: trio.MemorySendChannel[_Handover],
+        *,
+        limit: int,
+    ) -> None:
+        self.name = name
         self.previous = previous
         #: The successor's own handle on the successor runner (for when it is the
         #: connection and hears a notice in turn); the successor's task closes it.
@@ -91,9 +130,19 @@ class _Handover:
         self.ready_at: float | None = None
         # The adapter knows which of its messages carry an order (ExchangeProtocol.mark).
         self.ledger = ContinuityLedger(previous.proto.mark)
-        self.buffer: list[Batch] = []
+        self.buffer: collections.deque[Batch] = collections.deque()
+        self.limit = limit
+        #: Messages dropped from the buffer's head while the successor was not yet live.
+        self.dropped = 0
+        #: After the switch: trio time until which the successor's batches are filtered.
+        self.filter_until = math.inf
 
-    async def track(self, put: Callable[[Batch], Awaitable[None]], batch: Batch) -> None:
+    @property
+    def full(self) -> bool:
+        """The successor's buffer holds ``limit`` batches."""
+        return len(self.buffer) >= self.limit
+
+    async def track(self, put: _Deliver, batch: Batch) -> None:
         """Deliver one of the old session's batches and remember where it got to.
 
         The marks are set before the (possibly blocking) put: a switch waits for the old
@@ -105,16 +154,29 @@ class _Handover:
         await put(batch)
 
     async def hold(self, batch: Batch) -> None:
-        """Buffer one of the successor's batches until the switch."""
-        self.buffer.append(batch)
+        """Buffer one of the successor's batches until the switch.
+
+        A live successor switches once its buffer is full (its pump checks
+        :attr:`full`). One that is not live yet cannot: it drops the oldest quarter of
+        its buffer (at least one batch) instead, which the old session, still the
+        connection, delivers; the ledger records again where the buffer now starts.
+        """
+        buffer = self.buffer
+        if len(buffer) >= self.limit:
+            if not self.dropped:
+                logger.warning(
+                    "%s: the successor session's buffer is full (%d batches) before its "
+                    "subscriptions are confirmed; dropping its oldest batches (the "
+                    "current session still delivers them)",
+                    self.name,
+                    self.limit,
+                )
+            for _ in range(max(1, self.limit // 4)):
+                self.dropped += len(buffer.popleft())
+            self.ledger.rebuffered(buffer)
+        buffer.append(batch)
         self.ledger.buffered(batch)
         await trio.lowlevel.checkpoint()
-
-    async def deliver_unseen(self, put: Callable[[Batch], Awaitable[None]], batch: Batch) -> None:
-        """The successor's delivery until it has passed the old session's last ids."""
-        kept = self.ledger.unseen(batch)
-        if kept:
-            await put(kept)
 
 
 class ConnectionActor:
@@ -154,8 +216,18 @@ class ConnectionActor:
         #: trio time the current/last session's subscriptions were confirmed, or None.
         self.live_since: float | None = None
         self._traffic = TrafficCounter(spec.name, registry, queue)
-        #: The handover under way (or the last one, failed), per incarnation.
+        # Per run_session(), reset at its start and end:
+        #: The session that is the connection (the first one, or the successor that
+        #: took over last).
+        self._session: Session | None = None
+        #: The handover under way (a successor being built), if any.
         self._handover: _Handover | None = None
+        #: The handover that switched last, while it still filters the successor.
+        self._filtering: _Handover | None = None
+        #: The session that heard the latest disconnect notice, and when.
+        self._announced: tuple[Session, float] | None = None
+        #: ``task_status.started`` until the connection is first live.
+        self._started: Callable[[], None] | None = None
 
     @property
     def url(self) -> str:
@@ -167,9 +239,10 @@ class ConnectionActor:
     ) -> None:
         """Run one session: connect, subscribe, receive until it ends.
 
-        ``task_status.started()`` is called once the subscriptions are confirmed. A
-        make-before-break handover happens inside one ``run_session()``: it goes on with the
-        successor.
+        ``task_status.started()`` is called once the subscriptions are confirmed (the
+        first session's, or a successor's that took over before). Make-before-break
+        handovers happen inside one ``run_session()``, any number of them: it goes on
+        with each successor.
 
         Returns:
             When the exchange closed the connection normally (close code 1000).
@@ -181,15 +254,17 @@ class ConnectionActor:
             ConnectionLost: the connection broke or was closed with a code other than
                 1000.
             FeedStale: no frame for ``stale_after`` seconds, or a heartbeat missed.
-            ServerClosing: the exchange closed the connection as announced and no
-                successor session could take over.
+            ServerClosing: the exchange closed the connection as announced (within
+                ``DEFAULT_ANNOUNCED_FOR`` of its notice) and no successor session could
+                take over.
 
         Cancellation: every open WebSocket is closed with code 1000 on the way out; the
         closing handshake is shielded but bounded by ``close_timeout``. The traffic
         counted so far is reported, bounded the same way.
         """
         self.live_since = None
-        self._handover = None
+        self._forget_lineage()
+        self._started = task_status.started
         _, host, _, _ = split_ws_url(self.protocol.url)
         await self._set_state(ConnectionState.CONNECTING)
         await self._registry.permit(host, self.protocol.connect_rate)
@@ -197,11 +272,16 @@ class ConnectionActor:
             async with trio.open_nursery() as nursery:
                 requests, incoming = trio.open_memory_channel[_Handover](1)
                 nursery.start_soon(self._run_successors, incoming)
-                await self._run_session(self.protocol, requests, task_status=task_status)
+                await self._run_session(self.protocol, requests, None)
         finally:
-            self._handover = None
+            self._forget_lineage()
             with trio.CancelScope(shield=True), trio.move_on_after(self._close_timeout):
                 await self._traffic.flush(trio.current_time())
+
+    def _forget_lineage(self) -> None:
+        self._session = self._handover = self._filtering = None
+        self._announced = None
+        self._started = None
 
     async def _run_successors(self, incoming: trio.MemoryReceiveChannel[_Handover]) -> None:
         """The successor runner: one successor session per request, in its own nursery.
@@ -216,19 +296,21 @@ class ConnectionActor:
         self,
         proto: ExchangeProtocol,
         requests: trio.MemorySendChannel[_Handover],
-        *,
-        handover: _Handover | None = None,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+        handover: _Handover | None,
     ) -> None:
-        """One session from connect to close: the connection's own, or ``handover``'s
-        successor (which becomes the connection if it takes over).
+        """One session from connect to close, whatever its generation: the first one
+        (``handover`` is None) subscribes and goes live; ``handover``'s successor
+        confirms and takes over. Either is then the connection until it is handed over
+        or ends, and ends the same way.
 
         ``requests`` is this session's handle on the successor runner; it is closed on
-        the way out. After an announced disconnect the session waits for its successor
-        once its socket is closed, and raises ServerClosing if none took over.
+        the way out. A session that ends while its successor is being built waits for
+        it; one that the exchange closed as announced, with no successor taking over,
+        raises ServerClosing.
         """
         ended: ConnectionLost | None = None
         session: Session | None = None
+        pending: _Handover | None = None
         async with requests:
             try:
                 async with (
@@ -257,10 +339,13 @@ class ConnectionActor:
                     )
                     try:
                         if handover is None:
-                            await self._pump_first(session, task_status)
+                            self._session = session
+                            await self._subscribe(session)
                         else:
                             handover.successor = session
-                            await self._pump_successor(session, handover)
+                            await self._take_over(session, handover)
+                        # The connection now, whichever generation: until handed over.
+                        await session.pump(until=lambda: session.retiring)
                     except FeedStale:
                         # A silent peer would not answer a closing handshake either:
                         # drop the socket instead of waiting for it.
@@ -271,53 +356,62 @@ class ConnectionActor:
                             "%s: the exchange closed the connection normally", self.spec.name
                         )
                     except ConnectionLost as exc:
-                        if self._announced_by(session) is None:
+                        if not self._closed_as_announced(session):
                             raise
                         ended = exc  # closed as announced: see below
             finally:
                 if session is not None:
+                    pending = self._pending_for(session)
                     proto.end_session()
                     session.closed.set()
-                    pending = self._announced_by(session)
                     if pending is not None and pending.successor is not None:
                         pending.successor.wake("the old session ended")
-            pending = self._announced_by(session) if session is not None else None
-            if pending is not None:
-                # Ended after an announcement (closed as announced, or handed over):
-                # wait for the successor, which then goes on; without one, reconnect
-                # at once.
-                await pending.done.wait()
-                if not pending.succeeded:
-                    raise ServerClosing(
-                        "the exchange closed the connection as announced and no "
-                        "successor session could be opened"
-                        + (f": {ended}" if ended is not None else ""),
-                        code=ended.code if ended is not None else NORMAL_CLOSURE,
-                        reason=ended.reason if ended is not None else "",
-                    ) from ended
+        if pending is not None:
+            # Ended while a successor was on its way (handed over, or closed as
+            # announced): the successor goes on if it takes over.
+            await pending.done.wait()
+            if pending.succeeded:
+                return
+        elif session is None or not self._closed_as_announced(session):
+            return  # closed normally, unannounced
+        raise ServerClosing(
+            "the exchange closed the connection as announced and no "
+            "successor session could be opened" + (f": {ended}" if ended is not None else ""),
+            code=ended.code if ended is not None else NORMAL_CLOSURE,
+            reason=ended.reason if ended is not None else "",
+        ) from ended
 
-    def _announced_by(self, session: Session) -> _Handover | None:
+    def _pending_for(self, session: Session) -> _Handover | None:
+        """The handover under way from ``session``, if any."""
         handover = self._handover
         return handover if handover is not None and handover.previous is session else None
 
-    async def _pump_first(self, session: Session, task_status: trio.TaskStatus[None]) -> None:
-        """The connection's own session: subscribe, go live, pump until handed over."""
+    def _closed_as_announced(self, session: Session) -> bool:
+        """Is the end of ``session`` the close its exchange announced?"""
+        if self._pending_for(session) is not None:
+            return True
+        announced = self._announced
+        return (
+            announced is not None
+            and announced[0] is session
+            and trio.current_time() <= announced[1] + DEFAULT_ANNOUNCED_FOR
+        )
+
+    async def _subscribe(self, session: Session) -> None:
+        """The first session: subscribe and go live (unless handed over first)."""
         proto = session.proto
         await self._set_state(ConnectionState.SUBSCRIBING)
         session.start()
         await self._report_subscriptions()
         await session.pump(until=lambda: session.retiring or proto.state is AdapterState.LIVE)
-        if session.retiring:
-            return
-        self.live_since = trio.current_time()
-        await self._set_state(ConnectionState.LIVE)
-        task_status.started()
-        await session.pump(until=lambda: session.retiring)
+        if not session.retiring:
+            await self._went_live()
 
-    async def _pump_successor(self, session: Session, handover: _Handover) -> None:
-        """Confirm within ``stale_after``, buffer until the switch, then be the connection."""
+    async def _take_over(self, session: Session, handover: _Handover) -> None:
+        """A successor: confirm within ``stale_after``, buffer until the switch, switch."""
         proto = session.proto
         previous = handover.previous
+        ledger = handover.ledger
         stale_after = self.spec.stale_after
         session.start()
         confirm_by = trio.current_time() + stale_after
@@ -329,24 +423,43 @@ class ConnectionActor:
             )
         handover.ready_at = trio.current_time()
         await session.pump(
-            until=lambda: handover.ledger.caught_up() or previous.closed.is_set(),
+            until=lambda: ledger.caught_up() or previous.closed.is_set() or handover.full,
             by=handover.ready_at + DEFAULT_HANDOVER_WAIT,
         )
-        if handover.ledger.caught_up():
+        if ledger.caught_up():
             why = "the old session caught up: no gap"
-        elif previous.closed.is_set():
-            why = "the old session ended"
         else:
-            why = (
-                f"the old session did not catch up within {DEFAULT_HANDOVER_WAIT:g} s: "
-                "a gap is possible"
-            )
+            if previous.closed.is_set():
+                why = "the old session ended"
+            elif handover.full:
+                why = (
+                    f"the successor's buffer filled ({handover.limit} batches) before "
+                    "the old session caught up"
+                )
+            else:
+                why = f"the old session did not catch up within {DEFAULT_HANDOVER_WAIT:g} s"
+            unknown = sorted(ledger.unknown)
+            if unknown:
+                streams = ", ".join(f"{kind} {symbol}" for kind, symbol in unknown[:3])
+                more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
+                why += (
+                    f"; continuity of {streams}{more} cannot be checked (ids in no known "
+                    "format): a gap or duplicates are possible"
+                )
+            elif not previous.closed.is_set():
+                why += ": a gap is possible"
         await self._hand_over(session, handover, why)
         session.last_frame = trio.current_time()  # the switch is not silence
-        await session.pump(until=lambda: session.retiring)
+
+    async def _went_live(self) -> None:
+        self.live_since = trio.current_time()
+        await self._set_state(ConnectionState.LIVE)
+        started, self._started = self._started, None
+        if started is not None:
+            started()
 
     async def _on_subscriptions(self, session: Session) -> None:
-        if session.proto is self.protocol:
+        if session is self._session:
             await self._report_subscriptions()
 
     async def _on_notice(
@@ -355,21 +468,51 @@ class ConnectionActor:
         session: Session,
         notice: ReconnectRequested,
     ) -> None:
-        if session.proto is not self.protocol:
-            # A successor told before its handover that it will be closed too: give it
-            # up; the current session goes on.
-            raise ServerClosing(f"the exchange announced a disconnect: {notice.reason}")
         pending = self._handover
-        if session.retiring or (pending is not None and not pending.done.is_set()):
+        if session is not self._session:
+            if pending is not None and pending.successor is session:
+                # A successor told before its handover that it will be closed too: give
+                # it up; the current session goes on.
+                raise ServerClosing(f"the exchange announced a disconnect: {notice.reason}")
+            return  # a session already handed over
+        self._announced = (session, trio.current_time())
+        if pending is not None:
             return  # a successor is already on its way
         logger.info(
             "%s: %s; opening a successor session before closing this one",
             self.spec.name,
             notice.reason,
         )
-        handover = self._handover = _Handover(session, requests.clone())
-        session.deliver = functools.partial(handover.track, session.deliver)
+        handover = self._handover = _Handover(
+            self.spec.name, session, requests.clone(), limit=self.spec.buffer
+        )
+        session.deliver = self._deliver_for(session)
         await requests.send(handover)
+
+    def _deliver_for(self, session: Session) -> _Deliver:
+        """What ``session`` (the connection) delivers through, composed from the state:
+        the queue, tracked by the handover it announced, filtered by the last switch."""
+        put: _Deliver = self.queue.put
+        pending = self._pending_for(session)
+        if pending is not None:
+            put = functools.partial(pending.track, put)
+        filtering = self._filtering
+        if filtering is not None and filtering.successor is session:
+            put = functools.partial(self._unseen, filtering, put)
+        return put
+
+    async def _unseen(self, handover: _Handover, put: _Deliver, batch: Batch) -> None:
+        """A switched successor's delivery until it has passed the old session's last
+        ids, or ``DEFAULT_HANDOVER_WAIT`` after the switch."""
+        ledger = handover.ledger
+        kept = ledger.unseen(batch)
+        if ledger.passed or trio.current_time() >= handover.filter_until:
+            self._filtering = None
+            session = handover.successor
+            assert session is not None  # only a switched handover filters
+            session.deliver = self._deliver_for(session)
+        if kept:
+            await put(kept)
 
     async def _successor(self, handover: _Handover) -> None:
         # A fresh adapter for the new socket, built like the first one (so it draws on
@@ -377,10 +520,10 @@ class ConnectionActor:
         proto = self._new_adapter(self.protocol.spec)
         try:
             await self._registry.permit(split_ws_url(proto.url)[1], proto.connect_rate)
-            await self._run_session(proto, handover.requests, handover=handover)
+            await self._run_session(proto, handover.requests, handover)
         except Exception as exc:
             if handover.succeeded:
-                raise  # the successor is the connection now: its end is the actor's
+                raise  # it became the connection: its end is the connection's
             self._abandon(handover, exc)
         finally:
             handover.requests.close()  # if the session never opened
@@ -388,6 +531,7 @@ class ConnectionActor:
                 self._abandon(handover, "it closed before taking over")
 
     def _abandon(self, handover: _Handover, why: BaseException | str) -> None:
+        """No successor takes over: the old session delivers as before the notice."""
         while isinstance(why, BaseExceptionGroup) and len(why.exceptions) == 1:
             why = why.exceptions[0]  # the session's own nursery wrapped it
         logger.warning(
@@ -396,6 +540,10 @@ class ConnectionActor:
             self.spec.name,
             why,
         )
+        if self._handover is handover:
+            self._handover = None
+            handover.previous.deliver = self._deliver_for(handover.previous)
+        handover.buffer.clear()
         handover.done.set()
 
     async def _hand_over(self, session: Session, handover: _Handover, why: str) -> None:
@@ -403,31 +551,26 @@ class ConnectionActor:
         previous = handover.previous
         previous.retire()
         await previous.closed.wait()
-        put = self.queue.put
-        buffer, handover.buffer = handover.buffer, []
-        for batch in buffer:
-            await handover.deliver_unseen(put, batch)
-        # Until the successor passes the old session's last ids (it may lag behind the
-        # old one), keep filtering for a while; then deliver directly.
-        filter_until = trio.current_time() + DEFAULT_HANDOVER_WAIT
-
-        async def deliver(batch: Batch) -> None:
-            if handover.ledger.passed or trio.current_time() >= filter_until:
-                session.deliver = put
-                await put(batch)
-            else:
-                await handover.deliver_unseen(put, batch)
-
-        session.deliver = put if handover.ledger.passed else deliver
+        self._session = session
         self.protocol = session.proto
-        handover.succeeded = True
         self._handover = None
+        handover.succeeded = True
+        handover.filter_until = trio.current_time() + DEFAULT_HANDOVER_WAIT
+        self._filtering = None if handover.ledger.passed else handover
+        session.deliver = self._deliver_for(session)
+        buffer, handover.buffer = handover.buffer, collections.deque()
+        for batch in buffer:
+            await session.deliver(batch)
         handover.done.set()
         await self._report_subscriptions()
         if self.live_since is None:
             # The old session never got live; the successor is, from now on.
-            self.live_since = trio.current_time()
-            await self._set_state(ConnectionState.LIVE)
+            await self._went_live()
+        if handover.dropped:
+            why += (
+                f"; messages dropped from its buffer before it was live (the old session "
+                f"was still delivering them): {handover.dropped}"
+            )
         logger.info("%s: switched to the successor session (%s)", self.spec.name, why)
 
     async def _report_subscriptions(self) -> None:

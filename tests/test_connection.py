@@ -8,6 +8,7 @@ import math
 import msgspec
 import trio
 import trio.testing
+from handover_venue import Venue
 
 from actors import (
     ConnectionActor,
@@ -79,4 +80,56 @@ async def test_a_successor_subscribes_what_the_connection_subscribes_now(
                 )
                 assert actor.protocol is built[1]
                 assert set(actor.protocol.subscriptions.values()) == {"live"}
+                nursery.cancel_scope.cancel(reason="test over")
+
+
+async def test_run_session_has_started_once_a_successor_took_over_before_the_first_was_live(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # The first session's SUBSCRIBE is never acked; the exchange announces a disconnect;
+    # the successor is acked at once and takes over: that is when the connection is live.
+    venue = Venue()
+    venue.held[0] = []
+    async with open_fake_exchange(
+        name="binance", transport="memory", interval=1.0, handler=venue
+    ) as fake:
+        spec = msgspec.convert(
+            {
+                "name": "b",
+                "exchange": "binance",
+                "url": fake.url.replace("/ws", "/stream"),
+                "channels": ["trades"],
+                "symbols": ["BTC-USDT"],
+            },
+            ConnectionSpec,
+        )
+        send, receive = trio.open_memory_channel[RegistryEvent](math.inf)
+        actor = ConnectionActor(
+            spec,
+            new_adapter=BinanceProtocol,
+            queue=ConsumerQueue(Overflow.DROP_OLDEST, 1000),
+            registry=(actor_registry := RegistryClient(send)),
+            connector=fake.connect,
+            close_timeout=1.0,
+        )
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                registry = RegistryActor(connect_attempts=10, connect_interval=1.0)
+                nursery.start_soon(registry.run, receive)
+                await actor_registry.report(
+                    Registered(connection="b", exchange="binance", url=actor.url)
+                )
+
+                async def announce() -> None:
+                    await fake.wait_until(lambda f: f.sessions and f.sessions[0].sent > 0)
+                    await trio.sleep_until(2.5)
+                    await venue.announce(0)
+
+                nursery.start_soon(announce)
+                await nursery.start(actor.run_session)
+                # connected and acked at 2.5; its first trade (3.5) continues what the
+                # first session delivered at 3: the switch, and the start
+                assert trio.current_time() == 3.5
+                assert actor.live_since == 3.5
+                assert [s.open for s in fake.sessions] == [False, True]
                 nursery.cancel_scope.cancel(reason="test over")

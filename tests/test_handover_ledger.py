@@ -3,13 +3,27 @@ the trade-id / book-sequence rules the actor used before it was built on marks."
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 
+import msgspec
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actors.exchanges import Batch, BookDelta, BookSnapshot, Message, Ticker, Trade
+from actors import ConnectionSpec
+from actors.exchanges import (
+    Batch,
+    BinanceProtocol,
+    BookDelta,
+    BookSnapshot,
+    DeribitProtocol,
+    Message,
+    Ticker,
+    Trade,
+)
 from actors.exchanges.sdk import Mark, default_mark
+from actors.exchanges.sdk.books import prefixed_mark
 from actors.handover import ContinuityLedger
 
 ONE = Decimal(1)
@@ -87,8 +101,24 @@ def test_not_caught_up_before_the_successor_buffered_anything() -> None:
 def test_unmarked_messages_alone_make_a_buffer_that_is_caught_up() -> None:
     led = ledger()
     led.delivered((ticker(),))
-    led.buffered((ticker(), trade("abc")))
+    led.buffered((ticker(), ticker("ETH-USDT")))
     assert led.caught_up()
+
+
+def test_a_trade_id_in_no_known_format_never_counts_as_caught_up() -> None:
+    # Audit M4(b): such a trade used to carry no mark at all, so the switch counted as
+    # gap-free at once and duplicates passed. Its stream's continuity is unknown now.
+    led = ledger()
+    led.delivered((ticker(),))
+    led.buffered((ticker(), trade("abc")))
+    assert not led.caught_up()
+    assert led.unknown == {("trade", "BTC-USDT")}
+    only_old = ledger()
+    only_old.delivered((trade(9), trade("abc")))
+    only_old.buffered((trade(10),))
+    assert not only_old.caught_up()
+    assert only_old.unseen((trade(9), trade("abc"), trade(10))) == (trade("abc"), trade(10))
+    assert only_old.passed
 
 
 def test_trades_caught_up_when_the_old_session_reached_the_successors_first_id() -> None:
@@ -335,14 +365,13 @@ class _Before:
         return not self.last_trade and not self.last_sequence
 
 
-# The domain where default_mark agrees with the rules above: snapshots carry a
-# sequence, and a delta has both sequence and prev_sequence or neither (see the two
-# tests after the property for the messages outside it).
+# The domain where default_mark agrees with the rules above: trade ids are decimal,
+# snapshots carry a sequence, and a delta has both sequence and prev_sequence or neither
+# (see the tests after the property for the messages outside it).
 _symbols = st.sampled_from(["BTC-USDT", "ETH-USDT"])
 _ids = st.integers(min_value=0, max_value=30)
 _messages = st.one_of(
     st.builds(trade, _ids, _symbols),
-    st.builds(trade, st.just("t-1"), _symbols),
     st.builds(lambda p, n, s: delta(p, p + n, s), _ids, st.integers(1, 3), _symbols),
     st.builds(delta, st.none(), st.none(), _symbols),
     st.builds(snapshot, _ids, _symbols),
@@ -369,6 +398,29 @@ def test_the_ledger_decides_as_the_rules_before_marks_did(
         else:
             assert led.unseen(batch) == before.unseen(batch)
         assert led.caught_up() == before.caught_up()
+        assert led.passed == before.passed
+
+
+@given(_steps, st.sampled_from(["delivered", "buffered"]), _symbols)
+def test_outside_the_shared_domain_ids_in_no_known_format_block_the_switch_only(
+    steps: list[tuple[str, Batch]], side: str, symbol: str
+) -> None:
+    # Before marks, a trade id such as "t-1" was skipped; now it makes its stream's
+    # continuity unknown: unseen() still decides as before, caught_up() never holds.
+    odd = (trade("t-1", symbol),)
+    led, before = ledger(), _Before()
+    getattr(led, side)(odd)
+    (before.track if side == "delivered" else before.hold)(odd)
+    for step, batch in steps:
+        if step == "delivered":
+            led.delivered(batch)
+            before.track(batch)
+        elif step == "buffered":
+            led.buffered(batch)
+            before.hold(batch)
+        else:
+            assert led.unseen(batch) == before.unseen(batch)
+        assert not led.caught_up()
         assert led.passed == before.passed
 
 
@@ -401,8 +453,168 @@ def test_ids_int_cannot_read_carry_no_order() -> None:
             trade_id=trade_id,
             timestamp=0,
         )
-        assert default_mark(message) is None
+        # A place in the trade stream that cannot be read (not None since M4(b)).
+        assert default_mark(message) == Mark(("trade", "BTC-USDT"), None, None)
         ledger = ContinuityLedger(default_mark)
         ledger.delivered((message,))
         ledger.buffered((message,))
         assert ledger.unseen((message,)) == (message,)
+        assert not ledger.caught_up()
+
+
+# -- id spaces and id formats (audit M4) -----------------------------------------------
+
+
+def _spec(**keys: object) -> ConnectionSpec:
+    return msgspec.convert({"name": "c", **keys}, ConnectionSpec)
+
+
+def binance_mark(**keys: object) -> Callable[[Message], Mark | None]:
+    return BinanceProtocol(_spec(exchange="binance", **keys)).mark
+
+
+def test_one_binance_trade_stream_per_symbol_keeps_the_ordered_default() -> None:
+    mark = binance_mark(channels=["trades"], symbols=["BTC-USDT", "ETH-USDT"])
+    assert mark(trade(7)) == Mark(("trade", "BTC-USDT"), 7, 6)
+    only_agg = binance_mark(symbols=["BTC-USDT"], raw=["btcusdt@aggTrade"])
+    assert only_agg(trade(7)) == Mark(("trade", "BTC-USDT"), 7, 6)
+
+
+def test_binance_trade_and_aggtrade_of_one_symbol_are_identified_not_ordered() -> None:
+    # Audit M4(a): both become a Trade whose trade_id is its own space's id.
+    mark = binance_mark(
+        channels=["trades"], symbols=["BTC-USDT", "ETH-USDT"], raw=["btcusdt@aggTrade"]
+    )
+    assert mark(trade(7)) == Mark(("trade", "BTC-USDT"), None, None, ("7", 0))
+    assert mark(trade(7, "ETH-USDT")) == Mark(("trade", "ETH-USDT"), 7, 6)
+
+
+def test_two_id_spaces_under_one_symbol_lose_nothing_and_duplicate_nothing() -> None:
+    mark = binance_mark(channels=["trades"], symbols=["BTC-USDT"], raw=["btcusdt@aggTrade"])
+
+    def t(n: int) -> Trade:  # the trade stream's ids
+        return trade(6_000_000_000 + n)
+
+    def a(n: int) -> Trade:  # the aggTrade stream's ids, far below
+        return trade(3_000_000_000 + n)
+
+    led = ContinuityLedger(mark)
+    led.delivered((t(1),))
+    led.delivered((a(1),))
+    led.buffered((t(2),))
+    led.buffered((a(2),))
+    assert not led.caught_up()  # the old session has not delivered t(2) yet
+    led.delivered((t(2),))
+    assert led.caught_up()  # the buffer's first message was delivered: they overlap
+    # Before M4, a(2) was dropped here because its id is below the last trade id.
+    assert led.unseen((t(2),)) == ()
+    assert led.unseen((a(2), t(3), a(3))) == (a(2), t(3), a(3))
+    assert led.unseen((t(2), a(1))) == ()  # checked for as long as the actor filters
+    assert not led.passed
+
+    default = ledger()
+    default.delivered((t(1), a(1), t(2)))
+    assert default.unseen((a(2), t(3))) == (t(3),)  # the defect, for the record
+
+
+def test_deribit_prefixed_trade_ids_compare_by_their_number_per_prefix() -> None:
+    # Audit M4(b): "ETH-100" used to carry no mark, so duplicates passed.
+    mark = DeribitProtocol(
+        _spec(exchange="deribit", channels=["trades"], symbols=["ETH-USD-PERP"])
+    ).mark
+
+    def eth(n: int) -> Trade:
+        return trade(f"ETH-{n}", "ETH-USD-PERP")
+
+    assert mark(eth(100)) == Mark(("trade ETH", "ETH-USD-PERP"), 100, 99)
+    assert mark(trade(100, "ETH-USD-PERP")) == Mark(("trade", "ETH-USD-PERP"), 100, 99)
+    assert mark(trade("ETH-", "ETH-USD-PERP")) == Mark(("trade", "ETH-USD-PERP"), None, None)
+    led = ContinuityLedger(mark)
+    led.delivered((eth(100), eth(101)))
+    assert not led.caught_up()
+    led.buffered((eth(100), eth(101), eth(102)))
+    assert led.caught_up()
+    assert led.unseen((eth(100), eth(101), eth(102))) == (eth(102),)
+    assert led.passed
+
+
+def test_prefixed_mark_reads_only_prefix_dash_digits() -> None:
+    def m(trade_id: str) -> Mark | None:
+        return prefixed_mark(trade(trade_id))
+
+    assert m("ETH-207325731") == Mark(("trade ETH", "BTC-USDT"), 207325731, 207325730)
+    assert m("BTC_USDC-12") == Mark(("trade BTC_USDC", "BTC-USDT"), 12, 11)
+    for odd in ("207325731", "-12", "ETH-", "ETH-1a", "ETH-²", "ETH"):
+        assert m(odd) is None, odd
+
+
+# -- identified marks ---------------------------------------------------------------------
+
+
+def by_trade_id(message: Message) -> Mark | None:
+    if isinstance(message, Trade):
+        return Mark(("trade", message.symbol), None, None, message.trade_id)
+    return None
+
+
+def test_identified_streams_are_caught_up_once_the_buffers_first_message_was_delivered() -> None:
+    led = ContinuityLedger(by_trade_id)
+    led.delivered((trade("x"), trade("y")))
+    led.buffered((trade("z"), trade("w")))
+    assert not led.caught_up()
+    led.delivered((trade("w"),))
+    assert not led.caught_up()  # "w" is not where the buffer starts
+    led.delivered((trade("z"),))
+    assert led.caught_up()
+
+
+def test_identified_streams_must_be_the_same_on_both_sides() -> None:
+    only_old = ContinuityLedger(by_trade_id)
+    only_old.delivered((trade("x"), trade("e", "ETH-USDT")))
+    only_old.buffered((trade("x"),))
+    assert not only_old.caught_up()
+    only_new = ContinuityLedger(by_trade_id)
+    only_new.delivered((trade("x"),))
+    only_new.buffered((trade("x"), trade("e", "ETH-USDT")))
+    assert not only_new.caught_up()
+
+
+def test_the_oldest_identified_keys_are_forgotten_past_the_bound() -> None:
+    led = ContinuityLedger(by_trade_id, max_identified=2)
+    led.delivered((trade("x"), trade("y"), trade("z")))
+    assert led.unseen((trade("x"), trade("y"), trade("z"))) == (trade("x"),)
+
+
+def test_max_identified_must_be_positive() -> None:
+    with pytest.raises(ValueError, match=r"^max_identified must be at least 1, got 0$"):
+        ContinuityLedger(by_trade_id, max_identified=0)
+
+
+# -- a buffer whose head was dropped ------------------------------------------------------
+
+
+def test_rebuffered_records_where_the_shortened_buffer_starts() -> None:
+    led = ledger()
+    led.delivered((trade(10),))
+    led.buffered((trade(9),))
+    led.buffered((trade(20),))
+    assert led.caught_up()  # 10 >= 8
+    led.rebuffered([(trade(20),)])  # the head (9) was dropped: 11..19 are not buffered
+    assert not led.caught_up()
+    led.delivered((trade(19),))
+    assert led.caught_up()
+
+
+def test_rebuffered_forgets_fresh_starts_and_first_keys_of_the_dropped_head() -> None:
+    led = ledger()
+    led.delivered((delta(1, 5),))
+    led.buffered((snapshot(500),))
+    assert led.caught_up()
+    led.rebuffered([(delta(600, 601),)])
+    assert not led.caught_up()
+    ident = ContinuityLedger(by_trade_id)
+    ident.delivered((trade("a"),))
+    ident.buffered((trade("a"),))
+    assert ident.caught_up()
+    ident.rebuffered([])
+    assert not ident.caught_up()  # an empty buffer never is

@@ -13,7 +13,8 @@ import msgspec
 
 from actors._spec import ConnectionSpec
 from actors.exchanges.binance import config, routes, wire
-from actors.exchanges.messages import Batch, ReconnectRequested
+from actors.exchanges.messages import Batch, Message, ReconnectRequested, Trade
+from actors.exchanges.sdk.books import Mark, default_mark
 from actors.exchanges.sdk.pacing import Pacer
 from actors.exchanges.sdk.protocol import ExchangeProtocol, Frame
 from actors.exchanges.sdk.symbols import parse_symbol
@@ -127,6 +128,33 @@ class BinanceProtocol(ExchangeProtocol):
         at, _ = self._spacing.reserve(now)
         frame = msgspec.json.encode({"method": method, "params": request.topics, "id": request.id})
         self.send_at(at, frame.decode())
+
+    # -- make-before-break ------------------------------------------------------------
+
+    #: The routes table :attr:`_mixed` was computed for (``_configure`` replaces it).
+    _mixed_for: dict[str, routes.Route] | None = None
+    #: Message symbols with both a ``@trade`` and an ``@aggTrade`` stream.
+    _mixed: frozenset[str] = frozenset()
+
+    def mark(self, message: Message) -> Mark | None:
+        """Where ``message`` puts its stream (see sdk.books), knowing Binance's id spaces.
+
+        ``@trade`` ids (``t``) and ``@aggTrade`` ids (``a``) are two id spaces, but both
+        become a ``Trade`` whose ``trade_id`` is the id: a symbol with only one of them
+        gets the default ordered mark, a symbol with both gets an *identified* mark
+        (stream ``("trade", symbol)``, key ``(trade_id, timestamp)``), since the message
+        does not say which space its id is from. Called only during a handover.
+        """
+        if isinstance(message, Trade):
+            routes_now = self._routes
+            if self._mixed_for is not routes_now:
+                self._mixed_for = routes_now
+                self._mixed = _mixed_trade_symbols(routes_now.values())
+            if message.symbol in self._mixed:
+                return Mark(
+                    ("trade", message.symbol), None, None, (message.trade_id, message.timestamp)
+                )
+        return default_mark(message)
 
     # -- the hot path -------------------------------------------------------------------
 
@@ -248,6 +276,14 @@ class BinanceProtocol(ExchangeProtocol):
         if outcomes:
             self.report(outcomes)
         return ()
+
+
+def _mixed_trade_symbols(table: Iterable[routes.Route]) -> frozenset[str]:
+    """Message symbols that have both a ``@trade`` and an ``@aggTrade`` route."""
+    trades = {r.symbol for r in table if type(r) is routes.TradeRoute}
+    return frozenset(
+        r.symbol for r in table if type(r) is routes.AggTradeRoute and r.symbol in trades
+    )
 
 
 class BinanceUsdmProtocol(BinanceProtocol):

@@ -14,7 +14,8 @@ from msgspec import UNSET
 
 from actors._spec import ConnectionSpec
 from actors.exchanges.deribit import config, wire
-from actors.exchanges.messages import Batch, ReconnectRequested
+from actors.exchanges.messages import Batch, Message, ReconnectRequested, Trade
+from actors.exchanges.sdk.books import Mark, default_mark, prefixed_mark
 from actors.exchanges.sdk.heartbeat import Heartbeat, ServerHeartbeat
 from actors.exchanges.sdk.pacing import Pacer, Reservations
 from actors.exchanges.sdk.protocol import ExchangeProtocol, Frame
@@ -222,6 +223,19 @@ class DeribitProtocol(ExchangeProtocol):
             return ()
         self._control(frame, data)
         return ()
+
+    def mark(self, message: Message) -> Mark | None:
+        """Where ``message`` puts its stream (see sdk.books), knowing Deribit's trade ids.
+
+        Deribit trade ids are decimal (``"403691825"``) or, for some currencies,
+        ``CURRENCY-NUMBER`` (``"ETH-207325731"``); the number orders them, per prefix.
+        Called only during a handover.
+        """
+        if isinstance(message, Trade):
+            prefixed = prefixed_mark(message)
+            if prefixed is not None:
+                return prefixed
+        return default_mark(message)
 
     def _on_trades(
         self, params: wire.Params, symbol: str, received_at: float, data: Frame

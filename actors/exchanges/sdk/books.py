@@ -10,40 +10,64 @@ Two users share one notion of "where a stream is":
   (stream, position, previous position) to know whether an old and a new session overlap
   and which of the new session's messages the old one already delivered.
 
-An adapter may override :meth:`ExchangeProtocol.mark` when its ids carry no order (the
-default treats numeric trade ids as ordered, as Binance, OKX and Deribit assign them).
+An adapter may override :meth:`ExchangeProtocol.mark` when it knows more than the message
+says: the default treats plain decimal trade ids as ordered per symbol, as Binance, OKX and
+Deribit assign them, and any other trade id as an unknown place in that stream.
 """
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import NamedTuple
 
 from actors.exchanges.messages import BookDelta, BookSnapshot, Message, SequenceGap, Trade
 
-__all__ = ["BookChain", "Mark", "default_mark"]
+__all__ = ["BookChain", "Mark", "default_mark", "prefixed_mark"]
 
 
 class Mark(NamedTuple):
-    """Where one message puts its stream.
+    """Where one message puts its stream, for a make-before-break handover.
+
+    A mark has one of three shapes:
+
+    - **ordered** (``seq`` set): the message moves its stream to position ``seq`` from
+      ``prev`` (``prev=None`` when it starts the stream afresh, like a book snapshot).
+      Positions of one stream compare as integers.
+    - **identified** (``seq=None``, ``key`` set): the stream's positions do not compare,
+      but ``key`` names this message the same way on every session (e.g. the trade id
+      with its time), so an old and a new session can still be seen to overlap.
+    - **unknown** (``seq=None``, ``key=None``): the message belongs to ``stream`` but
+      neither its place nor its identity can be compared; a handover cannot prove that
+      nothing of that stream fell between the sessions.
 
     Attributes:
-        stream: the stream's key, e.g. ``("trade", "BTC-USDT")``.
-        seq: the position after this message (a trade id, a book update id).
+        stream: the stream's key ``(kind, symbol)``: one id space, e.g.
+            ``("trade", "BTC-USDT")`` or ``("btcusdt@aggTrade", "BTC-USDT")``.
+        seq: the position after this message (a trade id, a book update id), or
+            ``None`` when it has none that compares.
         prev: the position right before it, or ``None`` when the message starts the
-            stream afresh (a book snapshot).
+            stream afresh (ignored when ``seq`` is ``None``).
+        key: for a mark without ``seq``: a hashable value that identifies the message
+            across sessions, or ``None`` when nothing does.
     """
 
     stream: tuple[str, str]
-    seq: int
+    seq: int | None
     prev: int | None
+    key: Hashable | None = None
 
 
 def default_mark(message: Message) -> Mark | None:
     """The mark of a normalized message, or ``None`` if it carries no order.
 
-    Trades with numeric ids (consecutive per symbol on Binance, OKX, Deribit) mark
-    ``(id, id - 1)``; book deltas with sequences mark ``(sequence, prev_sequence)``;
-    snapshots with a sequence start their book afresh (``prev=None``).
+    Trades with plain decimal ids (consecutive per symbol on Binance, OKX, Deribit) mark
+    ``(id, id - 1)`` in stream ``("trade", symbol)``; any other trade id (``"ETH-12"``,
+    ``"12a"``, ``"²"``, ``""``) gives an *unknown* mark in that stream: the trade belongs
+    to an ordered stream whose place cannot be read, so a handover cannot prove
+    continuity (an adapter that knows its venue's format overrides
+    :meth:`ExchangeProtocol.mark`). Book deltas with sequences mark ``(sequence,
+    prev_sequence)`` in ``("book", symbol)``; snapshots with a sequence start their book
+    afresh (``prev=None``). Everything else carries no order.
     """
     if isinstance(message, Trade):
         trade_id = message.trade_id
@@ -51,7 +75,7 @@ def default_mark(message: Message) -> Mark | None:
         if trade_id.isascii() and trade_id.isdigit():
             position = int(trade_id)
             return Mark(("trade", message.symbol), position, position - 1)
-        return None
+        return Mark(("trade", message.symbol), None, None)
     if isinstance(message, BookDelta):
         if message.sequence is None or message.prev_sequence is None:
             return None
@@ -61,6 +85,22 @@ def default_mark(message: Message) -> Mark | None:
             return None
         return Mark(("book", message.symbol), message.sequence, None)
     return None
+
+
+def prefixed_mark(message: Trade) -> Mark | None:
+    """The ordered mark of a trade whose id is ``PREFIX-DIGITS`` (Deribit ``ETH-207325731``).
+
+    The number after the last ``-`` orders the trades of one prefix; each prefix is its
+    own stream ``("trade PREFIX", symbol)``, so ids of two formats never compare.
+
+    Returns:
+        The mark, or ``None`` when the id is not of that form.
+    """
+    prefix, dash, digits = message.trade_id.rpartition("-")
+    if not (dash and prefix and digits.isascii() and digits.isdigit()):
+        return None
+    position = int(digits)
+    return Mark((f"trade {prefix}", message.symbol), position, position - 1)
 
 
 class BookChain:

@@ -232,7 +232,15 @@ class ExchangeProtocol(abc.ABC):
         return self.book.states
 
     def mark(self, message: Message) -> Mark | None:
-        """Where ``message`` puts its stream, for make-before-break (see sdk.books)."""
+        """Where ``message`` puts its stream, for make-before-break (see sdk.books).
+
+        Called only while a handover is under way, once per message the old session
+        delivers, the successor buffers, or the successor delivers while filtering; never
+        on the ordinary path. Override it when the venue's ids say more than
+        :func:`~actors.exchanges.sdk.default_mark` can read (Deribit's ``ETH-123``), or
+        less (two id spaces that become the same message type, as Binance's ``@trade``
+        and ``@aggTrade``).
+        """
         return default_mark(message)
 
     # -- state ---------------------------------------------------------------------
