@@ -11,7 +11,6 @@ from actors._errors import GaveUp as GaveUp
 from actors._errors import HandshakeRejected as HandshakeRejected
 from actors._errors import LocalProtocolError as LocalProtocolError
 from actors._errors import ProtocolError as ProtocolError
-from actors._errors import RemoteProtocolError as RemoteProtocolError
 from actors._errors import RestartLimitExceeded as RestartLimitExceeded
 from actors._errors import ServerClosing as ServerClosing
 from actors._errors import SupervisorError as SupervisorError
@@ -40,7 +39,6 @@ __all__ = [
     "ProtocolError",
     "RegistryActor",
     "RegistryClient",
-    "RemoteProtocolError",
     "RestartLimitExceeded",
     "ServerClosing",
     "SupervisorError",

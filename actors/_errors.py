@@ -17,11 +17,15 @@ converted: they travel up as themselves and count as crashes.
     │       ├── FeedStale           no frame for ``stale_after`` s, or a heartbeat missed
     │       └── ServerClosing       the exchange announced it will close the connection
     ├── ProtocolError               one side broke the exchange protocol
-    │   ├── LocalProtocolError      our misuse of an adapter (a bug on our side)
-    │   └── RemoteProtocolError     the exchange broke its own protocol
+    │   └── LocalProtocolError      our misuse of an adapter (a bug on our side)
     ├── RestartLimitExceeded        restart intensity exceeded; the supervisor gave up loudly
     └── GaveUp                      connections not live for ``give_up_after`` stopped for
                                     good and no permanent connection is left running
+
+An exchange that breaks its own protocol never raises: a frame that cannot be understood
+is counted and logged (``MalformedFrame``) and the session goes on; an exchange that
+stops answering is stale. (A ``RemoteProtocolError`` existed and was never raised; it
+was removed in issue 12.)
 
 Following Trio's split, *closed* means we closed something ourselves and *broken* means
 something outside did. API misuse raises ``RuntimeError``, ``TypeError`` or ``ValueError``
@@ -41,7 +45,6 @@ __all__ = [
     "HandshakeRejected",
     "LocalProtocolError",
     "ProtocolError",
-    "RemoteProtocolError",
     "RestartLimitExceeded",
     "ServerClosing",
     "SupervisorError",
@@ -119,10 +122,6 @@ class ProtocolError(SupervisorError):
 
 class LocalProtocolError(ProtocolError):
     """We misused an adapter (wrong command for its state): a bug on our side."""
-
-
-class RemoteProtocolError(ProtocolError):
-    """The exchange broke its own protocol in a way that ends the session."""
 
 
 class RestartLimitExceeded(SupervisorError):

@@ -17,7 +17,6 @@ from actors import GaveUp as GaveUp
 from actors import HandshakeRejected as HandshakeRejected
 from actors import LocalProtocolError as LocalProtocolError
 from actors import ProtocolError as ProtocolError
-from actors import RemoteProtocolError as RemoteProtocolError
 from actors import RestartLimitExceeded as RestartLimitExceeded
 from actors import ServerClosing as ServerClosing
 from actors import SupervisorError as SupervisorError
@@ -66,7 +65,6 @@ __all__ = [
     "MessageStream",
     "ProtocolError",
     "RawMessage",
-    "RemoteProtocolError",
     "RestartIntensity",
     "RestartLimitExceeded",
     "RestartType",
