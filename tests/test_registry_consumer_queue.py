@@ -301,3 +301,14 @@ async def test_a_closed_receiving_end_breaks_the_queue() -> None:
 def test_queue_rejects_a_zero_byte_budget() -> None:
     with pytest.raises(ValueError, match=r"^ConsumerQueue max_bytes must be at least 1, got 0$"):
         ConsumerQueue(Overflow.BLOCK, 1, max_bytes=0)
+
+
+def test_snapshot_reports_the_last_queued_bytes() -> None:
+    reg = registry()
+    reg.handle(Registered(connection="a", exchange="raw", url="ws://x/ws"), 0.0)
+    (conn,) = reg.snapshot(0.0).connections
+    assert conn.queued_bytes == 0
+    reg.handle(traffic(1.0, 10, queued_bytes=5000, dropped=2), 1.0)
+    reg.handle(traffic(2.0, 10, queued_bytes=1200, dropped=3), 2.0)
+    (conn,) = reg.snapshot(2.0).connections
+    assert (conn.queued_bytes, conn.dropped) == (1200, 5)  # a level, and a count
