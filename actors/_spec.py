@@ -15,6 +15,7 @@ import msgspec
 
 __all__ = [
     "DEFAULT_BUFFER",
+    "DEFAULT_BUFFER_BYTES",
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "DEFAULT_STALE_AFTER",
@@ -30,6 +31,12 @@ DEFAULT_STALE_AFTER: Final = 30.0
 DEFAULT_CONNECT_TIMEOUT: Final = 10.0
 #: Batches (everything decoded from one frame) queued for the consumer per connection.
 DEFAULT_BUFFER: Final = 1024
+#: Estimated bytes of decoded messages queued for the consumer per connection. The largest
+#: batch a default connection can produce, one 4 MiB book frame, decodes to about 33 MiB
+#: (audit M8), so 64 MiB still holds one of those with room to spare, while three stalled
+#: connections stay under 200 MiB. Ordinary traffic reaches ``buffer`` first (1024
+#: one-trade batches are about 0.5 MiB); only deep books and big raw frames reach this.
+DEFAULT_BUFFER_BYTES: Final = 64 * 1024 * 1024
 #: Largest WebSocket message accepted; bigger ones close the session with 1009
 #: (RFC 6455 section 7.4.1). Exchange depth snapshots stay well under 4 MiB.
 DEFAULT_MAX_MESSAGE_SIZE: Final = 4 * 1024 * 1024
@@ -81,6 +88,9 @@ class ConnectionSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
         connect_timeout: seconds for TCP connect, TLS and the WebSocket upgrade.
         overflow: what to do when the consumer falls ``buffer`` batches behind.
         buffer: batches queued for the consumer before ``overflow`` applies.
+        buffer_bytes: estimated bytes of decoded messages queued for the consumer before
+            ``overflow`` applies (whichever of ``buffer`` and this is reached first); a
+            single batch larger than this is still queued when nothing else is.
         max_message_size: largest accepted WebSocket message in bytes.
     """
 
@@ -97,4 +107,5 @@ class ConnectionSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     connect_timeout: PositiveSeconds = DEFAULT_CONNECT_TIMEOUT
     overflow: Overflow = Overflow.BLOCK
     buffer: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = DEFAULT_BUFFER
+    buffer_bytes: Annotated[int, msgspec.Meta(ge=1 << 16, le=1 << 40)] = DEFAULT_BUFFER_BYTES
     max_message_size: Annotated[int, msgspec.Meta(ge=1024, le=1 << 30)] = DEFAULT_MAX_MESSAGE_SIZE

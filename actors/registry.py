@@ -117,6 +117,8 @@ class Traffic(msgspec.Struct, frozen=True, kw_only=True, tag=True):
         messages: normalized messages produced.
         bytes: payload size received (characters for text frames, bytes for binary).
         dropped: messages discarded by the overflow policy.
+        queued_bytes: estimated bytes in the consumer queue at the flush (a level, not
+            a count since the previous event).
         malformed: frames that could not be understood.
         gaps: book sequence gaps detected.
         last_frame_at: trio time of the newest frame counted here.
@@ -130,6 +132,7 @@ class Traffic(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     messages: int
     bytes: int
     dropped: int
+    queued_bytes: int = 0
     malformed: int
     gaps: int
     last_frame_at: float
@@ -192,6 +195,9 @@ class ConnectionStats(msgspec.Struct, frozen=True, kw_only=True):
         messages: normalized messages produced.
         bytes: payload size received.
         dropped: messages discarded by the overflow policy.
+        queued_bytes: estimated bytes of decoded messages waiting in the consumer queue
+            (``buffer_bytes`` bounds it), as of the last traffic report: while frames
+            flow it lags by at most the flush interval.
         malformed: frames that could not be understood.
         gaps: book sequence gaps detected.
         rate: messages per second over the last few seconds.
@@ -217,6 +223,7 @@ class ConnectionStats(msgspec.Struct, frozen=True, kw_only=True):
     messages: int
     bytes: int
     dropped: int
+    queued_bytes: int
     malformed: int
     gaps: int
     rate: float
@@ -256,6 +263,7 @@ class _Record:
         "last_frame_at",
         "malformed",
         "messages",
+        "queued_bytes",
         "restarts",
         "rtt",
         "rtt_smoothed",
@@ -274,6 +282,7 @@ class _Record:
         self.connects = self.disconnects = self.restarts = 0
         self.frames = self.messages = self.bytes = self.dropped = self.malformed = 0
         self.gaps = 0
+        self.queued_bytes = 0
         self.subscriptions: dict[str, str] = {}
         self.last_frame_at: float | None = None
         self.backoff = 0.0
@@ -338,6 +347,7 @@ class RegistryActor:
             rec.messages += event.messages
             rec.bytes += event.bytes
             rec.dropped += event.dropped
+            rec.queued_bytes = event.queued_bytes
             rec.malformed += event.malformed
             rec.gaps += event.gaps
             if event.frames:
@@ -461,6 +471,7 @@ class RegistryActor:
                     messages=rec.messages,
                     bytes=rec.bytes,
                     dropped=rec.dropped,
+                    queued_bytes=rec.queued_bytes,
                     malformed=rec.malformed,
                     gaps=rec.gaps,
                     rate=self._rate(rec, now),

@@ -51,7 +51,7 @@ def build_actors(
         ConnectionActor(
             spec,
             new_adapter=_adapter_factory(spec, pacers),
-            queue=ConsumerQueue(spec.overflow, spec.buffer),
+            queue=ConsumerQueue(spec.overflow, spec.buffer, max_bytes=spec.buffer_bytes),
             registry=registry,
             connector=connector,
             close_timeout=settings.shutdown_timeout,

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 import trio
 
 from actors import ConsumerQueue, Overflow, RegistryActor
-from actors.exchanges import RawMessage
+from actors.consumer_queue import batch_bytes
+from actors.exchanges import BookDelta, RawMessage
 from actors.registry import (
     Connected,
     ConnectionState,
@@ -152,3 +155,204 @@ async def test_outbox_block_waits_for_the_consumer(autojump_clock: trio.testing.
 def test_outbox_rejects_zero_capacity() -> None:
     with pytest.raises(ValueError, match=r"^ConsumerQueue capacity must be at least 1, got 0$"):
         ConsumerQueue(Overflow.BLOCK, 0)
+
+
+# -- the byte budget (audit M8) ----------------------------------------------------------
+
+
+def book(levels: int, seq: int = 0) -> tuple[BookDelta, ...]:
+    """A one-delta batch with ``levels`` bid levels: 64 + 8 + 250 + 272 per level bytes."""
+    bids = tuple((Decimal(100 + i), Decimal(1)) for i in range(levels))
+    return (
+        BookDelta(
+            connection="a",
+            exchange="okx",
+            received_at=0.0,
+            symbol="BTC-USDT",
+            bids=bids,
+            asks=(),
+            sequence=seq,
+            prev_sequence=None,
+            timestamp=None,
+        ),
+    )
+
+
+#: batch_bytes of book(1), book(2), book(3): the estimate's own constants, pinned.
+B1, B2, B3 = 594, 866, 1138
+
+
+def drain(queue: ConsumerQueue) -> list[int]:
+    """Drain ``queue``; the sequence numbers of what it held, in order."""
+    seqs: list[int] = []
+    while True:
+        try:
+            (message,) = queue.receive.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel):
+            return seqs
+        assert isinstance(message, BookDelta) and message.sequence is not None
+        seqs.append(message.sequence)
+
+
+def test_batch_bytes_is_a_fixed_cost_plus_one_per_level() -> None:
+    assert [batch_bytes(book(n)) for n in (1, 2, 3)] == [B1, B2, B3]
+    assert batch_bytes(book(1) + book(2)) == 64 + 2 * 8 + 2 * 250 + 3 * 272
+    assert batch_bytes(()) == 64
+
+
+async def test_drop_newest_keeps_what_fits_in_bytes() -> None:
+    queue = ConsumerQueue(Overflow.DROP_NEWEST, 100, max_bytes=B1 + B2)
+    for seq, levels in enumerate((1, 2, 1, 3)):
+        await queue.put(book(levels, seq))
+    assert (queue.queued_bytes, queue.dropped, len(queue)) == (B1 + B2, 2, 2)
+    assert drain(queue) == [0, 1]
+    assert queue.queued_bytes == 0
+
+
+async def test_drop_oldest_drops_until_the_new_batch_fits() -> None:
+    queue = ConsumerQueue(Overflow.DROP_OLDEST, 100, max_bytes=3 * B1)
+    for seq in range(3):
+        await queue.put(book(1, seq))
+    assert (queue.queued_bytes, queue.dropped) == (3 * B1, 0)
+    await queue.put(book(3, 3))  # B3 > 2 * B1: two of the oldest go
+    assert (queue.queued_bytes, queue.dropped) == (B1 + B3, 2)
+    await queue.put(book(1, 4))  # B1 + B3 + B1 is over 3 * B1: the oldest goes
+    assert (queue.queued_bytes, queue.dropped) == (B3 + B1, 3)
+    assert drain(queue) == [3, 4]
+
+
+async def test_the_batch_count_still_bounds_the_queue() -> None:
+    queue = ConsumerQueue(Overflow.DROP_OLDEST, 2, max_bytes=1 << 30)
+    for seq in range(4):
+        await queue.put(book(1, seq))
+    assert (queue.queued_bytes, queue.dropped) == (2 * B1, 2)
+    assert drain(queue) == [2, 3]
+
+
+@pytest.mark.parametrize("policy", list(Overflow))
+async def test_a_batch_bigger_than_the_budget_enters_an_empty_queue(policy: Overflow) -> None:
+    queue = ConsumerQueue(policy, 100, max_bytes=B1)
+    await queue.put(book(3, 0))
+    assert (queue.queued_bytes, queue.dropped) == (B3, 0)
+    assert drain(queue) == [0]
+    assert queue.queued_bytes == 0
+
+
+async def test_drop_oldest_makes_room_for_a_batch_bigger_than_the_budget() -> None:
+    queue = ConsumerQueue(Overflow.DROP_OLDEST, 100, max_bytes=B2)
+    await queue.put(book(1, 0))
+    await queue.put(book(3, 1))  # empties the queue, then enters it alone
+    assert (queue.queued_bytes, queue.dropped) == (B3, 1)
+    await queue.put(book(1, 2))  # the big one goes
+    assert (queue.queued_bytes, queue.dropped) == (B1, 2)
+    assert drain(queue) == [2]
+
+
+async def test_block_waits_for_bytes_then_for_an_empty_queue(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    queue = ConsumerQueue(Overflow.BLOCK, 100, max_bytes=B1 + B2)
+    await queue.put(book(1, 0))
+    await queue.put(book(2, 1))
+    with trio.move_on_after(5.0) as waited:
+        await queue.put(book(1, 2))
+    assert waited.cancelled_caught  # a cancelled put queued nothing
+    assert (queue.queued_bytes, len(queue)) == (B1 + B2, 2)
+    taken: list[tuple[float, int]] = []
+
+    async def consumer() -> None:
+        for _ in range(3):
+            await trio.sleep(1.0)
+            (message,) = await queue.receive.receive()
+            assert isinstance(message, BookDelta) and message.sequence is not None
+            taken.append((trio.current_time(), message.sequence))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(consumer)
+        await queue.put(book(1, 2))  # fits once batch 0 is taken
+        assert (trio.current_time(), queue.queued_bytes) == (6.0, B2 + B1)
+        await queue.put(book(3, 3))  # bigger than the budget: waits for an empty queue
+        assert (trio.current_time(), queue.queued_bytes) == (8.0, B3)
+    assert taken == [(6.0, 0), (7.0, 1), (8.0, 2)]
+    assert queue.dropped == 0
+
+
+async def test_a_cancelled_receive_takes_nothing(autojump_clock: trio.testing.MockClock) -> None:
+    queue = ConsumerQueue(Overflow.BLOCK, 10)
+    with trio.move_on_after(1.0) as waited:
+        await queue.receive.receive()
+    assert waited.cancelled_caught
+    await queue.put(book(1, 0))
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await queue.receive.receive()
+    assert (queue.queued_bytes, len(queue)) == (B1, 1)
+    assert drain(queue) == [0]
+
+
+async def test_closing_lets_the_consumer_drain_then_ends_the_stream() -> None:
+    queue = ConsumerQueue(Overflow.DROP_NEWEST, 10)
+    await queue.put(book(1, 0))
+    queue.close()
+    queue.close()  # idempotent
+    with pytest.raises(trio.ClosedResourceError, match=r"^this connection's queue was closed$"):
+        await queue.put(book(1, 1))
+    assert [b[0].sequence async for b in queue.receive] == [0]  # type: ignore[union-attr]
+    with pytest.raises(trio.EndOfChannel):
+        queue.receive.receive_nowait()
+
+
+async def test_closing_wakes_a_waiting_consumer_and_a_waiting_put(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    empty = ConsumerQueue(Overflow.BLOCK, 1)
+    full = ConsumerQueue(Overflow.BLOCK, 1)
+    await full.put(book(1, 0))
+    woken: list[tuple[str, float]] = []
+
+    async def consume() -> None:
+        with pytest.raises(trio.EndOfChannel):
+            await empty.receive.receive()
+        woken.append(("receive", trio.current_time()))
+
+    async def produce() -> None:
+        with pytest.raises(trio.ClosedResourceError):
+            await full.put(book(1, 1))
+        woken.append(("put", trio.current_time()))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(consume)
+        nursery.start_soon(produce)
+        await trio.sleep(3.0)
+        empty.close()
+        full.close()
+    assert sorted(woken) == [("put", 3.0), ("receive", 3.0)]
+    assert drain(full) == [0]  # what was queued is still there to drain
+
+
+async def test_a_closed_receiving_end_breaks_the_queue() -> None:
+    queue = ConsumerQueue(Overflow.BLOCK, 10)
+    await queue.put(book(1, 0))
+    await queue.receive.aclose()
+    await queue.receive.aclose()  # idempotent
+    assert (queue.queued_bytes, len(queue)) == (0, 0)
+    with pytest.raises(trio.BrokenResourceError):
+        await queue.put(book(1, 1))
+    with pytest.raises(trio.ClosedResourceError):
+        await queue.receive.receive()
+
+
+def test_queue_rejects_a_zero_byte_budget() -> None:
+    with pytest.raises(ValueError, match=r"^ConsumerQueue max_bytes must be at least 1, got 0$"):
+        ConsumerQueue(Overflow.BLOCK, 1, max_bytes=0)
+
+
+def test_snapshot_reports_the_last_queued_bytes() -> None:
+    reg = registry()
+    reg.handle(Registered(connection="a", exchange="raw", url="ws://x/ws"), 0.0)
+    (conn,) = reg.snapshot(0.0).connections
+    assert conn.queued_bytes == 0
+    reg.handle(traffic(1.0, 10, queued_bytes=5000, dropped=2), 1.0)
+    reg.handle(traffic(2.0, 10, queued_bytes=1200, dropped=3), 2.0)
+    (conn,) = reg.snapshot(2.0).connections
+    assert (conn.queued_bytes, conn.dropped) == (1200, 5)  # a level, and a count

@@ -3,9 +3,12 @@
 Messages are tagged msgspec Structs: the tag field is ``kind`` and its value is what
 ``marketprism run --output jsonl`` prints: ``raw``, ``trade``, ``ticker``,
 ``book_snapshot``, ``book_delta``. Prices and sizes are exact ``Decimal`` values (printed
-as strings in JSON), never floats. Every message carries the
-connection it came from, the exchange, and ``received_at`` (Unix time in seconds, taken
-when the frame was read from the socket).
+as strings in JSON), never floats, and always finite: a frame carrying a NaN, an infinity,
+a price at or below 0 where a price must be positive, a negative size or timestamp, or a
+sequence id outside ``[0, 2**64)`` is dropped as a ``MalformedFrame`` (kind
+``invalid_value``) and none of its messages is delivered (``sdk/stamp.py``). Every message
+carries the connection it came from, the exchange, and ``received_at`` (Unix time in
+seconds, taken when the frame was read from the socket).
 
 Control events are what an adapter tells its actor besides data. They are tagged with
 their class name and never reach consumers directly.
@@ -80,11 +83,11 @@ class Trade(_Market, frozen=True, kw_only=True, tag="trade"):
 
     Attributes:
         side: the taker's side, ``buy`` or ``sell``.
-        price: exact price.
-        amount: exact size, in the exchange's unit (base currency for spot; contracts
-            on OKX swaps; USD on Deribit inverse perpetuals).
+        price: exact price, above 0.
+        amount: exact size, above 0, in the exchange's unit (base currency for spot;
+            contracts on OKX swaps; USD on Deribit inverse perpetuals).
         trade_id: the exchange's trade id, as a string.
-        timestamp: the exchange's trade time, Unix milliseconds.
+        timestamp: the exchange's trade time, Unix milliseconds (``[0, 2**63)``).
     """
 
     side: Literal["buy", "sell"]
@@ -96,6 +99,9 @@ class Trade(_Market, frozen=True, kw_only=True, tag="trade"):
 
 class Ticker(_Market, frozen=True, kw_only=True, tag="ticker"):
     """Best bid and ask.
+
+    Prices and sizes are 0 or more: Deribit reports an empty side of the book as a null
+    or 0 best bid/ask, delivered as 0.
 
     Attributes:
         bid: best bid price.
@@ -113,7 +119,8 @@ class Ticker(_Market, frozen=True, kw_only=True, tag="ticker"):
     timestamp: int | None
 
 
-#: One price level: (price, size). Size 0 in a delta removes the level.
+#: One price level: (price, size); the price is above 0, the size 0 or more. Size 0 in a
+#: delta removes the level.
 Level: TypeAlias = tuple[Decimal, Decimal]
 
 

@@ -138,13 +138,13 @@ class DepthRoute(Route):
     def build(self, payload: wire.Depth, received_at: float) -> Batch:
         # USD-M links each diff to the previous one with pu; spot with U = previous u + 1.
         prev = payload.pu if payload.pu is not None else payload.U - 1
-        self.owner.chain(self.stream, self.symbol, prev, payload.u)
         timestamp = payload.T if payload.T is not None else payload.E
-        return (
-            self.stamp.delta(
-                received_at, self.symbol, payload.b, payload.a, payload.u, prev, timestamp
-            ),
+        # Built (so checked) before the chain moves: a refused delta leaves it in place.
+        delta = self.stamp.delta(
+            received_at, self.symbol, payload.b, payload.a, payload.u, prev, timestamp
         )
+        self.owner.chain(self.stream, self.symbol, prev, payload.u)
+        return (delta,)
 
 
 class SpotPartialRoute(Route):

@@ -184,16 +184,20 @@ class BybitProtocol(ExchangeProtocol):
         self, envelope: wire.Envelope, topic: str, symbol: str, received_at: float, data: Frame
     ) -> Batch:
         book = self._decode_book(envelope.data)
+        # Each message is built (so checked) before the chain moves: a refused one
+        # leaves it in place.
         if envelope.type == "delta":
             # u rises by exactly 1 per delta (§6.3).
+            delta = self.stamp.delta(
+                received_at, symbol, book.b, book.a, book.u, book.u - 1, envelope.ts
+            )
             self.chain(topic, symbol, book.u - 1, book.u)
-            delta = self.stamp.delta
-            return (delta(received_at, symbol, book.b, book.a, book.u, book.u - 1, envelope.ts),)
+            return (delta,)
         if envelope.type == "snapshot":
             # Also u = 1: the service restarted and the book starts afresh.
+            snapshot = self.stamp.snapshot(received_at, symbol, book.b, book.a, book.u, envelope.ts)
             self.chains.start(topic, book.u)
-            snap = self.stamp.snapshot
-            return (snap(received_at, symbol, book.b, book.a, book.u, envelope.ts),)
+            return (snapshot,)
         self.malformed("invalid_data", f"{topic}: unknown type {envelope.type!r}", data)
         return ()
 

@@ -302,36 +302,36 @@ class DeribitProtocol(ExchangeProtocol):
             return ()
         channel = params.channel
         change_id = book.change_id
+        # Each message is built (so checked) before the chain moves: a refused one
+        # leaves it in place.
         if book.type == "change":
             prev = book.prev_change_id
+            zero = config.ZERO
+            delta = self.stamp.delta(
+                received_at,
+                symbol,
+                tuple([(p, zero if a == "delete" else q) for a, p, q in book.bids]),
+                tuple([(p, zero if a == "delete" else q) for a, p, q in book.asks]),
+                change_id,
+                prev,
+                book.timestamp,
+            )
             if prev is None:
                 self.chains.start(channel, change_id)
             else:
                 self.chain(channel, symbol, prev, change_id)
-            zero = config.ZERO
-            return (
-                self.stamp.delta(
-                    received_at,
-                    symbol,
-                    tuple([(p, zero if a == "delete" else q) for a, p, q in book.bids]),
-                    tuple([(p, zero if a == "delete" else q) for a, p, q in book.asks]),
-                    change_id,
-                    prev,
-                    book.timestamp,
-                ),
-            )
+            return (delta,)
         if book.type == "snapshot":
-            self.chains.start(channel, change_id)
-            return (
-                self.stamp.snapshot(
-                    received_at,
-                    symbol,
-                    tuple([(p, q) for _, p, q in book.bids]),
-                    tuple([(p, q) for _, p, q in book.asks]),
-                    change_id,
-                    book.timestamp,
-                ),
+            snapshot = self.stamp.snapshot(
+                received_at,
+                symbol,
+                tuple([(p, q) for _, p, q in book.bids]),
+                tuple([(p, q) for _, p, q in book.asks]),
+                change_id,
+                book.timestamp,
             )
+            self.chains.start(channel, change_id)
+            return (snapshot,)
         self.malformed(
             "invalid_payload", f"{channel}: unknown book notification type {book.type!r}", data
         )

@@ -253,18 +253,24 @@ class OkxProtocol(ExchangeProtocol):
         key = (arg.channel, inst_id)
         stamp = self.stamp
         out: list[Message] = []
+        # Every message is built (so checked) before the chain moves: a refused frame
+        # leaves it in place.
         for entry in entries:
             bids: tuple[Level, ...] = tuple([(level.px, level.sz) for level in entry.bids])
             asks: tuple[Level, ...] = tuple([(level.px, level.sz) for level in entry.asks])
-            seq = entry.seqId
             if action == "update":
-                prev = entry.prevSeqId
-                if seq is not None and prev is not None:
-                    self.chain(key, symbol, prev, seq)
-                out.append(stamp.delta(received_at, symbol, bids, asks, seq, prev, entry.ts))
+                delta = stamp.delta(
+                    received_at, symbol, bids, asks, entry.seqId, entry.prevSeqId, entry.ts
+                )
+                out.append(delta)
             else:
+                out.append(stamp.snapshot(received_at, symbol, bids, asks, entry.seqId, entry.ts))
+        for entry in entries:
+            seq = entry.seqId
+            if action != "update":
                 self.chains.start(key, seq)
-                out.append(stamp.snapshot(received_at, symbol, bids, asks, seq, entry.ts))
+            elif seq is not None and entry.prevSeqId is not None:
+                self.chain(key, symbol, entry.prevSeqId, seq)
         return tuple(out)
 
     def _on_books5(

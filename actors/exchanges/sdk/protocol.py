@@ -85,7 +85,7 @@ from actors.exchanges.sdk.books import BookChain, Mark, default_mark
 from actors.exchanges.sdk.heartbeat import Heartbeat, ServerPings
 from actors.exchanges.sdk.liveness import AckClock, DataClocks
 from actors.exchanges.sdk.pacing import Pacer
-from actors.exchanges.sdk.stamp import Stamp
+from actors.exchanges.sdk.stamp import InvalidValue, Stamp
 from actors.exchanges.sdk.subscriptions import Outcome, SubscriptionBook
 
 __all__ = ["TRANSITIONS", "AdapterState", "ExchangeProtocol", "Frame"]
@@ -370,12 +370,18 @@ class ExchangeProtocol(abc.ABC):
 
         Every frame is a sign of life for the heartbeat policy. Control events and reply
         frames are queued for :meth:`events` and :meth:`frames_to_send`. A frame that
-        cannot be understood queues a ``MalformedFrame`` event and never raises.
+        cannot be understood queues a ``MalformedFrame`` event and never raises; so does a
+        frame carrying a value no market has (a NaN or negative price, a negative size or
+        timestamp: see :mod:`~actors.exchanges.sdk.stamp`), kind ``invalid_value``, and
+        none of that frame's messages is delivered.
         """
         self._now = now
         self.heartbeat.received(now)
         try:
             batch = self.decode(data, now, received_at)
+        except InvalidValue as exc:
+            self.malformed("invalid_value", str(exc), data)
+            return ()
         except (UnicodeDecodeError, RecursionError) as exc:
             # msgspec raises these, not DecodeError, for invalid UTF-8 in a binary frame
             # and for nesting past Python's recursion limit: still only a bad frame.
