@@ -291,6 +291,15 @@ BROKEN_PROBLEMS: Final = [
 ]
 
 
+#: A raw connection whose ``subscribe`` is an array nested ``{open}`` deep (audit L4:
+#: tomllib's RecursionError was a 3000-line traceback and exit 1).
+DEEP: Final = '[connections.x]\nexchange = "raw"\nurl = "ws://h/"\nsubscribe = {open}{close}\n'
+TOO_DEEP: Final = (
+    "nested deeper than 64 levels (expected tables, arrays and inline tables a few levels "
+    "deep; look for a runaway '[', '{' or dotted key)"
+)
+
+
 @pytest.mark.parametrize(
     ("name", "text", "problems"),
     [
@@ -303,6 +312,15 @@ BROKEN_PROBLEMS: Final = [
                 "(fix the TOML syntax at column 13)"
             ],
             id="toml-syntax-error",
+        ),
+        *(
+            pytest.param(
+                "deep.toml",
+                DEEP.format(open="[" * depth, close="]" * depth),
+                [f"deep.toml:4: connections.x.subscribe: {TOO_DEEP}"],
+                id=f"nested-{depth}-deep",
+            )
+            for depth in (1000, 100_000)
         ),
     ],
 )
@@ -350,6 +368,15 @@ async def test_run_bad_config_exits_2_and_starts_nothing(tmp_path: Path) -> None
         "bad.toml:12: connections.feed.backoff.initial: -1.0 is out of range "
         "(expected a number >= 0 and <= 3600.0)",
     ]
+
+
+@pytest.mark.parametrize("depth", [1000, 100_000])
+def test_run_deeply_nested_config_is_one_problem_and_exits_2(tmp_path: Path, depth: int) -> None:
+    text = DEEP.format(open="[" * depth, close="]" * depth)
+    (tmp_path / "deep.toml").write_text(text, encoding="utf-8")
+    result = run_cli("run", "deep.toml", "--duration", "1", cwd=tmp_path)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == f"deep.toml:4: connections.x.subscribe: {TOO_DEEP}\n"
 
 
 def test_run_missing_default_config_exits_2(tmp_path: Path) -> None:
