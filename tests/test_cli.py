@@ -205,12 +205,15 @@ class Child:
 
 
 @asynccontextmanager
-async def running_cli(*args: str, cwd: Path, stdout: int | None = None) -> AsyncIterator[Child]:
+async def running_cli(
+    *args: str, cwd: Path, stdout: int | None = None, stderr: int | None = None
+) -> AsyncIterator[Child]:
     """Start ``marketprism ARGS``; on exit wait for it and for both pipes to close.
 
-    ``stdout``: a descriptor for the child's stdout, which the test then reads (or not)
-    itself; ``child.stdout`` stays empty. By default stdout is captured like stderr.
-    If the block raises, the child is killed (``trio.run_process`` on cancellation).
+    ``stdout``, ``stderr``: a descriptor for the child's stream, which the test then reads
+    (or not) itself; ``child.stdout`` or ``child.stderr`` stays empty. By default both
+    are captured. If the block raises, the child is killed (``trio.run_process`` on
+    cancellation).
     """
     async with trio.open_nursery() as nursery:
         process: trio.Process = await nursery.start(
@@ -220,16 +223,16 @@ async def running_cli(*args: str, cwd: Path, stdout: int | None = None) -> Async
                 cwd=cwd,
                 env=ENV,
                 stdout=subprocess.PIPE if stdout is None else stdout,
-                stderr=subprocess.PIPE,
+                stderr=subprocess.PIPE if stderr is None else stderr,
                 check=False,
                 deliver_cancel=kill,
             )
         )
-        assert process.stderr is not None
         child = Child(process)
         if process.stdout is not None:
             nursery.start_soon(child.stdout.drain, process.stdout)
-        nursery.start_soon(child.stderr.drain, process.stderr)
+        if process.stderr is not None:
+            nursery.start_soon(child.stderr.drain, process.stderr)
         yield child
 
 
@@ -628,6 +631,62 @@ async def test_run_answers_pings_while_nobody_reads_stdout_and_stops_on_sigint(
     )
     assert summary is not None, stderr
     assert int(summary[1]) >= int(dropped["lines"])
+
+
+#: A log line as ``run`` writes it on stderr.
+LOG_LINE: Final = re.compile(
+    r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR) {1,3} \S.*"
+)
+
+
+async def test_run_with_both_streams_in_one_unread_pipe_still_answers_pings(
+    tmp_path: Path,
+) -> None:
+    # ``marketprism run 2>&1 | slow-consumer``: the log lines (the drop warning among
+    # them) go to the stuck pipe too, and must not block the loop either.
+    binance = FakeBinance(combined=True, ping_interval=0.5, pong_timeout=1.0)
+    read, write = small_pipe()
+    with trio.fail_after(DEADLINE):
+        async with open_fake_exchange(name="binance", interval=0.002, handler=binance) as fake:
+            write_binance_config(tmp_path / "binance.toml", fake.url)
+            async with running_cli(
+                "run",
+                "binance.toml",
+                "--output-buffer",
+                OUTPUT_BUFFER,
+                cwd=tmp_path,
+                stdout=write,
+                stderr=write,
+            ) as child:
+                os.close(write)
+                # 1000 trade lines are about 250 KB: far more than the pipe and the
+                # buffer hold, so both streams are stuck from here on.
+                await fake.wait_until(lambda f: bool(f.sessions) and f.sessions[0].sent >= 1000)
+                state = binance.sessions[0]
+                pongs = state.pongs
+                await fake.wait_until(lambda _: state.pongs >= pongs + 3)
+                assert (fake.sessions[0].open, state.closed_for, len(fake.sessions)) == (
+                    True,
+                    None,
+                    1,
+                )
+                child.process.send_signal(signal.SIGINT)
+                # The clean stop, then at most shutdown_timeout for each stream.
+                with trio.fail_after(3 * SHUTDOWN_TIMEOUT + 1):
+                    await child.process.wait()
+            close_code = await wait_closed_by_client(fake)
+    with os.fdopen(read, "rb") as pipe:
+        printed = pipe.read().decode()
+    assert (child.process.returncode, close_code, state.closed_for) == (0, 1000, None)
+    # Two writers share the pipe, each writing whole lines atomically: no line is torn.
+    assert printed.endswith("\n")
+    lines = printed.splitlines()
+    logs = [line for line in lines if LOG_LINE.fullmatch(line)]
+    assert logs, printed
+    assert logs[0].endswith(f"INFO    spot: connected to {fake.url.removesuffix('/ws')}/stream")
+    for line in lines:
+        if line not in logs:
+            assert json.loads(line)["kind"] == "trade", line
 
 
 async def test_run_writes_the_buffered_lines_in_order_when_the_reader_resumes(

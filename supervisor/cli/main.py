@@ -5,22 +5,25 @@ that went away, as with ``| head``), 1 the supervisor gave up (restart intensity
 exceeded; the message names the connection and its last error) or stdout could not be
 written, 2 a usage or configuration problem (one ``FILE:LINE: key: problem`` line each).
 
-``run`` never writes stdout from the event loop: lines go to a
-:class:`~supervisor.cli.output.LineWriter`, whose worker thread does the blocking
-writes. A reader that does not keep up costs dropped lines (beyond ``--output-buffer``
-MiB; one warning, and the total at exit), never pongs or heartbeats. At exit the buffered
-lines get ``[supervisor] shutdown_timeout`` seconds to be written; what is still unwritten
-then is given up and counted.
+``run`` never writes stdout or stderr from the event loop: its JSON lines, its log lines
+and its summary go to two :class:`~supervisor.cli.output.LineWriter` (one per stream),
+whose worker threads do the blocking writes. A reader that does not keep up (``run |
+slow``, or both streams in one pipe with ``2>&1``) costs dropped lines (stdout beyond
+``--output-buffer`` MiB, stderr beyond 1 MiB; one warning, and the total at exit), never
+pongs or heartbeats. At exit each stream's buffer gets ``[supervisor] shutdown_timeout``
+seconds to be written; what is still unwritten then is given up and counted.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import logging
 import math
 import sys
 from collections.abc import Sequence
-from typing import Final, TextIO
+from typing import Final, final
 
 import msgspec
 import trio
@@ -47,6 +50,10 @@ DEFAULT_CONFIG: Final = "config.toml"
 _STDOUT: Final = 1
 #: The largest ``--output-buffer``, in MiB.
 _MAX_OUTPUT_BUFFER: Final = 4096.0
+#: Bytes of log lines held for a reader of stderr that does not keep up: thousands of
+#: lines, far more than a run logs between two reads of any live reader.
+_STDERR_BUDGET: Final = 1 << 20
+_LOG_FORMAT: Final = "%(asctime)s %(levelname)-7s %(message)s"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -123,7 +130,7 @@ def _mebibytes(text: str) -> int:
 
 def _configure_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s"))
+    handler.setFormatter(logging.Formatter(_LOG_FORMAT))
     root = logging.getLogger("marketprism")
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -172,7 +179,7 @@ def _run_supervised(fn: object, *args: object) -> int:
     try:
         code: object = trio.run(fn, *args)  # type: ignore[arg-type]
     except RestartLimitExceeded as exc:
-        print(f"marketprism: gave up on connection {exc.connection!r}: {exc}", file=sys.stderr)
+        print(_gave_up(exc), file=sys.stderr)
         return EXIT_GAVE_UP
     except GaveUp as exc:
         print(f"marketprism: {exc}", file=sys.stderr)
@@ -182,8 +189,54 @@ def _run_supervised(fn: object, *args: object) -> int:
     return code if isinstance(code, int) else EXIT_OK
 
 
+def _gave_up(exc: RestartLimitExceeded) -> str:
+    return f"marketprism: gave up on connection {exc.connection!r}: {exc}"
+
+
 async def _run(config: Config, output: str, duration: float | None, output_buffer: int) -> int:
     """``marketprism run``; returns the exit code (a broken stdout other than EPIPE: 1)."""
+    flush_for = config.supervisor.shutdown_timeout
+    stderr = _Stderr.for_sys_stderr()
+    log = logging.getLogger("marketprism")
+    saved = log.handlers[:]
+    code = EXIT_OK
+    failure: BaseException | None = None
+    async with trio.open_nursery() as nursery:
+        if stderr.writer is not None:
+            sys.stderr.flush()
+            await nursery.start(stderr.writer.run)
+        log.handlers[:] = [stderr]
+        try:
+            code = await _run_supervisor(config, output, duration, output_buffer, stderr)
+        except RestartLimitExceeded as exc:
+            stderr.print([_gave_up(exc)])
+            code = EXIT_GAVE_UP
+        except BaseException as exc:
+            # Raised again below, outside this nursery, so that it is not wrapped in an
+            # ExceptionGroup.
+            failure = exc
+        finally:
+            log.handlers[:] = saved
+        if stderr.writer is not None:
+            if stderr.writer.dropped_lines:
+                stderr.print(
+                    [
+                        f"marketprism: {stderr.writer.dropped_lines} line(s) of log dropped "
+                        "because stderr was not read fast enough"
+                    ]
+                )
+            # Shielded, so that a cancelled run still says why, and bounded.
+            with trio.CancelScope(shield=True), trio.move_on_after(flush_for):
+                await stderr.writer.aclose()
+        nursery.cancel_scope.cancel(reason="stderr written or given up")
+    if failure is not None:
+        raise failure
+    return code
+
+
+async def _run_supervisor(
+    config: Config, output: str, duration: float | None, output_buffer: int, stderr: _Stderr
+) -> int:
     stdout: LineWriter | None = None
     async with open_supervisor(config) as sup, trio.open_nursery() as nursery:
         nursery.start_soon(stop_on_signals, sup)
@@ -205,11 +258,52 @@ async def _run(config: Config, output: str, duration: float | None, output_buffe
             with trio.move_on_after(flush_for):
                 await stdout.aclose()
             _report_output(stdout, flush_for)
-        _print_summary(await sup.stats(), sys.stderr)
+        stderr.print(_summary(await sup.stats()))
         nursery.cancel_scope.cancel(reason="supervisor stopped")
     if stdout is not None and not isinstance(stdout.error, BrokenPipeError | None):
         return EXIT_GAVE_UP
     return EXIT_OK
+
+
+@final
+class _Stderr(logging.Handler):
+    """The ``marketprism`` log handler and summary printer while ``run``'s loop runs.
+
+    Hands each formatted line to a :class:`LineWriter` on stderr, or, without one
+    (``sys.stderr`` is not a file, as under pytest's ``capsys``), prints it to
+    ``sys.stderr`` as the handler it replaces did.
+    """
+
+    def __init__(self, writer: LineWriter | None) -> None:
+        super().__init__()
+        self.writer = writer
+        self.setFormatter(logging.Formatter(_LOG_FORMAT))
+
+    @classmethod
+    def for_sys_stderr(cls) -> _Stderr:
+        """A handler writing to ``sys.stderr``'s descriptor, if it has one."""
+        try:
+            fd = sys.stderr.fileno()
+        except (AttributeError, ValueError, io.UnsupportedOperation):
+            return cls(None)
+        return cls(LineWriter(fd, name="stderr", budget=_STDERR_BUDGET))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.print([self.format(record)])
+        except Exception:
+            self.handleError(record)
+
+    def print(self, lines: list[str]) -> None:
+        """Write ``lines`` (no newlines at their ends) without blocking the loop."""
+        if self.writer is None:
+            for line in lines:
+                print(line, file=sys.stderr)
+            return
+        data = "".join(f"{line}\n" for line in lines).encode(errors="backslashreplace")
+        # If stderr is gone or already being flushed, there is nowhere left to say it.
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            self.writer.send_nowait(data)
 
 
 async def _print_batches(sup: Supervisor, stdout: LineWriter) -> None:
@@ -267,11 +361,10 @@ async def _stop_after(sup: Supervisor, duration: float) -> None:
     await sup.stop()
 
 
-def _print_summary(stats: Stats, stream: TextIO) -> None:
-    for conn in stats.connections:
-        print(
-            f"{conn.name}: {conn.messages} messages, {conn.connects} connects, "
-            f"{conn.restarts} restarts, {conn.dropped} dropped, {conn.malformed} malformed"
-            + (f"; last error: {conn.last_error}" if conn.last_error else ""),
-            file=stream,
-        )
+def _summary(stats: Stats) -> list[str]:
+    return [
+        f"{conn.name}: {conn.messages} messages, {conn.connects} connects, "
+        f"{conn.restarts} restarts, {conn.dropped} dropped, {conn.malformed} malformed"
+        + (f"; last error: {conn.last_error}" if conn.last_error else "")
+        for conn in stats.connections
+    ]
