@@ -1124,3 +1124,17 @@ def test_nesting_limit_counts_tables_arrays_and_inline_tables(
 def test_valid_configs_are_far_from_the_nesting_limit() -> None:
     text = (Path(__file__).resolve().parent.parent / "config.toml").read_text(encoding="utf-8")
     assert nesting_problem(text, "config.toml") is None
+
+
+def test_config_from_dict_nested_too_deep_is_one_problem() -> None:
+    value: list[object] = []
+    for _ in range(5000):
+        value = [value]
+    with pytest.raises(ConfigError) as exc:
+        config_from_dict(
+            {"connections": {"x": {"exchange": "raw", "url": URL, "subscribe": value}}}
+        )
+    assert exc.value.problems == [
+        "<dict>: nested too deep to check (expected tables, arrays and inline tables a few "
+        "levels deep, shaped like the TOML file)"
+    ]

@@ -136,7 +136,8 @@ def config_from_dict(data: Mapping[str, Any], *, source: str = "<dict>") -> Conf
 
     Raises:
         ConfigError: the data breaks the schema; ``problems`` lists every problem found
-            as ``SOURCE: key.path: what is wrong (expected)`` (there are no lines).
+            as ``SOURCE: key.path: what is wrong (expected)`` (there are no lines), or is
+            the one problem ``SOURCE: nested too deep ...``.
         TypeError: ``data`` is not a mapping.
     """
     if not isinstance(data, Mapping):
@@ -144,7 +145,16 @@ def config_from_dict(data: Mapping[str, Any], *, source: str = "<dict>") -> Conf
             f"config_from_dict() takes a mapping shaped like the TOML file, not "
             f"{type(data).__name__}; pass a dict such as {{'connections': {{...}}}}"
         )
-    return _build(data, source=source, lines=None)
+    try:
+        return _build(data, source=source, lines=None)
+    except RecursionError as exc:
+        # TOML text is refused before this depth (nesting_problem); Python data is not.
+        raise ConfigError(
+            [
+                f"{source}: nested too deep to check (expected tables, arrays and inline "
+                "tables a few levels deep, shaped like the TOML file)"
+            ]
+        ) from exc
 
 
 def _build(data: Mapping[str, Any], *, source: str, lines: dict[Path, int] | None) -> Config:
