@@ -178,18 +178,17 @@ def _report_config_error(exc: ConfigError) -> int:
 def _run_supervised(fn: object, *args: object) -> int:
     try:
         code: object = trio.run(fn, *args)  # type: ignore[arg-type]
-    except RestartLimitExceeded as exc:
+    except (RestartLimitExceeded, GaveUp) as exc:
         print(_gave_up(exc), file=sys.stderr)
-        return EXIT_GAVE_UP
-    except GaveUp as exc:
-        print(f"marketprism: {exc}", file=sys.stderr)
         return EXIT_GAVE_UP
     except ConfigError as exc:
         return _report_config_error(exc)
     return code if isinstance(code, int) else EXIT_OK
 
 
-def _gave_up(exc: RestartLimitExceeded) -> str:
+def _gave_up(exc: RestartLimitExceeded | GaveUp) -> str:
+    if isinstance(exc, GaveUp):
+        return f"marketprism: {exc}"
     return f"marketprism: gave up on connection {exc.connection!r}: {exc}"
 
 
@@ -208,7 +207,7 @@ async def _run(config: Config, output: str, duration: float | None, output_buffe
         log.handlers[:] = [stderr]
         try:
             code = await _run_supervisor(config, output, duration, output_buffer, stderr)
-        except RestartLimitExceeded as exc:
+        except (RestartLimitExceeded, GaveUp) as exc:
             stderr.print([_gave_up(exc)])
             code = EXIT_GAVE_UP
         except BaseException as exc:
