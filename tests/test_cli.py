@@ -11,6 +11,8 @@ file pointing at it; the child connects to it. They wait on the fake's state
 
 from __future__ import annotations
 
+import fcntl
+import itertools
 import json
 import os
 import re
@@ -103,6 +105,16 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+async def kill(process: trio.Process) -> None:
+    """``deliver_cancel`` for the children: SIGKILL at once.
+
+    Trio's default sends SIGTERM and warns before its SIGKILL five seconds later; under
+    ``filterwarnings = error`` that warning raises and the SIGKILL never comes, so a child
+    that ignores SIGTERM (one whose loop is blocked, audit H1) would hang the test.
+    """
+    process.kill()
+
+
 async def run_cli_async(*args: str, cwd: Path) -> subprocess.CompletedProcess[bytes]:
     """Run ``marketprism ARGS`` to completion while the test's fakes keep serving."""
     return await trio.run_process(
@@ -112,6 +124,7 @@ async def run_cli_async(*args: str, cwd: Path) -> subprocess.CompletedProcess[by
         capture_stdout=True,
         capture_stderr=True,
         check=False,
+        deliver_cancel=kill,
     )
 
 
@@ -192,10 +205,15 @@ class Child:
 
 
 @asynccontextmanager
-async def running_cli(*args: str, cwd: Path) -> AsyncIterator[Child]:
+async def running_cli(
+    *args: str, cwd: Path, stdout: int | None = None, stderr: int | None = None
+) -> AsyncIterator[Child]:
     """Start ``marketprism ARGS``; on exit wait for it and for both pipes to close.
 
-    If the block raises, the child is killed (``trio.run_process`` on cancellation).
+    ``stdout``, ``stderr``: a descriptor for the child's stream, which the test then reads
+    (or not) itself; ``child.stdout`` or ``child.stderr`` stays empty. By default both
+    are captured. If the block raises, the child is killed (``trio.run_process`` on
+    cancellation).
     """
     async with trio.open_nursery() as nursery:
         process: trio.Process = await nursery.start(
@@ -204,16 +222,17 @@ async def running_cli(*args: str, cwd: Path) -> AsyncIterator[Child]:
                 [*CLI, *args],
                 cwd=cwd,
                 env=ENV,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
+                stdout=subprocess.PIPE if stdout is None else stdout,
+                stderr=subprocess.PIPE if stderr is None else stderr,
                 check=False,
+                deliver_cancel=kill,
             )
         )
-        assert process.stdout is not None
-        assert process.stderr is not None
         child = Child(process)
-        nursery.start_soon(child.stdout.drain, process.stdout)
-        nursery.start_soon(child.stderr.drain, process.stderr)
+        if process.stdout is not None:
+            nursery.start_soon(child.stdout.drain, process.stdout)
+        if process.stderr is not None:
+            nursery.start_soon(child.stderr.drain, process.stderr)
         yield child
 
 
@@ -275,6 +294,15 @@ BROKEN_PROBLEMS: Final = [
 ]
 
 
+#: A raw connection whose ``subscribe`` is an array nested ``{open}`` deep (audit L4:
+#: tomllib's RecursionError was a 3000-line traceback and exit 1).
+DEEP: Final = '[connections.x]\nexchange = "raw"\nurl = "ws://h/"\nsubscribe = {open}{close}\n'
+TOO_DEEP: Final = (
+    "nested deeper than 64 levels (expected tables, arrays and inline tables a few levels "
+    "deep; look for a runaway '[', '{' or dotted key)"
+)
+
+
 @pytest.mark.parametrize(
     ("name", "text", "problems"),
     [
@@ -287,6 +315,15 @@ BROKEN_PROBLEMS: Final = [
                 "(fix the TOML syntax at column 13)"
             ],
             id="toml-syntax-error",
+        ),
+        *(
+            pytest.param(
+                "deep.toml",
+                DEEP.format(open="[" * depth, close="]" * depth),
+                [f"deep.toml:4: connections.x.subscribe: {TOO_DEEP}"],
+                id=f"nested-{depth}-deep",
+            )
+            for depth in (1000, 100_000)
         ),
     ],
 )
@@ -336,6 +373,15 @@ async def test_run_bad_config_exits_2_and_starts_nothing(tmp_path: Path) -> None
     ]
 
 
+@pytest.mark.parametrize("depth", [1000, 100_000])
+def test_run_deeply_nested_config_is_one_problem_and_exits_2(tmp_path: Path, depth: int) -> None:
+    text = DEEP.format(open="[" * depth, close="]" * depth)
+    (tmp_path / "deep.toml").write_text(text, encoding="utf-8")
+    result = run_cli("run", "deep.toml", "--duration", "1", cwd=tmp_path)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == f"deep.toml:4: connections.x.subscribe: {TOO_DEEP}\n"
+
+
 def test_run_missing_default_config_exits_2(tmp_path: Path) -> None:
     result = run_cli("run", cwd=tmp_path)
     assert (result.returncode, result.stdout) == (2, "")
@@ -375,22 +421,34 @@ async def test_run_jsonl_for_duration_prints_every_frame_and_closes_1000(
     assert any(line.endswith("--duration 2 s reached; stopping") for line in stderr.splitlines())
 
 
+def write_binance_config(
+    path: Path,
+    url: str,
+    channels: tuple[str, ...] = ("trades",),
+    *,
+    shutdown_timeout: float = SHUTDOWN_TIMEOUT,
+) -> Path:
+    """Write a config with one Binance connection ``spot`` (BTC-USDT) to a fake's ``url``."""
+    path.write_text(
+        "[supervisor]\n"
+        f"shutdown_timeout = {shutdown_timeout}\n"
+        "[connections.spot]\n"
+        'exchange = "binance"\n'
+        f'url = "{url.removesuffix("/ws")}/stream"\n'
+        f"channels = {json.dumps(list(channels))}\n"
+        'symbols = ["BTC-USDT"]\n',
+        encoding="utf-8",
+    )
+    return path
+
+
 async def test_run_jsonl_prints_normalized_exchange_messages(tmp_path: Path) -> None:
     # A real adapter against the rule-enforcing Binance fake over loopback TCP.
     with trio.fail_after(DEADLINE):
         async with open_fake_exchange(
             name="binance", interval=0.05, handler=FakeBinance(combined=True)
         ) as fake:
-            (tmp_path / "binance.toml").write_text(
-                "[supervisor]\n"
-                f"shutdown_timeout = {SHUTDOWN_TIMEOUT}\n"
-                "[connections.spot]\n"
-                'exchange = "binance"\n'
-                f'url = "{fake.url.removesuffix("/ws")}/stream"\n'
-                'channels = ["trades", "ticker", "book"]\n'
-                'symbols = ["BTC-USDT"]\n',
-                encoding="utf-8",
-            )
+            write_binance_config(tmp_path / "binance.toml", fake.url, ("trades", "ticker", "book"))
             result = await run_cli_async(
                 "run", "binance.toml", "--output", "jsonl", "--duration", "1.5", cwd=tmp_path
             )
@@ -482,6 +540,249 @@ async def test_run_second_sigint_during_shutdown_exits_without_traceback(
     assert "Traceback" not in child.stderr.text
     assert "received SIGINT; already stopping (at most 3 s more)" in child.stderr.text
     assert child.process.returncode == 0
+
+
+# -- run: a reader of stdout that does not keep up (audit H1) ---------------------------
+#
+# The child's stdout is a pipe of one page (4096 bytes) that the test does not read, and
+# ``--output-buffer 0.0625`` holds 64 KiB more: both fill within a second of data.
+
+#: ``--output-buffer`` of these tests, in MiB (64 KiB).
+OUTPUT_BUFFER: Final = "0.0625"
+#: The one warning of the first dropped line.
+DROPPING: Final = re.compile(
+    r"WARNING stdout is not read fast enough: its 64 KiB buffer is full, so \d+ line\(s\) "
+    r"were dropped and more will be until the reader catches up \(the total is reported "
+    r"at exit\)"
+)
+#: The total at exit: dropped lines out of every line ``run`` had to print.
+DROPPED: Final = re.compile(
+    r"WARNING stdout: (?P<dropped>\d+) of (?P<lines>\d+) line\(s\) dropped in all because the "
+    r"reader did not keep up \(a bigger --output-buffer than 0.0625 MiB absorbs longer "
+    r"pauses\)"
+)
+#: What the flush at exit gave up on, after ``shutdown_timeout`` (3 s).
+GAVE_UP: Final = re.compile(
+    r"WARNING stdout: gave up after 3 s waiting for the reader; (?P<lines>\d+) buffered "
+    r"line\(s\) were not written"
+)
+
+
+def small_pipe() -> tuple[int, int]:
+    """A pipe of one page: ``(read end, write end)``."""
+    read, write = os.pipe()
+    fcntl.fcntl(write, fcntl.F_SETPIPE_SZ, 4096)
+    return read, write
+
+
+def one_match(pattern: re.Pattern[str], stderr: str) -> re.Match[str]:
+    """The one line of ``stderr`` that ends with ``pattern``."""
+    found = [
+        m for line in stderr.splitlines() if (m := pattern.search(line)) and m.end() == len(line)
+    ]
+    assert len(found) == 1, stderr
+    return found[0]
+
+
+async def test_run_answers_pings_while_nobody_reads_stdout_and_stops_on_sigint(
+    tmp_path: Path,
+) -> None:
+    # A Binance that pings every 0.5 s and closes with 1008 after 1 s without a pong: a
+    # loop blocked on stdout loses the session within 1.5 s (audit H1, repro
+    # d_stdout_block.sh: "closed_for=['1008 No pong within 5 s']").
+    binance = FakeBinance(combined=True, ping_interval=0.5, pong_timeout=1.0)
+    read, write = small_pipe()
+    with trio.fail_after(DEADLINE):
+        async with open_fake_exchange(name="binance", interval=0.002, handler=binance) as fake:
+            write_binance_config(tmp_path / "binance.toml", fake.url)
+            async with running_cli(
+                "run", "binance.toml", "--output-buffer", OUTPUT_BUFFER, cwd=tmp_path, stdout=write
+            ) as child:
+                os.close(write)  # the child holds its own copy
+                await child.stderr.wait_until(lambda text: DROPPING.search(text) is not None)
+                # stdout is stuck from here on: the pipe is full and the buffer too.
+                state = binance.sessions[0]
+                pongs = state.pongs
+                await fake.wait_until(lambda _: state.pongs >= pongs + 3)
+                assert (fake.sessions[0].open, state.closed_for, len(fake.sessions)) == (
+                    True,
+                    None,
+                    1,
+                )
+                child.process.send_signal(signal.SIGINT)
+                # The clean stop, then at most shutdown_timeout for the flush.
+                with trio.fail_after(2 * SHUTDOWN_TIMEOUT + 1):
+                    await child.process.wait()
+            close_code = await wait_closed_by_client(fake)
+    with os.fdopen(read, "rb") as pipe:
+        printed = pipe.read()
+    assert child.process.returncode == 0
+    assert (close_code, state.closed_for) == (1000, None)
+    stderr = child.stderr.text
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr
+    assert "received SIGINT; stopping cleanly" in stderr
+    # Only whole lines reached the pipe; every line run had is written, dropped or
+    # given up, exactly.
+    assert printed.endswith(b"\n")
+    lines = [json.loads(line) for line in printed.splitlines()]
+    assert {line["kind"] for line in lines} == {"trade"}
+    one_match(DROPPING, stderr)
+    dropped = one_match(DROPPED, stderr)
+    unwritten = int(one_match(GAVE_UP, stderr)["lines"])
+    assert int(dropped["lines"]) == len(lines) + int(dropped["dropped"]) + unwritten
+    assert unwritten > 0
+    summary = re.fullmatch(
+        r"spot: (\d+) messages, 1 connects, 0 restarts, 0 dropped, 0 malformed",
+        stderr.splitlines()[-1],
+    )
+    assert summary is not None, stderr
+    assert int(summary[1]) >= int(dropped["lines"])
+
+
+#: A log line as ``run`` writes it on stderr.
+LOG_LINE: Final = re.compile(
+    r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR) +\S.*"
+)
+
+
+async def test_run_with_both_streams_in_one_unread_pipe_still_answers_pings(
+    tmp_path: Path,
+) -> None:
+    # ``marketprism run 2>&1 | slow-consumer``: the log lines (the drop warning among
+    # them) go to the stuck pipe too, and must not block the loop either.
+    binance = FakeBinance(combined=True, ping_interval=0.5, pong_timeout=1.0)
+    read, write = small_pipe()
+    with trio.fail_after(DEADLINE):
+        async with open_fake_exchange(name="binance", interval=0.002, handler=binance) as fake:
+            # Each stream's flush gives up after shutdown_timeout: keep it short here.
+            write_binance_config(tmp_path / "binance.toml", fake.url, shutdown_timeout=1.0)
+            async with running_cli(
+                "run",
+                "binance.toml",
+                "--output-buffer",
+                OUTPUT_BUFFER,
+                cwd=tmp_path,
+                stdout=write,
+                stderr=write,
+            ) as child:
+                os.close(write)
+                # 1000 trade lines are about 250 KB: far more than the pipe and the
+                # buffer hold, so both streams are stuck from here on.
+                await fake.wait_until(lambda f: bool(f.sessions) and f.sessions[0].sent >= 1000)
+                state = binance.sessions[0]
+                pongs = state.pongs
+                await fake.wait_until(lambda _: state.pongs >= pongs + 3)
+                assert (fake.sessions[0].open, state.closed_for, len(fake.sessions)) == (
+                    True,
+                    None,
+                    1,
+                )
+                child.process.send_signal(signal.SIGINT)
+                # The clean stop, then at most shutdown_timeout (1 s) for each stream.
+                with trio.fail_after(3 * 1.0 + 2):
+                    await child.process.wait()
+            close_code = await wait_closed_by_client(fake)
+    with os.fdopen(read, "rb") as pipe:
+        printed = pipe.read().decode()
+    assert (child.process.returncode, close_code, state.closed_for) == (0, 1000, None)
+    # Two writers share the pipe, each writing whole lines atomically: no line is torn.
+    assert printed.endswith("\n")
+    lines = printed.splitlines()
+    logs = [line for line in lines if LOG_LINE.fullmatch(line)]
+    assert logs, printed
+    assert logs[0].endswith(f"INFO    spot: connected to {fake.url.removesuffix('/ws')}/stream")
+    for line in lines:
+        if line not in logs:
+            assert line.startswith('{"kind":"trade",'), printed
+            assert json.loads(line)["kind"] == "trade", printed
+
+
+async def test_run_writes_the_buffered_lines_in_order_when_the_reader_resumes(
+    tmp_path: Path,
+) -> None:
+    read, write = small_pipe()
+    with trio.fail_after(DEADLINE):
+        async with open_fake_exchange(interval=0.001) as fake:
+            write_config(tmp_path / "feed.toml", fake.url)
+            async with running_cli(
+                "run", "feed.toml", "--output-buffer", OUTPUT_BUFFER, cwd=tmp_path, stdout=write
+            ) as child:
+                os.close(write)
+                await child.stderr.wait_until(lambda text: DROPPING.search(text) is not None)
+                sent = fake.sessions[0].sent
+                # Frames keep arriving and being delivered while stdout is stuck.
+                await fake.wait_until(lambda f: f.sessions[0].sent >= sent + 200)
+                child.process.send_signal(signal.SIGINT)
+                await child.stderr.wait_until(lambda text: "stopping cleanly" in text)
+                output = Capture()
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(output.drain, trio.lowlevel.FdStream(read))
+                    with trio.fail_after(SHUTDOWN_TIMEOUT + 1):
+                        await child.process.wait()
+            close_code = await wait_closed_by_client(fake)
+    assert (child.process.returncode, close_code) == (0, 1000)
+    stderr = child.stderr.text
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr
+    assert GAVE_UP.search(stderr) is None, stderr
+    # Whole lines in the order of delivery, from frame 0 on; a line is missing only
+    # where the buffer was full (the newest lines are dropped), and each one is counted.
+    messages = messages_of(output.text)
+    seqs = [m["data"]["seq"] for m in messages]
+    assert seqs[0] == 0
+    assert all(a < b for a, b in itertools.pairwise(seqs)), seqs
+    assert {m["data"]["session"] for m in messages} == {0}
+    dropped = one_match(DROPPED, stderr)
+    assert int(dropped["lines"]) == len(messages) + int(dropped["dropped"])
+    assert summary_count(stderr) >= int(dropped["lines"])
+
+
+async def test_run_stops_cleanly_when_the_reader_of_stdout_goes_away(tmp_path: Path) -> None:
+    # ``marketprism run | head -3``: the reader exits; run stops without a traceback.
+    read, write = os.pipe()
+    with trio.fail_after(DEADLINE):
+        async with open_fake_exchange(interval=0.05) as fake:
+            write_config(tmp_path / "feed.toml", fake.url)
+            async with running_cli("run", "feed.toml", cwd=tmp_path, stdout=write) as child:
+                os.close(write)
+                head = Capture()
+                stream = trio.lowlevel.FdStream(read)
+                while head.text.count("\n") < 3:
+                    head._data += await stream.receive_some()
+                await stream.aclose()
+                with trio.fail_after(SHUTDOWN_TIMEOUT + 1):
+                    await child.process.wait()
+            close_code = await wait_closed_by_client(fake)
+    assert (child.process.returncode, close_code) == (0, 1000)
+    assert len(messages_of("".join(head.text.splitlines(keepends=True)[:3]))) == 3
+    stderr = child.stderr.text
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr
+    assert any(
+        line.endswith("INFO    stdout closed by its reader; stopping")
+        for line in stderr.splitlines()
+    )
+    assert summary_count(stderr) >= 3
+
+
+async def test_run_exits_1_when_stdout_cannot_be_written(tmp_path: Path) -> None:
+    # Not a reader that left but a destination that fails (a full disk): say so, exit 1.
+    full = os.open("/dev/full", os.O_WRONLY)
+    with trio.fail_after(DEADLINE):
+        async with open_fake_exchange(interval=0.05) as fake:
+            write_config(tmp_path / "feed.toml", fake.url)
+            async with running_cli("run", "feed.toml", cwd=tmp_path, stdout=full) as child:
+                os.close(full)
+                await child.stderr.wait_until(lambda text: "cannot write stdout" in text)
+                with trio.fail_after(SHUTDOWN_TIMEOUT + 1):
+                    await child.process.wait()
+            close_code = await wait_closed_by_client(fake)
+    assert (child.process.returncode, close_code) == (1, 1000)
+    stderr = child.stderr.text
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr
+    assert any(
+        line.endswith("ERROR   cannot write stdout: [Errno 28] No space left on device; stopping")
+        for line in stderr.splitlines()
+    ), stderr
+    assert summary_count(stderr) >= 1
 
 
 # -- run: the network is waited out; crashes give up loudly ------------------------------
@@ -636,6 +937,17 @@ def test_demo_final_table_shows_every_connection(
             "marketprism demo: error: argument --fault-every: '0' must be a positive number "
             "of seconds",
             id="zero-fault-every",
+        ),
+        pytest.param(
+            ["run", "--output-buffer", "0"],
+            "marketprism run: error: argument --output-buffer: '0' must be a number of MiB "
+            "above 0 and at most 4096",
+            id="zero-output-buffer",
+        ),
+        pytest.param(
+            ["run", "--output-buffer", "8M"],
+            "marketprism run: error: argument --output-buffer: '8M' is not a number of MiB",
+            id="word-output-buffer",
         ),
         pytest.param(
             ["run", "--output", "xml"],

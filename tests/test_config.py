@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
+import sys
 import textwrap
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,7 +19,14 @@ from supervisor.config import (
     load_config,
     loads_config,
 )
-from supervisor.config._toml import Entry, Kind, key_entries, key_lines
+from supervisor.config._toml import (
+    MAX_NESTING,
+    Entry,
+    Kind,
+    key_entries,
+    key_lines,
+    nesting_problem,
+)
 from supervisor.policy import BackoffPolicy, Jitter, RestartType, Strategy
 
 SRC = "config.toml"
@@ -1007,4 +1017,124 @@ def test_give_up_after_must_be_positive_seconds_up_to_a_week(value: str, problem
     ) == [
         f"config.toml:2: defaults.give_up_after: {problem} {expected}",
         f"config.toml:6: connections.x.give_up_after: {problem} {expected}",
+    ]
+
+
+# -- nesting too deep (audit L4) ------------------------------------------------------------
+#
+# tomllib recurses per level and exhausts the recursion limit at about 400 nested arrays
+# (RecursionError, a 3000-line traceback, exit 1), and takes quadratic time in the parts
+# of a dotted key. The loader refuses anything past MAX_NESTING levels first, in one
+# problem line with the line number.
+
+DEEP_HEAD = '[connections.x]\nexchange = "raw"\nurl = "ws://h/"\n'
+TOO_DEEP = (
+    "nested deeper than 64 levels (expected tables, arrays and inline tables a few levels "
+    "deep; look for a runaway '[', '{' or dotted key)"
+)
+
+
+@pytest.mark.parametrize("depth", [1000, 100_000])
+@pytest.mark.parametrize(
+    ("shape", "where"),
+    [
+        pytest.param(
+            lambda n: "subscribe = " + "[" * n + "]" * n, "connections.x.subscribe", id="arrays"
+        ),
+        pytest.param(
+            lambda n: "subscribe = " + "{a = " * n + "1" + "}" * n,
+            "connections.x.subscribe",
+            id="inline-tables",
+        ),
+        pytest.param(
+            lambda n: "subscribe = " + "[{a = " * n + "1" + "}]" * n,
+            "connections.x.subscribe",
+            id="arrays-of-inline-tables",
+        ),
+        pytest.param(lambda n: "subscribe" + ".a" * n + " = 1", "syntax", id="dotted-key"),
+        pytest.param(lambda n: "[connections.x" + ".a" * n + "]", "syntax", id="header"),
+    ],
+)
+def test_deep_nesting_is_one_problem_with_its_line(
+    tmp_path: Path, shape: Callable[[int], str], where: str, depth: int
+) -> None:
+    path = tmp_path / "deep.toml"
+    path.write_text(DEEP_HEAD + "\n" + shape(depth) + "\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    assert exc.value.problems == [f"{path}:5: {where}: {TOO_DEEP}"]
+
+
+def test_deep_nesting_is_refused_whatever_the_callers_stack_depth() -> None:
+    # The check itself recurses no deeper than the limit: it still works with only 300
+    # frames of the recursion limit left to it.
+    text = DEEP_HEAD + "subscribe = " + "[" * 100_000 + "]" * 100_000
+
+    def at_depth(frames: int) -> list[str]:
+        if frames:
+            return at_depth(frames - 1)
+        with pytest.raises(ConfigError) as exc:
+            loads_config(text, source=SRC)
+        return exc.value.problems
+
+    frames = sys.getrecursionlimit() - 300 - len(inspect.stack(0))
+    assert at_depth(frames) == [f"config.toml:4: connections.x.subscribe: {TOO_DEEP}"]
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        pytest.param("a = " + "[" * 64 + "]" * 64, None, id="64-arrays"),
+        pytest.param("a = " + "[" * 65 + "]" * 65, f"x:1: a: {TOO_DEEP}", id="65-arrays"),
+        pytest.param("[a.b]\nc = " + "[" * 62 + "]" * 62, None, id="2-tables-62-arrays"),
+        pytest.param(
+            "[a.b]\nc = " + "[" * 63 + "]" * 63, f"x:2: a.b.c: {TOO_DEEP}", id="2-tables-63-arrays"
+        ),
+        # A key of n parts makes n - 1 tables; its value is no level if not a container.
+        pytest.param("k" + ".k" * 64 + " = 1", None, id="65-part-key"),
+        pytest.param("k" + ".k" * 65 + " = 1", f"x:1: syntax: {TOO_DEEP}", id="66-part-key"),
+        pytest.param("k" + ".k" * 63 + " = []", None, id="64-part-key-array"),
+        # A key longer than the limit is not repeated in the message.
+        pytest.param("k" + ".k" * 64 + " = []", f"x:1: syntax: {TOO_DEEP}", id="65-part-key-array"),
+        pytest.param("[[k" + ".k" * 62 + "]]", None, id="63-part-array-of-tables"),
+        pytest.param(
+            "[[k" + ".k" * 63 + "]]",
+            "x:1: " + ".".join(["k"] * 64) + f": {TOO_DEEP}",
+            id="64-part-array-of-tables",
+        ),
+        pytest.param(
+            "[[t]]\na = " + "[" * 63 + "]" * 63, f"x:2: syntax: {TOO_DEEP}", id="in-array-of-tables"
+        ),
+        pytest.param(
+            "a = [\n" + "[\n" * 70 + "]\n" * 70 + "]", f"x:65: a: {TOO_DEEP}", id="multi-line"
+        ),
+        pytest.param('a = "' + "[" * 1000 + '"', None, id="brackets-in-a-string"),
+        pytest.param("a = 1 # " + "{" * 1000, None, id="braces-in-a-comment"),
+    ],
+)
+def test_nesting_limit_counts_tables_arrays_and_inline_tables(
+    text: str, problem: str | None
+) -> None:
+    assert MAX_NESTING == 64
+    assert nesting_problem(text, "x") == problem
+    if problem is None:
+        tomllib.loads(text)  # what the check lets through, tomllib parses
+
+
+def test_valid_configs_are_far_from_the_nesting_limit() -> None:
+    text = (Path(__file__).resolve().parent.parent / "config.toml").read_text(encoding="utf-8")
+    assert nesting_problem(text, "config.toml") is None
+
+
+def test_config_from_dict_nested_too_deep_is_one_problem() -> None:
+    value: list[object] = []
+    for _ in range(5000):
+        value = [value]
+    with pytest.raises(ConfigError) as exc:
+        config_from_dict(
+            {"connections": {"x": {"exchange": "raw", "url": URL, "subscribe": value}}}
+        )
+    assert exc.value.problems == [
+        "<dict>: nested too deep to check (expected tables, arrays and inline tables a few "
+        "levels deep, shaped like the TOML file)"
     ]

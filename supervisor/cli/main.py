@@ -1,19 +1,29 @@
 """The ``marketprism`` command: argument parsing and the run, check and demo commands.
 
-Exit codes: 0 success (including a clean stop on SIGINT/SIGTERM), 1 the supervisor gave
-up (restart intensity exceeded; the message names the connection and its last error),
-2 a usage or configuration problem (one ``FILE:LINE: key: problem`` line each).
+Exit codes: 0 success (including a clean stop on SIGINT/SIGTERM, and a reader of stdout
+that went away, as with ``| head``), 1 the supervisor gave up (restart intensity
+exceeded; the message names the connection and its last error) or stdout could not be
+written, 2 a usage or configuration problem (one ``FILE:LINE: key: problem`` line each).
+
+``run`` never writes stdout or stderr from the event loop: its JSON lines, its log lines
+and its summary go to two :class:`~supervisor.cli.output.LineWriter` (one per stream),
+whose worker threads do the blocking writes. A reader that does not keep up (``run |
+slow``, or both streams in one pipe with ``2>&1``) costs dropped lines (stdout beyond
+``--output-buffer`` MiB, stderr beyond 1 MiB; one warning, and the total at exit), never
+pongs or heartbeats. At exit each stream's buffer gets ``[supervisor] shutdown_timeout``
+seconds to be written; what is still unwritten then is given up and counted.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import logging
 import math
-import os
 import sys
 from collections.abc import Sequence
-from typing import Final, TextIO
+from typing import Final, final
 
 import msgspec
 import trio
@@ -22,6 +32,7 @@ from actors import ConfigError, GaveUp, RestartLimitExceeded
 from actors.registry import Stats
 from supervisor.api import open_supervisor
 from supervisor.cli.demo import run_demo
+from supervisor.cli.output import DEFAULT_OUTPUT_BUDGET, LineWriter
 from supervisor.cli.signals import stop_on_signals
 from supervisor.config import Config, load_config
 from supervisor.tree import Supervisor
@@ -34,6 +45,15 @@ EXIT_OK: Final = 0
 EXIT_GAVE_UP: Final = 1
 EXIT_CONFIG: Final = 2
 DEFAULT_CONFIG: Final = "config.toml"
+#: The descriptor ``run`` writes its JSON lines to: the process's standard output (not
+#: ``sys.stdout``, which the writer's thread must not share with the interpreter).
+_STDOUT: Final = 1
+#: The largest ``--output-buffer``, in MiB.
+_MAX_OUTPUT_BUFFER: Final = 4096.0
+#: Bytes of log lines held for a reader of stderr that does not keep up: thousands of
+#: lines, far more than a run logs between two reads of any live reader.
+_STDERR_BUDGET: Final = 1 << 20
+_LOG_FORMAT: Final = "%(asctime)s %(levelname)-7s %(message)s"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,6 +79,14 @@ def _parser() -> argparse.ArgumentParser:
         "none: deliver and count only",
     )
     run.add_argument("--duration", type=_seconds, default=None, help="stop cleanly after SECONDS")
+    run.add_argument(
+        "--output-buffer",
+        type=_mebibytes,
+        default=DEFAULT_OUTPUT_BUDGET,
+        metavar="MIB",
+        help="output held for a slow reader of stdout before lines are dropped, in MiB "
+        f"(default: {DEFAULT_OUTPUT_BUDGET >> 20})",
+    )
 
     check = commands.add_parser("check", help="validate a config file and start nothing")
     check.add_argument("config", nargs="?", default=DEFAULT_CONFIG, help="config file")
@@ -87,9 +115,22 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _mebibytes(text: str) -> int:
+    """``--output-buffer``: a positive number of MiB, as whole bytes."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of MiB") from None
+    if not (math.isfinite(value) and 0 < value <= _MAX_OUTPUT_BUFFER):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} must be a number of MiB above 0 and at most {_MAX_OUTPUT_BUFFER:g}"
+        )
+    return max(1, round(value * (1 << 20)))
+
+
 def _configure_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s"))
+    handler.setFormatter(logging.Formatter(_LOG_FORMAT))
     root = logging.getLogger("marketprism")
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -114,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             config = load_config(args.config)
         except ConfigError as exc:
             return _report_config_error(exc)
-        return _run_supervised(_run, config, args.output, args.duration)
+        return _run_supervised(_run, config, args.output, args.duration, args.output_buffer)
     return _run_supervised(run_demo, args.duration, args.fault_every, args.seed)
 
 
@@ -136,43 +177,181 @@ def _report_config_error(exc: ConfigError) -> int:
 
 def _run_supervised(fn: object, *args: object) -> int:
     try:
-        trio.run(fn, *args)  # type: ignore[arg-type]
-    except RestartLimitExceeded as exc:
-        print(f"marketprism: gave up on connection {exc.connection!r}: {exc}", file=sys.stderr)
-        return EXIT_GAVE_UP
-    except GaveUp as exc:
-        print(f"marketprism: {exc}", file=sys.stderr)
+        code: object = trio.run(fn, *args)  # type: ignore[arg-type]
+    except (RestartLimitExceeded, GaveUp) as exc:
+        print(_gave_up(exc), file=sys.stderr)
         return EXIT_GAVE_UP
     except ConfigError as exc:
         return _report_config_error(exc)
-    return EXIT_OK
+    return code if isinstance(code, int) else EXIT_OK
 
 
-async def _run(config: Config, output: str, duration: float | None) -> None:
-    out = sys.stdout.buffer
-    encode = msgspec.json.Encoder().encode_into
-    buffer = bytearray()
+def _gave_up(exc: RestartLimitExceeded | GaveUp) -> str:
+    if isinstance(exc, GaveUp):
+        return f"marketprism: {exc}"
+    return f"marketprism: gave up on connection {exc.connection!r}: {exc}"
+
+
+async def _run(config: Config, output: str, duration: float | None, output_buffer: int) -> int:
+    """``marketprism run``; returns the exit code (a broken stdout other than EPIPE: 1)."""
+    flush_for = config.supervisor.shutdown_timeout
+    stderr = _Stderr.for_sys_stderr()
+    log = logging.getLogger("marketprism")
+    saved = log.handlers[:]
+    code = EXIT_OK
+    failure: BaseException | None = None
+    async with trio.open_nursery() as nursery:
+        if stderr.writer is not None:
+            sys.stderr.flush()
+            await nursery.start(stderr.writer.run)
+        log.handlers[:] = [stderr]
+        try:
+            code = await _run_supervisor(config, output, duration, output_buffer, stderr)
+        except (RestartLimitExceeded, GaveUp) as exc:
+            stderr.print([_gave_up(exc)])
+            code = EXIT_GAVE_UP
+        except BaseException as exc:
+            # Raised again below, outside this nursery, so that it is not wrapped in an
+            # ExceptionGroup.
+            failure = exc
+        finally:
+            log.handlers[:] = saved
+        if stderr.writer is not None:
+            if stderr.writer.dropped_lines:
+                stderr.print(
+                    [
+                        f"marketprism: {stderr.writer.dropped_lines} line(s) of log dropped "
+                        "because stderr was not read fast enough"
+                    ]
+                )
+            # Shielded, so that a cancelled run still says why, and bounded.
+            with trio.CancelScope(shield=True), trio.move_on_after(flush_for):
+                await stderr.writer.aclose()
+        nursery.cancel_scope.cancel(reason="stderr written or given up")
+    if failure is not None:
+        raise failure
+    return code
+
+
+async def _run_supervisor(
+    config: Config, output: str, duration: float | None, output_buffer: int, stderr: _Stderr
+) -> int:
+    stdout: LineWriter | None = None
     async with open_supervisor(config) as sup, trio.open_nursery() as nursery:
         nursery.start_soon(stop_on_signals, sup)
         if duration is not None:
             nursery.start_soon(_stop_after, sup, duration)
-        try:
-            async for batch in sup.batches():
-                if output == "none":
-                    continue
-                buffer.clear()
-                for message in batch:
-                    encode(message, buffer, -1)
-                    buffer += b"\n"
-                out.write(buffer)
-                out.flush()
-        except BrokenPipeError:
-            # The reader went away (``| head``): stop quietly, as Unix tools do.
-            _silence_stdout()
-            logger.info("stdout closed; stopping")
+        if output == "jsonl":
+            # Whatever Python buffered for fd 1 goes first; from here on only the writer
+            # writes there.
+            sys.stdout.flush()
+            stdout = LineWriter(_STDOUT, name="stdout", budget=output_buffer)
+            await nursery.start(_watch_output, stdout, sup)
+            await _print_batches(sup, stdout)
+        else:
+            async for _ in sup.batches():
+                pass
         await sup.stop()
-        _print_summary(await sup.stats(), sys.stderr)
+        if stdout is not None:
+            flush_for = config.supervisor.shutdown_timeout
+            with trio.move_on_after(flush_for):
+                await stdout.aclose()
+            _report_output(stdout, flush_for)
+        stderr.print(_summary(await sup.stats()))
         nursery.cancel_scope.cancel(reason="supervisor stopped")
+    if stdout is not None and not isinstance(stdout.error, BrokenPipeError | None):
+        return EXIT_GAVE_UP
+    return EXIT_OK
+
+
+@final
+class _Stderr(logging.Handler):
+    """The ``marketprism`` log handler and summary printer while ``run``'s loop runs.
+
+    Hands each formatted line to a :class:`LineWriter` on stderr, or, without one
+    (``sys.stderr`` is not a file, as under pytest's ``capsys``), prints it to
+    ``sys.stderr`` as the handler it replaces did.
+    """
+
+    def __init__(self, writer: LineWriter | None) -> None:
+        super().__init__()
+        self.writer = writer
+        self.setFormatter(logging.Formatter(_LOG_FORMAT))
+
+    @classmethod
+    def for_sys_stderr(cls) -> _Stderr:
+        """A handler writing to ``sys.stderr``'s descriptor, if it has one."""
+        try:
+            fd = sys.stderr.fileno()
+        except (AttributeError, ValueError, io.UnsupportedOperation):
+            return cls(None)
+        return cls(LineWriter(fd, name="stderr", budget=_STDERR_BUDGET))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.print([self.format(record)])
+        except Exception:
+            self.handleError(record)
+
+    def print(self, lines: list[str]) -> None:
+        """Write ``lines`` (no newlines at their ends) without blocking the loop."""
+        if self.writer is None:
+            for line in lines:
+                print(line, file=sys.stderr)
+            return
+        data = "".join(f"{line}\n" for line in lines).encode(errors="backslashreplace")
+        # If stderr is gone or already being flushed, there is nowhere left to say it.
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            self.writer.send_nowait(data)
+
+
+async def _print_batches(sup: Supervisor, stdout: LineWriter) -> None:
+    """Hand every delivered message to ``stdout`` as one JSON line; never waits on it."""
+    encode = msgspec.json.Encoder().encode_into
+    buffer = bytearray()
+    async for batch in sup.batches():
+        buffer.clear()
+        for message in batch:
+            encode(message, buffer, -1)
+            buffer += b"\n"
+        try:
+            stdout.send_nowait(buffer)
+        except trio.BrokenResourceError:
+            return  # _watch_output says why and stops the supervisor
+
+
+async def _watch_output(
+    stdout: LineWriter, sup: Supervisor, *, task_status: trio.TaskStatus[None]
+) -> None:
+    """Run ``stdout``'s worker; if writing fails, say why and stop the supervisor."""
+    await stdout.run(task_status=task_status)
+    if stdout.error is None:
+        return
+    if isinstance(stdout.error, BrokenPipeError):
+        # The reader went away (``| head``): stop quietly, as Unix tools do.
+        logger.info("stdout closed by its reader; stopping")
+    else:
+        logger.error("cannot write stdout: %s; stopping", stdout.error)
+    await sup.stop()
+
+
+def _report_output(stdout: LineWriter, flush_for: float) -> None:
+    """After ``stdout`` was closed: one warning per kind of loss, with its count."""
+    if stdout.dropped_lines:
+        logger.warning(
+            "stdout: %d of %d line(s) dropped in all because the reader did not keep up "
+            "(a bigger --output-buffer than %g MiB absorbs longer pauses)",
+            stdout.dropped_lines,
+            stdout.dropped_lines + stdout.accepted_lines,
+            stdout.budget / (1 << 20),
+        )
+    if stdout.unwritten_lines and stdout.error is None:
+        logger.warning(
+            "stdout: gave up after %g s waiting for the reader; %d buffered line(s) were "
+            "not written",
+            flush_for,
+            stdout.unwritten_lines,
+        )
 
 
 async def _stop_after(sup: Supervisor, duration: float) -> None:
@@ -181,16 +360,10 @@ async def _stop_after(sup: Supervisor, duration: float) -> None:
     await sup.stop()
 
 
-def _silence_stdout() -> None:
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-
-
-def _print_summary(stats: Stats, stream: TextIO) -> None:
-    for conn in stats.connections:
-        print(
-            f"{conn.name}: {conn.messages} messages, {conn.connects} connects, "
-            f"{conn.restarts} restarts, {conn.dropped} dropped, {conn.malformed} malformed"
-            + (f"; last error: {conn.last_error}" if conn.last_error else ""),
-            file=stream,
-        )
+def _summary(stats: Stats) -> list[str]:
+    return [
+        f"{conn.name}: {conn.messages} messages, {conn.connects} connects, "
+        f"{conn.restarts} restarts, {conn.dropped} dropped, {conn.malformed} malformed"
+        + (f"; last error: {conn.last_error}" if conn.last_error else "")
+        for conn in stats.connections
+    ]

@@ -1,7 +1,8 @@
 """TOML for config problems: where each header and key is written, and syntax errors.
 
-Two jobs, both about turning tomllib's output into ``FILE:LINE: key: problem`` lines:
-mapping key paths to lines (below), and rewording tomllib's syntax errors (at the end).
+Three jobs, all about turning TOML into ``FILE:LINE: key: problem`` lines: mapping key
+paths to lines (below), refusing nesting too deep to parse safely (:func:`nesting_problem`),
+and rewording tomllib's syntax errors (at the end).
 
 Positions. Theory of operation: :mod:`tomllib` returns plain dicts and forgets positions, but
 configuration errors must name the line to fix. This module re-reads the text with a
@@ -12,6 +13,15 @@ multi-line array is never mistaken for structure. It does not validate: the text
 expected to have passed :func:`tomllib.loads` already (or, for diagnosing a tomllib
 error, to be the part of the document before the error). On text it does not
 understand it stops early or skips ahead; it never raises.
+
+Depth. tomllib parses arrays and inline tables recursively (about three Python frames
+a level), so about 400 nested ``[`` exhaust Python's recursion limit and raise
+``RecursionError`` (audit L4); and it takes time quadratic in the parts of a dotted key
+or header (a key of 20,000 parts takes seconds, one of 100,000 minutes). So
+:func:`nesting_problem` runs the same scanner *before* tomllib, counting levels: each
+table of a header or dotted key, each array and inline table is one level, e.g.
+``[connections.x]`` then ``subscribe = ["a"]`` puts the array on level 3. Past
+:data:`MAX_NESTING` it stops at once, so it too stays shallow and linear.
 
 Paths are tuples of decoded key parts: ``[connections."my conn"]`` followed by
 ``backoff.initial = 1`` gives ``("connections", "my conn")`` and
@@ -30,7 +40,23 @@ import re
 import tomllib
 from typing import Final, NamedTuple
 
-__all__ = ["Entry", "Kind", "dotted", "key_entries", "key_lines", "syntax_problem"]
+__all__ = [
+    "MAX_NESTING",
+    "Entry",
+    "Kind",
+    "dotted",
+    "key_entries",
+    "key_lines",
+    "nesting_problem",
+    "syntax_problem",
+]
+
+#: The deepest nesting a config may have, in levels (see the module docstring). A valid
+#: config needs 4 (``connections.NAME.backoff.KEY``); serde_json stops at 128 levels and
+#: toml_edit at 80 for the same reason. 64 keeps tomllib (about 3 frames a level) and
+#: everything after it far from Python's default recursion limit of 1000, whatever the
+#: caller's own stack depth.
+MAX_NESTING: Final = 64
 
 _BARE_KEY_RE: Final = re.compile(r"[A-Za-z0-9_-]+")
 _POSITION_RE: Final = re.compile(
@@ -102,16 +128,62 @@ def key_entries(text: str) -> list[Entry]:
     return scanner.entries
 
 
-class _Scanner:
-    """A forgiving single-pass reader of TOML structure (see the module docstring)."""
+def nesting_problem(text: str, source: str) -> str | None:
+    """One problem line if ``text`` nests deeper than :data:`MAX_NESTING` levels.
 
-    def __init__(self, text: str) -> None:
+    Meant to run before :func:`tomllib.loads`, on any text: it reads no further than the
+    first place that is too deep, never recurses deeper than the limit, and takes time
+    linear in the text.
+
+    Args:
+        text: a TOML document, valid or not.
+        source: the file name to put in front of the problem.
+
+    Returns:
+        ``SOURCE:LINE: key.path: nested deeper than ...`` naming the key whose value is
+        too deep (``syntax`` instead where there is no dotted path: inside an array of
+        tables, or a key or header that is itself too long), or None if the depth is fine.
+    """
+    scanner = _Scanner(text, limit=MAX_NESTING)
+    try:
+        scanner.run()
+    except _TooDeep as exc:
+        path = scanner.statement
+        where = "syntax" if path is None or len(path) > MAX_NESTING else dotted(path)
+        return (
+            f"{source}:{exc.line}: {where}: nested deeper than {MAX_NESTING} levels "
+            "(expected tables, arrays and inline tables a few levels deep; look for a "
+            "runaway '[', '{' or dotted key)"
+        )
+    return None
+
+
+class _TooDeep(Exception):
+    """The scanner went past its nesting limit on ``line``."""
+
+    def __init__(self, line: int) -> None:
+        super().__init__(line)
+        self.line = line
+
+
+class _Scanner:
+    """A forgiving single-pass reader of TOML structure (see the module docstring).
+
+    With a ``limit``, raises :class:`_TooDeep` at the first level past it.
+    """
+
+    def __init__(self, text: str, *, limit: int | None = None) -> None:
         self.text = text
         self.pos = 0
         self.line = 1
         self.entries: list[Entry] = []
         # None while inside [[array.of.tables]]: its keys have no dotted path.
         self.table: tuple[str, ...] | None = ()
+        # The level of the current table: 0 at the root (see "Depth" above).
+        self.level = 0
+        self.limit = limit
+        # The header or key/value statement being read, when it has a dotted path.
+        self.statement: tuple[str, ...] | None = None
 
     # -- low level -----------------------------------------------------------------
 
@@ -152,6 +224,11 @@ class _Scanner:
     def record(self, path: tuple[str, ...], line: int, kind: Kind) -> None:
         self.entries.append(Entry(path, line, kind))
 
+    def check_level(self, level: int) -> None:
+        """Raise :class:`_TooDeep` if ``level`` is past the limit."""
+        if self.limit is not None and level > self.limit:
+            raise _TooDeep(self.line)
+
     # -- statements ----------------------------------------------------------------
 
     def run(self) -> None:
@@ -163,7 +240,7 @@ class _Scanner:
             if self.peek() == "[":
                 self.header()
             else:
-                self.key_value(self.table)
+                self.key_value(self.table, self.level, statement=True)
             if self.pos == start:  # not understood: give up on this line, keep going
                 self.skip_to_line_end()
                 if self.pos == start:
@@ -175,6 +252,10 @@ class _Scanner:
         self.skip_blanks()
         line = self.line
         path = self.key()
+        self.statement = path
+        # [[a.b]]: the array b holds tables, one level deeper.
+        self.level = len(path) + (1 if array else 0)
+        self.check_level(self.level)
         self.skip_blanks()
         self.advance(2 if array else 1)  # "]]" or "]"
         if path:
@@ -183,11 +264,18 @@ class _Scanner:
         self.skip_blanks()
         self.skip_comment()
 
-    def key_value(self, prefix: tuple[str, ...] | None) -> None:
+    def key_value(
+        self, prefix: tuple[str, ...] | None, level: int, *, statement: bool = False
+    ) -> None:
+        """Read ``key = value`` in a table on ``level``, whose path is ``prefix``."""
         line = self.line
         key = self.key()
         if not key:
             return
+        if statement:
+            self.statement = None if prefix is None else prefix + key
+        # The implied tables of a dotted key, before recording its prefixes (quadratic).
+        self.check_level(level + len(key) - 1)
         if prefix is not None:
             for depth in range(1, len(key)):
                 self.record(prefix + key[:depth], line, Kind.DOTTED)
@@ -197,7 +285,7 @@ class _Scanner:
             return
         self.advance()
         self.skip_blanks()
-        self.value(None if prefix is None else prefix + key)
+        self.value(None if prefix is None else prefix + key, level + len(key))
 
     def key(self) -> tuple[str, ...]:
         """Read a (dotted) key; return its decoded parts, empty if there is none here."""
@@ -226,8 +314,9 @@ class _Scanner:
 
     # -- values --------------------------------------------------------------------
 
-    def value(self, path: tuple[str, ...] | None) -> None:
-        """Skip one value; record the keys of an inline table under ``path``."""
+    def value(self, path: tuple[str, ...] | None, level: int) -> None:
+        """Skip one value, an array or inline table being on ``level``; record the keys
+        of an inline table under ``path``."""
         char = self.peek()
         if char in ('"', "'"):
             if self.text.startswith(char * 3, self.pos):
@@ -235,9 +324,11 @@ class _Scanner:
             else:
                 self.single_line_string(char)
         elif char == "[":
-            self.array()
+            self.check_level(level)
+            self.array(level)
         elif char == "{":
-            self.inline_table(path)
+            self.check_level(level)
+            self.inline_table(path, level)
         else:
             while self.peek() and self.peek() not in _VALUE_END:
                 self.pos += 1
@@ -264,7 +355,7 @@ class _Scanner:
             else:
                 self.advance()
 
-    def array(self) -> None:
+    def array(self, level: int) -> None:
         self.advance()
         while True:
             self.skip_space()
@@ -272,14 +363,14 @@ class _Scanner:
                 self.advance()
                 return
             start = self.pos
-            self.value(None)
+            self.value(None, level + 1)
             self.skip_space()
             if self.peek() == ",":
                 self.advance()
             elif self.pos == start:  # not understood: stop rather than loop
                 return
 
-    def inline_table(self, path: tuple[str, ...] | None) -> None:
+    def inline_table(self, path: tuple[str, ...] | None, level: int) -> None:
         self.advance()
         while True:
             self.skip_space()
@@ -287,7 +378,7 @@ class _Scanner:
                 self.advance()
                 return
             start = self.pos
-            self.key_value(path)
+            self.key_value(path, level)
             self.skip_space()
             if self.peek() == ",":
                 self.advance()

@@ -1,11 +1,14 @@
 """Loading configuration: TOML text, files or dicts -> a validated :class:`Config`.
 
-Theory of operation: tomllib turns the text into plain dicts (or a syntax error, which
-becomes one problem, see :mod:`supervisor.config._toml`). Every value is then checked on
-its own against its field's annotated type with ``msgspec.convert``, so that one run
-reports every problem instead of the first (a deliberate choice, docs/architecture.md
-decision 6); :mod:`supervisor.config._check` does that for any Struct and phrases each
-problem from the type (bounds, choices) rather than copying msgspec. Valid values are
+Theory of operation: text nested deeper than ``_toml.MAX_NESTING`` levels is refused
+first (one problem, with its line), because tomllib would exhaust the recursion limit
+on it or take quadratic time. tomllib then turns the text into plain dicts (or a syntax
+error, which becomes one problem, see :mod:`supervisor.config._toml`). Every value is
+then checked on its own against its field's annotated type with ``msgspec.convert``, so
+that one run reports every problem instead of the first (a deliberate choice,
+docs/architecture.md decision 6); :mod:`supervisor.config._check` does that for any
+Struct and phrases each problem from the type (bounds, choices) rather than copying
+msgspec. Valid values are
 kept, ``[defaults]`` are merged under each connection (``backoff`` key by key), the
 semantic checks run (exchange, URL, names, backoff order, the adapter's own ``check``),
 and only when nothing is wrong is the whole ``Config`` built once with
@@ -38,7 +41,7 @@ from supervisor.config._check import (
     kind,
     show,
 )
-from supervisor.config._toml import dotted, key_lines, syntax_problem
+from supervisor.config._toml import dotted, key_lines, nesting_problem, syntax_problem
 from supervisor.config.schema import Config, ConnectionConfig, SupervisorSettings
 from supervisor.policy import DEFAULT_INITIAL, DEFAULT_MAX
 
@@ -96,15 +99,27 @@ def loads_config(text: str, *, source: str = "<string>") -> Config:
         The validated configuration.
 
     Raises:
-        ConfigError: the text is not valid TOML or breaks the schema; ``problems`` lists
-            every problem found as ``SOURCE:LINE: key.path: what is wrong (expected)``,
-            sorted by line.
+        ConfigError: the text is not valid TOML, nests too deep, or breaks the schema;
+            ``problems`` lists every problem found as ``SOURCE:LINE: key.path: what is
+            wrong (expected)``, sorted by line.
     """
+    too_deep = nesting_problem(text, source)
+    if too_deep is not None:
+        raise ConfigError([too_deep])
     try:
         data = tomllib.loads(text)
+        lines = key_lines(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([syntax_problem(text, str(exc), source)]) from exc
-    return _build(data, source=source, lines=key_lines(text))
+    except RecursionError as exc:  # pragma: no cover - nesting_problem stops this first
+        # Only if the scanner read the nesting differently from tomllib: still one line.
+        raise ConfigError(
+            [
+                f"{source}: syntax: nested too deep to parse (expected tables, arrays and "
+                "inline tables a few levels deep; look for a runaway '[' or '{')"
+            ]
+        ) from exc
+    return _build(data, source=source, lines=lines)
 
 
 def config_from_dict(data: Mapping[str, Any], *, source: str = "<dict>") -> Config:
@@ -121,7 +136,8 @@ def config_from_dict(data: Mapping[str, Any], *, source: str = "<dict>") -> Conf
 
     Raises:
         ConfigError: the data breaks the schema; ``problems`` lists every problem found
-            as ``SOURCE: key.path: what is wrong (expected)`` (there are no lines).
+            as ``SOURCE: key.path: what is wrong (expected)`` (there are no lines), or is
+            the one problem ``SOURCE: nested too deep ...``.
         TypeError: ``data`` is not a mapping.
     """
     if not isinstance(data, Mapping):
@@ -129,7 +145,16 @@ def config_from_dict(data: Mapping[str, Any], *, source: str = "<dict>") -> Conf
             f"config_from_dict() takes a mapping shaped like the TOML file, not "
             f"{type(data).__name__}; pass a dict such as {{'connections': {{...}}}}"
         )
-    return _build(data, source=source, lines=None)
+    try:
+        return _build(data, source=source, lines=None)
+    except RecursionError as exc:
+        # TOML text is refused before this depth (nesting_problem); Python data is not.
+        raise ConfigError(
+            [
+                f"{source}: nested too deep to check (expected tables, arrays and inline "
+                "tables a few levels deep, shaped like the TOML file)"
+            ]
+        ) from exc
 
 
 def _build(data: Mapping[str, Any], *, source: str, lines: dict[Path, int] | None) -> Config:
