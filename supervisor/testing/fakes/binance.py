@@ -42,6 +42,11 @@ which rejects the whole request, as Binance does.
 The URL a session connected to is not visible to a handler, so whether frames carry
 the ``{"stream","data"}`` envelope (``/stream``) or not (``/ws``) is the ``combined``
 argument; a client may switch it per session with ``SET_PROPERTY``.
+
+Numbered mode (``numbered=True``, for soaks that account for every message): a
+bookTicker's best bid quantity ``B`` is its update id ``u``, so that a normalized ticker
+(which keeps no update id) can still be told apart from every other; trades and depth
+diffs carry their ids anyway. Everything else is unchanged.
 """
 
 from __future__ import annotations
@@ -185,6 +190,7 @@ class FakeBinance:
         combined: whether sessions start with the ``{"stream","data"}`` envelope
             (a ``/stream`` URL) or without (``/ws``).
         epoch_ms: Unix ms at trio time 0, for event times.
+        numbered: put each bookTicker's update id in its bid quantity (module docstring).
 
     Raises:
         ValueError: a non-positive time constant or limit, or no symbols.
@@ -204,6 +210,7 @@ class FakeBinance:
         max_streams: int = DEFAULT_MAX_STREAMS,
         combined: bool = True,
         epoch_ms: int = DEFAULT_EPOCH_MS,
+        numbered: bool = False,
     ) -> None:
         for name, value in (
             ("ping_interval", ping_interval),
@@ -223,6 +230,7 @@ class FakeBinance:
         self.max_streams = max_streams
         self.combined = combined
         self.epoch_ms = epoch_ms
+        self.numbered = numbered
         self._symbols = {symbol.lower(): symbol.upper() for symbol in symbols}
         self._books = {
             symbol.upper(): _Book(1_000_000 * (i + 1), 500_000 * (i + 1), 10_000_000 * (i + 1))
@@ -234,6 +242,20 @@ class FakeBinance:
         self._open: dict[int, tuple[SessionIO, BinanceSessionState]] = {}
         self._decode = msgspec.json.Decoder().decode
         self._last_ping_ms = -1
+
+    # -- observation ------------------------------------------------------------------
+
+    def subscribed(self, index: int) -> frozenset[str]:
+        """The streams open session ``index`` holds (acknowledged); empty once it closed."""
+        entry = self._open.get(index)
+        return frozenset(entry[1].streams) if entry is not None else frozenset()
+
+    def forget_closed(self) -> int:
+        """Drop closed sessions from :attr:`sessions` (long runs); return how many."""
+        closed = [index for index in self.sessions if index not in self._open]
+        for index in closed:
+            del self.sessions[index]
+        return len(closed)
 
     # -- faults for tests ---------------------------------------------------------------
 
@@ -513,6 +535,8 @@ class FakeBinance:
                 f'"M":true}}'
             )
         if kind == "bookTicker":
+            if self.numbered:
+                qty = str(book.update)  # the normalized ticker's bid size names it
             if usdm:
                 return (
                     f'{{"e":"bookTicker","u":{book.update},"s":"{native}","ps":"{native}",'
@@ -555,6 +579,7 @@ class FakeBinanceUsdm(FakeBinance):
             and the session is closed with 1008 "Invalid request".
         combined: whether sessions start with the ``{"stream","data"}`` envelope.
         epoch_ms: Unix ms at trio time 0, for event times.
+        numbered: put each bookTicker's update id in its bid quantity.
     """
 
     usdm: ClassVar[bool] = True
@@ -570,6 +595,7 @@ class FakeBinanceUsdm(FakeBinance):
         max_streams: int = DEFAULT_MAX_STREAMS,
         combined: bool = True,
         epoch_ms: int = DEFAULT_EPOCH_MS,
+        numbered: bool = False,
     ) -> None:
         super().__init__(
             symbols=symbols,
@@ -580,4 +606,5 @@ class FakeBinanceUsdm(FakeBinance):
             max_streams=max_streams,
             combined=combined,
             epoch_ms=epoch_ms,
+            numbered=numbered,
         )
