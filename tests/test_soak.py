@@ -1,17 +1,28 @@
-"""What the fault soak relies on in the fakes (the soak itself comes with its runner).
+"""The fault soak (``python -m supervisor.testing.soak``) and what it relies on in the fakes.
 
-- Numbered mode (one market for every session), checked with a bare trio-websocket
-  client on MockClock.
-- The generic fake's soak features: the data tap, closing or resetting one session,
-  forgetting closed sessions, stalls that hold a handler's pings and rule closes, OKX
-  counting scripted frames as pushes.
+- The fakes' soak features, checked with a bare trio-websocket client on MockClock:
+  numbered mode (one market for every session), the data tap, closing or resetting one
+  session, forgetting closed sessions, stalls that hold a handler's pings and rule
+  closes, OKX counting scripted frames as pushes.
+- The ledger's accounting, synchronously: how each undelivered message is classified.
+- A short soak on each transport with a fixed seed: no bound broken, nothing lost
+  silently, no leak. The long runs are documented in docs/reliability.md.
+- The soak reports a broken bound with the fault and the command that replays it.
+- The command line: bad input exits 2 with one line and no traceback; --json; --quiet.
+
+No fault kind fails on this code today, so no case is marked xfail (see
+docs/reliability.md for what each kind proves).
 """
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -29,7 +40,15 @@ from supervisor.testing import (
     open_fake_exchange,
 )
 from supervisor.testing.fake import FakeSession
+from supervisor.testing.soak import FaultKind, SoakOptions, run_soak
+from supervisor.testing.soak._cli import main
+from supervisor.testing.soak._ledger import End, Ledger
+from supervisor.testing.soak._report import replay_command, summarize
+from supervisor.testing.soak._venues import Item
 
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "config.toml"
+PROG = "python -m supervisor.testing.soak"
 OKX_SUBSCRIBE = (
     '{"op":"subscribe","args":[{"channel":"trades","instId":"BTC-USDT"},'
     '{"channel":"tickers","instId":"BTC-USDT"}]}'
@@ -288,3 +307,235 @@ async def test_okx_counts_scripted_frames_as_pushes(
                 with pytest.raises(trio_websocket.ConnectionClosed):
                     await ws.get_message()
     assert okx.closes == [(50.0, 0, 4004, "No data received in 30s")]
+
+
+# -- the ledger ------------------------------------------------------------------------
+
+
+def trades(*ids: int) -> list[Item]:
+    return [Item("trade", "BTCUSDT", i) for i in ids]
+
+
+def test_the_ledger_classifies_every_message_the_consumer_missed() -> None:
+    ledger = Ledger()
+    # Session 0 ends with the fake's close frame: everything written must arrive.
+    for n in (1, 2, 3):
+        ledger.sent("c", 0, trades(n))
+    ledger.delivered("c", Item("trade", "BTCUSDT", 1))
+    ledger.delivered("c", Item("trade", "BTCUSDT", 3))
+    ledger.ended("c", 0, End.CLOSED, 3, "close #0")
+    # Session 1 is reset: 5 arrived, 6 and 7 were on the wire, 8 was cut mid-write.
+    for n in (4, 5, 6, 7, 8):
+        ledger.sent("c", 1, trades(n))
+    ledger.delivered("c", Item("trade", "BTCUSDT", 5))
+    ledger.ended("c", 1, End.ABRUPT, 4, "reset #1")
+    # Session 2 is live: 10 arrived, 9 did not.
+    for n in (9, 10, 11):
+        ledger.sent("c", 2, trades(n))
+    ledger.delivered("c", Item("trade", "BTCUSDT", 10))
+    ledger.settle("c", live=2, mark=2)
+    totals = ledger.totals
+    assert (totals.sent, totals.delivered, totals.settled) == (11, 4, 10)
+    assert (totals.silent, totals.in_flight, totals.cut, totals.max_tail) == (3, 2, 1, 2)
+    assert dict(totals.in_flight_by_fault) == {"reset": 2}
+    assert [(loss.id, loss.session, loss.why) for loss in ledger.losses] == [
+        (2, 0, "lost before the fake's close frame"),
+        (4, 1, "lost before the last delivered frame of an abruptly ended session"),
+        (9, 2, "lost on a live session (a later frame was delivered)"),
+    ]
+    assert ledger.unsettled() == 1  # 11: written after the mark
+
+
+def test_the_ledger_checks_the_order_of_what_arrives() -> None:
+    ledger = Ledger()
+    book = "book"
+    ledger.sent("c", 0, trades(1, 2))
+    ledger.sent("c", 0, [Item("ticker", "BTCUSDT", 7)])
+    ledger.sent("c", 0, [Item(book, "BTCUSDT", 10, None, True), Item(book, "BTCUSDT", 12, 10)])
+    ledger.sent("c", 0, [Item(book, "BTCUSDT", 16, 14)])  # the fake skipped 14: a gap
+    ledger.sent("c", 1, [Item(book, "BTCUSDT", 20, 18)])  # a new session's first delta
+    for n in (1, 2, 1):
+        ledger.delivered("c", Item("trade", "BTCUSDT", n))
+    ledger.handovers.add("c")
+    ledger.delivered("c", Item("ticker", "BTCUSDT", 7))
+    ledger.delivered("c", Item("ticker", "BTCUSDT", 7))  # during a handover: allowed
+    ledger.handovers.clear()
+    ledger.delivered("c", Item("ticker", "BTCUSDT", 7))  # not any more
+    ledger.delivered("c", Item(book, "BTCUSDT", 10, None, True))
+    ledger.delivered("c", Item(book, "BTCUSDT", 12, 10))
+    ledger.delivered("c", Item(book, "BTCUSDT", 16, 14))
+    ledger.delivered("c", Item(book, "BTCUSDT", 20, 18))
+    ledger.delivered("c", Item(book, "BTCUSDT", 12, 10))  # again: behind the chain
+    totals = ledger.totals
+    assert (totals.duplicates, totals.repeated_tickers, totals.repeated_outside_handover) == (
+        1,
+        2,
+        1,
+    )
+    assert (totals.gaps_written, totals.gaps_delivered, totals.breaks) == (1, 1, 2)
+    assert (totals.session_breaks, totals.unexplained_breaks, totals.backwards) == (1, 0, 1)
+    assert ledger.anomalies == [
+        "c trade BTCUSDT: trade 1 delivered after 2 (a duplicate or out of order)",
+        "c ticker BTCUSDT: ticker 7 repeated after 7",
+        "c book BTCUSDT: delta 10->12 delivered after 20 (a duplicate or out of order)",
+    ]
+
+
+# -- short soaks -------------------------------------------------------------------------
+
+
+def check_clean(result: Any) -> dict[str, Any]:
+    summary, violations = summarize(result)
+    assert [v.text for v in violations] == []
+    assert summary["supervisor"]["stopped_early"] is None
+    messages = summary["messages"]
+    assert messages["silent_losses"] == 0
+    assert messages["trade_duplicates"] == messages["book_backwards"] == 0
+    assert messages["unexpected"] == messages["book_breaks_unexplained"] == 0
+    assert messages["delivered"] > 0
+    assert summary["leaks"]["off_baseline"] == 0
+    assert summary["leaks"]["checkpoints"] == summary["rounds"] + 1
+    return summary
+
+
+async def test_a_short_memory_soak_of_the_shipped_config_breaks_no_bound(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    options = SoakOptions(
+        config=str(CONFIG), faults=300, seed=2026, transport="memory", kinds=frozenset(FaultKind)
+    )
+    result = await run_soak(options)
+    summary = check_clean(result)
+    assert summary["faults"] == 300
+    assert set(summary["kinds"]) == {kind.value for kind in FaultKind}
+    assert all(row["over_bound"] == 0 for row in summary["kinds"].values())
+    assert summary["config"]["stale_after"] == [30.0]
+    assert summary["config"]["backoff"]["reset_after"] == 60.0
+
+
+def fast_config(path: Path) -> Path:
+    """config.toml with times a CI run can afford (Deribit's heartbeat needs 12 s)."""
+    text = CONFIG.read_text()
+    for old, new in (
+        ("shutdown_timeout = 5.0", "shutdown_timeout = 1.0"),
+        ("stale_after = 30.0", "stale_after = 2.0"),
+        ("connect_timeout = 10.0", "connect_timeout = 2.0"),
+        ("initial = 0.5", "initial = 0.05"),
+        ("max = 30.0", "max = 0.5"),
+        ("reset_after = 60.0", "reset_after = 1.0"),
+        ('exchange = "deribit"', 'exchange = "deribit"\nstale_after = 12.0\nheartbeat = 10.0'),
+    ):
+        assert old in text, old
+        text = text.replace(old, new)
+    path.write_text(text)
+    return path
+
+
+async def test_a_short_soak_over_loopback_tcp_breaks_no_bound(tmp_path: Path) -> None:
+    kinds = frozenset(FaultKind) - {FaultKind.STALL}  # a Deribit stall takes 12 s here
+    options = SoakOptions(
+        config=str(fast_config(tmp_path / "fast.toml")),
+        faults=12,
+        seed=7,
+        transport="tcp",
+        kinds=kinds,
+        max_outage=0.5,
+    )
+    with trio.fail_after(60):
+        result = await run_soak(options)
+    summary = check_clean(result)
+    assert summary["faults"] == 12
+    assert summary["leaks"]["fds"]["last"] == summary["leaks"]["fds"]["baseline"]
+
+
+async def test_the_soak_names_the_fault_that_broke_a_bound(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    # One connection attempt per 100 s per host: far slower than the backoff, so the
+    # reconnect after the close comes long after delay + stale_after + 1 s.
+    path = tmp_path / "slow-permits.toml"
+    path.write_text(
+        "[supervisor]\nconnect_attempts = 1\nconnect_interval = 100.0\n"
+        '[connections.deribit]\nexchange = "deribit"\nchannels = ["trades"]\n'
+        'symbols = ["BTC-USDT"]\n'
+    )
+    options = SoakOptions(
+        config=str(path), faults=1, seed=1, transport="memory", kinds=frozenset({FaultKind.CLOSE})
+    )
+    result = await run_soak(options)
+    _, violations = summarize(result)
+    (record,) = result.records
+    assert record.recovered is not None and record.bound < 31.6
+    assert record.recovered == pytest.approx(100.0 - record.at, abs=1e-6)
+    assert [(v.fault, v.kind, v.venue) for v in violations] == [(0, "close", "deribit")]
+    assert violations[0].text == (
+        f"live again after {record.recovered:.2f} s > bound {record.bound:.2f} s "
+        f"(delay {record.delay:.2f} + stale_after 30 + 1)"
+    )
+    assert replay_command(result, 1) == (
+        f"{PROG} --transport memory --seed 1 --faults 1 --kinds close --config {path}"
+    )
+
+
+# -- the command line --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["--kinds", "stall,nope"],
+            "--kinds 'stall,nope': unknown fault kind(s) 'nope'; choose from close, reset, "
+            "stall, refuse, reject, garbage, oversized, notice, gap, slow, outage",
+        ),
+        (["--faults", "0"], "--faults 0: inject at least 1 fault"),
+        (["--max-outage", "nan"], "--max-outage nan: expected a positive number of seconds"),
+        (
+            ["--config", "missing.toml"],
+            "missing.toml: cannot read: no such file (pass the path of a TOML config file)",
+        ),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", f"{PROG}: error: {message}\n")
+
+
+def test_a_config_without_fakes_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "raw.toml"
+    path.write_text('[connections.r]\nexchange = "raw"\nurl = "wss://example.com/ws"\n')
+    assert main(["--config", str(path)]) == 2
+    assert capsys.readouterr().err == (
+        f"{PROG}: error: {path}: connection 'r' uses exchange 'raw', which has no "
+        "rule-enforcing fake; the soak runs binance, binance_usdm, okx, deribit, bybit, "
+        "bybit_linear\n"
+    )
+
+
+def test_the_command_line_runs_a_soak_and_writes_json(tmp_path: Path) -> None:
+    out = tmp_path / "soak.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            *("-m", "supervisor.testing.soak", "--faults", "8", "--seed", "3"),
+            *("--json", str(out), "--quiet"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (
+        0,
+        "soak: 8 faults, seed 3: no violations\n",
+        "",
+    )
+    document = json.loads(out.read_text())
+    assert document["command"] == f"{PROG} --transport memory --seed 3 --faults 8"
+    assert (document["faults"], document["violations"], document["violation_list"]) == (8, 0, [])
+    assert [fault["index"] for fault in document["fault_list"]] == list(range(8))
+    assert document["messages"]["silent_losses"] == 0
