@@ -464,7 +464,7 @@ async def test_the_soak_names_the_fault_that_broke_a_bound(
     )
     result = await run_soak(options)
     _, violations = summarize(result)
-    (record,) = result.records
+    (record,) = result.broken
     assert record.recovered is not None and record.bound < 31.6
     assert record.recovered == pytest.approx(100.0 - record.at, abs=1e-6)
     assert [(v.fault, v.kind, v.venue) for v in violations] == [(0, "close", "deribit")]

@@ -116,6 +116,7 @@ def _options(args: argparse.Namespace) -> SoakOptions:
         interval=args.interval,
         max_outage=args.max_outage,
         progress=None if args.quiet else _progress(faults),
+        keep_records=args.json is not None,
     )
 
 

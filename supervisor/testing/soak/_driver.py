@@ -72,11 +72,11 @@ from supervisor.testing.soak._faults import ENDS_SESSION, FaultKind, draw_round
 from supervisor.testing.soak._ledger import End, Ledger
 from supervisor.testing.soak._observe import Link, Observer
 from supervisor.testing.soak._probes import open_fds, rss_bytes, task_count, task_names
-from supervisor.testing.soak._records import FaultRecord, Leaks, SoakOptions
+from supervisor.testing.soak._records import FaultRecord, KindStats, Leaks, SoakOptions
 from supervisor.testing.soak._venues import Venue, item_of
 from supervisor.tree import Supervisor
 
-__all__ = ["GIVE_UP_AFTER", "LONG_QUIET", "TCP_CUSHION", "Driver", "GiveUp"]
+__all__ = ["GIVE_UP_AFTER", "LONG_QUIET", "MAX_BROKEN", "TCP_CUSHION", "Driver", "GiveUp"]
 
 #: Share of rounds followed by a quiet period longer than ``reset_after``.
 LONG_QUIET: Final = 0.05
@@ -86,6 +86,8 @@ TCP_CUSHION: Final = 0.05
 #: Extra seconds, beyond the longest possible bound, before a fault counts as never
 #: recovered (connect permits, a handover's wait).
 GIVE_UP_AFTER: Final = 120.0
+#: Records of faults that broke a bound kept for the report (the count is always exact).
+MAX_BROKEN: Final = 1000
 
 
 class GiveUp(Exception):
@@ -121,6 +123,10 @@ class Driver:
         self.ledger = ledger
         self.rng = random.Random(options.seed)
         self.records: list[FaultRecord] = []
+        self.broken: list[FaultRecord] = []
+        self.kinds: dict[FaultKind, KindStats] = {}
+        self.garbage: dict[str, int] = collections.Counter()
+        self.rounds = 0
         self.problems: list[str] = []
         self.leaks = Leaks()
         self.started = trio.current_time()
@@ -216,7 +222,8 @@ class Driver:
             async with trio.open_nursery() as nursery:
                 for record in records:
                     nursery.start_soon(self.run_fault, record)
-            self.records.extend(records)
+            for record in records:
+                self.fold(record)
             if self.rng.random() < LONG_QUIET:
                 quiet = self.reset_after * self.rng.uniform(1.0, 1.5)
             else:
@@ -240,6 +247,21 @@ class Driver:
                     f"({', '.join(r.fault.describe() for r in records)})"
                 )
             round_ += 1
+            self.rounds = round_
+
+    def fold(self, record: FaultRecord) -> None:
+        """Sum a finished fault up; keep its record only if asked or if it broke a bound."""
+        kind = record.fault.kind
+        stats = self.kinds.get(kind)
+        if stats is None:
+            stats = self.kinds[kind] = KindStats()
+        stats.add(record)
+        if kind is FaultKind.GARBAGE and record.fault.venue is not None:
+            self.garbage[record.fault.venue] += 1
+        if self.options.keep_records:
+            self.records.append(record)
+        if record.problems and len(self.broken) < MAX_BROKEN:
+            self.broken.append(record)
 
     async def check_calm(self, round_: int, calm: dict[str, int]) -> None:
         """No connection may go down while no fault is active on it."""

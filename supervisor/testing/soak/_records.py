@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -11,7 +13,7 @@ from supervisor.config import Config
 from supervisor.testing.soak._faults import Fault, FaultKind
 from supervisor.testing.soak._ledger import Ledger
 
-__all__ = ["FaultRecord", "Leaks", "RunResult", "SoakOptions", "Transport"]
+__all__ = ["FaultRecord", "KindStats", "Leaks", "RunResult", "SoakOptions", "Transport"]
 
 Transport = Literal["memory", "tcp"]
 
@@ -32,6 +34,9 @@ class SoakOptions:
         max_outage: the longest outage or refusal window, in seconds.
         warmup: share of the faults after which the RSS baseline is taken.
         progress: called with one line per round (None: silent).
+        keep_records: keep every fault's :class:`FaultRecord` (for ``--json``; about
+            0.5 KiB each, which shows in RSS); otherwise only those that broke a bound
+            are kept and each kind is summed up in a :class:`KindStats`.
     """
 
     config: str
@@ -43,6 +48,7 @@ class SoakOptions:
     max_outage: float = 60.0
     warmup: float = 0.1
     progress: Callable[[str], None] | None = None
+    keep_records: bool = False
 
 
 @dataclass(slots=True)
@@ -82,6 +88,45 @@ class FaultRecord:
     slow_disconnects: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class KindStats:
+    """One fault kind over a run, in constant memory per fault (two floats).
+
+    Attributes:
+        count: faults of this kind.
+        detected: each fault's detection time, where it has one.
+        recovered: each fault's recovery time, where it recovered.
+        bound_min: the smallest bound of a recovered fault.
+        bound_max: the largest bound of a recovered fault.
+        over_bound: faults that recovered later than their bound.
+        restarts: restarts the supervisor scheduled during these faults.
+        violations: bounds and checks these faults broke.
+    """
+
+    count: int = 0
+    detected: array[float] = field(default_factory=lambda: array("d"))
+    recovered: array[float] = field(default_factory=lambda: array("d"))
+    bound_min: float = math.inf
+    bound_max: float = 0.0
+    over_bound: int = 0
+    restarts: int = 0
+    violations: int = 0
+
+    def add(self, record: FaultRecord) -> None:
+        """Fold one finished fault in."""
+        self.count += 1
+        if record.detected is not None:
+            self.detected.append(record.detected)
+        if record.recovered is not None:
+            self.recovered.append(record.recovered)
+            self.bound_min = min(self.bound_min, record.bound)
+            self.bound_max = max(self.bound_max, record.bound)
+            if record.recovered > record.bound:
+                self.over_bound += 1
+        self.restarts += record.restarts
+        self.violations += len(record.problems)
+
+
 @dataclass
 class Leaks:
     """Leak probes over the run."""
@@ -101,12 +146,27 @@ class Leaks:
 
 @dataclass
 class RunResult:
-    """Everything a run measured; the report is built from it."""
+    """Everything a run measured; the report is built from it.
+
+    Attributes:
+        faults: faults injected.
+        rounds: rounds run.
+        kinds: each kind's aggregates.
+        records: every fault's record if ``keep_records``, else none.
+        broken: the records of the faults that broke a bound or check (at most
+            ``MAX_BROKEN``).
+        garbage: garbage frames sent, per connection.
+    """
 
     options: SoakOptions
     config: Config
     interval: float
+    faults: int
+    rounds: int
+    kinds: dict[FaultKind, KindStats]
     records: list[FaultRecord]
+    broken: list[FaultRecord]
+    garbage: dict[str, int]
     ledger: Ledger
     leaks: Leaks
     stats: tuple[ConnectionStats, ...]

@@ -112,7 +112,7 @@ def _record_violations(record: FaultRecord) -> list[Violation]:
 def summarize(result: RunResult) -> tuple[dict[str, Any], list[Violation]]:
     """The run's summary as plain data, and every violation."""
     violations: list[Violation] = []
-    for record in result.records:
+    for record in result.broken:
         violations.extend(_record_violations(record))
     violations.extend(Violation(text) for text in result.problems)
     if result.stopped is not None:
@@ -146,10 +146,7 @@ def summarize(result: RunResult) -> tuple[dict[str, Any], list[Violation]]:
         totals.repeated_outside_handover or totals.unexplained_breaks
     ):
         violations.extend(Violation(f"  e.g. {text}") for text in result.ledger.anomalies)
-    garbage: dict[str, int] = {}
-    for record in result.records:
-        if record.fault.kind is FaultKind.GARBAGE and record.fault.venue is not None:
-            garbage[record.fault.venue] = garbage.get(record.fault.venue, 0) + 1
+    garbage = result.garbage
     per_connection: dict[str, Any] = {}
     for name, conn in stats.items():
         gaps_written = totals.gaps_by_connection.get(name, 0)
@@ -196,22 +193,17 @@ def summarize(result: RunResult) -> tuple[dict[str, Any], list[Violation]]:
         )
     kinds: dict[str, Any] = {}
     for kind in FaultKind:
-        records = [r for r in result.records if r.fault.kind is kind]
-        if not records:
+        row = result.kinds.get(kind)
+        if row is None:
             continue
-        detected = [r.detected for r in records if r.detected is not None]
-        recovered = [r.recovered for r in records if r.recovered is not None]
-        bounds = [r.bound for r in records if r.recovered is not None]
         kinds[kind.value] = {
-            "count": len(records),
-            "detected": _spread(detected),
-            "recovered": _spread(recovered),
-            "bound": {"min": min(bounds), "max": max(bounds)} if bounds else None,
-            "over_bound": sum(
-                1 for r in records if r.recovered is not None and r.recovered > r.bound
-            ),
-            "violations": sum(len(r.problems) for r in records),
-            "restarts": sum(r.restarts for r in records),
+            "count": row.count,
+            "detected": _spread(list(row.detected)),
+            "recovered": _spread(list(row.recovered)),
+            "bound": {"min": row.bound_min, "max": row.bound_max} if row.recovered else None,
+            "over_bound": row.over_bound,
+            "violations": row.violations,
+            "restarts": row.restarts,
             "lost_in_flight": totals.in_flight_by_fault.get(kind.value, 0),
         }
     spec = result.config.connections[0]
@@ -219,8 +211,8 @@ def summarize(result: RunResult) -> tuple[dict[str, Any], list[Violation]]:
         "command": replay_command(result),
         "transport": result.options.transport,
         "seed": result.options.seed,
-        "faults": len(result.records),
-        "rounds": (result.records[-1].round + 1) if result.records else 0,
+        "faults": result.faults,
+        "rounds": result.rounds,
         "kinds": kinds,
         "config": {
             "file": result.options.config,
