@@ -101,7 +101,6 @@ async def test_numbered_okx_sessions_send_the_same_ids_for_the_same_market_event
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(watch, fake, "A", 0.0, 7)
                 nursery.start_soon(watch, fake, "B", 2.5, 4)
-            # A reconnect continues where the market stands.
             await watch(fake, "C", 10.0, 2)
     assert seen == [
         (1.0, "A", "trades", "1000000"),
@@ -110,13 +109,50 @@ async def test_numbered_okx_sessions_send_the_same_ids_for_the_same_market_event
         (2.0, "A", "tickers", "2"),
         (3.0, "A", "trades", "1000002"),
         (3.0, "A", "tickers", "3"),
-        (3.5, "B", "trades", "1000003"),  # B joins the market where it stands
-        (3.5, "B", "tickers", "4"),
-        (4.0, "A", "trades", "1000003"),  # ... and A sends the same trade a bit later
-        (4.5, "B", "trades", "1000004"),
-        (4.5, "B", "tickers", "5"),
-        (11.0, "C", "trades", "1000005"),
-        (11.0, "C", "tickers", "6"),
+        (3.5, "B", "trades", "1000002"),  # B also gets the event on its way to A ...
+        (3.5, "B", "tickers", "3"),
+        (4.0, "A", "trades", "1000003"),  # ... and from then on both get every event
+        (4.5, "B", "trades", "1000003"),
+        (4.5, "B", "tickers", "4"),
+        (11.0, "C", "trades", "1000004"),  # alone after a reconnect: the market moved on
+        (11.0, "C", "tickers", "5"),
+    ]
+
+
+async def test_a_numbered_binance_session_joining_another_repeats_its_last_event(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    binance = FakeBinance(numbered=True)
+    subscribe = '{"method":"SUBSCRIBE","params":["btcusdt@trade","btcusdt@depth@100ms"],"id":1}'
+    seen: list[tuple[float, str, Any]] = []
+
+    async def watch(fake: FakeExchange, name: str, at: float, frames: int) -> None:
+        await trio.sleep_until(at)
+        async with trio.open_nursery() as nursery, client(fake, nursery, "/stream") as ws:
+            await ws.send_message(subscribe)
+            assert await ws.get_message() == '{"result":null,"id":1}'
+            for _ in range(frames):
+                data = body(await ws.get_message())["data"]
+                seen.append((trio.current_time(), name, data.get("t") or (data["U"], data["u"])))
+
+    async with open_fake_exchange(
+        name="binance", transport="memory", interval=1.0, handler=binance
+    ) as fake:
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(watch, fake, "A", 0.0, 6)
+                nursery.start_soon(watch, fake, "B", 1.5, 4)
+    assert seen == [
+        (1.0, "A", 1000001),
+        (1.0, "A", (10000001, 10000003)),
+        (2.0, "A", 1000002),
+        (2.0, "A", (10000004, 10000006)),
+        (2.5, "B", 1000002),  # B also gets the events on their way to A
+        (2.5, "B", (10000004, 10000006)),
+        (3.0, "A", 1000003),
+        (3.0, "A", (10000007, 10000009)),
+        (3.5, "B", 1000003),  # ... and from then on every event A gets
+        (3.5, "B", (10000007, 10000009)),
     ]
 
 

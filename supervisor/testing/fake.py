@@ -320,6 +320,11 @@ class SessionIO:
         self._gate = gate
 
     @property
+    def stalled(self) -> bool:
+        """Whether the session is stalled (:meth:`FakeExchange.stall`), not yet resumed."""
+        return self._gate.stalled
+
+    @property
     def path(self) -> str:
         """The request target of the client's upgrade request, e.g. ``/v5/public/spot``.
 

@@ -46,7 +46,10 @@ argument; a client may switch it per session with ``SET_PROPERTY``.
 Numbered mode (``numbered=True``, for soaks that account for every message): a
 bookTicker's best bid quantity ``B`` is its update id ``u``, so that a normalized ticker
 (which keeps no update id) can still be told apart from every other; trades and depth
-diffs carry their ids anyway. Everything else is unchanged.
+diffs carry their ids anyway. A session that subscribes while another one streams the
+same symbol also gets the event on its way to that one: its first tick repeats the
+other session's last frames, so that two sessions open at once (a make-before-break
+handover) overlap as they do on the real venue.
 """
 
 from __future__ import annotations
@@ -165,6 +168,8 @@ class BinanceSessionState:
         self._window: collections.deque[float] = collections.deque()
         self._books: dict[str, _Book] = {}
         self._gaps: set[str] = set()
+        #: Numbered mode: the last payload written per stream (for a joining session).
+        self._last: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return (
@@ -474,12 +479,18 @@ class FakeBinance:
         """One interval: advance every subscribed symbol once, render every stream."""
         valid = [stream for stream in state.streams if self._valid(stream)]
         touched: dict[str, _Book] = {}
+        joined: dict[str, dict[str, str]] = {}
         for stream in valid:
             native = self._symbols[stream.partition("@")[0]]
             if native not in touched:
                 book = state._books.get(native)
                 if book is None:
                     book = state._books[native] = self._books[native].copy()
+                    seen = self._written_elsewhere(state, native, valid) if self.numbered else None
+                    if seen is not None:
+                        joined[native] = seen  # this tick repeats the other session's
+                        touched[native] = book
+                        continue
                 book.advance()
                 touched[native] = book
         now_ms = self._now_ms()
@@ -487,13 +498,35 @@ class FakeBinance:
         for stream in valid:
             symbol, _, kind = stream.partition("@")
             native = self._symbols[symbol]
-            payload = self._render(kind, native, touched[native], state, now_ms)
+            if native in joined:
+                payload = joined[native][stream]
+            else:
+                payload = self._render(kind, native, touched[native], state, now_ms)
+            if self.numbered:
+                state._last[stream] = payload
             frames.append(
                 f'{{"stream":"{stream}","data":{payload}}}' if state.combined else payload
             )
         for native, book in touched.items():
             self._books[native].keep_max(book)
         return frames
+
+    def _written_elsewhere(
+        self, state: BinanceSessionState, native: str, streams: list[str]
+    ) -> dict[str, str] | None:
+        """Numbered mode: the last payloads another live session wrote for ``native``.
+
+        A session that subscribes while another one streams the same symbol receives
+        the event that is on its way to the other one too (a make-before-break
+        successor overlaps the old session); its first tick repeats that event.
+        """
+        mine = [s for s in streams if self._symbols[s.partition("@")[0]] == native]
+        for io, other in self._open.values():
+            if other is state or io.stalled:
+                continue
+            if all(stream in other._last for stream in mine):
+                return {stream: other._last[stream] for stream in mine}
+        return None
 
     def _render(
         self, kind: str, native: str, book: _Book, state: BinanceSessionState, now_ms: int

@@ -38,10 +38,11 @@ Numbered mode (``numbered=True``, for soaks that account for every message): the
 models one market that every session watches, as the real venue does. Each topic's
 count (trade ids, book seqIds) continues where the furthest session left it, instead
 of starting again per session, so two sessions open at once send the same ids for the
-same market events (what make-before-break must deduplicate) and a reconnect sees the
-ids move on; trade ``n`` has tradeId ``1_000_000 + n`` in every session, and a ticker's
-``bidSz`` is its count plus one, so a normalized ticker can be told apart from every
-other.
+same market events (what make-before-break must deduplicate: a session that subscribes
+while another one streams the topic also gets the event on its way to that one) and a
+reconnect sees the ids move on; trade ``n`` has tradeId ``1_000_000 + n`` in every
+session, and a ticker's ``bidSz`` is its count plus one, so a normalized ticker can be
+told apart from every other.
 """
 
 from __future__ import annotations
@@ -411,7 +412,13 @@ class FakeOkx:
         """The next data frame of one topic (values depend only on counts and time)."""
         key = (channel, inst_id)
         if self._numbered and key not in session.counts:
-            session.counts[key] = self._market[key]  # join the market where it stands
+            start = self._market[key]  # join the market where it stands ...
+            if any(
+                other is not session and not other.io.stalled and key in other.counts
+                for other in self._open
+            ):
+                start -= 1  # ... with the event on its way to the other session too
+            session.counts[key] = start
         n = session.counts[key]
         session.counts[key] += 1
         if self._numbered:

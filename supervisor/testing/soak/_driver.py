@@ -68,7 +68,13 @@ import trio.testing
 from actors.registry import ConnectionStats
 from supervisor.config import Config
 from supervisor.testing.fake import FakeSession
-from supervisor.testing.soak._faults import ENDS_SESSION, FaultKind, draw_round
+from supervisor.testing.soak._faults import (
+    BUSY_INTERVAL,
+    BUSY_LEAD,
+    ENDS_SESSION,
+    FaultKind,
+    draw_round,
+)
 from supervisor.testing.soak._ledger import End, Ledger
 from supervisor.testing.soak._observe import Link, Observer
 from supervisor.testing.soak._probes import open_fds, rss_bytes, task_count, task_names
@@ -76,7 +82,14 @@ from supervisor.testing.soak._records import FaultRecord, KindStats, Leaks, Soak
 from supervisor.testing.soak._venues import Venue, item_of
 from supervisor.tree import Supervisor
 
-__all__ = ["GIVE_UP_AFTER", "LONG_QUIET", "MAX_BROKEN", "TCP_CUSHION", "Driver", "GiveUp"]
+__all__ = [
+    "GIVE_UP_AFTER",
+    "LONG_QUIET",
+    "MAX_BROKEN",
+    "TCP_CUSHION",
+    "Driver",
+    "GiveUp",
+]
 
 #: Share of rounds followed by a quiet period longer than ``reset_after``.
 LONG_QUIET: Final = 0.05
@@ -344,7 +357,13 @@ class Driver:
             self.ledger.handovers.add(venue.name)
         record.end = end - start
         if kind is FaultKind.NOTICE:
+            # A busy market around the handover, so that both sessions write the same
+            # events and the handover's deduplication is put to work.
+            calm_interval = fake.interval
+            fake.interval = min(calm_interval, BUSY_INTERVAL)
             try:
+                await trio.sleep(BUSY_LEAD)  # the market gets busy (the fake's side)
+                start = trio.current_time()
                 async with trio.open_nursery() as nursery:
                     await venue.notice()
                     if fault.seconds is not None:
@@ -352,6 +371,7 @@ class Driver:
                     await self._recover(record, venue, before, index, start, start, link)
                     nursery.cancel_scope.cancel(reason="handed over")
             finally:
+                fake.interval = calm_interval
                 self.ledger.handovers.discard(venue.name)
             return
         if end > trio.current_time():

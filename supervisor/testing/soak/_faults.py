@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from typing import Final
 
 __all__ = [
+    "BUSY_INTERVAL",
+    "BUSY_LEAD",
     "CLOSE_CODES",
     "GARBAGE_FRAMES",
     "VENUE_CHANCE",
@@ -47,8 +49,8 @@ class FaultKind(enum.Enum):
     GARBAGE = "garbage"
     #: One frame one byte over the connection's ``max_message_size`` (client closes 1009).
     OVERSIZED = "oversized"
-    #: The exchange announces a disconnect (Binance serverShutdown, OKX 64008) and
-    #: sometimes closes the announced session a little later.
+    #: The exchange announces a disconnect (Binance serverShutdown, OKX 64008) in a busy
+    #: market, and often closes the announced session soon after.
     NOTICE = "notice"
     #: The next book update of every symbol is lost (the fake skips a sequence number).
     GAP = "gap"
@@ -68,6 +70,11 @@ GARBAGE_FRAMES: Final = (
     "null",
     '{"event":"nonsense","data":[{"x":1}]}',
 )
+#: Seconds between two data frames of a topic around a notice: a busy market, so that a
+#: make-before-break successor overlaps the old session (both get the same events).
+BUSY_INTERVAL: Final = 0.1
+#: Seconds the market is busy before the notice.
+BUSY_LEAD: Final = 1.0
 #: Chance that a venue gets a fault in a round that is not a slow-consumer round.
 VENUE_CHANCE: Final = 0.8
 #: Kinds that end the session they hit (recovery needs a new session).
@@ -201,6 +208,8 @@ def _draw(
     if kind is FaultKind.GARBAGE:
         return Fault(index, kind, venue, frame=rng.choice(GARBAGE_FRAMES))
     if kind is FaultKind.NOTICE:
-        later = None if rng.random() < 0.5 else rng.uniform(0.0, stale_after / 3)
-        return Fault(index, kind, venue, seconds=later)
+        # Never closed; closed about when the successor takes over (its first busy
+        # frames), often before; or closed a while later.
+        later = rng.choice((None, 2 * BUSY_INTERVAL, stale_after / 3))
+        return Fault(index, kind, venue, seconds=None if later is None else rng.uniform(0.0, later))
     return Fault(index, kind, venue)

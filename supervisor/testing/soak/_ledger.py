@@ -117,6 +117,8 @@ class Totals:
     """Counters over the whole run (see the module docstring for each class)."""
 
     sent: int = 0
+    #: Messages a second session wrote while an earlier one had written them too.
+    overlaps: int = 0
     delivered: int = 0
     settled: int = 0
     cut: int = 0
@@ -179,7 +181,10 @@ class Ledger:
             totals.sent += 1
             stream = self._stream((connection, item.kind, item.symbol))
             identity = (item.snapshot, item.id)
-            stream.sent.setdefault(identity, []).append(_Send(session, frame))
+            sends = stream.sent.setdefault(identity, [])
+            if sends and all(send.session != session for send in sends):
+                totals.overlaps += 1  # two sessions wrote the same event (a handover)
+            sends.append(_Send(session, frame))
             if identity in stream.delivered:
                 record.last_delivered = max(record.last_delivered, frame)
             if item.kind == "book":

@@ -230,6 +230,7 @@ def summarize(result: RunResult) -> tuple[dict[str, Any], list[Violation]]:
         },
         "messages": {
             "written": totals.sent,
+            "written_by_two_sessions": totals.overlaps,
             "delivered": totals.delivered,
             "settled": totals.settled,
             "unsettled_at_end": result.ledger.unsettled(),
@@ -338,7 +339,8 @@ def render(summary: dict[str, Any], violations: list[Violation], *, replay: str)
         f"silent losses {m['silent_losses']}"
     )
     add(
-        f"  duplicates: trades {m['trade_duplicates']}, book deltas {m['book_backwards']}; "
+        f"  written by two sessions at once (handovers) {m['written_by_two_sessions']}; "
+        f"duplicates: trades {m['trade_duplicates']}, book deltas {m['book_backwards']}; "
         f"tickers repeated at handovers {m['tickers_repeated_at_handovers']} (no order to "
         f"deduplicate by), elsewhere {m['tickers_repeated_elsewhere']}; unexpected "
         f"{m['unexpected']}; unsettled at the end {m['unsettled_at_end']}"
