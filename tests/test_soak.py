@@ -557,7 +557,7 @@ def test_the_command_line_runs_a_soak_and_writes_json(tmp_path: Path) -> None:
         [
             sys.executable,
             *("-m", "supervisor.testing.soak", "--faults", "8", "--seed", "3"),
-            *("--json", str(out), "--quiet"),
+            *("--json", str(out), "--fault-list", "--quiet"),
         ],
         cwd=ROOT,
         capture_output=True,
@@ -574,4 +574,5 @@ def test_the_command_line_runs_a_soak_and_writes_json(tmp_path: Path) -> None:
     assert document["command"] == f"{PROG} --transport memory --seed 3 --faults 8"
     assert (document["faults"], document["violations"], document["violation_list"]) == (8, 0, [])
     assert [fault["index"] for fault in document["fault_list"]] == list(range(8))
+    assert document["broken_faults"] == []
     assert document["messages"]["silent_losses"] == 0
