@@ -7,7 +7,9 @@ resets, stalls, garbage and oversized frames, refused connections, a slow sender
 Layout: :mod:`supervisor.testing.fake` is the generic fault-injecting server;
 :mod:`supervisor.testing.fakes` holds one rule-enforcing session handler per exchange
 (``fakes.binance``, ``fakes.okx``, ``fakes.deribit``, ``fakes.bybit``), whose modules
-also export each fake's cited constants (e.g. ``fakes.binance.DEFAULT_EPOCH_MS``).
+also export each fake's cited constants (e.g. ``fakes.binance.DEFAULT_EPOCH_MS``);
+:mod:`supervisor.testing.soak` drives those fakes through the supervisor with
+randomized faults and accounts for every message (``python -m supervisor.testing.soak``).
 """
 
 from supervisor.testing.fake import FakeExchange as FakeExchange

@@ -34,13 +34,13 @@ callback, is a bug in the test and propagates out of :func:`open_fake_exchange`.
 
 Why one module
 --------------
-This module is kept whole (about 1100 lines) on purpose. The natural cut by job, the
+This module is kept whole (about 1200 lines) on purpose. The natural cut by job, the
 server plumbing (accept loop, handshake, session loop) against the fault-injection API
 (``close``, ``reset``, ``stall``, ``refuse``, ...), runs through the middle of
-:class:`FakeExchange`: both halves are methods of it (the class alone is about 550
+:class:`FakeExchange`: both halves are methods of it (the class alone is about 620
 lines) and share its private state (the session list, the change event, the refusal
 window, the closing flag). Moving only the leaf classes (``_GatedStream``,
-:class:`FakeSession`, :class:`SessionIO`, 250 lines) out would leave about 850 lines
+:class:`FakeSession`, :class:`SessionIO`, 250 lines) out would leave about 950 lines
 here and one module reaching into the other's privates; splitting the class itself
 needs a new internal server object behind a delegating facade, which is a redesign, not
 a move. Exchange rules live in :mod:`supervisor.testing.fakes`, one per exchange.
@@ -78,6 +78,7 @@ __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
     "SHUTDOWN_CLOSE_CODE",
     "TOO_MANY_CONNECTS_STATUS",
+    "DataTap",
     "FakeExchange",
     "FakeSession",
     "SessionHandler",
@@ -115,6 +116,8 @@ _LINGER_RESET: Final = struct.pack("ii", 1, 0)
 
 _Transport = Literal["tcp", "memory"]
 _Payload = Callable[["FakeSession", int], str | bytes]
+#: Sees every data frame just before it is written: ``tap(session, frame)``.
+DataTap = Callable[["FakeSession", str | bytes], None]
 #: An exchange-specific session program: runs one client session over a SessionIO.
 SessionHandler = Callable[["SessionIO"], Awaitable[None]]
 
@@ -222,7 +225,9 @@ class FakeSession:
     session runs.
 
     Attributes:
-        index: position in :attr:`FakeExchange.sessions` (0 for the first session).
+        index: the session's number on its fake: 0 for the first session accepted, then
+            1, 2, ... (its position in :attr:`FakeExchange.sessions` as long as
+            :meth:`FakeExchange.forget_closed` was not called).
         received: every frame the client sent, in order (``str`` for text frames,
             ``bytes`` for binary ones).
         sent: how many data frames the fake sent (scripted fault frames do not count).
@@ -233,6 +238,13 @@ class FakeSession:
             message over ``DEFAULT_MAX_MESSAGE_SIZE`` makes trio-websocket close with
             1009, which is recorded here too.
         subscribed: True once any frame was received from the client.
+        fake_close_code: how the fake ended the session: the code of the close frame it
+            sent (a scripted :meth:`FakeExchange.close` or the exchange's own rules),
+            1006 when it reset the connection; None while open, and when the client
+            closed it or the connection broke first.
+        last_written: trio time the fake last wrote a frame to the client (data, a
+            handler's replies, a scripted :meth:`FakeExchange.send`, :meth:`FakeExchange.
+            garbage` or :meth:`FakeExchange.oversized`); the accept time before that.
     """
 
     def __init__(self, index: int, ws: WebSocketConnection, gate: _GatedStream) -> None:
@@ -242,6 +254,8 @@ class FakeSession:
         self.open: bool = True
         self.close_code: int | None = None
         self.subscribed: bool = False
+        self.fake_close_code: int | None = None
+        self.last_written: float = trio.current_time()
         self._ws = ws
         self._gate = gate
         self._scope = trio.CancelScope()
@@ -249,6 +263,9 @@ class FakeSession:
         self._end_kind: _EndKind | None = None
         self._end_code = 1000
         self._end_reason = ""
+        #: The handler closed the session while it was stalled: the close waits for
+        #: resume() (a frozen session's own close cannot reach the client either).
+        self._end_held = False
 
     def _end(self, kind: _EndKind, code: int, reason: str) -> None:
         """Ask the owning handler to end this session; the first request wins."""
@@ -304,6 +321,11 @@ class SessionIO:
         self._gate = gate
 
     @property
+    def stalled(self) -> bool:
+        """Whether the session is stalled (:meth:`FakeExchange.stall`), not yet resumed."""
+        return self._gate.stalled
+
+    @property
     def path(self) -> str:
         """The request target of the client's upgrade request, e.g. ``/v5/public/spot``.
 
@@ -340,7 +362,10 @@ class SessionIO:
         """
         if self._gate.stalled:
             await self._gate.wait_resumed()
+        if data and self.fake.data_tap is not None:
+            self.fake.data_tap(self.session, frame)
         await self._ws.send_message(frame)
+        self.session.last_written = trio.current_time()
         if data:
             self.session.sent += 1
         self.fake._changed()
@@ -348,20 +373,32 @@ class SessionIO:
     async def ping(self, payload: bytes) -> None:
         """Send a WebSocket ping and wait for the matching pong.
 
-        Callers bound the wait (``trio.move_on_after``) to model an exchange's pong
-        deadline.
+        While the session is stalled the ping waits for :meth:`FakeExchange.resume`
+        first: a frozen session sends nothing. Callers bound the wait
+        (``trio.move_on_after``) to model an exchange's pong deadline.
 
         Raises:
             trio_websocket.ConnectionClosed: the client is gone.
 
         Cancellation: may be partial (the ping may be on the wire).
         """
+        if self._gate.stalled:
+            await self._gate.wait_resumed()
         await self._ws.ping(payload)
 
     def close(self, code: int, reason: str = "") -> None:
-        """End this session with a close frame (code, reason), as the exchange would."""
+        """End this session with a close frame (code, reason), as the exchange would.
+
+        The handler's tasks are cancelled at once. If the session is stalled, the close
+        frame waits for :meth:`FakeExchange.resume` (or a scripted :meth:`FakeExchange.
+        close` / :meth:`FakeExchange.reset`): the connection of a frozen session stays
+        silently open, as a half-open one would, whatever the exchange's rules decide.
+        """
         _check_close(code, reason)
-        self.session._end(_EndKind.CLOSE, code, reason)
+        session = self.session
+        if session._end_kind is None and not session._ended.is_set():
+            session._end_held = self._gate.stalled
+        session._end(_EndKind.CLOSE, code, reason)
 
     async def wait_interval(self, since: float) -> float:
         """Sleep until ``since + fake.interval`` (re-read on changes); return that time."""
@@ -393,6 +430,15 @@ class FakeExchange:
 
     Faults apply to every session open at the moment of the call. The async ones
     return once the fault has been applied: frames written, or sessions ended.
+
+    Attributes:
+        data_tap: ``None``, or a callable the fake calls with ``(session, frame)`` just
+            before it writes each data frame: the default ``payload`` frames, and every
+            :meth:`SessionIO.send` with ``data=True`` (after a stall has been resumed).
+            A frame whose write completed is counted in :attr:`FakeSession.sent`, so
+            the frames a session was tapped for beyond its final ``sent`` count were
+            cut mid-write by the session's end. It must not block; an exception it
+            raises propagates like one from ``payload``.
     """
 
     def __init__(
@@ -424,12 +470,17 @@ class FakeExchange:
         self._require_subscribe = require_subscribe
         self._payload: _Payload = payload if payload is not None else _default_payload
         self._sessions: list[FakeSession] = []
+        self._accepted = 0
         self._refused = 0
         self._refuse_until = -math.inf
         self._refuse_status: int | None = None
         self._closing = False
         self._accepting = trio.CancelScope()
         self._change = trio.Event()
+        self._changes = 0
+        #: Called with ``(session, frame)`` just before every data frame is written
+        #: (see :attr:`data_tap`).
+        self.data_tap: DataTap | None = None
 
     # -- identity -------------------------------------------------------------------
 
@@ -491,13 +542,38 @@ class FakeExchange:
 
     @property
     def sessions(self) -> list[FakeSession]:
-        """Every accepted WebSocket session, in accept order (read, don't modify)."""
+        """Every accepted WebSocket session, in accept order (read, don't modify).
+
+        Sessions dropped by :meth:`forget_closed` are no longer listed.
+        """
         return self._sessions
+
+    def forget_closed(self) -> int:
+        """Stop listing closed sessions in :attr:`sessions`; return how many were dropped.
+
+        For long runs (a soak, a demo left running): every closed session otherwise
+        stays listed, with all the frames it received, for the fake's life. Indices
+        keep counting (the next session's :attr:`FakeSession.index` is unchanged), so
+        after this call an index is no longer a position in :attr:`sessions`.
+        """
+        kept = [session for session in self._sessions if session.open]
+        dropped = len(self._sessions) - len(kept)
+        self._sessions = kept
+        return dropped
 
     @property
     def refused(self) -> int:
         """How many connection attempts :meth:`refuse` turned away."""
         return self._refused
+
+    @property
+    def changes(self) -> int:
+        """How many observable changes happened so far (see :meth:`wait_until`).
+
+        ``wait_until(lambda f: f.changes > n)`` waits for the next change after the one
+        numbered ``n``, e.g. to re-check a condition that also depends on the client.
+        """
+        return self._changes
 
     @property
     def refusing_until(self) -> float:
@@ -570,7 +646,9 @@ class FakeExchange:
 
     # -- faults ---------------------------------------------------------------------
 
-    async def close(self, code: int = 1000, reason: str = "") -> None:
+    async def close(
+        self, code: int = 1000, reason: str = "", *, session: int | None = None
+    ) -> None:
         """Close every open session with a WebSocket close frame.
 
         Each session sends the close frame, waits up to ``DEFAULT_CLOSE_GRACE`` seconds
@@ -580,6 +658,8 @@ class FakeExchange:
         Args:
             code: the close code (1000-4999, not 1004, 1005, 1006 or 1015).
             reason: the close reason, at most 123 bytes of UTF-8.
+            session: close only the open session with this :attr:`FakeSession.index`
+                (none if it is closed already); default every open session.
 
         Raises:
             ValueError: ``code`` may not be sent, or ``reason`` is too long.
@@ -588,29 +668,35 @@ class FakeExchange:
             Partial: sessions already asked to close still close, in their own tasks.
         """
         _check_close(code, reason)
-        await self._end_sessions(_EndKind.CLOSE, code, reason)
+        await self._end_sessions(_EndKind.CLOSE, code, reason, session)
 
-    async def reset(self) -> None:
+    async def reset(self, *, session: int | None = None) -> None:
         """End every open session abruptly, without a close frame.
 
         Over TCP the socket is closed with ``SO_LINGER`` set to zero, so the client gets
         an RST (under TLS, no ``close_notify`` either). In memory the server end is
         closed, so the client reads EOF. Clients see close code 1006.
 
+        Args:
+            session: reset only the open session with this :attr:`FakeSession.index`
+                (none if it is closed already); default every open session.
+
         Cancellation:
             Partial: sessions already asked to reset still reset, in their own tasks.
         """
-        await self._end_sessions(_EndKind.RESET, 1006, "")
+        await self._end_sessions(_EndKind.RESET, 1006, "", session)
 
     def stall(self) -> None:
         """Freeze every open session while keeping its connection open.
 
         A stalled session sends no data frames and reads nothing from its socket:
-        client frames are not processed and pings get no pong. Sessions accepted
-        later are not stalled. A session stays stalled until :meth:`resume`, or until
-        it is closed (:meth:`close` resumes it first so the close handshake works).
-        Scripted frames (:meth:`send`, :meth:`garbage`, :meth:`oversized`) are still
-        written.
+        client frames are not processed and pings get no pong. A handler's own pings
+        wait too, and a close its rules decide (:meth:`SessionIO.close`) is held until
+        the resume: to the client the connection is half-open, nothing arrives.
+        Sessions accepted later are not stalled. A session stays stalled until
+        :meth:`resume`, or until it is closed (:meth:`close` resumes it first so the
+        close handshake works). Scripted frames (:meth:`send`, :meth:`garbage`,
+        :meth:`oversized`) are still written.
         """
         for session in self._open_sessions():
             session._gate.stall()
@@ -717,6 +803,7 @@ class FakeExchange:
         )
 
     def _changed(self) -> None:
+        self._changes += 1
         self._change.set()
         self._change = trio.Event()
 
@@ -740,10 +827,14 @@ class FakeExchange:
                 return True, TOO_MANY_CONNECTS_STATUS
         return False, None
 
-    async def _end_sessions(self, kind: _EndKind, code: int, reason: str) -> None:
-        targets = self._open_sessions()
+    async def _end_sessions(
+        self, kind: _EndKind, code: int, reason: str, index: int | None = None
+    ) -> None:
+        targets = [s for s in self._open_sessions() if index is None or s.index == index]
         await trio.lowlevel.checkpoint()
         for session in targets:
+            if session._end_held:
+                session._gate.resume()  # let the held close go out, then wait for it
             session._end(kind, code, reason)
         for session in targets:
             await session._ended.wait()
@@ -760,6 +851,7 @@ class FakeExchange:
             await session._ws.send_message(frame)
         except ConnectionClosed:
             return  # the session is ending anyway
+        session.last_written = trio.current_time()
         self._changed()
 
     async def _shutdown(self) -> None:
@@ -834,7 +926,8 @@ class FakeExchange:
         if self._closing:
             return  # shutting down: drop the connection instead of opening a session
         ws = await request.accept()
-        session = FakeSession(len(self._sessions), ws, gate)
+        session = FakeSession(self._accepted, ws, gate)
+        self._accepted += 1
         self._sessions.append(session)
         self._changed()
         try:
@@ -883,8 +976,13 @@ class FakeExchange:
                     await self._receive(session, ws)
                     tasks.cancel_scope.cancel(reason="session ended by the client")
         if session._end_kind is _EndKind.RESET:
+            session.fake_close_code = 1006
             await gate.reset()
         elif session._end_kind is _EndKind.CLOSE:
+            session.fake_close_code = session._end_code
+            if session._end_held:
+                with suppress(trio.ClosedResourceError):
+                    await gate.wait_resumed()
             gate.resume()
             with trio.move_on_after(DEFAULT_CLOSE_GRACE):
                 await ws.aclose(session._end_code, session._end_reason)
@@ -922,12 +1020,15 @@ class FakeExchange:
                 due = trio.current_time()
                 continue
             frame = self._payload(session, seq)
+            if self.data_tap is not None:
+                self.data_tap(session, frame)
             try:
                 await ws.send_message(frame)
             except ConnectionClosed:
                 return
             seq += 1
             session.sent += 1
+            session.last_written = trio.current_time()
             self._changed()
 
     async def _wait_interval(self, since: float) -> float:

@@ -42,6 +42,14 @@ which rejects the whole request, as Binance does.
 The URL a session connected to is not visible to a handler, so whether frames carry
 the ``{"stream","data"}`` envelope (``/stream``) or not (``/ws``) is the ``combined``
 argument; a client may switch it per session with ``SET_PROPERTY``.
+
+Numbered mode (``numbered=True``, for soaks that account for every message): a
+bookTicker's best bid quantity ``B`` is its update id ``u``, so that a normalized ticker
+(which keeps no update id) can still be told apart from every other; trades and depth
+diffs carry their ids anyway. A session that subscribes while another one streams the
+same symbol also gets the event on its way to that one: its first tick repeats the
+other session's last frames, so that two sessions open at once (a make-before-break
+handover) overlap as they do on the real venue.
 """
 
 from __future__ import annotations
@@ -160,6 +168,8 @@ class BinanceSessionState:
         self._window: collections.deque[float] = collections.deque()
         self._books: dict[str, _Book] = {}
         self._gaps: set[str] = set()
+        #: Numbered mode: the last payload written per stream (for a joining session).
+        self._last: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return (
@@ -185,6 +195,7 @@ class FakeBinance:
         combined: whether sessions start with the ``{"stream","data"}`` envelope
             (a ``/stream`` URL) or without (``/ws``).
         epoch_ms: Unix ms at trio time 0, for event times.
+        numbered: put each bookTicker's update id in its bid quantity (module docstring).
 
     Raises:
         ValueError: a non-positive time constant or limit, or no symbols.
@@ -204,6 +215,7 @@ class FakeBinance:
         max_streams: int = DEFAULT_MAX_STREAMS,
         combined: bool = True,
         epoch_ms: int = DEFAULT_EPOCH_MS,
+        numbered: bool = False,
     ) -> None:
         for name, value in (
             ("ping_interval", ping_interval),
@@ -223,6 +235,7 @@ class FakeBinance:
         self.max_streams = max_streams
         self.combined = combined
         self.epoch_ms = epoch_ms
+        self.numbered = numbered
         self._symbols = {symbol.lower(): symbol.upper() for symbol in symbols}
         self._books = {
             symbol.upper(): _Book(1_000_000 * (i + 1), 500_000 * (i + 1), 10_000_000 * (i + 1))
@@ -234,6 +247,20 @@ class FakeBinance:
         self._open: dict[int, tuple[SessionIO, BinanceSessionState]] = {}
         self._decode = msgspec.json.Decoder().decode
         self._last_ping_ms = -1
+
+    # -- observation ------------------------------------------------------------------
+
+    def subscribed(self, index: int) -> frozenset[str]:
+        """The streams open session ``index`` holds (acknowledged); empty once it closed."""
+        entry = self._open.get(index)
+        return frozenset(entry[1].streams) if entry is not None else frozenset()
+
+    def forget_closed(self) -> int:
+        """Drop closed sessions from :attr:`sessions` (long runs); return how many."""
+        closed = [index for index in self.sessions if index not in self._open]
+        for index in closed:
+            del self.sessions[index]
+        return len(closed)
 
     # -- faults for tests ---------------------------------------------------------------
 
@@ -452,12 +479,18 @@ class FakeBinance:
         """One interval: advance every subscribed symbol once, render every stream."""
         valid = [stream for stream in state.streams if self._valid(stream)]
         touched: dict[str, _Book] = {}
+        joined: dict[str, dict[str, str]] = {}
         for stream in valid:
             native = self._symbols[stream.partition("@")[0]]
             if native not in touched:
                 book = state._books.get(native)
                 if book is None:
                     book = state._books[native] = self._books[native].copy()
+                    seen = self._written_elsewhere(state, native, valid) if self.numbered else None
+                    if seen is not None:
+                        joined[native] = seen  # this tick repeats the other session's
+                        touched[native] = book
+                        continue
                 book.advance()
                 touched[native] = book
         now_ms = self._now_ms()
@@ -465,13 +498,35 @@ class FakeBinance:
         for stream in valid:
             symbol, _, kind = stream.partition("@")
             native = self._symbols[symbol]
-            payload = self._render(kind, native, touched[native], state, now_ms)
+            if native in joined:
+                payload = joined[native][stream]
+            else:
+                payload = self._render(kind, native, touched[native], state, now_ms)
+            if self.numbered:
+                state._last[stream] = payload
             frames.append(
                 f'{{"stream":"{stream}","data":{payload}}}' if state.combined else payload
             )
         for native, book in touched.items():
             self._books[native].keep_max(book)
         return frames
+
+    def _written_elsewhere(
+        self, state: BinanceSessionState, native: str, streams: list[str]
+    ) -> dict[str, str] | None:
+        """Numbered mode: the last payloads another live session wrote for ``native``.
+
+        A session that subscribes while another one streams the same symbol receives
+        the event that is on its way to the other one too (a make-before-break
+        successor overlaps the old session); its first tick repeats that event.
+        """
+        mine = [s for s in streams if self._symbols[s.partition("@")[0]] == native]
+        for io, other in self._open.values():
+            if other is state or io.stalled:
+                continue
+            if all(stream in other._last for stream in mine):
+                return {stream: other._last[stream] for stream in mine}
+        return None
 
     def _render(
         self, kind: str, native: str, book: _Book, state: BinanceSessionState, now_ms: int
@@ -513,6 +568,8 @@ class FakeBinance:
                 f'"M":true}}'
             )
         if kind == "bookTicker":
+            if self.numbered:
+                qty = str(book.update)  # the normalized ticker's bid size names it
             if usdm:
                 return (
                     f'{{"e":"bookTicker","u":{book.update},"s":"{native}","ps":"{native}",'
@@ -555,6 +612,7 @@ class FakeBinanceUsdm(FakeBinance):
             and the session is closed with 1008 "Invalid request".
         combined: whether sessions start with the ``{"stream","data"}`` envelope.
         epoch_ms: Unix ms at trio time 0, for event times.
+        numbered: put each bookTicker's update id in its bid quantity.
     """
 
     usdm: ClassVar[bool] = True
@@ -570,6 +628,7 @@ class FakeBinanceUsdm(FakeBinance):
         max_streams: int = DEFAULT_MAX_STREAMS,
         combined: bool = True,
         epoch_ms: int = DEFAULT_EPOCH_MS,
+        numbered: bool = False,
     ) -> None:
         super().__init__(
             symbols=symbols,
@@ -580,4 +639,5 @@ class FakeBinanceUsdm(FakeBinance):
             max_streams=max_streams,
             combined=combined,
             epoch_ms=epoch_ms,
+            numbered=numbered,
         )

@@ -59,6 +59,11 @@ examples); ``tickers`` a full snapshot on spot every time and, on linear, a snap
 then deltas carrying ``bid1Price``/``bid1Size``/``ask1Price``/``ask1Size``/``lastPrice``;
 ``orderbook`` a snapshot then deltas whose ``u`` rises by exactly 1 (depth 1: every frame
 a snapshot) and whose ``seq`` rises, with ``cts`` 2 ms before ``ts``.
+
+Trade ids and book ``u`` already continue across sessions (one exchange-wide count per
+symbol). Numbered mode (``numbered=True``, for soaks that account for every message)
+also makes a depth-1 book's best bid size its ``u``, so that the top-of-book ticker
+normalized from it can be told apart from every other.
 """
 
 from __future__ import annotations
@@ -215,6 +220,7 @@ class FakeBybit:
         idle_close_code: the close code of an idle session.
         paths: upgrade-request path → category.
         epoch_ms: Unix ms at trio time 0, for ``ts``, ``T`` and ``cts``.
+        numbered: a depth-1 book's best bid size is its ``u`` (module docstring).
 
     Attributes:
         answer_pings: answer ``ping`` (set False to model a server that stopped
@@ -243,6 +249,7 @@ class FakeBybit:
         idle_close_code: int = 1000,
         paths: Mapping[str, Category] = DEFAULT_PATHS,
         epoch_ms: int = DEFAULT_EPOCH_MS,
+        numbered: bool = False,
     ) -> None:
         for name, value in (
             ("max_args_chars", max_args_chars),
@@ -278,6 +285,7 @@ class FakeBybit:
         self._idle_close_code = idle_close_code
         self._paths = dict(paths)
         self._epoch_ms = epoch_ms
+        self._numbered = numbered
         self.answer_pings = True
         self.sessions: dict[int, BybitSessionState] = {}
         self.closes: list[tuple[float, int, int, str]] = []
@@ -290,6 +298,20 @@ class FakeBybit:
         self._trade_ids: collections.Counter[tuple[Category, str]] = collections.Counter()
         self._seqs: collections.Counter[tuple[Category, str]] = collections.Counter()
         self._update_ids: collections.Counter[tuple[Category, str]] = collections.Counter()
+
+    # -- what tests see ------------------------------------------------------------
+
+    def subscribed(self, index: int) -> frozenset[str]:
+        """The topics open session ``index`` subscribed (acknowledged); empty once closed."""
+        entry = self._open.get(index)
+        return frozenset(entry[1].topics) if entry is not None else frozenset()
+
+    def forget_closed(self) -> int:
+        """Drop closed sessions from :attr:`sessions` (long runs); return how many."""
+        closed = [index for index in self.sessions if index not in self._open]
+        for index in closed:
+            del self.sessions[index]
+        return len(closed)
 
     # -- what tests do -------------------------------------------------------------
 
@@ -654,6 +676,8 @@ class FakeBybit:
             book.snapshot_sent = True
             levels = min(depth, 3)
             bids = [[f"{price - i}.40", f"{i + 1}.000"] for i in range(levels)]
+            if self._numbered and depth == 1:
+                bids[0][1] = str(book.u)  # the normalized ticker's bid size names it
             asks = [[f"{price + i}.60", f"{i + 2}.000"] for i in range(levels)]
         else:
             kind = "delta"

@@ -38,6 +38,13 @@ whose ``prev_change_id`` is the previous ``change_id``. :meth:`FakeDeribit.gap` 
 next change of a book skip one ``change_id``; :meth:`FakeDeribit.maintenance` sends a
 ``platform_state`` notice to sessions subscribed to it.
 
+Numbered mode (``numbered=True``, for soaks that account for every message): the fake
+models one market that every session watches. Each channel's count (trade ids and
+sequences, book change ids) continues where the furthest session left it instead of
+starting again per session, so two sessions open at once send the same ids for the same
+market events and a reconnect sees the ids move on; a quote's ``best_bid_amount`` is its
+count plus one, so a normalized ticker can be told apart from every other.
+
 Source tags ([DRB-HB], ...) refer to ``../shared/reference/exchanges.md``.
 """
 
@@ -160,7 +167,8 @@ class FakeDeribitSession:
     """What the fake knows about one session; created by :class:`FakeDeribit`, read by tests.
 
     Attributes:
-        index: position in :attr:`FakeDeribit.sessions` (same as the generic fake's).
+        index: the generic fake's :attr:`FakeSession.index` (also the position in
+            :attr:`FakeDeribit.sessions` until :meth:`FakeDeribit.forget_closed` drops some).
         open: True until the session's handler ended.
         channels: the channels subscribed, in subscription order.
         subscribes: ``(trio time, channels)`` of every ``public/subscribe`` received.
@@ -219,6 +227,7 @@ class FakeDeribit:
         trades_per_frame: trades in each ``trades.*`` notification.
         start_ms: exchange time (Unix ms) at trio time 0.
         version: what ``public/test`` reports.
+        numbered: one market for every session, and numbered quotes (module docstring).
 
     Raises:
         ValueError: a limit or time that is not positive.
@@ -237,6 +246,7 @@ class FakeDeribit:
         trades_per_frame: int = 2,
         start_ms: int = DEFAULT_START_MS,
         version: str = DEFAULT_VERSION,
+        numbered: bool = False,
     ) -> None:
         for name, value in (
             ("min_heartbeat", min_heartbeat),
@@ -258,8 +268,12 @@ class FakeDeribit:
         self.trades_per_frame = trades_per_frame
         self.start_ms = start_ms
         self.version = version
-        #: Every session served, in order (index matches ``FakeExchange.sessions``).
+        self.numbered = numbered
+        #: Every session served, in order (index matches ``FakeExchange.sessions``
+        #: until :meth:`forget_closed` drops some).
         self.sessions: list[FakeDeribitSession] = []
+        #: Numbered mode: per channel, the furthest (count, change_id) any session reached.
+        self._market: dict[str, tuple[int, int]] = {}
         self._subscribe_credits = _Bucket(subscribe_burst, subscribe_rate)
         self._request_credits = _Bucket(request_burst, request_rate)
         self._methods: dict[str, _Method] = {
@@ -270,6 +284,22 @@ class FakeDeribit:
             "public/unsubscribe": self._unsubscribe,
             "public/unsubscribe_all": self._unsubscribe_all,
         }
+
+    # -- observation -----------------------------------------------------------------
+
+    def subscribed(self, index: int) -> frozenset[str]:
+        """The channels open session ``index`` subscribed (acknowledged); empty once closed."""
+        for session in self.sessions:
+            if session.index == index and session.open:
+                return frozenset(session.channels)
+        return frozenset()
+
+    def forget_closed(self) -> int:
+        """Drop closed sessions from :attr:`sessions` (long runs); return how many."""
+        kept = [session for session in self.sessions if session.open]
+        dropped = len(self.sessions) - len(kept)
+        self.sessions = kept
+        return dropped
 
     # -- injection -------------------------------------------------------------------
 
@@ -322,7 +352,7 @@ class FakeDeribit:
 
         Cancellation: the session's tasks stop; the generic fake closes the connection.
         """
-        session = FakeDeribitSession(len(self.sessions), io)
+        session = FakeDeribitSession(io.session.index, io)
         self.sessions.append(session)
         try:
             async with trio.open_nursery() as nursery:
@@ -446,7 +476,9 @@ class FakeDeribit:
         for channel in channels:
             if channel not in session._feeds:
                 session.channels.append(channel)
-                session._feeds[channel] = _Feed(channel)
+                feed = session._feeds[channel] = _Feed(channel)
+                if self.numbered and channel in self._market:
+                    feed.count, feed.change_id = self._market[channel]
         await self._reply(session, request_id, list(channels))
         session._subscribed.set()
 
@@ -527,6 +559,12 @@ class FakeDeribit:
                 for channel in list(session.channels):
                     feed = session._feeds.get(channel)
                     frame = self._data(feed) if feed is not None else None
+                    if feed is not None and self.numbered:
+                        count, change_id = self._market.get(channel, (0, 0))
+                        self._market[channel] = (
+                            max(count, feed.count),
+                            max(change_id, feed.change_id),
+                        )
                     if frame is not None:
                         await session._io.send(frame)
 
@@ -568,7 +606,7 @@ class FakeDeribit:
                     "best_ask_price": base + 0.5,
                     "best_bid_price": base,
                     "best_ask_amount": 99470.0 + 10.0 * n,
-                    "best_bid_amount": 133440.0,
+                    "best_bid_amount": float(n + 1) if self.numbered else 133440.0,
                 },
             )
         if feed.kind == "ticker":

@@ -23,8 +23,9 @@ https://www.okx.com/docs-v5/en/#error-code-websocket-public):
 
 - no subscription within ``no_subscribe_timeout`` (30 s) of connecting: close 4004;
 - nothing pushed for ``idle_timeout`` (30 s): close 4004 "No data received in 30s".
-  Every frame the fake sends counts (data, acks, errors, ``pong``): a quiet channel
-  survives only if the client pings;
+  Every frame the fake sends counts (data, acks, errors, ``pong``, and frames a test
+  scripts through the generic fake, such as a garbage frame): a quiet channel survives
+  only if the client pings;
 - more than ``max_requests`` (480) subscribe/unsubscribe requests within
   ``request_window`` (3600 s): error 60014 "Requests too frequent." then close 4002
   (OKX documents the error, not the close code: 4002 "Invalid Request" is our choice);
@@ -32,6 +33,16 @@ https://www.okx.com/docs-v5/en/#error-code-websocket-public):
   message exceeds the maximum frame length" (OKX's documented close frame);
 - an unknown channel or instId: ``{"event":"error","code":"60018",...}`` naming both;
   invalid JSON 60012, unknown op 60019, missing/invalid args 60013.
+
+Numbered mode (``numbered=True``, for soaks that account for every message): the fake
+models one market that every session watches, as the real venue does. Each topic's
+count (trade ids, book seqIds) continues where the furthest session left it, instead
+of starting again per session, so two sessions open at once send the same ids for the
+same market events (what make-before-break must deduplicate: a session that subscribes
+while another one streams the topic also gets the event on its way to that one) and a
+reconnect sees the ids move on; trade ``n`` has tradeId ``1_000_000 + n`` in every
+session, and a ticker's ``bidSz`` is its count plus one, so a normalized ticker can be
+told apart from every other.
 """
 
 from __future__ import annotations
@@ -161,6 +172,7 @@ class FakeOkx:
         max_requests: subscribe/unsubscribe requests allowed per ``request_window``.
         request_window: seconds of that window.
         max_request_bytes: largest request, in UTF-8 bytes.
+        numbered: one market for every session, and numbered tickers (module docstring).
 
     Attributes:
         answer_pings: answer ``ping`` with ``pong`` (set False to model a server that
@@ -178,8 +190,14 @@ class FakeOkx:
         max_requests: int = DEFAULT_MAX_REQUESTS,
         request_window: float = DEFAULT_REQUEST_WINDOW,
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+        numbered: bool = False,
     ) -> None:
         self._instruments = frozenset(instruments)
+        self._numbered = numbered
+        #: Numbered mode: per topic, the count the furthest session reached, and per
+        #: instId the book's last seqId.
+        self._market: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._book_seqs: dict[str, int] = {}
         self._no_subscribe_timeout = no_subscribe_timeout
         self._idle_timeout = idle_timeout
         self._max_requests = max_requests
@@ -190,6 +208,16 @@ class FakeOkx:
         self._mute_all = False
         self.answer_pings = True
         self.closes: list[tuple[float, int, int, str]] = []
+
+    # -- what tests see ------------------------------------------------------------
+
+    def subscribed(self, index: int) -> frozenset[str]:
+        """The topics (``channel:instId``) open session ``index`` subscribed and the fake
+        acknowledged; empty once it closed."""
+        for session in self._open:
+            if session.index == index:
+                return frozenset(f"{channel}:{inst_id}" for channel, inst_id in session.topics)
+        return frozenset()
 
     # -- what tests do -------------------------------------------------------------
 
@@ -264,7 +292,8 @@ class FakeOkx:
         reason = f"No data received in {self._idle_timeout:g}s"
         while True:
             now = trio.current_time()
-            deadline = session.last_push + self._idle_timeout
+            pushed = max(session.last_push, session.io.session.last_written)
+            deadline = pushed + self._idle_timeout
             if not session.subscribed:
                 deadline = min(deadline, session.opened + self._no_subscribe_timeout)
             if now >= deadline:
@@ -352,8 +381,10 @@ class FakeOkx:
             await session.send(ack, data=False)
             return
         session.topics[key] = arg
-        if channel == "books":
-            session.books.setdefault(inst_id, _Book())
+        if channel == "books" and inst_id not in session.books:
+            book = session.books[inst_id] = _Book()
+            if self._numbered:
+                book.seq = self._book_seqs.get(inst_id, FIRST_SEQ_ID)
         session.subscribed = True
         await session.send(ack, data=False)
         if channel == "books" and not self._is_muted(channel, inst_id):
@@ -379,15 +410,26 @@ class FakeOkx:
 
     def _frame(self, session: _Session, channel: str, inst_id: str) -> str:
         """The next data frame of one topic (values depend only on counts and time)."""
-        n = session.counts[(channel, inst_id)]
-        session.counts[(channel, inst_id)] += 1
+        key = (channel, inst_id)
+        if self._numbered and key not in session.counts:
+            start = self._market[key]  # join the market where it stands ...
+            if any(
+                other is not session and not other.io.stalled and key in other.counts
+                for other in self._open
+            ):
+                start -= 1  # ... with the event on its way to the other session too
+            session.counts[key] = start
+        n = session.counts[key]
+        session.counts[key] += 1
+        if self._numbered:
+            self._market[key] = max(self._market[key], n + 1)
         ts = str(EPOCH_MS + round(trio.current_time() * 1000))
         arg = {"channel": channel, "instId": inst_id}
         entry: dict[str, Any]
         if channel == "trades":
             entry = {
                 "instId": inst_id,
-                "tradeId": str(1_000_000 * (session.index + 1) + n),
+                "tradeId": str(1_000_000 * (1 if self._numbered else session.index + 1) + n),
                 "px": f"{100 + n}.5",
                 "sz": "0.01",
                 "side": "buy" if n % 2 == 0 else "sell",
@@ -405,7 +447,7 @@ class FakeOkx:
                 "askPx": f"{100 + n}.6",
                 "askSz": "2.25",
                 "bidPx": f"{100 + n}.4",
-                "bidSz": "1.5",
+                "bidSz": str(n + 1) if self._numbered else "1.5",
                 "open24h": "99",
                 "high24h": "200",
                 "low24h": "90",
@@ -434,6 +476,13 @@ class FakeOkx:
         return _encode({"arg": arg, "data": [entry]}).decode()
 
     def _book_frame(self, session: _Session, inst_id: str, ts: str) -> str:
+        frame = self._book_entry(session, inst_id, ts)
+        if self._numbered:
+            seq = session.books[inst_id].seq
+            self._book_seqs[inst_id] = max(self._book_seqs.get(inst_id, seq), seq)
+        return frame
+
+    def _book_entry(self, session: _Session, inst_id: str, ts: str) -> str:
         book = session.books[inst_id]
         arg = {"channel": "books", "instId": inst_id}
         if not book.snapshot_sent:
