@@ -410,6 +410,13 @@ NAMED: list[tuple[str, str, str, tuple[Any, ...], object, bool]] = [
     ("deribit", "book_100ms_synthetic.jsonl", '"type":"change"',
      ("params", "data", "bids", 0, 2), 0, False),
     ("bybit", "spot_orderbook50.jsonl", '"type":"delta"', ("data", "b", 0, 1), "0", False),
+    # -0 equals 0: a legal size (and ticker price), never a price above 0.
+    ("binance", "spot_depth_diff_nknusdt_combined.jsonl", "depthUpdate",
+     ("data", "b", 0, 1), "-0", False),
+    ("binance", "spot_depth_diff_nknusdt_combined.jsonl", "depthUpdate",
+     ("data", "b", 0, 0), "-0.0", True),
+    ("deribit", "ticker_and_quote_btc_perpetual_2025.jsonl", "quote.BTC-PERPETUAL",
+     ("params", "data", "best_ask_amount"), -0.0, False),
     # A trade's price and amount are above 0.
     ("binance", "spot_trade.jsonl", '"e":"trade"', ("data", "q"), "0", True),
     ("okx", "trades_2022.jsonl", '"channel":"trades"', ("data", 0, "px"), "Infinity", True),
