@@ -798,3 +798,18 @@ def test_check_runs_when_the_config_is_loaded() -> None:
         "<test>: connections.perp.raw: 'orderbook.500.BTCUSDT' has no depth Bybit serves "
         "(expected orderbook.1|50|200|1000.SYMBOL)",
     ]
+
+
+@pytest.mark.parametrize("req_id", ["\u00b2", "\u0661"])
+def test_a_reply_id_of_non_ascii_digits_is_an_unknown_request(req_id: str) -> None:
+    # "\u00b2".isdigit() is true but int() raises; int() reads Arabic-Indic "\u0661" as 1.
+    proto = live(channels=["trades"], symbols=["BTC-USDT"])
+    frame = msgspec.json.encode(
+        {"success": True, "ret_msg": "subscribe", "req_id": req_id, "op": "subscribe"}
+    ).decode()
+    assert feed(proto, frame) == ()
+    assert proto.events() == [
+        MalformedFrame(
+            kind="unknown_request", detail=f"reply for request id {req_id!r}", sample=frame
+        )
+    ]

@@ -210,7 +210,10 @@ class BybitProtocol(ExchangeProtocol):
 
     def _on_reply(self, envelope: wire.Envelope, data: Frame) -> None:
         req_id = envelope.req_id
-        key = int(req_id) if isinstance(req_id, str) and req_id.isdigit() else req_id
+        key = req_id
+        # isdigit() alone accepts "²" and other digits int() refuses (audit L8).
+        if isinstance(req_id, str) and req_id.isascii() and req_id.isdigit():
+            key = int(req_id)
         request = self.book.answer(key)
         if request is None:
             self.malformed("unknown_request", f"reply for request id {req_id!r}", data)
