@@ -49,6 +49,9 @@ def _instructions(command: list[str], env: dict[str, str] | None = None) -> int:
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *command],
         capture_output=True,
         text=True,
+        # Not the checkout: `python -c` puts the working directory first on sys.path,
+        # which would measure the checkout's code under every environment.
+        cwd="/",
         # A fixed hash seed: dict and set layouts (and so instruction counts) repeat.
         env={**os.environ, "PYTHONHASHSEED": "0", **(env or {})},
         check=True,
