@@ -23,6 +23,8 @@ from typing import Any, Final
 import msgspec
 import trio
 
+from actors.consumer_queue import ConsumerQueue
+
 __all__ = [
     "DEFAULT_RATE_WINDOW",
     "Connected",
@@ -117,8 +119,6 @@ class Traffic(msgspec.Struct, frozen=True, kw_only=True, tag=True):
         messages: normalized messages produced.
         bytes: payload size received (characters for text frames, bytes for binary).
         dropped: messages discarded by the overflow policy.
-        queued_bytes: estimated bytes in the consumer queue at the flush (a level, not
-            a count since the previous event).
         malformed: frames that could not be understood.
         gaps: book sequence gaps detected.
         last_frame_at: trio time of the newest frame counted here.
@@ -132,7 +132,6 @@ class Traffic(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     messages: int
     bytes: int
     dropped: int
-    queued_bytes: int = 0
     malformed: int
     gaps: int
     last_frame_at: float
@@ -196,8 +195,7 @@ class ConnectionStats(msgspec.Struct, frozen=True, kw_only=True):
         bytes: payload size received.
         dropped: messages discarded by the overflow policy.
         queued_bytes: estimated bytes of decoded messages waiting in the consumer queue
-            (``buffer_bytes`` bounds it), as of the last traffic report: while frames
-            flow it lags by at most the flush interval.
+            (``buffer_bytes`` bounds it), read from the queue when the snapshot is taken.
         malformed: frames that could not be understood.
         gaps: book sequence gaps detected.
         rate: messages per second over the last few seconds.
@@ -263,7 +261,6 @@ class _Record:
         "last_frame_at",
         "malformed",
         "messages",
-        "queued_bytes",
         "restarts",
         "rtt",
         "rtt_smoothed",
@@ -282,7 +279,6 @@ class _Record:
         self.connects = self.disconnects = self.restarts = 0
         self.frames = self.messages = self.bytes = self.dropped = self.malformed = 0
         self.gaps = 0
-        self.queued_bytes = 0
         self.subscriptions: dict[str, str] = {}
         self.last_frame_at: float | None = None
         self.backoff = 0.0
@@ -314,6 +310,19 @@ class RegistryActor:
         self._rate_window = rate_window
         self._records: dict[str, _Record] = {}
         self._grants: dict[str, collections.deque[float]] = {}
+        self._queues: dict[str, ConsumerQueue] = {}
+
+    def watch_queue(self, connection: str, queue: ConsumerQueue) -> None:
+        """Report ``queue``'s level as ``connection``'s ``queued_bytes`` in snapshots.
+
+        Read when a snapshot is taken, so the figure is current also when no frame
+        arrives (a consumer that drains the queue in a quiet spell).
+        """
+        self._queues[connection] = queue
+
+    def _queued_bytes(self, connection: str) -> int:
+        queue = self._queues.get(connection)
+        return 0 if queue is None else queue.queued_bytes
 
     async def run(
         self,
@@ -347,7 +356,6 @@ class RegistryActor:
             rec.messages += event.messages
             rec.bytes += event.bytes
             rec.dropped += event.dropped
-            rec.queued_bytes = event.queued_bytes
             rec.malformed += event.malformed
             rec.gaps += event.gaps
             if event.frames:
@@ -471,7 +479,7 @@ class RegistryActor:
                     messages=rec.messages,
                     bytes=rec.bytes,
                     dropped=rec.dropped,
-                    queued_bytes=rec.queued_bytes,
+                    queued_bytes=self._queued_bytes(name),
                     malformed=rec.malformed,
                     gaps=rec.gaps,
                     rate=self._rate(rec, now),

@@ -196,7 +196,6 @@ class TrafficCounter:
             messages=self.messages,
             bytes=self.bytes,
             dropped=dropped,
-            queued_bytes=self._queue.queued_bytes,
             malformed=self.malformed,
             gaps=self.gaps,
             last_frame_at=self.last_frame_at,

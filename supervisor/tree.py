@@ -249,6 +249,8 @@ class Supervisor:
             _Child(index, spec, actor, Backoff(spec.backoff, self._rng))
             for index, (spec, actor) in enumerate(zip(config.connections, actors, strict=True))
         ]
+        for spec, actor in zip(config.connections, actors, strict=True):
+            self._registry_actor.watch_queue(spec.name, actor.queue)
         # Each incarnation sends exactly one tiny exit record and never waits to do so;
         # the control loop drains them. Unbounded is safe: incarnations are only created
         # by the control loop and restart(), and each ends before sending.

@@ -347,12 +347,20 @@ def test_queue_rejects_a_zero_byte_budget() -> None:
         ConsumerQueue(Overflow.BLOCK, 1, max_bytes=0)
 
 
-def test_snapshot_reports_the_last_queued_bytes() -> None:
+async def test_snapshot_reads_queued_bytes_from_the_queue_when_taken() -> None:
     reg = registry()
+    queue = ConsumerQueue(Overflow.BLOCK, 10)
+    reg.watch_queue("a", queue)
     reg.handle(Registered(connection="a", exchange="raw", url="ws://x/ws"), 0.0)
     (conn,) = reg.snapshot(0.0).connections
     assert conn.queued_bytes == 0
-    reg.handle(traffic(1.0, 10, queued_bytes=5000, dropped=2), 1.0)
-    reg.handle(traffic(2.0, 10, queued_bytes=1200, dropped=3), 2.0)
+    await queue.put(book(1, 0))
+    await queue.put(book(3, 1))
+    reg.handle(traffic(1.0, 10, dropped=2), 1.0)
+    reg.handle(traffic(2.0, 10, dropped=3), 2.0)
     (conn,) = reg.snapshot(2.0).connections
-    assert (conn.queued_bytes, conn.dropped) == (1200, 5)  # a level, and a count
+    assert (conn.queued_bytes, conn.dropped) == (B1 + B3, 5)  # a level, and a count
+    assert drain(queue) == [0, 1]
+    # No traffic report since: the level is read from the queue itself.
+    (conn,) = reg.snapshot(3.0).connections
+    assert (conn.queued_bytes, conn.dropped) == (0, 5)

@@ -103,12 +103,16 @@ async def test_drop_oldest_holds_at_most_the_budget_and_counts_the_drops(
                     if len(got) == 5:
                         break
                 assert trio.current_time() == STALL_UNTIL
+                # The queue is empty now and no frame has come since the consumer drained
+                # it: stats read the queue's level, not the last traffic report.
+                (drained,) = (await sup.stats()).connections
     assert books.sent == COUNT
     assert (stalled.frames, stalled.messages) == (COUNT + 1, COUNT)  # the ack, the books
     # One batch waits in the forwarder's hands for the consumer; four fill the budget;
     # every other one was dropped, oldest first, and counted.
     assert stalled.queued_bytes == 4 * BATCH <= BUDGET
     assert stalled.dropped == COUNT - 5
+    assert (drained.queued_bytes, drained.frames) == (0, stalled.frames)
     first = FIRST_SEQ + 1
     assert sequences(got) == [first, 1097, 1098, 1099, 1100]
 
