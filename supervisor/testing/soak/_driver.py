@@ -159,7 +159,13 @@ class Driver:
     # -- feeds -----------------------------------------------------------------------
 
     def tap(self, venue: Venue, session: FakeSession, frame: str | bytes) -> None:
-        self.ledger.sent(venue.name, session.index, venue.parse(frame))
+        items = venue.parse(frame)
+        if (venue.name, session.index) in self.captured:
+            # Written after the session's end was captured (:meth:`end_now`): the client
+            # had closed its socket, so this frame can never arrive.
+            self.ledger.written_after_end(len(items))
+            return
+        self.ledger.sent(venue.name, session.index, items)
 
     async def consume(self) -> None:
         """Read every batch the supervisor delivers into the ledger, until it stops.
@@ -379,7 +385,13 @@ class Driver:
         reference = start if kind is FaultKind.STALL else end
         await self._recover(record, venue, before, index, start, reference, link)
         if kind is FaultKind.STALL:
-            fake.resume()  # the client left the frozen session; let the fake see it go
+            if link is not None and link.closed is not None:
+                # The client left the frozen session: for delivery, that is its end. What
+                # the fake writes after the resume goes to a socket the client already
+                # closed; over TCP the kernel still takes it (the write "completes"), so
+                # counting it as sent would file those frames as losses.
+                self.end_now(venue, session, End.ABRUPT, label)
+            fake.resume()  # let the fake see the client gone
 
     async def _close_as_announced(self, venue: Venue, index: int, after: float) -> None:
         await trio.sleep(after)  # the exchange's own delay before it closes
@@ -563,6 +575,13 @@ class Driver:
             raise GiveUp(f"{venue.name} never went live at the start")
 
     # -- checkpoints -----------------------------------------------------------------
+
+    def end_now(self, venue: Venue, session: FakeSession, end: End, label: str) -> None:
+        """Tell the ledger ``session`` ended now with the writes completed so far."""
+        key = (venue.name, session.index)
+        self.captured.add(key)
+        self.marks.pop(key, None)
+        self.ledger.ended(venue.name, session.index, end, session.sent, label)
 
     def capture(self, venue: Venue) -> None:
         """Tell the ledger how every newly closed session of ``venue`` ended."""

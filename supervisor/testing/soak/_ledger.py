@@ -25,7 +25,9 @@ WebSocket delivers in order). Each final identity that was never delivered is a 
 classified by how its session ended:
 
 - *cut mid-write*: the frame's write had not completed when the session ended (its
-  number is at or beyond the session's final ``FakeSession.sent``): never fully sent;
+  number is at or beyond the session's final ``FakeSession.sent``): never fully sent.
+  A stalled session ends, for delivery, when the client leaves it; what the fake writes
+  after its resume (over TCP the kernel still takes it) is cut too;
 - *lost in flight*: the session ended abruptly (a reset, a dropped half-open socket, a
   1009 close) and the frame came after the last frame of that session the consumer got:
   the tail that was on the wire, legitimately lost, counted and bounded (the longest
@@ -198,6 +200,15 @@ class Ledger:
                     stream.gaps.add(identity)
                     totals.gaps_written += 1
                 stream.written[session] = item.id
+
+    def written_after_end(self, count: int) -> None:
+        """The fake wrote ``count`` messages to a session the client had already left.
+
+        They can never arrive: counted as written and cut (never sent while the client
+        was there), not filed under any stream.
+        """
+        self.totals.sent += count
+        self.totals.cut += count
 
     def delivered(self, connection: str, item: Item) -> None:
         """The consumer received the message ``item`` from ``connection``."""
