@@ -380,6 +380,11 @@ def test_the_ledger_classifies_every_message_the_consumer_missed() -> None:
         (9, 2, "lost on a live session (a later frame was delivered)"),
     ]
     assert ledger.unsettled() == 1  # 11: written after the mark
+    # A session joining later repeats the latest settled event: a copy, as good as
+    # delivered (the handover drops it), not a new message to wait for.
+    ledger.sent("c", 3, trades(10))
+    assert (totals.sent, totals.overlaps, ledger.unsettled()) == (12, 1, 1)
+    assert ledger.last_delivered("c", 3) == 0
 
 
 def test_the_ledger_checks_the_order_of_what_arrives() -> None:
@@ -429,6 +434,15 @@ def check_clean(result: Any) -> dict[str, Any]:
     assert messages["trade_duplicates"] == messages["book_backwards"] == 0
     assert messages["unexpected"] == messages["book_breaks_unexplained"] == 0
     assert messages["delivered"] > 0
+    assert messages["dropped_by_policy"] == 0  # overflow = "block"
+    # Every message written once is delivered once, or accounted as never fully sent.
+    assert messages["written"] - messages["written_by_two_sessions"] == (
+        messages["delivered"]
+        - messages["delivered_again"]
+        + messages["cut_mid_write"]
+        + messages["lost_in_flight"]
+        + messages["unsettled_at_end"]
+    )
     assert summary["leaks"]["off_baseline"] == 0
     assert summary["leaks"]["checkpoints"] == summary["rounds"] + 1
     return summary

@@ -56,6 +56,9 @@ StreamKey = tuple[str, str, str]
 _Identity = tuple[bool, int]
 #: At most this many individual violations of each kind are kept for the report.
 _SAMPLES: Final = 20
+#: Settled trade and ticker identities remembered per stream, for a joining session's
+#: copy of an event that was already settled (it repeats the latest events only).
+_RECENT: Final = 16
 
 
 class End(enum.Enum):
@@ -100,6 +103,8 @@ class _Stream:
     written: dict[int, int] = field(default_factory=dict)
     #: Identities the fake wrote as a gap (prev not the session's previous sequence).
     gaps: set[_Identity] = field(default_factory=set)
+    #: The last identities settled as delivered (insertion order; at most _RECENT).
+    recent: dict[_Identity, None] = field(default_factory=dict)
 
 
 class Loss(NamedTuple):
@@ -122,6 +127,8 @@ class Totals:
     #: Messages a second session wrote while an earlier one had written them too.
     overlaps: int = 0
     delivered: int = 0
+    #: Deliveries of a message the consumer had already received.
+    redelivered: int = 0
     settled: int = 0
     cut: int = 0
     in_flight: int = 0
@@ -183,6 +190,13 @@ class Ledger:
             totals.sent += 1
             stream = self._stream((connection, item.kind, item.symbol))
             identity = (item.snapshot, item.id)
+            if identity in stream.recent:
+                # A copy of a trade or ticker delivered and settled already (a joining
+                # session repeats the latest one): accounted, and as good as delivered.
+                # (A book snapshot written again is a new message: the book's state.)
+                totals.overlaps += 1
+                record.last_delivered = max(record.last_delivered, frame)
+                continue
             sends = stream.sent.setdefault(identity, [])
             if sends and all(send.session != session for send in sends):
                 totals.overlaps += 1  # two sessions wrote the same event (a handover)
@@ -224,7 +238,9 @@ class Ledger:
         else:
             count = stream.delivered.get(identity, 0)
             stream.delivered[identity] = count + 1
-            if count == 0:
+            if count:
+                totals.redelivered += 1
+            else:
                 for send in sends:
                     record = self._sessions[(connection, send.session)]
                     record.last_delivered = max(record.last_delivered, send.frame)
@@ -348,6 +364,11 @@ class Ledger:
                 totals.settled += 1
                 if stream.delivered.pop(identity, 0) == 0:
                     self._lost(key, identity, sends)
+                elif key[1] != "book":
+                    recent = stream.recent
+                    recent[identity] = None
+                    if len(recent) > _RECENT:
+                        del recent[next(iter(recent))]
             for session in [
                 s for s in stream.written if sessions[(connection, s)].end is not End.OPEN
             ]:

@@ -146,6 +146,23 @@ def summarize(result: RunResult) -> tuple[dict[str, Any], list[Violation]]:
         totals.repeated_outside_handover or totals.unexplained_breaks
     ):
         violations.extend(Violation(f"  e.g. {text}") for text in result.ledger.anomalies)
+    once = totals.sent - totals.overlaps
+    accounted = (
+        totals.delivered
+        - totals.redelivered
+        - totals.unexpected
+        + totals.cut
+        + totals.in_flight
+        + totals.silent
+        + result.ledger.unsettled()
+    )
+    if once != accounted:
+        violations.append(
+            Violation(
+                f"the ledger does not balance: {once} message(s) written once, {accounted} "
+                "delivered once or accounted for"
+            )
+        )
     garbage = result.garbage
     per_connection: dict[str, Any] = {}
     for name, conn in stats.items():
@@ -232,6 +249,7 @@ def summarize(result: RunResult) -> tuple[dict[str, Any], list[Violation]]:
             "written": totals.sent,
             "written_by_two_sessions": totals.overlaps,
             "delivered": totals.delivered,
+            "delivered_again": totals.redelivered,
             "settled": totals.settled,
             "unsettled_at_end": result.ledger.unsettled(),
             "cut_mid_write": totals.cut,
@@ -333,14 +351,22 @@ def render(summary: dict[str, Any], violations: list[Violation], *, replay: str)
     m = summary["messages"]
     add("")
     add(
-        f"messages: written {m['written']}, delivered {m['delivered']}, cut mid-write "
+        f"messages: written {m['written']} ({m['written_by_two_sessions']} by two sessions "
+        f"at once), delivered {m['delivered']} ({m['delivered_again']} a second time), "
+        f"cut mid-write "
         f"{m['cut_mid_write']}, lost in flight {m['lost_in_flight']} (longest tail "
         f"{m['longest_tail']} frame(s)), dropped by policy {m['dropped_by_policy']}, "
         f"silent losses {m['silent_losses']}"
     )
+    once = m["written"] - m["written_by_two_sessions"]
     add(
-        f"  written by two sessions at once (handovers) {m['written_by_two_sessions']}; "
-        f"duplicates: trades {m['trade_duplicates']}, book deltas {m['book_backwards']}; "
+        f"  balance: written once {once} = delivered once "
+        f"{m['delivered'] - m['delivered_again'] - m['unexpected']} + cut "
+        f"{m['cut_mid_write']} + in flight {m['lost_in_flight']} + lost "
+        f"{m['silent_losses'] + m['dropped_by_policy']} + unsettled {m['unsettled_at_end']}"
+    )
+    add(
+        f"  duplicates: trades {m['trade_duplicates']}, book deltas {m['book_backwards']}; "
         f"tickers repeated at handovers {m['tickers_repeated_at_handovers']} (no order to "
         f"deduplicate by), elsewhere {m['tickers_repeated_elsewhere']}; unexpected "
         f"{m['unexpected']}; unsettled at the end {m['unsettled_at_end']}"
