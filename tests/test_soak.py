@@ -541,6 +541,7 @@ async def test_the_soak_names_the_fault_that_broke_a_bound(
         ),
         (["--faults", "0"], "--faults 0: inject at least 1 fault"),
         (["--max-outage", "nan"], "--max-outage nan: expected a positive number of seconds"),
+        (["--fault-list"], "--fault-list lists every fault in the --json file; add --json FILE"),
         (
             ["--config", "missing.toml"],
             "missing.toml: cannot read: no such file (pass the path of a TOML config file)",

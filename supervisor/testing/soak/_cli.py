@@ -112,6 +112,8 @@ def _options(args: argparse.Namespace) -> SoakOptions:
                 else f"--kinds {args.kinds!r} names no fault kind; choose from {_KINDS}"
             )
         kinds = frozenset(FaultKind(name) for name in names)
+    if args.fault_list and args.json is None:
+        raise _Usage("--fault-list lists every fault in the --json file; add --json FILE")
     faults = args.faults if args.faults is not None else DEFAULT_FAULTS[args.transport]
     if faults < 1:
         raise _Usage(f"--faults {faults!r}: inject at least 1 fault")

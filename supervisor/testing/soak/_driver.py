@@ -148,8 +148,6 @@ class Driver:
         self.specs = {spec.name: spec for spec in config.connections}
         #: (venue, session index) -> how the soak ended it, and by which fault.
         self.marks: dict[tuple[str, int], tuple[End | None, str]] = {}
-        #: Venue -> the fault running on it.
-        self.active: dict[str, str] = {}
         self.captured: set[tuple[str, int]] = set()
         self.slow_pause = 0.0
         self.cushion = 0.0 if options.transport == "memory" else TCP_CUSHION
@@ -310,12 +308,7 @@ class Driver:
             return
         assert fault.venue is not None
         venue = self.venues[fault.venue]
-        label = f"{fault.kind.value} #{fault.index}"
-        self.active[venue.name] = label
-        try:
-            await self._run_venue_fault(record, venue, label)
-        finally:
-            del self.active[venue.name]
+        await self._run_venue_fault(record, venue, f"{fault.kind.value} #{fault.index}")
 
     async def _run_venue_fault(self, record: FaultRecord, venue: Venue, label: str) -> None:
         fault = record.fault
