@@ -63,7 +63,7 @@ async def handshake(
             await fake.wait_until(lambda f: len(f.sessions) > 0)
     except BaseExceptionGroup as group:
         if len(group.exceptions) == 1:
-            raise group.exceptions[0] from None
+            raise group.exceptions[0]  # noqa: B904  # keep its own __cause__
         raise
 
 

@@ -48,7 +48,6 @@ _VERIFY_REASONS: Final = {
 DEFAULT_TLS: Final = TlsSettings()
 
 
-@functools.lru_cache(maxsize=64)
 def build_ssl_context(settings: TlsSettings | None) -> ssl.SSLContext:
     """The client TLS context for ``settings``, built once per distinct settings.
 
@@ -66,7 +65,11 @@ def build_ssl_context(settings: TlsSettings | None) -> ssl.SSLContext:
         OSError: a file cannot be read.
         ssl.SSLError: a file is not a PEM certificate or key.
     """
-    settings = settings or DEFAULT_TLS
+    return _build(settings or DEFAULT_TLS)
+
+
+@functools.lru_cache(maxsize=64)
+def _build(settings: TlsSettings) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=certifi.where())
     if settings.ca_file is not None:
         context.load_verify_locations(cafile=settings.ca_file)

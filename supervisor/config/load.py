@@ -445,7 +445,9 @@ def _unreadable(path: str) -> str | None:
 
 
 def _ssl_reason(exc: ssl.SSLError) -> str:
-    return str(exc.reason or exc).lower().replace("_", " ")
+    if not exc.reason:  # OpenSSL's bare "PEM lib": nothing PEM-shaped, or a mismatch
+        return "not PEM, or the key does not belong to the certificate"
+    return str(exc.reason).lower().replace("_", " ")
 
 
 def _check_backoff_order(

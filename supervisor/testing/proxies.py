@@ -36,6 +36,7 @@ __all__ = [
     "DEFAULT_START_TIMEOUT",
     "ProxyUnavailable",
     "RunningProxy",
+    "free_port",
     "open_danted",
     "open_microsocks",
     "open_tinyproxy",
