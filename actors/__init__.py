@@ -11,6 +11,8 @@ from actors._errors import GaveUp as GaveUp
 from actors._errors import HandshakeRejected as HandshakeRejected
 from actors._errors import LocalProtocolError as LocalProtocolError
 from actors._errors import ProtocolError as ProtocolError
+from actors._errors import ProxyError as ProxyError
+from actors._errors import ProxyRejected as ProxyRejected
 from actors._errors import RestartLimitExceeded as RestartLimitExceeded
 from actors._errors import ServerClosing as ServerClosing
 from actors._errors import SupervisorError as SupervisorError
@@ -37,6 +39,8 @@ __all__ = [
     "LocalProtocolError",
     "Overflow",
     "ProtocolError",
+    "ProxyError",
+    "ProxyRejected",
     "RegistryActor",
     "RegistryClient",
     "RestartLimitExceeded",

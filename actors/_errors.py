@@ -12,6 +12,8 @@ converted: they travel up as themselves and count as crashes.
     ├── ConfigError                 the configuration is unusable (never retried)
     ├── TransportError              the network failed us (expected; restarted)
     │   ├── ConnectError            TCP/TLS/proxy connect failed, or timed out
+    │   │   └── ProxyError          a proxy hop failed (which hop, masked, and why)
+    │   │       └── ProxyRejected   a proxy refused us as a wrong configuration would
     │   ├── HandshakeRejected       the server answered the upgrade with an HTTP status
     │   └── ConnectionLost          an open connection ended (close code/reason, reset, EOF)
     │       ├── FeedStale           no frame for ``stale_after`` s, or a heartbeat missed
@@ -45,6 +47,8 @@ __all__ = [
     "HandshakeRejected",
     "LocalProtocolError",
     "ProtocolError",
+    "ProxyError",
+    "ProxyRejected",
     "RestartLimitExceeded",
     "ServerClosing",
     "SupervisorError",
@@ -74,6 +78,38 @@ class TransportError(SupervisorError):
 
 class ConnectError(TransportError):
     """Opening the connection (DNS, TCP, proxy, TLS, or its deadline) failed."""
+
+
+class ProxyError(ConnectError):
+    """A proxy hop of the connection's route failed: it could not be reached, timed out,
+    closed the connection, or answered with an error.
+
+    Never followed by a direct connection: the session ends, and the connection backs
+    off and retries through the same route.
+
+    Attributes:
+        hop: the hop's proxy URL with its password masked (``socks5://user:***@h:1080``).
+        index: the hop's position in the route, 1 for the first proxy contacted.
+        reason: why, in a few words (``connection refused``, ``timed out``,
+            ``HTTP 502 Bad Gateway``, ``SOCKS5 reply: host unreachable``).
+    """
+
+    def __init__(self, message: str, *, hop: str, index: int, reason: str) -> None:
+        self.hop = hop
+        self.index = index
+        self.reason = reason
+        super().__init__(message)
+
+
+class ProxyRejected(ProxyError):
+    """A proxy answered and refused us the way a wrong configuration does: it rejected
+    the credentials (HTTP 407, SOCKS5 authentication failure, no acceptable
+    authentication method) or its rules forbid the destination (HTTP 403, SOCKS5
+    "not allowed by ruleset", SOCKS4 identd refusals).
+
+    Like an HTTP 4xx at the WebSocket upgrade, it is retried, but after a few in a row
+    the connection shows as ``failed``.
+    """
 
 
 class HandshakeRejected(TransportError):

@@ -21,6 +21,7 @@ __all__ = [
     "DEFAULT_STALE_AFTER",
     "ConnectionSpec",
     "Overflow",
+    "TlsSettings",
 ]
 
 #: Seconds without any frame before a session counts as stale. 30 s matches OKX's own
@@ -51,6 +52,32 @@ class Overflow(enum.Enum):
     DROP_OLDEST = "drop_oldest"
     #: Throw away the batch that does not fit, and count it.
     DROP_NEWEST = "drop_newest"
+
+
+class TlsSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One ``[connections.NAME.tls]`` table.
+
+    Attributes:
+        ca_file: a PEM file of extra trusted root certificates, trusted on top of
+            certifi's (e.g. a company's TLS-inspecting proxy). Paths are relative to
+            the working directory.
+        cert_file: a PEM client certificate (its key may be in the same file).
+        key_file: the client certificate's private key, if not in ``cert_file``.
+        verify: check the server's certificate and host name (default true). ``false``
+            is logged as a warning at every connect.
+        server_hostname: the name sent as SNI and checked against the certificate,
+            instead of the URL's host (for endpoints given by IP address).
+    """
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    verify: bool = True
+    server_hostname: str | None = None
+
+
+#: A configured ``proxy``: one URL or ``"none"``, or a chain of URLs in order.
+ProxySetting = str | tuple[str, ...]
 
 
 PositiveSeconds = Annotated[float, msgspec.Meta(gt=0, le=86_400.0)]
@@ -92,6 +119,17 @@ class ConnectionSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
             ``overflow`` applies (whichever of ``buffer`` and this is reached first); a
             single batch larger than this is still queued when nothing else is.
         max_message_size: largest accepted WebSocket message in bytes.
+        proxy: how to reach the endpoint: a proxy URL (``socks5://user:pass@host:1080``,
+            ``http://host:3128``; schemes http, https, socks4, socks4a, socks5, socks5h),
+            a list of them (a chain, traversed in order), or ``"none"`` for a direct
+            connection whatever the environment says; ``None`` (unset) falls back to
+            ``[defaults] proxy``, then to the environment (see
+            :func:`actors.net.route.resolve_route`). In a loaded ``Config`` this is the
+            connection's own value: ``[defaults] proxy`` is kept apart, in
+            ``Config.default_proxy``, so the route can say where it came from.
+        tls: TLS settings for ``wss://`` (:class:`TlsSettings`).
+        allow_plaintext: allow ``ws://`` to a host off this machine (refused otherwise;
+            every such connect is logged as a warning).
     """
 
     name: str
@@ -109,3 +147,6 @@ class ConnectionSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     buffer: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = DEFAULT_BUFFER
     buffer_bytes: Annotated[int, msgspec.Meta(ge=1 << 16, le=1 << 40)] = DEFAULT_BUFFER_BYTES
     max_message_size: Annotated[int, msgspec.Meta(ge=1024, le=1 << 30)] = DEFAULT_MAX_MESSAGE_SIZE
+    proxy: ProxySetting | None = None
+    tls: TlsSettings = TlsSettings()
+    allow_plaintext: bool = False

@@ -68,11 +68,17 @@ class ConnectionState(enum.Enum):
 
 
 class Registered(msgspec.Struct, frozen=True, kw_only=True, tag=True):
-    """A connection joins the registry (sent once, before anything else about it)."""
+    """A connection joins the registry (sent once, before anything else about it).
+
+    ``route`` is its proxy hops (passwords masked; empty: direct) and ``route_reason``
+    why that route was chosen.
+    """
 
     connection: str
     exchange: str
     url: str
+    route: tuple[str, ...] = ()
+    route_reason: str = ""
 
 
 class StateChanged(msgspec.Struct, frozen=True, kw_only=True, tag=True):
@@ -207,6 +213,11 @@ class ConnectionStats(msgspec.Struct, frozen=True, kw_only=True):
         probe_rtt: round trip of the last answered liveness probe or heartbeat ping,
             seconds; ``None`` before the first.
         probe_rtt_smoothed: the same, smoothed (RFC 6298 SRTT, weight 1/8).
+        route: the proxies the connection goes through, in order, as URLs with their
+            passwords masked; empty when it connects directly.
+        route_reason: why that route was chosen (``connections.x.proxy``,
+            ``[defaults] proxy``, ``environment HTTPS_PROXY``, ``NO_PROXY entry
+            '.binance.com' matches stream.binance.com``, ``no proxy configured``).
     """
 
     name: str
@@ -231,6 +242,8 @@ class ConnectionStats(msgspec.Struct, frozen=True, kw_only=True):
     subscriptions: dict[str, str]
     probe_rtt: float | None = None
     probe_rtt_smoothed: float | None = None
+    route: tuple[str, ...] = ()
+    route_reason: str = ""
 
 
 class Stats(msgspec.Struct, frozen=True, kw_only=True):
@@ -262,6 +275,8 @@ class _Record:
         "malformed",
         "messages",
         "restarts",
+        "route",
+        "route_reason",
         "rtt",
         "rtt_smoothed",
         "samples",
@@ -271,9 +286,13 @@ class _Record:
         "url",
     )
 
-    def __init__(self, exchange: str, url: str, now: float) -> None:
+    def __init__(
+        self, exchange: str, url: str, now: float, route: tuple[str, ...], route_reason: str
+    ) -> None:
         self.exchange = exchange
         self.url = url
+        self.route = route
+        self.route_reason = route_reason
         self.state = ConnectionState.CONNECTING
         self.since = now
         self.connects = self.disconnects = self.restarts = 0
@@ -383,7 +402,9 @@ class RegistryActor:
             rec.backoff = event.delay
             self._set_state(rec, ConnectionState.BACKOFF, event.at)
         elif isinstance(event, Registered):
-            self._records[event.connection] = _Record(event.exchange, event.url, now)
+            self._records[event.connection] = _Record(
+                event.exchange, event.url, now, event.route, event.route_reason
+            )
         elif isinstance(event, PermitRequest):
             self._answer(event.reply, self.grant(event.host, now, event.rate))
         elif isinstance(event, SnapshotRequest):
@@ -489,6 +510,8 @@ class RegistryActor:
                     subscriptions=dict(rec.subscriptions),
                     probe_rtt=rec.rtt,
                     probe_rtt_smoothed=rec.rtt_smoothed,
+                    route=rec.route,
+                    route_reason=rec.route_reason,
                 )
                 for name, rec in self._records.items()
             ),

@@ -17,6 +17,8 @@ from actors import GaveUp as GaveUp
 from actors import HandshakeRejected as HandshakeRejected
 from actors import LocalProtocolError as LocalProtocolError
 from actors import ProtocolError as ProtocolError
+from actors import ProxyError as ProxyError
+from actors import ProxyRejected as ProxyRejected
 from actors import RestartLimitExceeded as RestartLimitExceeded
 from actors import ServerClosing as ServerClosing
 from actors import SupervisorError as SupervisorError
@@ -64,6 +66,8 @@ __all__ = [
     "Message",
     "MessageStream",
     "ProtocolError",
+    "ProxyError",
+    "ProxyRejected",
     "RawMessage",
     "RestartIntensity",
     "RestartLimitExceeded",

@@ -13,7 +13,7 @@ threads, nothing left running after it exits.
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 import trio
@@ -31,21 +31,26 @@ async def open_supervisor(
     *,
     connector: Connector | None = None,
     rng: random.Random | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Supervisor]:
     """Run a supervision tree for ``config`` while the ``async with`` body runs.
 
     Args:
         config: from :func:`~supervisor.config.load_config` (or ``loads_config``,
             ``config_from_dict``).
-        connector: opens the stream under each WebSocket; default TCP + verified TLS.
-            Tests pass an in-memory connector from :mod:`supervisor.testing`.
+        connector: opens the stream under each WebSocket; default, per connection,
+            TCP through the connection's route (proxies) and verified TLS. Tests pass
+            an in-memory connector from :mod:`supervisor.testing`.
         rng: randomness for backoff jitter; pass a seeded ``random.Random`` for
             reproducible delays.
+        environ: where environment proxies (``HTTPS_PROXY``, ``NO_PROXY``, ...) are
+            read from; default ``os.environ``.
 
     Yields:
         The running :class:`~supervisor.tree.Supervisor`.
 
     Raises:
+        ConfigError: an environment proxy variable holds an invalid URL.
         RestartLimitExceeded: restart intensity was exceeded; every connection was
             closed cleanly first and the body was cancelled.
         GaveUp: connections were not live for their ``give_up_after`` and no permanent
@@ -55,7 +60,7 @@ async def open_supervisor(
     Cancellation: on exit, whether normal, by exception or by cancellation, every
     connection is closed cleanly within ``shutdown_timeout``.
     """
-    sup = Supervisor(config, connector=connector, rng=rng)
+    sup = Supervisor(config, connector=connector, rng=rng, environ=environ)
     async with trio.open_nursery() as nursery:
         await nursery.start(sup.run)
 

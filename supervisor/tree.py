@@ -49,9 +49,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 import ssl
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Final, NamedTuple
 
 import trio
@@ -61,6 +62,7 @@ from actors import (
     ConsumerQueue,
     GaveUp,
     HandshakeRejected,
+    ProxyRejected,
     RestartLimitExceeded,
     ServerClosing,
     SupervisorError,
@@ -82,7 +84,7 @@ from actors.registry import (
 from supervisor._stream import MessageStream
 from supervisor.config import Config, ConnectionConfig
 from supervisor.policy import Backoff, RestartIntensity, RestartType, Strategy
-from supervisor.wiring import build_actors
+from supervisor.wiring import build_actors, resolve_routes
 
 __all__ = ["Supervisor"]
 
@@ -176,8 +178,17 @@ CONFIG_FAILURES: Final = 3
 
 
 def _config_shaped(error: BaseException) -> bool:
-    """A failure a wrong URL, route or certificate would cause (4xx, TLS verification)."""
+    """A failure a wrong URL, route or certificate would cause (4xx, TLS verification, a
+    proxy rejecting the credentials or forbidding the destination).
+
+    A proxy that refuses connections, times out or cannot reach the next hop is not
+    configuration-shaped: proxies and their upstreams go down like any network. One that
+    answers "wrong credentials" or "forbidden" will say so until someone changes the
+    configuration, exactly like an HTTP 401/403 at the upgrade.
+    """
     for leaf in _leaves(error):
+        if isinstance(leaf, ProxyRejected):
+            continue
         if isinstance(leaf, HandshakeRejected):
             status = leaf.status
             if not (400 <= status < 500) or status in _TRANSIENT_STATUSES:
@@ -213,8 +224,15 @@ class Supervisor:
 
     Args:
         config: what to run.
-        connector: opens streams under WebSockets; default TCP + verified TLS.
+        connector: opens streams under every connection's WebSocket; default one
+            :class:`~actors.net.TcpTlsConnector` per connection, through the
+            connection's route with its TLS settings.
         rng: the randomness for backoff jitter; default a fresh ``random.Random()``.
+        environ: where environment proxies (``HTTPS_PROXY``, ``NO_PROXY``, ...) are
+            read from; default ``os.environ``. Unused when ``connector`` is given.
+
+    Raises:
+        ConfigError: an environment proxy variable holds an invalid URL.
     """
 
     def __init__(
@@ -223,6 +241,7 @@ class Supervisor:
         *,
         connector: Connector | None = None,
         rng: random.Random | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         settings = config.supervisor
         self._config = config
@@ -240,17 +259,27 @@ class Supervisor:
         # One iterator for the supervisor, so a batch half-consumed by one `async for`
         # is continued by the next instead of being lost.
         self._stream = MessageStream(self._merged_receive)
-        actors = build_actors(
-            config,
-            registry=self._registry,
-            connector=connector if connector is not None else TcpTlsConnector(),
-        )
+        connectors: list[Connector]
+        routes: list[tuple[tuple[str, ...], str]]
+        if connector is not None:
+            connectors = [connector] * len(config.connections)
+            routes = [((), "connector supplied by the caller")] * len(config.connections)
+        else:
+            resolved = resolve_routes(config, os.environ if environ is None else environ)
+            connectors = [
+                TcpTlsConnector(route=route, tls=spec.tls, name=spec.name)
+                for spec, route in zip(config.connections, resolved, strict=True)
+            ]
+            routes = [(route.masked_hops, route.reason) for route in resolved]
+        actors = build_actors(config, registry=self._registry, connectors=connectors)
         self._children = [
             _Child(index, spec, actor, Backoff(spec.backoff, self._rng))
             for index, (spec, actor) in enumerate(zip(config.connections, actors, strict=True))
         ]
         for spec, actor in zip(config.connections, actors, strict=True):
             self._registry_actor.watch_queue(spec.name, actor.queue)
+        #: Per child: (masked hops, why), for stats.
+        self._routes = routes
         # Each incarnation sends exactly one tiny exit record and never waits to do so;
         # the control loop drains them. Unbounded is safe: incarnations are only created
         # by the control loop and restart(), and each ends before sending.
@@ -385,11 +414,14 @@ class Supervisor:
         async with self._merged_send:
             for child in self._children:
                 spec = child.config
+                hops, reason = self._routes[child.index]
                 await self._registry.report(
                     Registered(
                         connection=spec.name,
                         exchange=spec.exchange,
                         url=redact_url(child.actor.protocol.url),
+                        route=hops,
+                        route_reason=reason,
                     )
                 )
                 nursery.start_soon(self._forward, child.actor.queue, self._merged_send.clone())

@@ -12,30 +12,67 @@ exchange to the same host then shares one :class:`~actors.exchanges.Pacer`. The 
 is read from the URL the adapter will actually open (``new_adapter(spec).url``), so an
 adapter that picks its endpoint from its subscriptions (Binance USD-M's ``/market``
 vs ``/public``) is paced with the connections that really share its host.
+
+Routes: :func:`resolve_routes` decides each connection's route once, at start, with
+:func:`actors.net.route.resolve_route` (the one place a route is decided) against the URL
+the adapter opens; the supervisor builds each connection's connector from it.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
-from actors import ConnectionActor, ConnectionSpec, ConsumerQueue, RegistryClient
+from actors import ConfigError, ConnectionActor, ConnectionSpec, ConsumerQueue, RegistryClient
 from actors.exchanges import ADAPTERS, ExchangeProtocol, Pacer
 from actors.net import Connector, split_ws_url
+from actors.net.route import Route, resolve_route
 from supervisor.config import Config, ConnectionConfig
 
-__all__ = ["build_actors"]
+__all__ = ["build_actors", "resolve_routes"]
+
+
+def resolve_routes(config: Config, environ: Mapping[str, str]) -> list[Route]:
+    """Each connection's route, index for index with ``config.connections``.
+
+    Args:
+        config: the validated configuration (its proxies are valid).
+        environ: where environment proxies come from (``os.environ``).
+
+    Returns:
+        One :class:`~actors.net.route.Route` per connection.
+
+    Raises:
+        ConfigError: an environment proxy variable holds an invalid URL (one problem
+            naming the variable, password masked).
+    """
+    routes = []
+    for spec in config.connections:
+        try:
+            routes.append(
+                resolve_route(
+                    connection_proxy=spec.proxy,
+                    defaults_proxy=config.default_proxy,
+                    environ=environ,
+                    target_url=ADAPTERS[spec.exchange](spec).url,
+                    connection=spec.name,
+                )
+            )
+        except ValueError as exc:
+            raise ConfigError([f"{config.source}: connections.{spec.name}: {exc}"]) from None
+    return routes
 
 
 def build_actors(
-    config: Config, *, registry: RegistryClient, connector: Connector
+    config: Config, *, registry: RegistryClient, connectors: Sequence[Connector]
 ) -> list[ConnectionActor]:
     """One actor per connection of ``config``, in file order.
 
     Args:
         config: the validated configuration.
         registry: where every actor reports state changes and traffic.
-        connector: opens the stream under each WebSocket; shared by all actors.
+        connectors: opens the stream under each WebSocket, index for index with
+            ``config.connections`` (the same object may serve several).
 
     Returns:
         The actors, index for index with ``config.connections``. Nothing is started.
@@ -56,7 +93,7 @@ def build_actors(
             connector=connector,
             close_timeout=settings.shutdown_timeout,
         )
-        for spec in config.connections
+        for spec, connector in zip(config.connections, connectors, strict=True)
     ]
 
 

@@ -93,6 +93,8 @@ def test_the_queue_gets_the_connection_budget() -> None:
     async def never(url: str) -> trio.abc.Stream:  # pragma: no cover - nothing connects
         raise AssertionError(url)
 
-    a, b = build_actors(config, registry=RegistryClient(send), connector=never)
+    a, b = build_actors(
+        config, registry=RegistryClient(send), connectors=[never] * len(config.connections)
+    )
     assert (a.queue.max_bytes, a.queue.capacity) == (1 << 20, 7)
     assert (b.queue.max_bytes, b.queue.capacity) == (DEFAULT_BUFFER_BYTES, 1024)

@@ -830,6 +830,9 @@ def test_run_gives_up_loudly_with_exit_1_when_our_code_keeps_crashing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     class Crashing:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            pass  # built like TcpTlsConnector, per connection
+
         async def __call__(self, url: str) -> trio.abc.Stream:
             raise RuntimeError(f"bug while connecting to {url}")
 

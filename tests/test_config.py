@@ -33,9 +33,9 @@ SRC = "config.toml"
 URL = "wss://stream.example.com/ws"
 SUP_KEYS = "connect_attempts, connect_interval, max_restarts, shutdown_timeout, strategy, within"
 CONN_KEYS = (
-    "backoff, buffer, buffer_bytes, channels, connect_timeout, exchange, give_up_after, "
-    "heartbeat, max_message_size, overflow, raw, restart, silent_after, stale_after, "
-    "subscribe, symbols, url"
+    "allow_plaintext, backoff, buffer, buffer_bytes, channels, connect_timeout, exchange, "
+    "give_up_after, heartbeat, max_message_size, overflow, proxy, raw, restart, "
+    "silent_after, stale_after, subscribe, symbols, tls, url"
 )
 BACKOFF_KEYS = "initial, jitter, max, multiplier, reset_after"
 

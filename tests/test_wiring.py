@@ -34,7 +34,9 @@ def _pacers(config: Config) -> list[Pacer | None]:
     async def never(url: str) -> trio.abc.Stream:  # pragma: no cover - nothing connects
         raise AssertionError(url)
 
-    actors = build_actors(config, registry=RegistryClient(send), connector=never)
+    actors = build_actors(
+        config, registry=RegistryClient(send), connectors=[never] * len(config.connections)
+    )
     assert [actor.spec for actor in actors] == list(config.connections)
     return [actor.protocol.pacer for actor in actors]
 

@@ -1,25 +1,36 @@
-"""Opening the byte stream under a WebSocket: TCP, then TLS for ``wss://``.
+"""Opening the byte stream under a WebSocket: through the connection's route, then TLS.
 
 Theory of operation: a *connector* is any ``async (url) -> trio.abc.Stream``. The actor
 asks it for a stream and runs the WebSocket handshake over whatever comes back, so tests
-and users can substitute an in-memory or proxied stream without touching the actor
-(``supervisor.testing`` provides in-memory fakes). The default connector opens TCP and,
-for ``wss://``, TLS verified against certifi's CA bundle: verification is never switched
-off here.
+and users can substitute an in-memory stream without touching the actor
+(``supervisor.testing`` provides in-memory fakes). The default connector,
+:class:`TcpTlsConnector`, is built once per connection from the connection's
+:class:`~actors.net.route.Route` (decided by :func:`~actors.net.route.resolve_route`)
+and its TLS settings: it opens TCP directly or through the route's proxies
+(:func:`~actors.net.route.open_stream`) and, for ``wss://``, TLS verified against
+certifi's roots (plus the connection's ``ca_file``). Verification is off only when the
+connection says ``verify = false``, and then every connect logs a warning naming the
+connection; so does every plaintext ``ws://`` connect to a host off this machine
+(allowed only with ``allow_plaintext = true``).
 
 Errors are converted at this boundary: every failure to produce a working stream becomes
-:class:`~actors._errors.ConnectError` naming the URL (with credentials masked).
+:class:`~actors._errors.ConnectError` (:class:`~actors._errors.ProxyError` for a proxy
+hop) naming the URL with its credentials masked.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import logging
+import math
 import ssl
 from collections.abc import Awaitable, Callable
+from typing import Final
 
-import certifi
 import trio
 
-from actors._errors import ConnectError
+from actors.net.route import DIRECT, Route, open_stream
+from actors.net.tls import TlsSettings, build_ssl_context
 
 # Re-exported: connection.py imports them from here.
 from actors.net.urls import DEFAULT_PORTS, redact_url, split_ws_url
@@ -29,31 +40,69 @@ __all__ = [
     "Connector",
     "TcpTlsConnector",
     "default_tls_context",
+    "is_local_host",
     "redact_url",
     "split_ws_url",
 ]
+
+logger = logging.getLogger("marketprism.connection")
+
+#: A proxied connect's own deadline ends this long (at most a tenth of the time left)
+#: before the caller's connect deadline, so that a timeout is reported by the route,
+#: naming the proxy hop in progress, rather than as the caller's bare "took longer
+#: than". It must exceed how late trio may wake up for a deadline (the OS timer's
+#: granularity plus scheduling delay); equal deadlines would let the caller's win.
+_DEADLINE_MARGIN: Final = 0.1
 
 #: What the actor calls to obtain a stream for a WebSocket URL.
 Connector = Callable[[str], Awaitable[trio.abc.Stream]]
 
 
 def default_tls_context() -> ssl.SSLContext:
-    """A verifying client TLS context trusting certifi's CA bundle."""
-    return ssl.create_default_context(cafile=certifi.where())
+    """A verifying client TLS context trusting certifi's CA bundle (shared, never modify)."""
+    return build_ssl_context(None)
+
+
+def is_local_host(host: str) -> bool:
+    """Whether plaintext to ``host`` cannot leave this machine: a loopback address,
+    ``localhost`` (or a name under ``.localhost``), or a name under ``.invalid``, which
+    never resolves (RFC 6761 sections 6.3 and 6.4; the in-memory fakes use it)."""
+    name = host.lower().rstrip(".").strip("[]")
+    if name == "localhost" or name.endswith((".localhost", ".invalid")) or name == "invalid":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 class TcpTlsConnector:
-    """The default connector: TCP to the URL's host, plus verified TLS for ``wss://``.
+    """The default connector: TCP through a route, plus TLS for ``wss://``.
 
-    One instance is shared by a supervisor's connections so the CA bundle is loaded
-    once; it holds no per-connection state.
+    Build one per connection (its route and TLS settings are the connection's); TLS
+    contexts are shared between connectors with equal settings.
 
     Args:
-        ssl_context: the TLS client context; default :func:`default_tls_context`.
+        ssl_context: the TLS client context; default the one built from ``tls``.
+        route: how to reach the endpoint; default direct.
+        tls: the connection's TLS settings; default verified, certifi's roots.
+        name: the connection's name, for the warnings. (``ws://`` to a host off this
+            machine is logged as a warning at every connect; the config check refuses
+            it unless the connection says ``allow_plaintext = true``.)
     """
 
-    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        ssl_context: ssl.SSLContext | None = None,
+        *,
+        route: Route = DIRECT,
+        tls: TlsSettings | None = None,
+        name: str = "",
+    ) -> None:
         self._ssl_context = ssl_context
+        self._tls = tls or TlsSettings()
+        self.route = route
+        self._name = name or "connection"
 
     async def __call__(self, url: str) -> trio.abc.Stream:
         """Open a stream for ``url``.
@@ -65,28 +114,42 @@ class TcpTlsConnector:
             A connected stream; for wss the TLS handshake has completed.
 
         Raises:
+            ProxyError: a proxy hop failed (which hop, masked, and why).
             ConnectError: DNS, TCP or TLS failed (the cause is chained).
             ValueError: ``url`` is not a WebSocket URL.
 
         Cancellation: may be partial; a half-open socket is closed on the way out.
         """
         parts, host, port, _ = split_ws_url(url)
-        try:
-            tcp = await trio.open_tcp_stream(host, port)
-        except OSError as exc:
-            raise ConnectError(f"cannot connect to {redact_url(url)}: {exc}") from exc
-        if parts.scheme == "ws":
-            return tcp
-        if self._ssl_context is None:
-            self._ssl_context = default_tls_context()
-        tls = trio.SSLStream(tcp, self._ssl_context, server_hostname=host)
-        try:
-            await tls.do_handshake()
-        except (trio.BrokenResourceError, ssl.SSLError, OSError) as exc:
-            await trio.aclose_forcefully(tcp)
-            cause = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) else exc
-            raise ConnectError(f"TLS handshake with {redact_url(url)} failed: {cause}") from exc
-        except BaseException:
-            await trio.aclose_forcefully(tcp)
-            raise
-        return tls
+        shown = redact_url(url)
+        context: ssl.SSLContext | None = None
+        if parts.scheme == "wss":
+            context = self._ssl_context or build_ssl_context(self._tls)
+            if not self._tls.verify:
+                logger.warning(
+                    "%s: TLS certificate verification is OFF for %s (tls.verify = false); "
+                    "anyone on the route can read and change this feed",
+                    self._name,
+                    shown,
+                )
+        elif not is_local_host(host):
+            logger.warning(
+                "%s: plaintext ws:// to %s (allow_plaintext); anyone on the route "
+                "can read and change this feed",
+                self._name,
+                shown,
+            )
+        deadline = trio.current_effective_deadline()
+        timeout = None
+        if self.route.hops and deadline != math.inf:
+            left = deadline - trio.current_time()
+            timeout = max(0.0, left - min(_DEADLINE_MARGIN, left / 10))
+        return await open_stream(
+            self.route,
+            host,
+            port,
+            ssl_context=context,
+            server_hostname=self._tls.server_hostname,
+            timeout=timeout,
+            target=shown,
+        )

@@ -97,6 +97,9 @@ def describe(field_type: Any) -> str:
     if optional is not None:
         # TOML has no null: an optional key is either absent or a value of this type.
         return describe(optional)
+    if isinstance(field_type, types.UnionType) or typing.get_origin(field_type) is typing.Union:
+        arms = [arm for arm in typing.get_args(field_type) if arm is not type(None)]
+        return " or ".join(describe(arm) for arm in arms)
     if typing.get_origin(field_type) is Annotated:
         base, *extras = typing.get_args(field_type)
         bounds = [

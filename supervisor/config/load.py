@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 import tomllib
 import typing
 import urllib.parse
@@ -30,7 +31,8 @@ import msgspec
 
 from actors import ConfigError
 from actors.exchanges import ADAPTERS
-from actors.net import redact_url
+from actors.net import is_local_host, redact_url, split_ws_url
+from actors.net.route import parse_proxy_setting
 from supervisor.config._check import (
     Path,
     Report,
@@ -196,7 +198,13 @@ def _build(data: Mapping[str, Any], *, source: str, lines: dict[Path, int] | Non
         raise ConfigError(report.messages())
     try:
         return msgspec.convert(
-            {"supervisor": supervisor, "connections": specs, "source": source}, type=Config
+            {
+                "supervisor": supervisor,
+                "connections": specs,
+                "default_proxy": defaults.get("proxy"),
+                "source": source,
+            },
+            type=Config,
         )
     except msgspec.ValidationError as exc:  # pragma: no cover - the checks above cover it
         raise ConfigError(
@@ -274,17 +282,28 @@ def _check_connections(
         except msgspec.ValidationError as exc:  # pragma: no cover - checked key by key above
             report.add(conn, f"{exc} (the loader missed this problem; please report it)")
             continue
+        _check_plaintext(report, conn, own, spec)
         for key, problem in ADAPTERS[spec.exchange].check(spec):
             report.add((*conn, key), problem)
         specs.append(spec)
     return specs
 
 
+#: Tables of a connection that are merged with ``[defaults]`` key by key.
+_MERGED_TABLES: Final = ("backoff", "tls")
+
+
 def _connection_spec(name: str, own: dict[str, Any], defaults: dict[str, Any]) -> ConnectionConfig:
-    """Merge valid defaults under valid own values (``backoff`` key by key) and decode."""
-    merged = {**defaults, **own, "name": name}
-    if "backoff" in defaults and "backoff" in own:
-        merged["backoff"] = {**defaults["backoff"], **own["backoff"]}
+    """Merge valid defaults under valid own values (tables key by key) and decode.
+
+    ``[defaults] proxy`` is not merged: it stays in ``Config.default_proxy`` so the
+    route can tell a connection's own proxy from the default one.
+    """
+    inherited = {key: value for key, value in defaults.items() if key != "proxy"}
+    merged = {**inherited, **own, "name": name}
+    for table in _MERGED_TABLES:
+        if table in defaults and table in own:
+            merged[table] = {**defaults[table], **own[table]}
     return msgspec.convert(merged, type=ConnectionConfig)
 
 
@@ -292,17 +311,17 @@ def _is_clean(report: Report, conn: Path, table: Mapping[str, Any]) -> bool:
     """No problem in the connection itself nor in a default value it inherits."""
     if report.has_problems_under(conn):
         return False
-    own_backoff = table.get("backoff")
     for _, path, _ in report.problems:
         if path[:1] != ("defaults",) or len(path) < 2:
             continue
         key = path[1]
         if key not in table:
             return False
+        own_table = table.get(key)
         if (
-            key == "backoff"
-            and isinstance(own_backoff, Mapping)
-            and (len(path) < 3 or path[2] not in own_backoff)
+            key in _MERGED_TABLES
+            and isinstance(own_table, Mapping)
+            and (len(path) < 3 or path[2] not in own_table)
         ):
             return False
     return True
@@ -326,6 +345,109 @@ def _check_semantics(report: Report, path: Path, values: dict[str, Any]) -> None
     if url is not None:
         for problem in _url_problems(url):
             report.add((*path, "url"), problem)
+    proxy = values.get("proxy")
+    if proxy is not None:
+        try:
+            parse_proxy_setting(proxy)
+        except ValueError as exc:
+            report.add((*path, "proxy"), str(exc))
+    tls = values.get("tls")
+    if isinstance(tls, Mapping):
+        for key, problem in _tls_problems(tls, in_defaults=path == ("defaults",)):
+            report.add((*path, "tls", key), problem)
+
+
+def _check_plaintext(
+    report: Report, conn: Path, own: dict[str, Any], spec: ConnectionConfig
+) -> None:
+    """Refuse ``ws://`` to a host off this machine unless ``allow_plaintext`` (audit L6)."""
+    if spec.url is None or spec.allow_plaintext:
+        return
+    parts, host, _, _ = split_ws_url(spec.url)
+    if parts.scheme != "ws" or is_local_host(host):
+        return
+    at: Path = (*conn, "url") if "url" in own else ("defaults", "url")
+    report.add(
+        (*conn, "url"),
+        f"{redact_url(spec.url, keep_username=True)!r} is plaintext to {host!r}, a host off "
+        "this machine (expected wss://; or set allow_plaintext = true to accept that "
+        "anyone on the route can read and change the feed)",
+        at=at if report.line_of(at) is not None else conn,
+    )
+
+
+def _tls_problems(tls: Mapping[str, Any], *, in_defaults: bool) -> list[tuple[str, str]]:
+    """What is wrong with a ``tls`` table's valid values: (key, problem) pairs.
+
+    The files are loaded the way the connection will load them, so a file that is
+    missing, unreadable or not PEM is reported here rather than at the first connect.
+    """
+    problems: list[tuple[str, str]] = []
+    if in_defaults and "verify" in tls:
+        problems.append(
+            (
+                "verify",
+                "not allowed in [defaults] (expected it per connection: switching "
+                "verification off must be a decision about one connection)",
+            )
+        )
+    ca_file, cert_file, key_file = tls.get("ca_file"), tls.get("cert_file"), tls.get("key_file")
+    context = ssl.create_default_context()
+    if ca_file is not None:
+        problem = _unreadable(ca_file)
+        if problem is None:
+            try:
+                context.load_verify_locations(cafile=ca_file)
+            except ssl.SSLError as exc:
+                problem = f"{ca_file!r} holds no usable certificate: {_ssl_reason(exc)}"
+        if problem is not None:
+            problems.append(("ca_file", f"{problem} (expected a PEM file of CA certificates)"))
+    if key_file is not None and cert_file is None:
+        problems.append(("key_file", "set without cert_file (expected both, or neither)"))
+    if cert_file is not None:
+        cert_problem = _unreadable(cert_file)
+        key_problem = None if key_file is None else _unreadable(key_file)
+        if cert_problem is not None:
+            problems.append(("cert_file", f"{cert_problem} (expected a PEM client certificate)"))
+        if key_problem is not None:
+            problems.append(("key_file", f"{key_problem} (expected a PEM private key)"))
+        if cert_problem is None and key_problem is None:
+            try:
+                context.load_cert_chain(cert_file, key_file)
+            except ssl.SSLError as exc:
+                files = repr(cert_file) if key_file is None else f"{cert_file!r} and {key_file!r}"
+                problems.append(
+                    (
+                        "cert_file",
+                        f"{files} are not a usable certificate and key: {_ssl_reason(exc)} "
+                        "(expected a PEM certificate and its private key)",
+                    )
+                )
+    server_hostname = tls.get("server_hostname")
+    if server_hostname is not None and (not server_hostname or "/" in server_hostname):
+        problems.append(
+            (
+                "server_hostname",
+                f"{server_hostname!r} is not a host name (expected e.g. 'stream.binance.com')",
+            )
+        )
+    return problems
+
+
+def _unreadable(path: str) -> str | None:
+    """Why ``path`` cannot be read, or None."""
+    try:
+        with open(path, "rb") as file:
+            file.read(1)
+    except OSError as exc:
+        return f"cannot read {path!r}: {_os_reason(exc)}"
+    return None
+
+
+def _ssl_reason(exc: ssl.SSLError) -> str:
+    if not exc.reason:  # OpenSSL's bare "PEM lib": nothing PEM-shaped, or a mismatch
+        return "not PEM, or the key does not belong to the certificate"
+    return str(exc.reason).lower().replace("_", " ")
 
 
 def _check_backoff_order(

@@ -4,9 +4,12 @@ Schema (the names are part of the public contract)::
 
     [supervisor]               SupervisorSettings
     [defaults]                 any connection key; inherited by every connection
+                               (``proxy`` is kept apart: ``Config.default_proxy``)
     [defaults.backoff]         merged key by key into each connection's backoff
+    [defaults.tls]             merged key by key into each connection's tls (no ``verify``)
     [connections.NAME]         ConnectionConfig (NAME becomes ``name``)
     [connections.NAME.backoff] BackoffPolicy
+    [connections.NAME.tls]     TlsSettings
 
 Build these only through :mod:`supervisor.config.load` (or ``msgspec.convert``): a
 Struct's ``__init__`` does not check types.
@@ -19,6 +22,7 @@ from typing import Annotated, Final
 import msgspec
 
 from actors import ConnectionSpec
+from actors.net.route import ProxySetting
 from supervisor.policy import BackoffPolicy, RestartType, Strategy
 
 __all__ = [
@@ -94,9 +98,13 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     Attributes:
         supervisor: the ``[supervisor]`` table.
         connections: the connections in file order (order matters for ``rest_for_one``).
+        default_proxy: ``[defaults] proxy``: the proxy (or chain, or ``"none"``) of every
+            connection that sets none itself. Kept apart from the connections' own
+            ``proxy`` so that the route says which of the two it came from.
         source: the file it was read from, or ``"<dict>"``/``"<string>"``.
     """
 
     supervisor: SupervisorSettings = SupervisorSettings()
     connections: tuple[ConnectionConfig, ...] = ()
+    default_proxy: ProxySetting | None = None
     source: str = "<dict>"

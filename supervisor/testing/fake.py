@@ -245,10 +245,16 @@ class FakeSession:
         last_written: trio time the fake last wrote a frame to the client (data, a
             handler's replies, a scripted :meth:`FakeExchange.send`, :meth:`FakeExchange.
             garbage` or :meth:`FakeExchange.oversized`); the accept time before that.
+        peer: the client's ``(address, port)`` as the fake's TCP socket sees it (what
+            proves which proxy, if any, a connection came through); None in memory.
     """
 
     def __init__(self, index: int, ws: WebSocketConnection, gate: _GatedStream) -> None:
         self.index: int = index
+        transport = gate._transport
+        self.peer: tuple[str, int] | None = (
+            None if transport is None else tuple(transport.socket.getpeername()[:2])
+        )
         self.received: list[str | bytes] = []
         self.sent: int = 0
         self.open: bool = True

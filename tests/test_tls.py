@@ -1,0 +1,186 @@
+"""TLS to a fake exchange serving trustme certificates, direct and through real proxies."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import msgspec
+import pytest
+import trio
+import trustme
+from test_proxies import DEADLINE, handshake, peers, via
+
+from actors import ConnectError, ProxyError
+from actors.net import TcpTlsConnector, TlsSettings, build_ssl_context
+from supervisor.testing import open_fake_exchange
+from supervisor.testing.fake import FakeExchange
+from supervisor.testing.proxies import free_port, open_microsocks, open_tinyproxy
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
+    path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return str(path)
+
+
+def server_context(cert: trustme.LeafCert) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(context)
+    return context
+
+
+@asynccontextmanager
+async def tls_fake(cert: trustme.LeafCert) -> AsyncIterator[FakeExchange]:
+    async with open_fake_exchange(
+        name="venue", interval=60.0, ssl_context=server_context(cert)
+    ) as fake:
+        yield fake
+
+
+def settings(**values: object) -> TlsSettings:
+    return msgspec.convert(values, type=TlsSettings)
+
+
+async def test_a_trusted_certificate_is_accepted(ca: trustme.CA, ca_file: str) -> None:
+    with trio.fail_after(DEADLINE):
+        async with tls_fake(ca.issue_cert("127.0.0.1")) as fake:
+            await handshake(fake, TcpTlsConnector(tls=settings(ca_file=ca_file)))
+    assert fake.url.startswith("wss://127.0.0.1:")
+    assert peers(fake) == ["127.0.0.1"]
+
+
+async def test_server_hostname_sets_sni_and_the_name_checked(ca: trustme.CA, ca_file: str) -> None:
+    tls = settings(ca_file=ca_file, server_hostname="venue.example")
+    with trio.fail_after(DEADLINE):
+        async with tls_fake(ca.issue_cert("venue.example")) as fake:
+            await handshake(fake, TcpTlsConnector(tls=tls))
+    assert len(fake.sessions) == 1
+
+
+async def test_an_untrusted_issuer_is_refused_with_the_reason(ca: trustme.CA) -> None:
+    with trio.fail_after(DEADLINE):
+        async with tls_fake(ca.issue_cert("127.0.0.1")) as fake:
+            with pytest.raises(ConnectError) as caught:
+                await handshake(fake, TcpTlsConnector())
+    assert str(caught.value) == (
+        f"TLS certificate of {fake.url} refused: untrusted issuer (unable to get local "
+        "issuer certificate, verify code 20)"
+    )
+    assert isinstance(caught.value.__cause__, ssl.SSLCertVerificationError)
+    assert fake.sessions == []
+
+
+async def test_a_wrong_host_is_refused_with_the_reason(ca: trustme.CA, ca_file: str) -> None:
+    with trio.fail_after(DEADLINE):
+        async with tls_fake(ca.issue_cert("other.example")) as fake:
+            with pytest.raises(ConnectError) as caught:
+                await handshake(fake, TcpTlsConnector(tls=settings(ca_file=ca_file)))
+    assert str(caught.value) == (
+        f"TLS certificate of {fake.url} refused: wrong host (IP address mismatch, "
+        "certificate is not valid for '127.0.0.1'., verify code 64)"
+    )
+
+
+async def test_an_expired_certificate_is_refused_with_the_reason(
+    ca: trustme.CA, ca_file: str
+) -> None:
+    now = datetime.datetime.now(datetime.UTC)
+    cert = ca.issue_cert(
+        "127.0.0.1",
+        not_before=now - datetime.timedelta(days=30),
+        not_after=now - datetime.timedelta(days=1),
+    )
+    with trio.fail_after(DEADLINE):
+        async with tls_fake(cert) as fake:
+            with pytest.raises(ConnectError) as caught:
+                await handshake(fake, TcpTlsConnector(tls=settings(ca_file=ca_file)))
+    assert str(caught.value) == (
+        f"TLS certificate of {fake.url} refused: expired (certificate has expired, verify code 10)"
+    )
+
+
+async def test_tls_through_an_http_proxy(ca: trustme.CA, ca_file: str, tmp_path: Path) -> None:
+    with trio.fail_after(DEADLINE):
+        async with (
+            tls_fake(ca.issue_cert("127.0.0.1")) as fake,
+            open_tinyproxy(tmp_path, auth=("alice", "pw")) as proxy,
+        ):
+            connector = TcpTlsConnector(route=via(proxy.url()), tls=settings(ca_file=ca_file))
+            await handshake(fake, connector)
+    assert peers(fake) == [proxy.outgoing]
+
+
+async def test_a_refused_certificate_through_a_chain_names_the_route(
+    ca: trustme.CA, tmp_path: Path
+) -> None:
+    with trio.fail_after(DEADLINE):
+        async with (
+            tls_fake(ca.issue_cert("127.0.0.1")) as fake,
+            open_microsocks(tmp_path, auth=("alice", "pw")) as first,
+            open_tinyproxy(tmp_path) as second,
+        ):
+            connector = TcpTlsConnector(route=via(first.url(), second.url()))
+            with pytest.raises(ConnectError) as caught:
+                await handshake(fake, connector)
+    assert str(caught.value) == (
+        f"TLS certificate of {fake.url} via socks5://alice:***@127.0.0.1:{first.port} -> "
+        f"http://127.0.0.1:{second.port} refused: untrusted issuer (unable to get local "
+        "issuer certificate, verify code 20)"
+    )
+    assert fake.sessions == []
+
+
+async def test_verify_false_connects_and_warns_at_every_connect(
+    ca: trustme.CA, caplog: pytest.LogCaptureFixture
+) -> None:
+    connector = TcpTlsConnector(tls=settings(verify=False), name="deribit-main")
+    with trio.fail_after(DEADLINE):
+        async with tls_fake(ca.issue_cert("other.example")) as fake:
+            with caplog.at_level(logging.WARNING, logger="marketprism.connection"):
+                await handshake(fake, connector)
+                await handshake(fake, connector)
+    warnings = [r.getMessage() for r in caplog.records if "verification is OFF" in r.getMessage()]
+    assert (
+        warnings
+        == [
+            f"deribit-main: TLS certificate verification is OFF for {fake.url} (tls.verify = "
+            "false); anyone on the route can read and change this feed"
+        ]
+        * 2
+    )
+
+
+async def test_plaintext_off_this_machine_warns_at_every_connect(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Through a loopback proxy that is not listening: nothing leaves this machine.
+    connector = TcpTlsConnector(route=via(f"http://127.0.0.1:{free_port()}"), name="feed")
+    with caplog.at_level(logging.WARNING, logger="marketprism.connection"):
+        for _ in range(2):
+            with pytest.raises(ProxyError):
+                await connector("ws://stream.example.com/ws")
+    assert [r.getMessage() for r in caplog.records if "plaintext" in r.getMessage()] == [
+        "feed: plaintext ws:// to ws://stream.example.com/ws (allow_plaintext); anyone on "
+        "the route can read and change this feed"
+    ] * 2
+
+
+def test_contexts_are_built_once_per_distinct_settings(ca_file: str) -> None:
+    a = build_ssl_context(settings(ca_file=ca_file))
+    assert build_ssl_context(settings(ca_file=ca_file)) is a
+    assert build_ssl_context(None) is build_ssl_context(TlsSettings())
+    assert build_ssl_context(settings(ca_file=ca_file, verify=False)) is not a
+    off = build_ssl_context(settings(verify=False))
+    assert (off.check_hostname, off.verify_mode) == (False, ssl.CERT_NONE)
+    assert (a.check_hostname, a.verify_mode) == (True, ssl.CERT_REQUIRED)
