@@ -299,7 +299,7 @@ def test_venue_error_reads_every_envelope(body: Any, expected: tuple[Any, str] |
 # --- public surface -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["actors.net.rest"])
+@pytest.mark.parametrize("name", ["actors.net.rest", "supervisor.testing.fakes.rest"])
 def test_rest_modules_export_exactly_their_public_names(name: str) -> None:
     module = importlib.import_module(name)
     public = {

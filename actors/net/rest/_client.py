@@ -372,8 +372,6 @@ class RestClient:
             return failure if hold is None else _Held(failure)
         return _Ok(body)
 
-    # (no other public methods: one client, one loop)
-
 
 @final
 class _Ok:
