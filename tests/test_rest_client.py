@@ -150,6 +150,30 @@ async def test_connection_refused_is_retried_then_raised_as_connect_error(
     assert client.limiter.budget("weight").used == 0  # type: ignore[attr-defined]
 
 
+class HopRefused(ConnectError):
+    """Stands for the route's ProxyRejected: an opener's own ConnectError subclass."""
+
+
+async def test_the_openers_own_connect_error_reaches_the_caller(autojump_clock: Any) -> None:
+    async def opener(
+        host: str,
+        port: int,
+        *,
+        ssl_context: ssl.SSLContext | None,
+        server_hostname: str | None,
+        timeout: float | None,  # noqa: ASYNC109
+    ) -> trio.abc.Stream:
+        raise HopRefused("proxy socks5://***@127.0.0.1:1080 rejected the credentials")
+
+    with trio.fail_after(DEADLINE):
+        async with RestClient(
+            "binance", "https://api.binance.com", opener=opener, rng=HalfRandom()
+        ) as client:
+            with pytest.raises(HopRefused, match=r"^proxy socks5://\*\*\*@127\.0\.0\.1:1080 "):
+                await client.get("/api/v3/time")
+            assert trio.current_time() == 2.625
+
+
 async def test_429_holds_the_whole_host_for_retry_after(autojump_clock: Any) -> None:
     with trio.fail_after(DEADLINE):
         async with open_fake_rest() as fake, _client(fake) as client:

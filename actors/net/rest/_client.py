@@ -245,7 +245,8 @@ class RestClient:
             RestError: the venue answered with an error status or an error code in
                 the body (after retries, for a 5xx of an idempotent request).
             RateLimited: the request would wait longer than ``max_wait``.
-            ConnectError: no connection could be opened in ``retry.attempts`` attempts.
+            ConnectError: no connection could be opened in ``retry.attempts`` attempts
+                (the opener's own subclass, e.g. a route's ``ProxyRejected``, as it is).
             ConnectionLost: the exchange broke or timed out in every attempt (an
                 idempotent request), or once (any other).
             RuntimeError: the client is closed.
@@ -332,9 +333,19 @@ class RestClient:
                 )
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             limiter.release(reservation, sent=False, used=None, now=trio.current_time())
-            raise _Failed(
-                ConnectError(f"cannot connect to {redact_url(url)}: {exc}"), unsent=True
-            ) from exc
+            # The opener's own subclass of ConnectError (a route's ProxyError or
+            # ProxyRejected, naming the hop) is kept as it is; others get the URL.
+            # httpcore's pool re-raises with ``from None``, so the opener's error is
+            # found as the context, not the cause.
+            cause: BaseException | None = exc
+            while cause is not None and not isinstance(cause, ConnectError):
+                cause = cause.__cause__ or cause.__context__
+            refused = (
+                cause
+                if cause is not None and type(cause) is not ConnectError
+                else ConnectError(f"cannot connect to {redact_url(url)}: {exc}")
+            )
+            raise _Failed(refused, unsent=True) from exc
         except (httpx.TransportError, trio.TooSlowError) as exc:
             limiter.release(reservation, sent=True, used=None, now=trio.current_time())
             what = (
@@ -407,7 +418,9 @@ def _summary(last: Exception) -> Exception:
         return RestError(
             status=last.status, venue_code=last.venue_code, message=last.message, url=last.url
         )
-    return type(last)(str(last))
+    if type(last) in (ConnectError, ConnectionLost):
+        return type(last)(str(last))
+    return last  # an opener's own error type (its constructor may take more)
 
 
 @final
