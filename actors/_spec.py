@@ -9,9 +9,11 @@ to the actor without copying. Build it only through ``msgspec.convert``/``decode
 from __future__ import annotations
 
 import enum
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 import msgspec
+
+from actors.redact import redacted_fields, redacted_repr
 
 __all__ = [
     "DEFAULT_BUFFER",
@@ -92,6 +94,10 @@ class ConnectionSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
             ``overflow`` applies (whichever of ``buffer`` and this is reached first); a
             single batch larger than this is still queued when nothing else is.
         max_message_size: largest accepted WebSocket message in bytes.
+
+    Its ``repr`` (and so ``str``, and rich's pretty printing) shows every value
+    redacted (:func:`actors.redact.redacted_repr`): a URL's token, a login frame's keys.
+    The fields themselves hold the values as configured.
     """
 
     name: str
@@ -109,3 +115,9 @@ class ConnectionSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     buffer: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = DEFAULT_BUFFER
     buffer_bytes: Annotated[int, msgspec.Meta(ge=1 << 16, le=1 << 40)] = DEFAULT_BUFFER_BYTES
     max_message_size: Annotated[int, msgspec.Meta(ge=1024, le=1 << 30)] = DEFAULT_MAX_MESSAGE_SIZE
+
+    def __repr__(self) -> str:
+        return redacted_repr(self)
+
+    def __rich_repr__(self) -> list[tuple[str, Any]]:
+        return redacted_fields(self)

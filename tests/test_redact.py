@@ -6,6 +6,9 @@ part of user-info and raw login frames leaked. Each rule is pinned with exact ou
 
 from __future__ import annotations
 
+from typing import Any
+
+import msgspec
 import pytest
 from conformance.venues import VENUES
 from exchanges.helpers import connection_spec
@@ -16,14 +19,18 @@ from actors.exchanges import ADAPTERS
 from actors.net import redact_url as redact_url_from_net
 from actors.net.urls import redact_url as redact_url_from_urls
 from actors.redact import (
+    MASK,
     SAFE_QUERY_PARAMS,
     is_secret_key,
     looks_like_token,
     redact_frame,
     redact_text,
     redact_url,
+    redact_value,
+    redacted_repr,
     userinfo,
 )
+from supervisor import config_from_dict
 
 LISTEN_KEY = "pqia91ma19a5s61cv6a81va65sdf19v8a65a1a5s61cv6a81va65sdf19v8a65a1"
 
@@ -325,3 +332,65 @@ def test_redact_text(text: str, shown: str) -> None:
 )
 def test_is_secret_key(name: str, secret: bool) -> None:
     assert is_secret_key(name) is secret
+
+
+# -- values and reprs --------------------------------------------------------------------
+
+
+def test_redact_value_keeps_the_shape() -> None:
+    value: Any = {
+        "url": "wss://u:p@h/?token=T",
+        "token": 5,
+        "frames": ('{"op":"login","args":[]}', ["x"]),
+        "n": 1.5,
+    }
+    assert redact_value(value) == {
+        "url": "wss://***@h/?token=***",
+        "token": MASK,
+        "frames": ('{"op":"login","args":"***"}', ["x"]),
+        "n": 1.5,
+    }
+
+
+SECRET_CONFIG: dict[str, Any] = {
+    "connections": {
+        "x": {
+            "exchange": "raw",
+            "url": f"wss://h.example/ws/{LISTEN_KEY}?token=SECRET-TOKEN&streams=a",
+            "subscribe": [
+                '{"op":"login","args":[{"apiKey":"AK-123","passphrase":"hunter2","sign":"c2ln"}]}',
+                '{"op":"subscribe","args":[{"channel":"books","instId":"BTC-USDT"}]}',
+            ],
+        }
+    }
+}
+
+
+def test_config_reprs_mask_urls_and_frames() -> None:
+    config = config_from_dict(SECRET_CONFIG)
+    conn = config.connections[0]
+    shown = (
+        "ConnectionConfig(name='x', exchange='raw', "
+        "url='wss://h.example/ws/***?token=***&streams=a', "
+        'channels=(), symbols=(), subscribe=(\'{"op":"login","args":"***"}\', '
+        '\'{"op":"subscribe","args":[{"channel":"books","instId":"BTC-USDT"}]}\'), '
+        "raw=(), heartbeat=None, stale_after=30.0, silent_after=None, connect_timeout=10.0, "
+        "overflow=<Overflow.BLOCK: 'block'>, buffer=1024, buffer_bytes=67108864, "
+        "max_message_size=4194304, restart=<RestartType.PERMANENT: 'permanent'>, "
+        "backoff=BackoffPolicy(initial=0.5, max=30.0, multiplier=2.0, "
+        "jitter=<Jitter.FULL: 'full'>, reset_after=60.0), give_up_after=None)"
+    )
+    assert repr(conn) == str(conn) == shown
+    assert repr(config) == (
+        f"Config(supervisor={config.supervisor!r}, connections=({shown},), source='<dict>')"
+    )
+    rich = dict(conn.__rich_repr__())
+    assert rich["url"] == "wss://h.example/ws/***?token=***&streams=a"
+    assert rich["subscribe"][0] == '{"op":"login","args":"***"}'
+    # The values themselves are untouched: only their display is masked.
+    assert conn.url == SECRET_CONFIG["connections"]["x"]["url"]
+
+
+def test_a_repr_with_nothing_to_mask_is_msgspecs_own() -> None:
+    spec = connection_spec("c", "okx", channels=["trades"], symbols=["BTC-USDT"])
+    assert repr(spec) == redacted_repr(spec) == msgspec.Struct.__repr__(spec)
