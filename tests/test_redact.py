@@ -15,7 +15,8 @@ from exchanges.helpers import connection_spec
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actors.exchanges import ADAPTERS
+from actors.exchanges import ADAPTERS, RawProtocol
+from actors.exchanges.raw import topic_name
 from actors.net import redact_url as redact_url_from_net
 from actors.net.urls import redact_url as redact_url_from_urls
 from actors.redact import (
@@ -394,3 +395,26 @@ def test_config_reprs_mask_urls_and_frames() -> None:
 def test_a_repr_with_nothing_to_mask_is_msgspecs_own() -> None:
     spec = connection_spec("c", "okx", channels=["trades"], symbols=["BTC-USDT"])
     assert repr(spec) == redacted_repr(spec) == msgspec.Struct.__repr__(spec)
+
+
+# -- the raw adapter's topics ------------------------------------------------------------
+
+
+def test_raw_topics_are_named_by_place_and_redacted_summary() -> None:
+    login, books = SECRET_CONFIG["connections"]["x"]["subscribe"]
+    long = '{"op":"subscribe","args":[' + ",".join(f'"t{i:03d}"' for i in range(30)) + "]}"
+    spec = connection_spec(
+        "r", "raw", url="wss://h.example/ws", subscribe=[login, books, long, books]
+    )
+    proto = RawProtocol(spec)
+    proto.start_session(0.0)
+    assert proto.subscriptions == {
+        'subscribe[0] {"op":"login","args":"***"}': "live",
+        'subscribe[1] {"op":"subscribe","args":[{"channel":"books","instId":"BTC-USDT"}]}': "live",
+        'subscribe[2] {"op":"subscribe","args":["t000","t001","t002","t003","t004","t005",'
+        '"t006","t...': "live",
+        'subscribe[3] {"op":"subscribe","args":[{"channel":"books","instId":"BTC-USDT"}]}': "live",
+    }
+    # The wire still gets every frame exactly as configured, in order.
+    assert proto.frames_to_send() == [login, books, long, books]
+    assert topic_name(2, long) == list(proto.subscriptions)[2]
