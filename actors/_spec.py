@@ -9,9 +9,11 @@ to the actor without copying. Build it only through ``msgspec.convert``/``decode
 from __future__ import annotations
 
 import enum
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 import msgspec
+
+from actors.redact import redacted_fields, redacted_repr
 
 __all__ = [
     "DEFAULT_BUFFER",
@@ -130,6 +132,10 @@ class ConnectionSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
         tls: TLS settings for ``wss://`` (:class:`TlsSettings`).
         allow_plaintext: allow ``ws://`` to a host off this machine (refused otherwise;
             every such connect is logged as a warning).
+
+    Its ``repr`` (and so ``str``, and rich's pretty printing) shows every value
+    redacted (:func:`actors.redact.redacted_repr`): a URL's token, a login frame's keys.
+    The fields themselves hold the values as configured.
     """
 
     name: str
@@ -150,3 +156,9 @@ class ConnectionSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     proxy: ProxySetting | None = None
     tls: TlsSettings = TlsSettings()
     allow_plaintext: bool = False
+
+    def __repr__(self) -> str:
+        return redacted_repr(self)
+
+    def __rich_repr__(self) -> list[tuple[str, Any]]:
+        return redacted_fields(self)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import json
+import urllib.parse
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import trio
@@ -61,3 +63,29 @@ class RecordingConnector:
 
     def times(self, url: str | None = None) -> list[float]:
         return [t for t, u in self.attempts if url is None or u == url]
+
+
+def assert_no_secrets(outputs: Mapping[str, str], secrets: Iterable[str]) -> None:
+    """Fail if any planted secret appears in any captured output, naming every leak.
+
+    Each secret is also looked for percent-encoded and JSON-escaped, the forms a URL or
+    an encoded stats snapshot would carry it in. To cover one more kind of output (a
+    proxy's error, ``marketprism probe``), capture its text under a name and add it to
+    ``outputs``.
+
+    Args:
+        outputs: what was captured, by a name that says where it came from (``"logs"``,
+            ``"stats"``, ``"check stderr"``).
+        secrets: the secret strings planted in the config, frames and URLs.
+    """
+    leaks = []
+    for secret in secrets:
+        forms = {secret, urllib.parse.quote(secret, safe=""), json.dumps(secret)[1:-1]}
+        for where, text in outputs.items():
+            for form in sorted(forms):
+                at = text.find(form)
+                if at >= 0:
+                    context = text[max(0, at - 60) : at + len(form) + 20]
+                    leaks.append(f"{secret!r} in {where}: ...{context}...")
+                    break
+    assert not leaks, "secrets leaked:\n" + "\n".join(leaks)

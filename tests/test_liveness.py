@@ -239,7 +239,7 @@ def test_an_adapter_without_topics_times_all_its_data_together() -> None:
     )
     proto = RawProtocol(spec)
     proto.start_session(0.0)  # raw subscriptions count as confirmed once queued
-    assert proto.subscriptions == {'{"sub":1}': "live"}
+    assert proto.subscriptions == {'subscribe[0] {"sub":1}': "live"}
     assert proto.deadline() == 10.0
     assert len(proto.receive_frame('{"x":1}', 4.0, 0.0)) == 1
     proto.events()
@@ -248,7 +248,7 @@ def test_an_adapter_without_topics_times_all_its_data_together() -> None:
     assert proto.deadline() == 14.0
     proto.tick(14.0)
     assert proto.events() == [
-        SubscriptionSilent(topic='{"sub":1}', silent_for=10.0),
+        SubscriptionSilent(topic='subscribe[0] {"sub":1}', silent_for=10.0),
         HeartbeatMissed(
             detail="every subscription silent for 10 s: data stopped while the connection stays up"
         ),

@@ -315,9 +315,9 @@ async def test_errors_are_typed_per_venue_and_urls_masked(
         async with open_fake_rest() as fake, _client(fake, venue) as client:
             fake.route("/x", Reply(status=status, body=body))
             with pytest.raises(
-                RestError, match=rf"^{fake.url}/x\?signature=\*\*\*&a=1: {expected}$"
+                RestError, match=rf"^{fake.url}/x\?signature=\*\*\*&symbol=BTCUSDT: {expected}$"
             ) as caught:
-                await client.get("/x", params={"signature": "SECRET", "a": 1})
+                await client.get("/x", params={"signature": "SECRET", "symbol": "BTCUSDT"})
         assert caught.value.status == status
         assert "SECRET" not in repr(caught.value.__cause__)
         assert _times(fake) == [0.0]  # 4xx and error codes are never retried

@@ -289,7 +289,7 @@ BAD = [
     ),
     (
         "http://h?x=1",
-        "'http://h?x=1' has a path, query or fragment (expected only http://[user:password@]host[:port])",
+        "'http://h?x=***' has a path, query or fragment (expected only http://[user:password@]host[:port])",
     ),
     (
         "socks4://u:pw@h",

@@ -3,11 +3,18 @@
 Useful for any exchange we have no adapter for yet, and for tests. It has no acks, so its
 subscriptions count as confirmed once queued; every received text or binary frame must be
 one JSON value, anything else is counted as malformed and dropped.
+
+A ``subscribe`` entry may be a login frame with an API key, passphrase and signature
+(OKX ``{"op":"login",...}``). The subscription book, and so ``stats()``, logs and the
+demo, never see the frame: each entry is a topic named by its place in the list and
+its redacted summary, ``subscribe[0] {"op":"login","args":"***"}``
+(:func:`actors.redact.redact_frame`). The name is stable across sessions (config is
+frozen) and unique even when two entries are the same frame.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Final
 
 import msgspec
 
@@ -17,8 +24,30 @@ from actors.exchanges.messages import Batch
 from actors.exchanges.sdk.checks import not_used
 from actors.exchanges.sdk.pacing import Pacer
 from actors.exchanges.sdk.protocol import ExchangeProtocol, Frame
+from actors.redact import redact_frame
 
-__all__ = ["RawProtocol"]
+__all__ = ["RawProtocol", "topic_name"]
+
+#: Longest summary of a frame in its topic name: enough to tell entries apart in a
+#: stats table, short enough for one line.
+_SUMMARY_CHARS: Final = 80
+
+
+def topic_name(index: int, frame: str) -> str:
+    """The topic the ``raw`` adapter shows for ``subscribe[index]``: no secret in it.
+
+    Args:
+        index: the entry's place in ``subscribe``.
+        frame: the entry.
+
+    Returns:
+        ``subscribe[INDEX] SUMMARY``, the summary being the redacted frame cut to
+        80 characters (``...`` marks a cut).
+    """
+    summary = redact_frame(frame)
+    if len(summary) > _SUMMARY_CHARS:
+        summary = summary[: _SUMMARY_CHARS - 3] + "..."
+    return f"subscribe[{index}] {summary}"
 
 
 class RawProtocol(ExchangeProtocol):
@@ -31,6 +60,9 @@ class RawProtocol(ExchangeProtocol):
 
     def __init__(self, spec: ConnectionSpec, *, pacer: Pacer | None = None) -> None:
         super().__init__(spec, pacer=pacer)
+        #: Topic name -> the frame it sends.
+        self._frames: dict[str, str] = {}
+        self._configure(spec)
         self._decode = msgspec.json.Decoder().decode
 
     @classmethod
@@ -40,15 +72,16 @@ class RawProtocol(ExchangeProtocol):
         return [not_used(key, cls.exchange, why) for key in keys if getattr(spec, key)]
 
     def topics(self) -> list[str]:
-        return list(self.spec.subscribe)
+        return list(self._frames)
 
     def _configure(self, spec: ConnectionSpec) -> None:
-        pass  # nothing to route: every frame is delivered as it is
+        # Nothing to route (every frame is delivered as it is); only the names to send by.
+        self._frames = {topic_name(i, frame): frame for i, frame in enumerate(spec.subscribe)}
 
     def _subscribe(self, now: float, topics: list[str]) -> None:
         # No acks in a raw protocol: the frames count as confirmed once queued.
-        for frame in topics:
-            self.send_now(frame)
+        for topic in topics:
+            self.send_now(self._frames[topic])
         if topics:
             self.confirm(topics)
 

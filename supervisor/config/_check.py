@@ -22,6 +22,7 @@ from typing import Annotated, Any, Final
 
 import msgspec
 
+from actors.redact import redact_value
 from supervisor.config._toml import dotted
 
 __all__ = [
@@ -56,7 +57,9 @@ def value_problem(key: str, value: Any, field_type: Any) -> str | None:
     if isinstance(base, type) and issubclass(base, enum.Enum):
         if isinstance(value, str):
             choices = [str(member.value) for member in base]
-            return f"unknown {key} {value!r}{did_you_mean(value, choices)} (expected {expected})"
+            return (
+                f"unknown {key} {show(value)}{did_you_mean(value, choices)} (expected {expected})"
+            )
     elif typing.get_origin(base) is tuple and isinstance(value, list | tuple):
         item_type = typing.get_args(base)[0]
         for index, item in enumerate(value):
@@ -150,10 +153,12 @@ def kind(value: Any) -> str:
 
 
 def show(value: Any) -> str:
-    """``repr(value)`` cut to a readable length; dates and times as TOML writes them."""
+    """``repr(value)`` without secrets, cut to a readable length; dates and times as TOML
+    writes them. Redaction (:func:`actors.redact.redact_value`, token-shaped strings
+    too) comes before the cut, so a cut never leaves half a secret unmasked."""
     if isinstance(value, datetime.date | datetime.time):
         return value.isoformat()
-    text = repr(value)
+    text = repr(redact_value(value, mask_tokens=True))
     return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
 
 

@@ -31,8 +31,9 @@ import msgspec
 
 from actors import ConfigError
 from actors.exchanges import ADAPTERS
-from actors.net import is_local_host, redact_url, split_ws_url
+from actors.net import is_local_host, split_ws_url
 from actors.net.route import parse_proxy_setting
+from actors.redact import MASK, redact_url, userinfo
 from supervisor.config._check import (
     Path,
     Report,
@@ -338,7 +339,7 @@ def _check_semantics(report: Report, path: Path, values: dict[str, Any]) -> None
     if exchange is not None and exchange not in ADAPTERS:
         report.add(
             (*path, "exchange"),
-            f"unknown exchange {exchange!r}{did_you_mean(exchange, ADAPTERS)} "
+            f"unknown exchange {show(exchange)}{did_you_mean(exchange, ADAPTERS)} "
             f"(expected one of: {', '.join(ADAPTERS)})",
         )
     url = values.get("url")
@@ -481,8 +482,8 @@ def _check_backoff_order(
 
 def _url_problems(url: str) -> list[str]:
     """What is wrong with a WebSocket URL; the URL is shown with its secrets masked."""
-    # The user name stays visible so the problem says whose credentials these are.
-    shown = redact_url(url, keep_username=True)
+    # User-info masked whole: an exchange URL's user name is often the API key (M7).
+    shown = redact_url(url)
     problems = []
     try:
         parts = urllib.parse.urlsplit(url)
@@ -511,12 +512,8 @@ def _has_credentials(url: str) -> bool:
 
     User-info that is already masked (``***@``, ``user:***@``) holds no secret.
     """
-    scheme_end = url.find("://")
-    authority = url[0 if scheme_end < 0 else scheme_end + 3 :]
-    for stop in "/?#":
-        authority = authority.partition(stop)[0]
-    userinfo, at, _ = authority.rpartition("@")
-    return bool(at) and "***" not in (userinfo, userinfo.partition(":")[2])
+    info = userinfo(url)
+    return info is not None and MASK not in (info, info.partition(":")[2])
 
 
 def _describe_key(key: str) -> str:

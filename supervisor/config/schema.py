@@ -17,12 +17,13 @@ Struct's ``__init__`` does not check types.
 
 from __future__ import annotations
 
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 import msgspec
 
 from actors import ConnectionSpec
 from actors.net.route import ProxySetting
+from actors.redact import redacted_fields, redacted_repr
 from supervisor.policy import BackoffPolicy, RestartType, Strategy
 
 __all__ = [
@@ -102,9 +103,18 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             connection that sets none itself. Kept apart from the connections' own
             ``proxy`` so that the route says which of the two it came from.
         source: the file it was read from, or ``"<dict>"``/``"<string>"``.
+
+    Its ``repr`` shows every value redacted, as :class:`ConnectionSpec`'s does (the
+    ``default_proxy`` may hold a password).
     """
 
     supervisor: SupervisorSettings = SupervisorSettings()
     connections: tuple[ConnectionConfig, ...] = ()
     default_proxy: ProxySetting | None = None
     source: str = "<dict>"
+
+    def __repr__(self) -> str:
+        return redacted_repr(self)
+
+    def __rich_repr__(self) -> list[tuple[str, Any]]:
+        return redacted_fields(self)

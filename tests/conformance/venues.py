@@ -19,6 +19,8 @@ from typing import Any, ClassVar
 
 import msgspec
 
+from actors.exchanges.raw import topic_name
+
 Frame = str | bytes
 _json = msgspec.json.decode
 
@@ -340,7 +342,9 @@ class RawVenue(Venue):
     spec = {"url": "ws://127.0.0.1:1/", "subscribe": ['{"op":"sub","args":["a"]}', "hello"]}
 
     def receive(self, frame: Frame) -> list[Frame]:
-        self.requested.append(_text(frame))
+        # The adapter names each frame by its place and redacted summary (never the
+        # frame itself: it may be a login); the venue sees them in config order.
+        self.requested.append(topic_name(len(self.requested), _text(frame)))
         return []
 
     def spec_for(self, symbols: int) -> dict[str, Any]:
