@@ -72,6 +72,7 @@ from actors.exchanges.messages import (
 from actors.exchanges.sdk.protocol import ExchangeProtocol
 from actors.net.urls import redact_url
 from actors.net.websocket import WebSocket
+from actors.redact import redact_text
 from actors.registry import RegistryClient, Traffic
 
 __all__ = ["DEFAULT_FLUSH_INTERVAL", "Session", "TrafficCounter"]
@@ -154,8 +155,8 @@ class TrafficCounter:
             "counted in stats, not logged",
             self._name,
             event.kind,
-            event.detail,
-            event.sample,
+            redact_text(event.detail),
+            redact_text(event.sample),
         )
 
     def count_gap(self, event: SequenceGap) -> None:
@@ -428,7 +429,7 @@ class Session:
                     self.name,
                     event.topic,
                     event.code,
-                    event.message,
+                    redact_text(event.message),
                 )
             elif isinstance(event, SequenceGap):
                 self._traffic.count_gap(event)

@@ -6,17 +6,21 @@ part of user-info and raw login frames leaked. Each rule is pinned with exact ou
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import msgspec
 import pytest
+import trio
 from conformance.venues import VENUES
 from exchanges.helpers import connection_spec
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actors.exchanges import ADAPTERS, RawProtocol
+from actors import ConsumerQueue, Overflow
+from actors.exchanges import ADAPTERS, MalformedFrame, RawProtocol
 from actors.exchanges.raw import topic_name
+from actors.exchanges.sdk.subscriptions import SubscriptionBook
 from actors.net import redact_url as redact_url_from_net
 from actors.net.urls import redact_url as redact_url_from_urls
 from actors.redact import (
@@ -31,6 +35,8 @@ from actors.redact import (
     redacted_repr,
     userinfo,
 )
+from actors.registry import RegistryClient, RegistryEvent
+from actors.session import TrafficCounter
 from supervisor import config_from_dict
 
 LISTEN_KEY = "pqia91ma19a5s61cv6a81va65sdf19v8a65a1a5s61cv6a81va65sdf19v8a65a1"
@@ -441,3 +447,31 @@ def test_raw_topics_are_named_by_place_and_redacted_summary() -> None:
     # The wire still gets every frame exactly as configured, in order.
     assert proto.frames_to_send() == [login, books, long, books]
     assert topic_name(2, long) == list(proto.subscriptions)[2]
+
+
+# -- text the exchange sends back -------------------------------------------------------
+
+
+ECHOED = 'refused {"op":"login","args":[{"apiKey":"AK-ECHO","sign":"SIG-ECHO"}]} token=TOK-ECHO'
+
+
+def test_a_refusal_message_is_redacted_in_the_topic_state() -> None:
+    book = SubscriptionBook()
+    book.expect(["login"])
+    book.refuse("login", "60009", ECHOED)
+    state = book.states["login"]
+    assert state.startswith("failed: 60009 refused ")
+    for secret in ("AK-ECHO", "SIG-ECHO", "TOK-ECHO"):
+        assert secret not in state
+
+
+async def test_a_malformed_frame_sample_is_logged_redacted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    send, _receive = trio.open_memory_channel[RegistryEvent](10)
+    counter = TrafficCounter("x", RegistryClient(send), ConsumerQueue(Overflow.BLOCK, 1))
+    with caplog.at_level(logging.WARNING, logger="marketprism"):
+        counter.count_malformed(MalformedFrame(kind="json", detail=ECHOED, sample=ECHOED))
+    assert "dropped a malformed frame" in caplog.text
+    for secret in ("AK-ECHO", "SIG-ECHO", "TOK-ECHO"):
+        assert secret not in caplog.text

@@ -31,6 +31,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
+from actors.redact import redact_text
+
 __all__ = ["Outcome", "Request", "SubscriptionBook", "batches"]
 
 
@@ -166,7 +168,8 @@ class SubscriptionBook:
         if topic not in self.states:
             return Outcome((), (code, message))
         self._pending.discard(topic)
-        self.states[topic] = f"failed: {code} {message}"
+        # The exchange's text, shown in stats: it may echo what we sent.
+        self.states[topic] = f"failed: {code} {redact_text(message)}"
         return Outcome((topic,), (code, message))
 
     def refuse_request(
