@@ -386,6 +386,42 @@ def test_the_ledger_classifies_every_message_the_consumer_missed() -> None:
     ledger.sent("c", 3, trades(10))
     assert (totals.sent, totals.overlaps, ledger.unsettled()) == (12, 1, 1)
     assert ledger.last_delivered("c", 3) == 0
+    # Delivered but not yet final (no later frame yet): unsettled, but no longer owed.
+    assert ledger.unsettled_undelivered() == 1
+    ledger.delivered("c", Item("trade", "BTCUSDT", 11))
+    assert (ledger.unsettled(), ledger.unsettled_undelivered()) == (1, 0)
+
+
+def test_a_frame_of_a_retired_session_waits_for_the_successor_to_pass_it() -> None:
+    ledger = Ledger()
+    # Session 0 is retired at a handover with trade 3 unread on its socket; the successor
+    # (session 1) joined at 2 and writes 3 on its own beat, after the checkpoint.
+    for n in (1, 2, 3):
+        ledger.sent("c", 0, trades(n))
+    ledger.sent("c", 1, trades(2))
+    for n in (1, 2):
+        ledger.delivered("c", Item("trade", "BTCUSDT", n))
+    ledger.ended("c", 0, End.RETIRED, 3, "notice #0")
+    ledger.settle("c", live=1, mark=1)
+    assert (ledger.totals.silent, ledger.unsettled_undelivered()) == (0, 1)  # 3 waits
+    ledger.sent("c", 1, trades(3))
+    ledger.sent("c", 1, trades(4))
+    ledger.delivered("c", Item("trade", "BTCUSDT", 3))
+    ledger.delivered("c", Item("trade", "BTCUSDT", 4))
+    ledger.settle("c", live=1, mark=3)
+    assert (ledger.totals.silent, ledger.totals.settled, ledger.unsettled()) == (0, 4, 0)
+    # A frame the successor skipped is lost once the delivered stream has passed it.
+    for n in (5, 6, 7):
+        ledger.sent("c", 1, trades(n))
+    ledger.delivered("c", Item("trade", "BTCUSDT", 5))
+    ledger.ended("c", 1, End.RETIRED, 6, "notice #1")
+    ledger.sent("c", 2, trades(7))
+    ledger.delivered("c", Item("trade", "BTCUSDT", 7))
+    ledger.settle("c", live=2, mark=1)
+    assert ledger.totals.silent == 1
+    assert [(loss.id, loss.why) for loss in ledger.losses] == [
+        (6, "lost when the client retired the session (not covered by its successor)")
+    ]
 
 
 def test_the_ledger_checks_the_order_of_what_arrives() -> None:
@@ -442,7 +478,7 @@ def check_clean(result: Any) -> dict[str, Any]:
         - messages["delivered_again"]
         + messages["cut_mid_write"]
         + messages["lost_in_flight"]
-        + messages["unsettled_at_end"]
+        + messages["unsettled_undelivered_at_end"]
     )
     assert summary["leaks"]["off_baseline"] == 0
     assert summary["leaks"]["checkpoints"] == summary["rounds"] + 1

@@ -34,8 +34,11 @@ classified by how its session ended:
   tail is reported);
 - *silent*: anything else: a frame before a close frame, a frame earlier than one that
   was delivered, a frame of a session the client retired at a handover that the
-  successor did not cover. Each is a violation, unless the overflow policy counted
-  that many drops (``stats().dropped``).
+  successor did not cover. (Such a frame is final only once the delivered stream has
+  passed its number, or no session is live: the successor writes the same event on its
+  own beat, which may come after the checkpoint that saw the old session end.) Each is
+  a violation, unless the overflow policy counted that many drops
+  (``stats().dropped``).
 """
 
 from __future__ import annotations
@@ -359,6 +362,19 @@ class Ledger:
                         break
                 if not final:
                     continue
+                if (
+                    live is not None
+                    and not stream.delivered.get(identity)
+                    and (stream.last is None or stream.last < identity[1])
+                    and any(
+                        sessions[(connection, send.session)].end is End.RETIRED for send in sends
+                    )
+                ):
+                    # Retired at a handover before the consumer got it: the successor
+                    # writes the same event on its own beat, possibly after this
+                    # checkpoint, and delivers it then. Final once the delivered
+                    # stream has passed it (or no session is live).
+                    continue
                 del stream.sent[identity]
                 stream.gaps.discard(identity)
                 totals.settled += 1
@@ -418,6 +434,20 @@ class Ledger:
     def unsettled(self) -> int:
         """Messages written but not yet settled."""
         return sum(len(stream.sent) for stream in self._streams.values())
+
+    def unsettled_undelivered(self) -> int:
+        """Messages written, not yet settled, and not delivered either.
+
+        The balance counts these: an unsettled message that was delivered is already in
+        "delivered once" (the run ended before a later frame of its session made it
+        final).
+        """
+        return sum(
+            1
+            for stream in self._streams.values()
+            for identity in stream.sent
+            if not stream.delivered.get(identity)
+        )
 
 
 def _name(key: StreamKey) -> str:

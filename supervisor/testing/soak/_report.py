@@ -154,7 +154,7 @@ def summarize(result: RunResult) -> tuple[dict[str, Any], list[Violation]]:
         + totals.cut
         + totals.in_flight
         + totals.silent
-        + result.ledger.unsettled()
+        + result.ledger.unsettled_undelivered()
     )
     if once != accounted:
         violations.append(
@@ -252,6 +252,7 @@ def summarize(result: RunResult) -> tuple[dict[str, Any], list[Violation]]:
             "delivered_again": totals.redelivered,
             "settled": totals.settled,
             "unsettled_at_end": result.ledger.unsettled(),
+            "unsettled_undelivered_at_end": result.ledger.unsettled_undelivered(),
             "cut_mid_write": totals.cut,
             "lost_in_flight": totals.in_flight,
             "longest_tail": totals.max_tail,
@@ -363,7 +364,8 @@ def render(summary: dict[str, Any], violations: list[Violation], *, replay: str)
         f"  balance: written once {once} = delivered once "
         f"{m['delivered'] - m['delivered_again'] - m['unexpected']} + cut "
         f"{m['cut_mid_write']} + in flight {m['lost_in_flight']} + lost "
-        f"{m['silent_losses'] + m['dropped_by_policy']} + unsettled {m['unsettled_at_end']}"
+        f"{m['silent_losses'] + m['dropped_by_policy']} + unsettled and undelivered "
+        f"{m['unsettled_undelivered_at_end']}"
     )
     add(
         f"  duplicates: trades {m['trade_duplicates']}, book deltas {m['book_backwards']}; "
