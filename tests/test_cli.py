@@ -48,6 +48,7 @@ ENV: Final = {
     key: value
     for key, value in os.environ.items()
     if key not in {"COLUMNS", "LINES", "FORCE_COLOR", "NO_COLOR", "TTY_COMPATIBLE"}
+    and not key.lower().endswith("_proxy")  # the routes `check` prints come from config
 }
 #: Hard deadline of a test that runs the child against a fake, in real seconds.
 DEADLINE: Final = 20.0
@@ -253,14 +254,59 @@ def test_check_example_config_is_ok() -> None:
     result = run_cli("check", "config.toml", cwd=REPO)
     assert (result.returncode, result.stderr) == (0, "")
     assert result.stdout.splitlines() == [
-        "config.toml: OK: 4 connection(s): binance, okx, deribit, bybit"
+        "config.toml: OK: 4 connection(s): binance, okx, deribit, bybit",
+        *(f"  {name}: direct (no proxy configured)" for name in DEMO_NAMES),
     ]
+
+
+DEMO_NAMES: Final = ("binance", "okx", "deribit", "bybit")
 
 
 def test_check_default_path_is_config_toml() -> None:
     result = run_cli("check", cwd=REPO)
     assert (result.returncode, result.stderr) == (0, "")
-    assert result.stdout == "config.toml: OK: 4 connection(s): binance, okx, deribit, bybit\n"
+    assert result.stdout.splitlines()[0] == (
+        "config.toml: OK: 4 connection(s): binance, okx, deribit, bybit"
+    )
+
+
+def test_check_shows_the_route_the_environment_gives_each_connection() -> None:
+    env = {**ENV, "HTTPS_PROXY": "socks5h://bob:S3CRET@p.example:1080", "NO_PROXY": ".okx.com"}
+    result = subprocess.run(
+        [*CLI, "check", "config.toml"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=QUICK,
+        check=False,
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.splitlines()[1:] == [
+        "  binance: socks5h://bob:***@p.example:1080 (environment HTTPS_PROXY)",
+        "  okx: direct (NO_PROXY entry '.okx.com' matches ws.okx.com)",
+        "  deribit: socks5h://bob:***@p.example:1080 (environment HTTPS_PROXY)",
+        "  bybit: socks5h://bob:***@p.example:1080 (environment HTTPS_PROXY)",
+    ]
+
+
+def test_check_refuses_an_invalid_environment_proxy() -> None:
+    env = {**ENV, "https_proxy": "bogus://u:S3CRET@x"}
+    result = subprocess.run(
+        [*CLI, "check", "config.toml"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=QUICK,
+        check=False,
+    )
+    assert (result.returncode, result.stdout) == (2, "")
+    assert "S3CRET" not in result.stderr
+    assert result.stderr.startswith(
+        "config.toml: connections.binance: environment https_proxy: 'bogus://u:***@x' has an "
+        "unsupported scheme 'bogus'"
+    )
 
 
 BROKEN: Final = """\

@@ -21,6 +21,7 @@ import contextlib
 import io
 import logging
 import math
+import os
 import sys
 from collections.abc import Sequence
 from typing import Final, final
@@ -36,6 +37,7 @@ from supervisor.cli.output import DEFAULT_OUTPUT_BUDGET, LineWriter
 from supervisor.cli.signals import stop_on_signals
 from supervisor.config import Config, load_config
 from supervisor.tree import Supervisor
+from supervisor.wiring import resolve_routes
 
 __all__ = ["main"]
 
@@ -162,10 +164,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _check(path: str) -> int:
     try:
         config = load_config(path)
+        # The routes as `run` would take them now (the environment's proxies included).
+        routes = resolve_routes(config, os.environ)
     except ConfigError as exc:
         return _report_config_error(exc)
     names = ", ".join(c.name for c in config.connections)
     print(f"{path}: OK: {len(config.connections)} connection(s): {names}")
+    for spec, route in zip(config.connections, routes, strict=True):
+        print(f"  {spec.name}: {route.describe()}")
     return EXIT_OK
 
 
