@@ -49,6 +49,7 @@ def test_config_package_exports_exactly_its_seam() -> None:
             "DEFAULT_WITHIN",
             "Config",
             "ConnectionConfig",
+            "RestSettings",
             "SupervisorSettings",
             "config_from_dict",
             "load_config",
