@@ -13,7 +13,9 @@ from actors._errors import LocalProtocolError as LocalProtocolError
 from actors._errors import ProtocolError as ProtocolError
 from actors._errors import ProxyError as ProxyError
 from actors._errors import ProxyRejected as ProxyRejected
+from actors._errors import RateLimited as RateLimited
 from actors._errors import RestartLimitExceeded as RestartLimitExceeded
+from actors._errors import RestError as RestError
 from actors._errors import ServerClosing as ServerClosing
 from actors._errors import SupervisorError as SupervisorError
 from actors._errors import TransportError as TransportError
@@ -41,8 +43,10 @@ __all__ = [
     "ProtocolError",
     "ProxyError",
     "ProxyRejected",
+    "RateLimited",
     "RegistryActor",
     "RegistryClient",
+    "RestError",
     "RestartLimitExceeded",
     "ServerClosing",
     "SupervisorError",

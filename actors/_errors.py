@@ -21,8 +21,16 @@ converted: they travel up as themselves and count as crashes.
     ├── ProtocolError               one side broke the exchange protocol
     │   └── LocalProtocolError      our misuse of an adapter (a bug on our side)
     ├── RestartLimitExceeded        restart intensity exceeded; the supervisor gave up loudly
-    └── GaveUp                      connections not live for ``give_up_after`` stopped for
-                                    good and no permanent connection is left running
+    ├── GaveUp                      connections not live for ``give_up_after`` stopped for
+    │                               good and no permanent connection is left running
+    ├── RestError                   a venue answered a REST request with an error (HTTP
+    │                               status, the venue's own code and message)
+    └── RateLimited                 a REST request would wait longer than the caller's
+                                    ``max_wait`` (the host is held or its budget spent)
+
+REST transport failures (connect, reset, timeout) are the tree's ``ConnectError`` and
+``ConnectionLost``; :mod:`actors.net.rest` raises the two REST errors and reads each
+venue's error envelope.
 
 An exchange that breaks its own protocol never raises: a frame that cannot be understood
 is counted and logged (``MalformedFrame``) and the session goes on; an exchange that
@@ -38,6 +46,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from actors.redact import redact_url
+
 __all__ = [
     "ConfigError",
     "ConnectError",
@@ -49,6 +59,8 @@ __all__ = [
     "ProtocolError",
     "ProxyError",
     "ProxyRejected",
+    "RateLimited",
+    "RestError",
     "RestartLimitExceeded",
     "ServerClosing",
     "SupervisorError",
@@ -191,3 +203,52 @@ class GaveUp(SupervisorError):
     def __init__(self, message: str, *, last_errors: Mapping[str, str]) -> None:
         self.last_errors = dict(last_errors)
         super().__init__(message)
+
+
+class RestError(SupervisorError):
+    """The venue answered a request with an error.
+
+    Attributes:
+        status: the HTTP status (``200`` when the venue put an error code in a 200 body,
+            as OKX and Bybit do).
+        venue_code: the venue's own code (``-1121``, ``"51000"``, ``10028``), or
+            ``None`` when the body carried none (an HTML error page, an empty 502).
+        message: the venue's message, or the start of the body when it had none.
+        url: the request URL with credentials masked.
+    """
+
+    def __init__(
+        self, *, status: int, venue_code: int | str | None, message: str, url: str
+    ) -> None:
+        self.status = status
+        self.venue_code = venue_code
+        self.message = message
+        self.url = redact_url(url)
+        code = "" if venue_code is None else f" code {venue_code!r}"
+        super().__init__(f"{self.url}: HTTP {status}{code}: {message}")
+
+
+class RateLimited(SupervisorError):
+    """A request would have to wait longer than the caller allowed (``max_wait``).
+
+    Raised before anything is sent when the host is held (after a 429 or a ban) or its
+    budget is spent until later, and after a 429/418 whose hold is longer than
+    ``max_wait``.
+
+    Attributes:
+        wait: seconds from now until the request could go.
+        host: the host the hold or budget belongs to.
+        reason: why: ``"held after HTTP 429"``, ``"IP banned (HTTP 418)"``,
+            ``"weight budget"``, ...
+        status: the HTTP status that caused the hold, or ``None`` for our own budget.
+    """
+
+    def __init__(self, *, wait: float, host: str, reason: str, status: int | None) -> None:
+        self.wait = wait
+        self.host = host
+        self.reason = reason
+        self.status = status
+        super().__init__(
+            f"{host}: rate limited ({reason}); the next request could go in {wait:.3f} s, "
+            "beyond max_wait; retry later or pass a larger max_wait"
+        )

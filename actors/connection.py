@@ -40,6 +40,15 @@ that is the connection at the time ends with nothing pending. Each session opens
 small nursery of its own for its socket's reader, so no nursery is handed between
 tasks.
 
+REST: a connection with a REST client (``rest=``) runs its adapter's REST calls (server
+time, instrument lists; :mod:`actors.exchanges.sdk.rest`) in a task of its own in the
+``run_session()`` nursery, beside the sessions and cancelled when they end. It never
+writes to a socket and never raises: a failed call is logged once (until one succeeds
+again) and tried again after the adapter's backoff, so REST can neither end nor delay a
+session. Its results reach stats as ``RestInfo`` (clock offset, used weight, hold), and
+an unknown symbol's subscriptions as failed states; the Binance weight window is aligned
+to the venue's clock with the measured offset.
+
 Delivery: the session that is the connection delivers through a callable composed from
 the actor's state by one method, never by wrapping what is already there: the queue's
 ``put``; around it the ledger of the handover it announced (``track``); around that,
@@ -54,23 +63,27 @@ import collections
 import functools
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable
 from typing import Final
 
 import trio
 
-from actors._errors import ConnectionLost, FeedStale, ServerClosing
+from actors._errors import ConnectionLost, FeedStale, RateLimited, ServerClosing
 from actors._spec import ConnectionSpec
 from actors.consumer_queue import ConsumerQueue
 from actors.exchanges.messages import Batch, ReconnectRequested
 from actors.exchanges.sdk.protocol import AdapterState, ExchangeProtocol
+from actors.exchanges.sdk.rest import TIME, RestCall
 from actors.handover import ContinuityLedger
 from actors.net import Connector, redact_url, split_ws_url
+from actors.net.rest import RestClient, WeightWindow
 from actors.net.websocket import NORMAL_CLOSURE, ClosedNormally, open_websocket
 from actors.registry import (
     Connected,
     ConnectionState,
     RegistryClient,
+    RestInfo,
     StateChanged,
     SubscriptionStates,
 )
@@ -192,6 +205,9 @@ class ConnectionActor:
         registry: where state changes and traffic go.
         connector: opens the stream under the WebSocket.
         close_timeout: seconds the closing handshake may take.
+        rest: the connection's REST client (shared with ``sup.rest(name)``), or ``None``
+            for a connection without REST.
+        wall_clock: Unix time, read around each server-time call (tests inject one).
     """
 
     def __init__(
@@ -203,6 +219,8 @@ class ConnectionActor:
         registry: RegistryClient,
         connector: Connector,
         close_timeout: float,
+        rest: RestClient | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.spec = spec
         self._new_adapter = new_adapter
@@ -228,6 +246,11 @@ class ConnectionActor:
         self._announced: tuple[Session, float] | None = None
         #: ``task_status.started`` until the connection is first live.
         self._started: Callable[[], None] | None = None
+        #: The connection's REST client, or None.
+        self.rest = rest
+        self._wall_clock = wall_clock
+        #: REST purposes whose failure was logged (until they succeed again).
+        self._rest_failing: set[str] = set()
 
     @property
     def url(self) -> str:
@@ -272,7 +295,13 @@ class ConnectionActor:
             async with trio.open_nursery() as nursery:
                 requests, incoming = trio.open_memory_channel[_Handover](1)
                 nursery.start_soon(self._run_successors, incoming)
-                await self._run_session(self.protocol, requests, None)
+                rest = trio.CancelScope()
+                if self.rest is not None:
+                    nursery.start_soon(self._run_rest, self.rest, rest)
+                try:
+                    await self._run_session(self.protocol, requests, None)
+                finally:
+                    rest.cancel(reason="the session ended")
         finally:
             self._forget_lineage()
             with trio.CancelScope(shield=True), trio.move_on_after(self._close_timeout):
@@ -518,6 +547,7 @@ class ConnectionActor:
         # A fresh adapter for the new socket, built like the first one (so it draws on
         # the same shared request budget), for what the connection subscribes now.
         proto = self._new_adapter(self.protocol.spec)
+        proto.adopt_rest(self.protocol)
         try:
             await self._registry.permit(split_ws_url(proto.url)[1], proto.connect_rate)
             await self._run_session(proto, handover.requests, handover)
@@ -573,6 +603,92 @@ class ConnectionActor:
             )
         logger.info("%s: switched to the successor session (%s)", self.spec.name, why)
 
+    # -- REST ------------------------------------------------------------------------
+
+    async def _run_rest(self, client: RestClient, scope: trio.CancelScope) -> None:
+        """Make the adapter's REST calls as they fall due, until ``scope`` is cancelled.
+
+        Never raises (a failure is the adapter's to schedule again) and never touches a
+        socket of the session. Calls go one at a time: they are few and small, and the
+        server time is measured best on its own.
+        """
+        with scope:
+            while True:
+                proto = self.protocol
+                for call in proto.rest_requests(trio.current_time()):
+                    await self._rest_call(client, proto, call)
+                await trio.sleep_until(proto.rest_deadline())
+
+    async def _rest_call(self, client: RestClient, proto: ExchangeProtocol, call: RestCall) -> None:
+        """One call: hand its answer or failure to ``proto``, report, log once."""
+        name = self.spec.name
+        wall = self._wall_clock
+        sent_trio, sent_at = trio.current_time(), wall()
+        try:
+            # The server time is read against the moment it was sent: it must not wait
+            # for a slot (a held host), or the wait would count as the round trip.
+            body = await client.get(
+                call.path,
+                params=dict(call.params),
+                max_wait=0.0 if call.purpose == TIME else math.inf,
+            )
+            received_trio, received_at = trio.current_time(), wall()
+            problems = proto.receive_rest(
+                call, body, received_trio, sent_at=sent_at, received_at=received_at
+            )
+        except Exception as exc:  # REST never ends the session; anything is a failure
+            delay, failures = proto.rest_failed(call, trio.current_time())
+            if call.purpose not in self._rest_failing:
+                self._rest_failing.add(call.purpose)
+                logger.warning(
+                    "%s: REST %s (%s) failed: %s; trying again in %.0f s (the WebSocket "
+                    "session is not affected)",
+                    name,
+                    call.purpose,
+                    call.path,
+                    _rest_reason(exc),
+                    delay,
+                )
+            else:
+                logger.debug("%s: REST %s failed again (%d in a row)", name, call.purpose, failures)
+            await self._report_rest(client)
+            return
+        if call.purpose in self._rest_failing:
+            self._rest_failing.discard(call.purpose)
+            logger.info("%s: REST %s works again", name, call.purpose)
+        if call.purpose == TIME and proto.clock_offset is not None:
+            budget = client.limiter.budget(client.limiter.limits.default[0])
+            if isinstance(budget, WeightWindow):
+                # Venue clock minus Trio clock: the venue's windows start on its minute.
+                # The window counted so far is the one the venue is in now: it keeps
+                # its count under its new index.
+                current = budget.index(received_trio)
+                budget.offset = proto.clock_offset + sent_at - sent_trio
+                if budget.frontier == current:
+                    budget.frontier = budget.index(received_trio)
+        for problem in problems:
+            logger.warning("%s: %s", name, problem)
+        if problems:
+            await self._report_subscriptions()
+            if self._session is not None:
+                self._session.wake("REST changed the subscriptions")
+        await self._report_rest(client)
+
+    async def _report_rest(self, client: RestClient) -> None:
+        limiter = client.limiter
+        now = trio.current_time()
+        budget = limiter.budget(limiter.limits.default[0])
+        await self._registry.report(
+            RestInfo(
+                connection=self.spec.name,
+                clock_offset=self.protocol.clock_offset,
+                used_weight=budget.used if isinstance(budget, WeightWindow) else None,
+                held_for=max(0.0, limiter.hold_until - now) if limiter.hold_until > now else None,
+                hold_reason=limiter.hold_reason if limiter.hold_until > now else "",
+                failing=tuple(sorted(self._rest_failing)),
+            )
+        )
+
     async def _report_subscriptions(self) -> None:
         states = tuple(self.protocol.subscriptions.items())
         if states:
@@ -584,3 +700,12 @@ class ConnectionActor:
         await self._registry.report(
             StateChanged(connection=self.spec.name, state=state, at=trio.current_time())
         )
+
+
+def _rest_reason(exc: Exception) -> str:
+    """A REST failure in one line (a rate limit says how long it waits)."""
+    if isinstance(exc, RateLimited):
+        return f"rate limited ({exc.reason}) for {exc.wait:.1f} s"
+    return (
+        f"{type(exc).__name__}: {exc}" if not str(exc).startswith(type(exc).__name__) else str(exc)
+    )

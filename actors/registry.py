@@ -36,6 +36,8 @@ __all__ = [
     "RegistryActor",
     "RegistryClient",
     "RegistryEvent",
+    "RestInfo",
+    "RestStats",
     "Restarting",
     "SnapshotRequest",
     "StateChanged",
@@ -153,6 +155,26 @@ class SubscriptionStates(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     states: tuple[tuple[str, str], ...]
 
 
+class RestInfo(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """What the connection's REST calls showed, after each of them.
+
+    Attributes:
+        clock_offset: the venue's clock minus ours in seconds, ``None`` until known.
+        used_weight: the weight counted in the venue's current window (Binance), if the
+            venue counts weight.
+        held_for: seconds the REST host is still held (after a 429/418), if it is.
+        hold_reason: why it is held (``held after HTTP 429``, ``IP banned (HTTP 418)``).
+        failing: the REST purposes (``time``, ``instruments ...``) failing now.
+    """
+
+    connection: str
+    clock_offset: float | None
+    used_weight: int | None = None
+    held_for: float | None = None
+    hold_reason: str = ""
+    failing: tuple[str, ...] = ()
+
+
 class SnapshotRequest(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     """Ask for a :class:`Stats` snapshot, answered on ``reply``."""
 
@@ -179,9 +201,26 @@ RegistryEvent = (
     | Restarting
     | Traffic
     | SubscriptionStates
+    | RestInfo
     | SnapshotRequest
     | PermitRequest
 )
+
+
+class RestStats(msgspec.Struct, frozen=True, kw_only=True):
+    """A connection's REST client as of its last call (see :class:`RestInfo`).
+
+    Attributes:
+        used_weight: weight counted in the venue's current window, if it counts weight.
+        held_for: seconds the host was still held at that call, if it was.
+        hold_reason: why it was held.
+        failing: the REST purposes failing then (``time``, ``instruments ...``).
+    """
+
+    used_weight: int | None = None
+    held_for: float | None = None
+    hold_reason: str = ""
+    failing: tuple[str, ...] = ()
 
 
 class ConnectionStats(msgspec.Struct, frozen=True, kw_only=True):
@@ -218,6 +257,11 @@ class ConnectionStats(msgspec.Struct, frozen=True, kw_only=True):
         route_reason: why that route was chosen (``connections.x.proxy``,
             ``[defaults] proxy``, ``environment HTTPS_PROXY``, ``NO_PROXY entry
             '.binance.com' matches stream.binance.com``, ``no proxy configured``).
+        clock_offset: the venue's clock minus ours in seconds, from its server-time
+            endpoint (half the round trip is the error bound); ``None`` until known or
+            without REST.
+        rest: the REST client's state as of its last call, ``None`` before the first
+            or without REST.
     """
 
     name: str
@@ -244,6 +288,8 @@ class ConnectionStats(msgspec.Struct, frozen=True, kw_only=True):
     probe_rtt_smoothed: float | None = None
     route: tuple[str, ...] = ()
     route_reason: str = ""
+    clock_offset: float | None = None
+    rest: RestStats | None = None
 
 
 class Stats(msgspec.Struct, frozen=True, kw_only=True):
@@ -264,6 +310,7 @@ class _Record:
     __slots__ = (
         "backoff",
         "bytes",
+        "clock_offset",
         "connects",
         "disconnects",
         "dropped",
@@ -274,6 +321,7 @@ class _Record:
         "last_frame_at",
         "malformed",
         "messages",
+        "rest",
         "restarts",
         "route",
         "route_reason",
@@ -304,6 +352,8 @@ class _Record:
         self.last_error = ""
         self.rtt: float | None = None
         self.rtt_smoothed: float | None = None
+        self.clock_offset: float | None = None
+        self.rest: RestStats | None = None
         # (trio time, messages so far) samples for the rate; oldest first.
         self.samples: collections.deque[tuple[float, int]] = collections.deque()
 
@@ -390,6 +440,16 @@ class RegistryActor:
                 rec.last_error = event.error
         elif isinstance(event, SubscriptionStates):
             self._records[event.connection].subscriptions = dict(event.states)
+        elif isinstance(event, RestInfo):
+            rec = self._records[event.connection]
+            if event.clock_offset is not None:
+                rec.clock_offset = event.clock_offset
+            rec.rest = RestStats(
+                used_weight=event.used_weight,
+                held_for=event.held_for,
+                hold_reason=event.hold_reason,
+                failing=event.failing,
+            )
         elif isinstance(event, Connected):
             self._records[event.connection].connects += 1
         elif isinstance(event, Disconnected):
@@ -512,6 +572,8 @@ class RegistryActor:
                     probe_rtt_smoothed=rec.rtt_smoothed,
                     route=rec.route,
                     route_reason=rec.route_reason,
+                    clock_offset=rec.clock_offset,
+                    rest=rec.rest,
                 )
                 for name, rec in self._records.items()
             ),

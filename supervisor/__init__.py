@@ -19,7 +19,9 @@ from actors import LocalProtocolError as LocalProtocolError
 from actors import ProtocolError as ProtocolError
 from actors import ProxyError as ProxyError
 from actors import ProxyRejected as ProxyRejected
+from actors import RateLimited as RateLimited
 from actors import RestartLimitExceeded as RestartLimitExceeded
+from actors import RestError as RestError
 from actors import ServerClosing as ServerClosing
 from actors import SupervisorError as SupervisorError
 from actors import TransportError as TransportError
@@ -68,7 +70,9 @@ __all__ = [
     "ProtocolError",
     "ProxyError",
     "ProxyRejected",
+    "RateLimited",
     "RawMessage",
+    "RestError",
     "RestartIntensity",
     "RestartLimitExceeded",
     "RestartType",

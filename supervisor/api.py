@@ -7,13 +7,16 @@
             ...
 
 Everything the supervisor starts lives inside the ``async with``: no globals, no
-threads, nothing left running after it exits.
+threads, nothing left running after it exits. That includes the one holder of REST
+clients: ``await sup.rest("binance").get("/api/v3/ticker/price", params=...)`` calls
+through the connection's own client, closed when the supervisor stops.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 
 import trio
@@ -32,6 +35,7 @@ async def open_supervisor(
     connector: Connector | None = None,
     rng: random.Random | None = None,
     environ: Mapping[str, str] | None = None,
+    wall_clock: Callable[[], float] = time.time,
 ) -> AsyncIterator[Supervisor]:
     """Run a supervision tree for ``config`` while the ``async with`` body runs.
 
@@ -45,6 +49,8 @@ async def open_supervisor(
             reproducible delays.
         environ: where environment proxies (``HTTPS_PROXY``, ``NO_PROXY``, ...) are
             read from; default ``os.environ``.
+        wall_clock: Unix time, read around each server-time call for the clock offsets
+            in stats; default ``time.time`` (tests pass one tied to the Trio clock).
 
     Yields:
         The running :class:`~supervisor.tree.Supervisor`.
@@ -58,9 +64,10 @@ async def open_supervisor(
             connection was closed cleanly first and the body was cancelled.
 
     Cancellation: on exit, whether normal, by exception or by cancellation, every
-    connection is closed cleanly within ``shutdown_timeout``.
+    connection is closed cleanly within ``shutdown_timeout``; the REST clients
+    (``sup.rest(name)``) are closed last.
     """
-    sup = Supervisor(config, connector=connector, rng=rng, environ=environ)
+    sup = Supervisor(config, connector=connector, rng=rng, environ=environ, wall_clock=wall_clock)
     async with trio.open_nursery() as nursery:
         await nursery.start(sup.run)
 

@@ -52,7 +52,8 @@ import math
 import os
 import random
 import ssl
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from typing import Final, NamedTuple
 
 import trio
@@ -70,6 +71,7 @@ from actors import (
 )
 from actors.exchanges import Batch
 from actors.net import Connector, TcpTlsConnector, redact_url
+from actors.net.rest import RestClient, RestClients
 from actors.registry import (
     ConnectionState,
     Disconnected,
@@ -84,7 +86,7 @@ from actors.registry import (
 from supervisor._stream import MessageStream
 from supervisor.config import Config, ConnectionConfig
 from supervisor.policy import Backoff, RestartIntensity, RestartType, Strategy
-from supervisor.wiring import build_actors, resolve_routes
+from supervisor.wiring import build_actors, resolve_routes, rest_clients
 
 __all__ = ["Supervisor"]
 
@@ -220,7 +222,7 @@ class Supervisor:
     """Runs the supervision tree for one :class:`~supervisor.config.Config`.
 
     Users get one from :func:`supervisor.open_supervisor`; they call :meth:`messages`,
-    :meth:`stats`, :meth:`restart` and :meth:`stop`.
+    :meth:`stats`, :meth:`rest`, :meth:`restart` and :meth:`stop`.
 
     Args:
         config: what to run.
@@ -229,7 +231,9 @@ class Supervisor:
             connection's route with its TLS settings.
         rng: the randomness for backoff jitter; default a fresh ``random.Random()``.
         environ: where environment proxies (``HTTPS_PROXY``, ``NO_PROXY``, ...) are
-            read from; default ``os.environ``. Unused when ``connector`` is given.
+            read from; default ``os.environ``. WebSocket routes use it only when
+            ``connector`` is not given; REST routes always do.
+        wall_clock: Unix time for the clock offsets; default ``time.time``.
 
     Raises:
         ConfigError: an environment proxy variable holds an invalid URL.
@@ -242,6 +246,7 @@ class Supervisor:
         connector: Connector | None = None,
         rng: random.Random | None = None,
         environ: Mapping[str, str] | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         settings = config.supervisor
         self._config = config
@@ -271,7 +276,18 @@ class Supervisor:
                 for spec, route in zip(config.connections, resolved, strict=True)
             ]
             routes = [(route.masked_hops, route.reason) for route in resolved]
-        actors = build_actors(config, registry=self._registry, connectors=connectors)
+        # One holder for every REST client: the adapters' calls and sup.rest(name) share
+        # one client and one budget per (venue, host, route). Closed last, in run().
+        self._rest_holder = RestClients()
+        env = os.environ if environ is None else environ
+        self._rest = rest_clients(config, self._rest_holder, env)
+        actors = build_actors(
+            config,
+            registry=self._registry,
+            connectors=connectors,
+            rest=self._rest,
+            wall_clock=wall_clock,
+        )
         self._children = [
             _Child(index, spec, actor, Backoff(spec.backoff, self._rng))
             for index, (spec, actor) in enumerate(zip(config.connections, actors, strict=True))
@@ -346,6 +362,35 @@ class Supervisor:
             return self._registry_actor.snapshot(trio.current_time())
         return stats
 
+    def rest(self, name: str) -> RestClient:
+        """The REST client of connection ``name``: the one its adapter uses.
+
+        Calls through it share the connection's route, TLS settings, pooled connections
+        and the venue's budget with the adapter's own calls (server time, exchange
+        info), so a bot's calls and ours never get the IP banned together::
+
+            price = await sup.rest("binance").get(
+                "/api/v3/ticker/price", params={"symbol": "BTCUSDT"}
+            )
+
+        Raises:
+            ValueError: no connection is called ``name``, or it has no REST API (a
+                ``raw`` connection without ``rest.base_url``, or one whose WebSocket
+                URL is not on the venue's domain and sets no ``rest.base_url``).
+        """
+        child = self._child(name)
+        client = self._rest[child.index]
+        if client is None:
+            spec = child.config
+            raise ValueError(
+                f"connection {name!r} ({spec.exchange}) has no REST API: set "
+                f"[connections.{name}.rest] base_url"
+                + (" and venue" if spec.exchange == "raw" else "")
+                + " (an adapter's default REST URL applies only when its WebSocket url "
+                "is on the venue's own domain)"
+            )
+        return client
+
     async def restart(self, name: str) -> None:
         """Restart one connection now: close its session cleanly and reconnect at once.
 
@@ -395,14 +440,18 @@ class Supervisor:
         Cancellation: when cancelled, every connection is still closed cleanly (close
         frames sent), bounded by ``shutdown_timeout``.
         """
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            nursery.start_soon(self._run_registry)
-            try:
-                await self._supervise(nursery, task_status)
-            finally:
-                # Also when cancelled from outside: close every session cleanly.
-                await self._shutdown("supervisor cancelled")
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._run_registry)
+                try:
+                    await self._supervise(nursery, task_status)
+                finally:
+                    # Also when cancelled from outside: close every session cleanly.
+                    await self._shutdown("supervisor cancelled")
+        finally:
+            # Last: every connection (and its REST task) has stopped by now.
+            await self._rest_holder.aclose()
 
     async def _run_registry(self) -> None:
         # Shielded so that the registry outlives an outer cancellation long enough for

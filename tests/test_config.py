@@ -34,7 +34,7 @@ URL = "wss://stream.example.com/ws"
 SUP_KEYS = "connect_attempts, connect_interval, max_restarts, shutdown_timeout, strategy, within"
 CONN_KEYS = (
     "allow_plaintext, backoff, buffer, buffer_bytes, channels, connect_timeout, exchange, "
-    "give_up_after, heartbeat, max_message_size, overflow, proxy, raw, restart, "
+    "give_up_after, heartbeat, max_message_size, overflow, proxy, raw, rest, restart, "
     "silent_after, stale_after, subscribe, symbols, tls, url"
 )
 BACKOFF_KEYS = "initial, jitter, max, multiplier, reset_after"

@@ -49,6 +49,7 @@ def test_config_package_exports_exactly_its_seam() -> None:
             "DEFAULT_WITHIN",
             "Config",
             "ConnectionConfig",
+            "RestSettings",
             "SupervisorSettings",
             "config_from_dict",
             "load_config",
@@ -181,3 +182,19 @@ def test_supervisor_imports_at_module_level_only(path: pathlib.Path) -> None:
         if isinstance(node, ast.Import | ast.ImportFrom)
     ]
     assert nested == []
+
+
+def test_rest_errors_are_one_class_everywhere() -> None:
+    # RestError and RateLimited live in the one error tree (actors._errors) and are the
+    # same classes whichever package a caller imports them from.
+    import actors
+    import actors.net.rest
+    import supervisor
+
+    for name in ("RestError", "RateLimited"):
+        cls = getattr(actors._errors, name)
+        assert getattr(actors, name) is cls
+        assert getattr(supervisor, name) is cls
+        assert getattr(actors.net.rest, name) is cls
+        assert issubclass(cls, actors.SupervisorError)
+        assert not issubclass(cls, actors.TransportError)

@@ -407,7 +407,9 @@ def test_config_reprs_mask_urls_and_frames() -> None:
         "key_file=None, verify=True, server_hostname=None), allow_plaintext=False, "
         "restart=<RestartType.PERMANENT: 'permanent'>, "
         "backoff=BackoffPolicy(initial=0.5, max=30.0, multiplier=2.0, "
-        "jitter=<Jitter.FULL: 'full'>, reset_after=60.0), give_up_after=None)"
+        "jitter=<Jitter.FULL: 'full'>, reset_after=60.0), "
+        "rest=RestSettings(base_url=None, venue=None, connect_timeout=10.0, "
+        "read_timeout=10.0, total_timeout=30.0, attempts=4), give_up_after=None)"
     )
     assert repr(conn) == str(conn) == shown
     assert repr(config) == (

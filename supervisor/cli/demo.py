@@ -6,9 +6,11 @@ to each through the same code path as production (TCP, WebSocket handshake, the 
 exchange adapters), subscribed to trades, tickers and books. Every ``fault_every``
 seconds one fake suffers the next fault in a fixed cycle: close frame, TCP reset,
 stall, garbage frame, book sequence gap, server disconnect notice, oversized frame,
-refused connections, slow sender. A live table shows each connection's state, message
-rate, reconnects, backoff and subscriptions while messages keep flowing. Ctrl-C stops
-everything cleanly.
+refused connections, slow sender. Next to each fake a REST fake serves the venue's
+server time (a few milliseconds off this machine's clock, differently per venue) and
+instrument list, so each connection's REST calls run as in production. A live table
+shows each connection's state, message rate, reconnects, backoff, subscriptions and
+clock offset while messages keep flowing. Ctrl-C stops everything cleanly.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import contextlib
 import logging
 import random
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from typing import Final, NamedTuple
 
@@ -39,6 +42,7 @@ from supervisor.testing import (
     SessionHandler,
     open_fake_exchange,
 )
+from supervisor.testing.fakes.rest import DEFAULT_EPOCH, FakeRest, open_fake_rest
 from supervisor.tree import Supervisor
 
 __all__ = ["run_demo"]
@@ -58,6 +62,18 @@ class _Venue(NamedTuple):
     path: str
     #: The exchange-specific faults: (label, action).
     extra: list[tuple[str, Callable[[], Awaitable[object]]]]
+    #: The venue's REST fake (server time and instruments).
+    rest: FakeRest
+
+
+#: Per venue: its REST fake's native instrument names, and how far (seconds) its clock
+#: runs ahead of this machine's, so the table shows a different offset for each.
+_REST: Final = {
+    "binance": (["BTCUSDT", "ETHUSDT"], 0.012),
+    "okx": (["BTC-USDT", "ETH-USDT"], -0.008),
+    "deribit": (["BTC-PERPETUAL", "ETH-PERPETUAL"], 0.021),
+    "bybit": (["BTCUSDT", "ETHUSDT"], 0.004),
+}
 
 
 def _demo_config(venues: list[_Venue]) -> dict[str, object]:
@@ -68,6 +84,7 @@ def _demo_config(venues: list[_Venue]) -> dict[str, object]:
             "url": venue.fake.url.removesuffix("/ws") + venue.path,
             "channels": _CHANNELS,
             "symbols": venue.symbols,
+            "rest": {"base_url": venue.rest.url},
         }
         if venue.exchange == "deribit":
             # Deribit's heartbeat is at least 10 s and must fit inside stale_after; the
@@ -134,6 +151,16 @@ async def _open_venues(stack: contextlib.AsyncExitStack) -> list[_Venue]:
             open_fake_exchange(name=name, interval=0.05, handler=rules)
         )
 
+    # The REST fakes' clock is DEFAULT_EPOCH plus the Trio clock; shifted to this
+    # machine's wall clock plus each venue's own offset.
+    to_wall = time.time() - DEFAULT_EPOCH.timestamp() - trio.current_time()
+
+    async def rest(name: str) -> FakeRest:
+        served = await stack.enter_async_context(open_fake_rest())
+        natives, ahead = _REST[name]
+        served.serve_venue(name, natives, offset=to_wall + ahead)
+        return served
+
     async def deribit_gap() -> None:
         deribit_rules.inject_gap("BTC-PERPETUAL")
 
@@ -156,6 +183,7 @@ async def _open_venues(stack: contextlib.AsyncExitStack) -> list[_Venue]:
             ["BTC-USDT", "ETH-USDT"],
             "/ws",
             [("book gap", binance_gap), ("serverShutdown", binance_rules.server_shutdown)],
+            await rest("binance"),
         ),
         _Venue(
             await fake("okx", okx_rules),
@@ -163,6 +191,7 @@ async def _open_venues(stack: contextlib.AsyncExitStack) -> list[_Venue]:
             ["BTC-USDT", "ETH-USDT"],
             "/ws",
             [("book gap", okx_gap), ("notice 64008", okx_rules.notice)],
+            await rest("okx"),
         ),
         _Venue(
             await fake("deribit", deribit_rules),
@@ -170,6 +199,7 @@ async def _open_venues(stack: contextlib.AsyncExitStack) -> list[_Venue]:
             ["BTC-USD-PERP", "ETH-USD-PERP"],
             "/ws",
             [("book gap", deribit_gap), ("maintenance", deribit_rules.maintenance)],
+            await rest("deribit"),
         ),
         _Venue(
             await fake("bybit", bybit_rules),
@@ -177,6 +207,7 @@ async def _open_venues(stack: contextlib.AsyncExitStack) -> list[_Venue]:
             ["BTC-USDT", "ETH-USDT"],
             "/v5/public/spot",
             [("book gap", bybit_gap), ("service restart (u=1)", bybit_restart)],
+            await rest("bybit"),
         ),
     ]
 
@@ -228,6 +259,7 @@ _COLUMNS: Final = (
     ("malformed", "right"),
     ("gaps", "right"),
     ("subs live", "right"),
+    ("clock ms", "right"),
 )
 
 
@@ -253,6 +285,7 @@ def _table(stats: Stats, delivered: int, log: list[str], *, final: bool = False)
             str(conn.malformed),
             str(conn.gaps),
             _live_subscriptions(conn.subscriptions),
+            "-" if conn.clock_offset is None else f"{conn.clock_offset * 1000:+.0f}",
             conn.last_error,
         )
     return table

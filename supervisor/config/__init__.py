@@ -15,6 +15,7 @@ from supervisor.config.schema import DEFAULT_SHUTDOWN_TIMEOUT as DEFAULT_SHUTDOW
 from supervisor.config.schema import DEFAULT_WITHIN as DEFAULT_WITHIN
 from supervisor.config.schema import Config as Config
 from supervisor.config.schema import ConnectionConfig as ConnectionConfig
+from supervisor.config.schema import RestSettings as RestSettings
 from supervisor.config.schema import SupervisorSettings as SupervisorSettings
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "DEFAULT_WITHIN",
     "Config",
     "ConnectionConfig",
+    "RestSettings",
     "SupervisorSettings",
     "config_from_dict",
     "load_config",

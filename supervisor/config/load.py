@@ -32,6 +32,7 @@ import msgspec
 from actors import ConfigError
 from actors.exchanges import ADAPTERS
 from actors.net import is_local_host, split_ws_url
+from actors.net.rest import VENUES as REST_VENUES
 from actors.net.route import parse_proxy_setting
 from actors.redact import MASK, redact_url, userinfo
 from supervisor.config._check import (
@@ -284,6 +285,7 @@ def _check_connections(
             report.add(conn, f"{exc} (the loader missed this problem; please report it)")
             continue
         _check_plaintext(report, conn, own, spec)
+        _check_rest(report, conn, own, spec)
         for key, problem in ADAPTERS[spec.exchange].check(spec):
             report.add((*conn, key), problem)
         specs.append(spec)
@@ -291,7 +293,7 @@ def _check_connections(
 
 
 #: Tables of a connection that are merged with ``[defaults]`` key by key.
-_MERGED_TABLES: Final = ("backoff", "tls")
+_MERGED_TABLES: Final = ("backoff", "rest", "tls")
 
 
 def _connection_spec(name: str, own: dict[str, Any], defaults: dict[str, Any]) -> ConnectionConfig:
@@ -356,6 +358,79 @@ def _check_semantics(report: Report, path: Path, values: dict[str, Any]) -> None
     if isinstance(tls, Mapping):
         for key, problem in _tls_problems(tls, in_defaults=path == ("defaults",)):
             report.add((*path, "tls", key), problem)
+    rest = values.get("rest")
+    if isinstance(rest, Mapping):
+        base_url = rest.get("base_url")
+        if base_url is not None:
+            for problem in _rest_url_problems(base_url):
+                report.add((*path, "rest", "base_url"), problem)
+        venue = rest.get("venue")
+        if venue is not None and venue not in REST_VENUES:
+            report.add(
+                (*path, "rest", "venue"),
+                f"unknown REST venue {show(venue)}{did_you_mean(venue, REST_VENUES)} "
+                f"(expected one of: {', '.join(REST_VENUES)})",
+            )
+
+
+def _rest_url_problems(url: str) -> list[str]:
+    """What is wrong with a REST ``base_url``; the URL is shown with its secrets masked."""
+    shown = redact_url(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+        scheme, host = parts.scheme.lower(), parts.hostname
+        port_ok = parts.port != 0  # the property raises for a port beyond 65535
+    except ValueError:
+        scheme, host, port_ok = "", None, False
+    if scheme not in ("http", "https") or not host:
+        return [f"{shown!r} is not a REST base URL (expected http:// or https:// with a host)"]
+    problems = []
+    if not port_ok:
+        problems.append(f"{shown!r} has an invalid port (expected a port from 1 to 65535)")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        problems.append(
+            f"{shown!r} has a path, query or fragment (expected only the origin, "
+            f"{scheme}://host[:port]; the adapter adds each endpoint's path)"
+        )
+    if _has_credentials(url):
+        problems.append(
+            f"{shown!r} has credentials in clear (expected a URL without user:password@; "
+            "keep secrets out of the config)"
+        )
+    return problems
+
+
+def _check_rest(report: Report, conn: Path, own: dict[str, Any], spec: ConnectionConfig) -> None:
+    """The ``rest`` table once defaults are merged: plaintext, and a venue for ``raw``."""
+    rest = spec.rest
+    own_rest: Mapping[str, Any] = own.get("rest", {})
+
+    def where(key: str) -> Path:
+        at: Path = (*conn, "rest", key) if key in own_rest else ("defaults", "rest", key)
+        return at if report.line_of(at) is not None else conn
+
+    if rest.base_url is None:
+        return
+    if ADAPTERS[spec.exchange].rest_venue is None and rest.venue is None:
+        report.add(
+            (*conn, "rest", "venue"),
+            f"missing (expected one of: {', '.join(REST_VENUES)}, whose REST limits apply "
+            f"to rest.base_url; the {spec.exchange} adapter has none of its own)",
+            at=where("base_url"),
+        )
+    if spec.allow_plaintext:
+        return
+    parts = urllib.parse.urlsplit(rest.base_url)
+    host = parts.hostname or ""
+    if parts.scheme.lower() != "http" or is_local_host(host):
+        return
+    report.add(
+        (*conn, "rest", "base_url"),
+        f"{redact_url(rest.base_url)!r} is plaintext to {host!r}, a host off this machine "
+        "(expected https://; or set allow_plaintext = true to accept that anyone on the "
+        "route can read and change the answers)",
+        at=where("base_url"),
+    )
 
 
 def _check_plaintext(

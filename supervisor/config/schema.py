@@ -7,9 +7,11 @@ Schema (the names are part of the public contract)::
                                (``proxy`` is kept apart: ``Config.default_proxy``)
     [defaults.backoff]         merged key by key into each connection's backoff
     [defaults.tls]             merged key by key into each connection's tls (no ``verify``)
+    [defaults.rest]            merged key by key into each connection's rest
     [connections.NAME]         ConnectionConfig (NAME becomes ``name``)
     [connections.NAME.backoff] BackoffPolicy
     [connections.NAME.tls]     TlsSettings
+    [connections.NAME.rest]    RestSettings
 
 Build these only through :mod:`supervisor.config.load` (or ``msgspec.convert``): a
 Struct's ``__init__`` does not check types.
@@ -22,6 +24,7 @@ from typing import Annotated, Any, Final
 import msgspec
 
 from actors import ConnectionSpec
+from actors.net.rest import DEFAULT_RETRY, DEFAULT_TIMEOUTS
 from actors.net.route import ProxySetting
 from actors.redact import redacted_fields, redacted_repr
 from supervisor.policy import BackoffPolicy, RestartType, Strategy
@@ -34,6 +37,7 @@ __all__ = [
     "DEFAULT_WITHIN",
     "Config",
     "ConnectionConfig",
+    "RestSettings",
     "SupervisorSettings",
 ]
 
@@ -73,12 +77,48 @@ class SupervisorSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     connect_interval: Annotated[float, msgspec.Meta(gt=0, le=86_400.0)] = DEFAULT_CONNECT_INTERVAL
 
 
+#: Seconds a REST deadline may be (a day, like the connection's own deadlines).
+_RestSeconds = Annotated[float, msgspec.Meta(gt=0, le=86_400.0)]
+
+
+class RestSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One ``[connections.NAME.rest]`` table: the connection's REST client.
+
+    The client takes the connection's route (resolved again against ``base_url``, since
+    ``NO_PROXY`` may treat the REST host differently) and its TLS settings (``ca_file``,
+    the client certificate and ``verify``; ``server_hostname`` names the WebSocket host
+    and is not applied to REST).
+
+    Attributes:
+        base_url: the venue's REST origin, ``http(s)://host[:port]`` without a path;
+            ``None`` for the adapter's default (``https://api.binance.com``, ...).
+            The ``raw`` adapter has none: without one its connection has no REST.
+            Plaintext ``http://`` to a host off this machine needs the connection's
+            ``allow_plaintext = true``.
+        venue: whose REST limits apply (``binance``, ``binance_usdm``, ``okx``,
+            ``deribit``, ``bybit``); ``None`` for the adapter's own. Only a ``raw``
+            connection with a ``base_url`` must name one.
+        connect_timeout: seconds to open a connection (route, TCP and TLS).
+        read_timeout: seconds to wait for each read of an answer.
+        total_timeout: seconds one attempt may take in all.
+        attempts: attempts per request, the first included (``1``: never retry).
+    """
+
+    base_url: str | None = None
+    venue: str | None = None
+    connect_timeout: _RestSeconds = DEFAULT_TIMEOUTS.connect
+    read_timeout: _RestSeconds = DEFAULT_TIMEOUTS.read
+    total_timeout: _RestSeconds = DEFAULT_TIMEOUTS.total
+    attempts: Annotated[int, msgspec.Meta(ge=1, le=100)] = DEFAULT_RETRY.attempts
+
+
 class ConnectionConfig(ConnectionSpec, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One ``[connections.NAME]`` table: a :class:`ConnectionSpec` plus supervision keys.
 
     Attributes:
         restart: ``permanent``, ``transient`` or ``temporary``.
         backoff: delays between restarts.
+        rest: the connection's REST client (:class:`RestSettings`).
         give_up_after: seconds the connection may go without being live (since its
             last live session ended, or since it was started if it never was) before it
             stops for good; ``None`` (the default) never gives up. Checked only while
@@ -89,6 +129,7 @@ class ConnectionConfig(ConnectionSpec, frozen=True, kw_only=True, forbid_unknown
 
     restart: RestartType = RestartType.PERMANENT
     backoff: BackoffPolicy = BackoffPolicy()
+    rest: RestSettings = RestSettings()
     # A week: an outage longer than that is an operator's decision, not a timeout's.
     give_up_after: Annotated[float, msgspec.Meta(gt=0, le=604_800.0)] | None = None
 

@@ -17,6 +17,7 @@ from actors.exchanges.messages import Batch, Message, ReconnectRequested, Trade
 from actors.exchanges.sdk.books import Mark, default_mark
 from actors.exchanges.sdk.pacing import Pacer
 from actors.exchanges.sdk.protocol import ExchangeProtocol, Frame
+from actors.exchanges.sdk.rest import INSTRUMENTS, TIME, RestCall
 from actors.exchanges.sdk.symbols import parse_symbol
 
 __all__ = ["BinanceProtocol", "BinanceUsdmProtocol"]
@@ -54,6 +55,15 @@ class BinanceProtocol(ExchangeProtocol):
     subscribe_spacing: ClassVar[float] = config.DEFAULT_SUBSCRIBE_SPACING
     #: Whether symbols are perpetual swaps (USD-M) rather than spot.
     perp: ClassVar[bool] = False
+    rest_venue: ClassVar[str | None] = "binance"
+    #: rest-api.md, General API Information (the first of the documented bases).
+    rest_url: ClassVar[str | None] = "https://api.binance.com"
+    #: ``{"serverTime": ms}``, weight 1 (rest-api.md, Check server time).
+    rest_time_path: ClassVar[str] = "/api/v3/time"
+    #: ``{"symbols": [{"symbol": ...}, ...]}``, weight 20 (rest-api.md, Exchange
+    #: information). The whole list: ``symbols=[...]`` fails as a whole (-1121) if one
+    #: of them is unknown, and then says nothing about which.
+    rest_info_path: ClassVar[str] = "/api/v3/exchangeInfo"
 
     def __init__(self, spec: ConnectionSpec, *, pacer: Pacer | None = None) -> None:
         super().__init__(spec, pacer=pacer)
@@ -105,6 +115,33 @@ class BinanceProtocol(ExchangeProtocol):
             symbol = normalized.get(name) or config.from_native(name.upper(), perp=perp)
             route_type = routes.route_type(config.stream_type(topic), perp=perp)
             yield topic, route_type, symbol, name.upper()
+
+    # -- REST ------------------------------------------------------------------------
+
+    def _time_call(self) -> RestCall | None:
+        return RestCall(purpose=TIME, path=self.rest_time_path)
+
+    def _server_time(self, body: object) -> float | None:
+        server = body.get("serverTime") if isinstance(body, dict) else None
+        return server / 1000 if isinstance(server, int) else None
+
+    def _instrument_calls(self) -> list[RestCall]:
+        if not self._symbol_topics():
+            return []
+        return [RestCall(purpose=INSTRUMENTS, path=self.rest_info_path)]
+
+    def _listed_names(self, call: RestCall, body: object) -> list[str] | None:
+        symbols = body.get("symbols") if isinstance(body, dict) else None
+        if not isinstance(symbols, list):
+            return None
+        return [s["symbol"] for s in symbols if isinstance(s, dict) and "symbol" in s]
+
+    def _symbol_topics(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for topic, _, _, native in self._plan(self.spec):
+            if native:
+                out.setdefault(native, []).append(topic)
+        return out
 
     # -- session ----------------------------------------------------------------------
 
@@ -304,6 +341,12 @@ class BinanceUsdmProtocol(BinanceProtocol):
     market_url: ClassVar[str] = "wss://fstream.binance.com/market/stream"
     subscribe_spacing: ClassVar[float] = config.DEFAULT_USDM_SUBSCRIBE_SPACING
     perp: ClassVar[bool] = True
+    rest_venue: ClassVar[str | None] = "binance_usdm"
+    #: reference §2 (NT consts): the USD-M REST base.
+    rest_url: ClassVar[str | None] = "https://fapi.binance.com"
+    #: Weight 1 each (reference §2).
+    rest_time_path: ClassVar[str] = "/fapi/v1/time"
+    rest_info_path: ClassVar[str] = "/fapi/v1/exchangeInfo"
 
     @property
     def url(self) -> str:

@@ -18,6 +18,7 @@ from actors.exchanges.messages import Batch
 from actors.exchanges.sdk.heartbeat import ClientPing, Heartbeat
 from actors.exchanges.sdk.pacing import Pacer
 from actors.exchanges.sdk.protocol import ExchangeProtocol, Frame
+from actors.exchanges.sdk.rest import INSTRUMENTS, TIME, RestCall
 from actors.exchanges.sdk.subscriptions import batches
 
 __all__ = ["BybitLinearProtocol", "BybitProtocol"]
@@ -40,6 +41,11 @@ class BybitProtocol(ExchangeProtocol):
 
     exchange: ClassVar[str] = "bybit"
     default_url: ClassVar[str | None] = "wss://stream.bybit.com/v5/public/spot"
+    rest_venue: ClassVar[str | None] = "bybit"
+    #: https://bybit-exchange.github.io/docs/v5/guide (mainnet REST).
+    rest_url: ClassVar[str | None] = "https://api.bybit.com"
+    #: The ``category`` of this adapter's instruments in the v5 REST API.
+    rest_category: ClassVar[str] = "spot"
     #: "Do not build over 500 connections in 5 minutes" per domain (§3).
     connect_rate: ClassVar[tuple[int, float] | None] = (500, 300.0)
     perp: ClassVar[bool] = False
@@ -71,6 +77,48 @@ class BybitProtocol(ExchangeProtocol):
 
     def topics(self) -> list[str]:
         return list(self._routes)
+
+    # -- REST ------------------------------------------------------------------------
+
+    def _time_call(self) -> RestCall | None:
+        # {"retCode":0,"result":{"timeSecond":"..","timeNano":".."},"time":<ms>}
+        # (https://bybit-exchange.github.io/docs/v5/market/time)
+        return RestCall(purpose=TIME, path="/v5/market/time")
+
+    def _server_time(self, body: object) -> float | None:
+        result = body.get("result") if isinstance(body, dict) else None
+        nano = result.get("timeNano") if isinstance(result, dict) else None
+        return int(nano) / 1e9 if isinstance(nano, str) and nano.isdigit() else None
+
+    def _instrument_calls(self) -> list[RestCall]:
+        if not self._symbol_topics():
+            return []
+        # https://bybit-exchange.github.io/docs/v5/market/instrument (limit at most 1000).
+        return [
+            RestCall(
+                purpose=INSTRUMENTS,
+                path="/v5/market/instruments-info",
+                params=(("category", self.rest_category), ("limit", "1000")),
+            )
+        ]
+
+    def _listed_names(self, call: RestCall, body: object) -> list[str] | None:
+        result = body.get("result") if isinstance(body, dict) else None
+        if not isinstance(result, dict) or not isinstance(result.get("list"), list):
+            return None
+        names = [i["symbol"] for i in result["list"] if isinstance(i, dict) and "symbol" in i]
+        if result.get("nextPageCursor"):
+            # A partial list (more than 1000 instruments): what it lacks is not known
+            # to be missing, so no configured symbol is called unknown because of it.
+            names.extend(self._symbol_topics())
+        return names
+
+    def _symbol_topics(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for topic, native in config.topics_of(self.spec, perp=self.perp).items():
+            if native:
+                out.setdefault(native, []).append(topic)
+        return out
 
     def _natives(self, spec: ConnectionSpec) -> list[str]:
         if "ticker" not in spec.channels:
@@ -250,3 +298,4 @@ class BybitLinearProtocol(BybitProtocol):
     exchange: ClassVar[str] = "bybit_linear"
     default_url: ClassVar[str | None] = "wss://stream.bybit.com/v5/public/linear"
     perp: ClassVar[bool] = True
+    rest_category: ClassVar[str] = "linear"

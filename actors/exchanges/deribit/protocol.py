@@ -19,6 +19,7 @@ from actors.exchanges.sdk.books import Mark, default_mark, prefixed_mark
 from actors.exchanges.sdk.heartbeat import Heartbeat, ServerHeartbeat
 from actors.exchanges.sdk.pacing import Pacer, Reservations
 from actors.exchanges.sdk.protocol import ExchangeProtocol, Frame
+from actors.exchanges.sdk.rest import INSTRUMENTS, TIME, RestCall
 from actors.exchanges.sdk.symbols import SymbolMap
 
 __all__ = ["DeribitProtocol"]
@@ -48,6 +49,9 @@ class DeribitProtocol(ExchangeProtocol):
         config.SUBSCRIBE_SPACING,
     )
     default_url: ClassVar[str | None] = config.DEFAULT_URL
+    rest_venue: ClassVar[str | None] = "deribit"
+    #: HTTP API base (reference §4.1).
+    rest_url: ClassVar[str | None] = "https://www.deribit.com"
 
     def __init__(self, spec: ConnectionSpec, *, pacer: Pacer | None = None) -> None:
         self._interval = spec.heartbeat if spec.heartbeat is not None else config.DEFAULT_HEARTBEAT
@@ -110,6 +114,45 @@ class DeribitProtocol(ExchangeProtocol):
         for topic in dict.fromkeys(spec.raw):
             self._routes[topic] = self._raw_route(topic)
             self._batches.append((topic,))
+
+    # -- REST ------------------------------------------------------------------------
+
+    def _time_call(self) -> RestCall | None:
+        # {"jsonrpc":"2.0","result":<ms>} (reference §4.6)
+        return RestCall(purpose=TIME, path="/api/v2/public/get_time")
+
+    def _server_time(self, body: object) -> float | None:
+        result = body.get("result") if isinstance(body, dict) else None
+        return result / 1000 if isinstance(result, int) else None
+
+    def _instrument_calls(self) -> list[RestCall]:
+        if not self._symbol_topics():
+            return []
+        # "any": every currency in one list (https://docs.deribit.com/#public-get_instruments).
+        return [
+            RestCall(
+                purpose=INSTRUMENTS,
+                path="/api/v2/public/get_instruments",
+                params=(("currency", "any"),),
+            )
+        ]
+
+    def _listed_names(self, call: RestCall, body: object) -> list[str] | None:
+        result = body.get("result") if isinstance(body, dict) else None
+        if not isinstance(result, list):
+            return None
+        return [
+            i["instrument_name"] for i in result if isinstance(i, dict) and "instrument_name" in i
+        ]
+
+    def _symbol_topics(self) -> dict[str, list[str]]:
+        natives = {self._symbols.native(symbol) for symbol in self.spec.symbols}
+        out: dict[str, list[str]] = {}
+        for topic in self.topics():
+            parts = topic.split(".")
+            if len(parts) > 1 and parts[1] in natives:
+                out.setdefault(parts[1], []).append(topic)
+        return out
 
     def _raw_route(self, topic: str) -> tuple[_Handler, str]:
         """Recognise a ``raw`` channel Deribit documents; otherwise deliver it as-is."""

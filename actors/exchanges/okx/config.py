@@ -102,6 +102,22 @@ def to_inst_id(text: str) -> str | None:
     return None
 
 
+#: An OKX dated future's instId ends in its delivery date: ``BTC-USD-250627``.
+_DATED: Final = re.compile(r"-\d{6}$")
+
+
+def inst_type(inst_id: str) -> str:
+    """The ``instType`` an instId lists under (SPOT, SWAP, FUTURES or OPTION; reference
+    §3.7: ``BTC-USDT``, ``BTC-USDT-SWAP``, ``BTC-USD-250627``, ``BTC-USD-250627-50000-C``)."""
+    if inst_id.endswith("-SWAP"):
+        return "SWAP"
+    if inst_id.endswith(("-C", "-P")) and inst_id.count("-") >= 4:
+        return "OPTION"
+    if _DATED.search(inst_id):
+        return "FUTURES"
+    return "SPOT"
+
+
 def topic_of(channel: str, params: dict[str, str]) -> str:
     """The native topic name of an arg (see the module docstring)."""
     if not params:

@@ -18,6 +18,7 @@ from actors.exchanges.okx import config, wire
 from actors.exchanges.sdk.heartbeat import ClientPing, Heartbeat
 from actors.exchanges.sdk.pacing import Pacer, WindowPacer
 from actors.exchanges.sdk.protocol import ExchangeProtocol, Frame
+from actors.exchanges.sdk.rest import INSTRUMENTS, TIME, RestCall
 
 __all__ = ["OkxProtocol"]
 
@@ -45,6 +46,9 @@ class OkxProtocol(ExchangeProtocol):
     #: 3 connection attempts per second per IP (https://www.okx.com/docs-v5/en/#overview-websocket).
     connect_rate: ClassVar[tuple[int, float] | None] = (3, 1.0)
     default_url: ClassVar[str | None] = "wss://ws.okx.com:8443/ws/v5/public"
+    rest_venue: ClassVar[str | None] = "okx"
+    #: https://www.okx.com/docs-v5/en/#overview-production-trading-services
+    rest_url: ClassVar[str | None] = "https://www.okx.com"
     max_request_bytes: ClassVar[int] = config.DEFAULT_MAX_REQUEST_BYTES
     requests_per_window: ClassVar[int] = config.DEFAULT_REQUESTS_PER_WINDOW
     request_window: ClassVar[float] = config.DEFAULT_REQUEST_WINDOW
@@ -108,6 +112,45 @@ class OkxProtocol(ExchangeProtocol):
 
     def topics(self) -> list[str]:
         return list(self._targets)
+
+    # -- REST ------------------------------------------------------------------------
+
+    def _time_call(self) -> RestCall | None:
+        # {"code":"0","msg":"","data":[{"ts":"<ms>"}]} (reference §3.6)
+        return RestCall(purpose=TIME, path="/api/v5/public/time")
+
+    def _server_time(self, body: object) -> float | None:
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, list) or not data or not isinstance(data[0], dict):
+            return None
+        ts = data[0].get("ts")
+        return int(ts) / 1000 if isinstance(ts, str) and ts.isdigit() else None
+
+    def _instrument_calls(self) -> list[RestCall]:
+        # One list per instType (rule "IP + Instrument Type", 20 per 2 s).
+        kinds = dict.fromkeys(config.inst_type(native) for native in self._symbol_topics())
+        return [
+            RestCall(
+                purpose=f"{INSTRUMENTS} {kind}",
+                path="/api/v5/public/instruments",
+                params=(("instType", kind),),
+            )
+            for kind in kinds
+        ]
+
+    def _listed_names(self, call: RestCall, body: object) -> list[str] | None:
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, list):
+            return None
+        return [i["instId"] for i in data if isinstance(i, dict) and "instId" in i]
+
+    def _symbol_topics(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for topic in self._targets:
+            _, _, inst_id = topic.partition(":")
+            if inst_id in self._symbols:
+                out.setdefault(inst_id, []).append(topic)
+        return out
 
     def _on_start(self, now: float) -> None:
         # All requests are queued at the start of a session; the window pacer keeps any

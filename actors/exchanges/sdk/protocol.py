@@ -85,6 +85,15 @@ from actors.exchanges.sdk.books import BookChain, Mark, default_mark
 from actors.exchanges.sdk.heartbeat import Heartbeat, ServerPings
 from actors.exchanges.sdk.liveness import AckClock, DataClocks
 from actors.exchanges.sdk.pacing import Pacer
+from actors.exchanges.sdk.rest import (
+    DEFAULT_TIME_REFRESH,
+    INSTRUMENTS,
+    TIME,
+    RestCall,
+    RestSchedule,
+    clock_offset,
+    unknown_symbols,
+)
 from actors.exchanges.sdk.stamp import InvalidValue, Stamp
 from actors.exchanges.sdk.subscriptions import Outcome, SubscriptionBook
 
@@ -155,6 +164,11 @@ class ExchangeProtocol(abc.ABC):
     #: Does :meth:`decode` call :meth:`heard` with each data frame's topic? If not, any
     #: data message counts as data on every topic.
     tracks_topics: ClassVar[bool] = True
+    #: Whose REST limits apply to this adapter's REST calls (a venue of
+    #: :data:`actors.net.rest.VENUES`); ``None``: the adapter makes no REST calls.
+    rest_venue: ClassVar[str | None] = None
+    #: The venue's REST origin when config gives no ``rest.base_url``.
+    rest_url: ClassVar[str | None] = None
 
     def __init__(self, spec: ConnectionSpec, *, pacer: Pacer | None = None) -> None:
         self.spec = spec
@@ -186,6 +200,15 @@ class ExchangeProtocol(abc.ABC):
         self.watching = spec.silent_after is not None
         #: When the probe (or heartbeat ping) now awaiting its answer was queued.
         self._probe_sent_at: float | None = None
+        #: The venue's clock minus ours, in seconds, from the last server-time answer;
+        #: ``None`` until one arrived.
+        self.clock_offset: float | None = None
+        #: When each REST purpose is due (built on first use: it needs the spec's calls).
+        self._rest_schedule: RestSchedule | None = None
+        #: Instrument lists answered so far, by purpose.
+        self._listed: dict[str, frozenset[str]] = {}
+        #: Topics of symbols the venue does not list -> (code, message) of their failure.
+        self._unknown: dict[str, tuple[str, str]] = {}
 
     # -- configuration -------------------------------------------------------------
 
@@ -498,6 +521,149 @@ class ExchangeProtocol(abc.ABC):
         self._release(now)
         self._maybe_live()
 
+    # -- REST (see the module docstring) -----------------------------------------------
+
+    def rest_requests(self, now: float) -> list[RestCall]:
+        """The REST calls due at ``now``; they count as in flight until answered.
+
+        Side effects for the caller: make each call (``GET`` on the connection's REST
+        client) and hand back its answer with :meth:`receive_rest` or its failure with
+        :meth:`rest_failed`; ask again by :meth:`rest_deadline`.
+        """
+        calls = self._rest_calls()
+        return [calls[purpose] for purpose in self._schedule(calls).take(now)]
+
+    def rest_deadline(self) -> float:
+        """The caller's monotonic time by which :meth:`rest_requests` has calls due."""
+        return self._schedule(self._rest_calls()).deadline()
+
+    def receive_rest(
+        self, call: RestCall, body: object, now: float, *, sent_at: float, received_at: float
+    ) -> list[str]:
+        """Take the answer to ``call``.
+
+        A server time sets :attr:`clock_offset`. Once every instrument list has come,
+        the subscriptions of configured symbols the venue does not list are marked
+        failed (``unknown symbol (did you mean X?)``) and never requested again; the
+        connection may go live without them.
+
+        Args:
+            call: the call answered (from :meth:`rest_requests`).
+            body: the decoded JSON body.
+            now: the caller's monotonic time.
+            sent_at: our Unix time when the request was sent.
+            received_at: our Unix time when the answer arrived.
+
+        Returns:
+            Problems for the operator, one line each (an unknown symbol, with a
+            suggestion); the caller logs them once.
+
+        Raises:
+            ValueError: the answer does not have the expected shape; the call counts as
+                failed (call :meth:`rest_failed`).
+        """
+        schedule = self._schedule(self._rest_calls())
+        if call.purpose == TIME:
+            server = self._server_time(body)
+            if server is None:
+                raise ValueError(f"{call.path}: the answer carries no server time")
+            self.clock_offset = clock_offset(server, sent_at, received_at)
+            schedule.succeeded(TIME, now)
+            return []
+        names = self._listed_names(call, body)
+        if names is None:
+            raise ValueError(f"{call.path}: the answer carries no instrument list")
+        self._listed[call.purpose] = frozenset(names)
+        schedule.succeeded(call.purpose, now)
+        wanted = [p for p in self._rest_calls() if p.startswith(INSTRUMENTS)]
+        if not all(purpose in self._listed for purpose in wanted):
+            return []
+        return self._check_symbols(frozenset().union(*self._listed.values()))
+
+    def rest_failed(self, call: RestCall, now: float) -> tuple[float, int]:
+        """``call`` failed (an error, a timeout, an answer not understood).
+
+        Returns:
+            ``(delay, failures)``: it is due again ``delay`` seconds from ``now``; it
+            has failed ``failures`` times in a row.
+        """
+        return self._schedule(self._rest_calls()).failed(call.purpose, now)
+
+    def adopt_rest(self, other: ExchangeProtocol) -> None:
+        """Take over what ``other`` (the adapter this one succeeds) learnt by REST: the
+        clock offset, the instrument lists and the unknown symbols, so a successor
+        session does not request them again (the server time is still refreshed)."""
+        self.clock_offset = other.clock_offset
+        self._listed = dict(other._listed)
+        self._unknown = dict(other._unknown)
+        schedule = self._schedule(self._rest_calls())
+        for purpose in self._listed:
+            if purpose in self._rest_calls():
+                schedule.succeeded(purpose, self._now)
+
+    def _schedule(self, calls: dict[str, RestCall]) -> RestSchedule:
+        schedule = self._rest_schedule
+        if schedule is None:
+            refresh: dict[str, float | None] = {
+                purpose: DEFAULT_TIME_REFRESH if purpose == TIME else None for purpose in calls
+            }
+            schedule = self._rest_schedule = RestSchedule(refresh)
+        return schedule
+
+    def _rest_calls(self) -> dict[str, RestCall]:
+        """Every REST call of this adapter by purpose (none without a ``rest_venue``)."""
+        if self.rest_venue is None:
+            return {}
+        calls = [self._time_call(), *self._instrument_calls()]
+        return {call.purpose: call for call in calls if call is not None}
+
+    def _check_symbols(self, listed: frozenset[str]) -> list[str]:
+        """Fail the subscriptions of configured symbols that ``listed`` lacks."""
+        by_symbol = self._symbol_topics()
+        problems = []
+        for native, close in unknown_symbols(by_symbol, listed).items():
+            hint = f"did you mean {close}?" if close else f"{self.exchange} lists no such symbol"
+            topics = by_symbol[native]
+            for topic in topics:
+                self._unknown[topic] = ("unknown", f"symbol ({hint})")
+            self._fail_unknown(topics)
+            problems.append(
+                f"unknown symbol {native!r} ({hint}): its subscriptions "
+                f"{', '.join(topics)} failed; the others run on"
+            )
+        self._maybe_live()
+        return problems
+
+    def _fail_unknown(self, topics: list[str]) -> None:
+        """Show ``topics`` (of unknown symbols) as failed; no ack is awaited for them."""
+        book = self.book
+        for topic in topics:
+            code, message = self._unknown[topic]
+            book.expect((topic,))
+            book.refuse(topic, code, message)
+
+    def _time_call(self) -> RestCall | None:
+        """The venue's server-time call (purpose :data:`~sdk.rest.TIME`), if any."""
+        return None
+
+    def _server_time(self, body: object) -> float | None:
+        """The venue's Unix time in seconds from a server-time answer (None: no such
+        field)."""
+        return None
+
+    def _instrument_calls(self) -> list[RestCall]:
+        """The calls that list the venue's instruments for this spec (purposes starting
+        with :data:`~sdk.rest.INSTRUMENTS`, one per list)."""
+        return []
+
+    def _listed_names(self, call: RestCall, body: object) -> Iterable[str] | None:
+        """Every native name in one instrument list (None: the answer has no list)."""
+        return None
+
+    def _symbol_topics(self) -> dict[str, list[str]]:
+        """The topics of each configured native symbol (what an unknown symbol fails)."""
+        return {}
+
     # -- for subclasses ------------------------------------------------------------
 
     @abc.abstractmethod
@@ -510,9 +676,13 @@ class ExchangeProtocol(abc.ABC):
         Adapters with per-session setup (a pacer to reset, a heartbeat request) do it
         and then call this.
         """
-        topics = self.topics()
+        unknown = self._unknown
+        topics = [topic for topic in self.topics() if topic not in unknown]
+        if unknown:
+            self._fail_unknown(list(unknown))
         self.expect(topics)
-        self._subscribe(now, topics)
+        if topics:
+            self._subscribe(now, topics)
 
     @abc.abstractmethod
     def topics(self) -> list[str]:
@@ -610,6 +780,10 @@ class ExchangeProtocol(abc.ABC):
         self.acks.restart(now)
         for topics, refusal in outcomes:
             if refusal is None:
+                if self._unknown and any(topic in self._unknown for topic in topics):
+                    # A late ack of a symbol the venue does not list: it stays failed.
+                    self._fail_unknown([t for t in topics if t in self._unknown])
+                    topics = tuple(t for t in topics if t not in self._unknown)
                 if topics:
                     data = self.data
                     data.confirmed(topics, now)
@@ -621,6 +795,11 @@ class ExchangeProtocol(abc.ABC):
                     events.append(Subscribed(topics=topics))
             else:
                 code, message = refusal
+                if self._unknown and any(topic in self._unknown for topic in topics):
+                    # The venue refusing a symbol it does not list: the operator was told
+                    # already, with a suggestion, which the state keeps.
+                    self._fail_unknown([t for t in topics if t in self._unknown])
+                    topics = tuple(t for t in topics if t not in self._unknown)
                 events.extend(
                     SubscriptionFailed(topic=topic, code=code, message=message) for topic in topics
                 )

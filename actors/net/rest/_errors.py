@@ -20,7 +20,8 @@ Envelopes (sources in each venue's table of :mod:`actors.net.rest._limits`):
 Codes are kept as the venue sends them (``int`` for Binance, Deribit and Bybit, ``str``
 for OKX) so they compare equal to the venues' documentation.
 
-The classes sit under :class:`~actors._errors.SupervisorError`::
+The classes live in :mod:`actors._errors` (the project's one error tree, drawn there)
+and are re-exported here::
 
     SupervisorError
     ├── RestError           the venue answered with an error (status, venue code)
@@ -35,59 +36,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from actors._errors import SupervisorError
-from actors.net.urls import redact_url
+from actors._errors import RateLimited, RestError
 
 __all__ = ["RateLimited", "RestError", "venue_error"]
-
-
-class RestError(SupervisorError):
-    """The venue answered a request with an error.
-
-    Attributes:
-        status: the HTTP status (``200`` when the venue put an error code in a 200 body,
-            as OKX and Bybit do).
-        venue_code: the venue's own code (``-1121``, ``"51000"``, ``10028``), or
-            ``None`` when the body carried none (an HTML error page, an empty 502).
-        message: the venue's message, or the start of the body when it had none.
-        url: the request URL with credentials masked.
-    """
-
-    def __init__(
-        self, *, status: int, venue_code: int | str | None, message: str, url: str
-    ) -> None:
-        self.status = status
-        self.venue_code = venue_code
-        self.message = message
-        self.url = redact_url(url)
-        code = "" if venue_code is None else f" code {venue_code!r}"
-        super().__init__(f"{self.url}: HTTP {status}{code}: {message}")
-
-
-class RateLimited(SupervisorError):
-    """A request would have to wait longer than the caller allowed (``max_wait``).
-
-    Raised before anything is sent when the host is held (after a 429 or a ban) or its
-    budget is spent until later, and after a 429/418 whose hold is longer than
-    ``max_wait``.
-
-    Attributes:
-        wait: seconds from now until the request could go.
-        host: the host the hold or budget belongs to.
-        reason: why: ``"held after HTTP 429"``, ``"IP banned (HTTP 418)"``,
-            ``"weight budget"``, ...
-        status: the HTTP status that caused the hold, or ``None`` for our own budget.
-    """
-
-    def __init__(self, *, wait: float, host: str, reason: str, status: int | None) -> None:
-        self.wait = wait
-        self.host = host
-        self.reason = reason
-        self.status = status
-        super().__init__(
-            f"{host}: rate limited ({reason}); the next request could go in {wait:.3f} s, "
-            "beyond max_wait; retry later or pass a larger max_wait"
-        )
 
 
 def venue_error(body: Any) -> tuple[int | str | None, str] | None:

@@ -20,6 +20,13 @@ Answers, in order of precedence:
 3. the path's standing :class:`Reply` (:meth:`FakeRest.route`), else 404 with Binance's
    ``{"code": -1, ...}``-shaped body.
 
+Venue endpoints (:meth:`FakeRest.serve_venue`): a venue's server-time and instrument
+list, shaped like the recorded bodies in ``tests/data/rest/`` (``binance_time.json``,
+``okx_time.json``, ``deribit_get_time.json``; the instrument lists follow each venue's
+documentation, see ``tests/data/rest/SOURCES.md``). The time is computed per request
+from :data:`DEFAULT_EPOCH` plus the Trio clock plus the venue's ``offset``, so a test
+knows the clock offset the client must find exactly.
+
 A :class:`Reply` may be slow (``delay``, slept on the Trio clock, so autojump tests
 stay exact) or close the connection after answering. Every answer carries a ``Date``
 header computed from :data:`DEFAULT_EPOCH` plus the Trio clock, so HTTP-date
@@ -47,6 +54,7 @@ import trio
 
 __all__ = [
     "DEFAULT_EPOCH",
+    "VENUE_PATHS",
     "FakeRest",
     "RecordedRequest",
     "Reply",
@@ -57,6 +65,61 @@ __all__ = [
 DEFAULT_EPOCH: Final = datetime.datetime(2026, 11, 2, tzinfo=datetime.UTC)
 
 _MAX_REQUEST_BYTES: Final = 65536
+
+#: Each venue's (server-time path, instrument-list path), as its adapter calls them.
+VENUE_PATHS: Final[Mapping[str, tuple[str, str]]] = {
+    "binance": ("/api/v3/time", "/api/v3/exchangeInfo"),
+    "binance_usdm": ("/fapi/v1/time", "/fapi/v1/exchangeInfo"),
+    "okx": ("/api/v5/public/time", "/api/v5/public/instruments"),
+    "deribit": ("/api/v2/public/get_time", "/api/v2/public/get_instruments"),
+    "bybit": ("/v5/market/time", "/v5/market/instruments-info"),
+}
+
+
+def _time_body(venue: str, seconds: float) -> Any:
+    """A server-time answer carrying Unix time ``seconds`` (recorded shapes)."""
+    ms = round(seconds * 1000)
+    if venue in ("binance", "binance_usdm"):
+        return {"serverTime": ms}
+    if venue == "okx":
+        return {"code": "0", "msg": "", "data": [{"ts": str(ms)}]}
+    if venue == "deribit":
+        return {"jsonrpc": "2.0", "id": 1, "result": ms}
+    nano = round(seconds * 1e9)
+    return {
+        "retCode": 0,
+        "retMsg": "OK",
+        "result": {"timeSecond": str(nano // 10**9), "timeNano": str(nano)},
+        "retExtInfo": {},
+        "time": ms,
+    }
+
+
+def _instruments_body(venue: str, symbols: list[str], seconds: float) -> Any:
+    """An instrument list naming ``symbols`` (each venue's documented shape, trimmed)."""
+    ms = round(seconds * 1000)
+    if venue in ("binance", "binance_usdm"):
+        return {
+            "timezone": "UTC",
+            "serverTime": ms,
+            "symbols": [{"symbol": s, "status": "TRADING"} for s in symbols],
+        }
+    if venue == "okx":
+        return {"code": "0", "msg": "", "data": [{"instId": s, "state": "live"} for s in symbols]}
+    if venue == "deribit":
+        return {
+            "jsonrpc": "2.0",
+            "result": [{"instrument_name": s, "is_active": True} for s in symbols],
+        }
+    return {
+        "retCode": 0,
+        "retMsg": "OK",
+        "result": {
+            "list": [{"symbol": s, "status": "Trading"} for s in symbols],
+            "nextPageCursor": "",
+        },
+        "time": ms,
+    }
 
 
 @final
@@ -127,6 +190,22 @@ class FakeRest:
         self._window = math.inf
         self._window_index = 0.0
         self._changed = trio.Event()
+        #: path -> the body for the fake's Unix time then (venue endpoints).
+        self._dynamic: dict[str, Callable[[float], Any]] = {}
+
+    def serve_venue(self, venue: str, symbols: list[str], *, offset: float = 0.0) -> None:
+        """Answer ``venue``'s server-time and instrument-list paths.
+
+        Args:
+            venue: a key of :data:`VENUE_PATHS`.
+            symbols: the native names the instrument list holds (for every query).
+            offset: seconds the venue's clock runs ahead of the fake's ``Date`` clock
+                (:data:`DEFAULT_EPOCH` plus the Trio clock).
+        """
+        time_path, instruments_path = VENUE_PATHS[venue]
+        listed = list(symbols)
+        self._dynamic[time_path] = lambda now: _time_body(venue, now + offset)
+        self._dynamic[instruments_path] = lambda now: _instruments_body(venue, listed, now + offset)
 
     def route(self, path: str, reply: Reply) -> None:
         """Answer every request for ``path`` with ``reply`` (unless a script says else)."""
@@ -193,6 +272,9 @@ class FakeRest:
             self.used += weight
             headers[self._weight_header] = str(self.used)
         reply = self._routes.get(path)
+        render = self._dynamic.get(path)
+        if reply is None and render is not None:
+            reply = Reply(body=render(DEFAULT_EPOCH.timestamp() + trio.current_time()))
         if reply is None:
             reply = Reply(status=404, body={"code": -1, "msg": f"no route {path}"})
         return reply, headers
