@@ -184,3 +184,35 @@ def test_contexts_are_built_once_per_distinct_settings(ca_file: str) -> None:
     off = build_ssl_context(settings(verify=False))
     assert (off.check_hostname, off.verify_mode) == (False, ssl.CERT_NONE)
     assert (a.check_hostname, a.verify_mode) == (True, ssl.CERT_REQUIRED)
+
+
+# -- client certificates ---------------------------------------------------------------
+
+
+def mutual_context(cert: trustme.LeafCert, client_ca: trustme.CA) -> ssl.SSLContext:
+    """A server context that requires a client certificate issued by ``client_ca``."""
+    context = server_context(cert)
+    context.verify_mode = ssl.CERT_REQUIRED
+    client_ca.configure_trust(context)
+    return context
+
+
+async def test_a_client_certificate_is_presented_when_configured(
+    ca: trustme.CA, ca_file: str, tmp_path: Path
+) -> None:
+    client_ca = trustme.CA()
+    client = client_ca.issue_cert("bot@example.com")
+    cert_file, key_file = tmp_path / "client.pem", tmp_path / "client.key"
+    client.cert_chain_pems[0].write_to_path(str(cert_file))
+    client.private_key_pem.write_to_path(str(key_file))
+    with_cert = settings(ca_file=ca_file, cert_file=str(cert_file), key_file=str(key_file))
+    context = mutual_context(ca.issue_cert("127.0.0.1"), client_ca)
+    with trio.fail_after(DEADLINE):
+        async with open_fake_exchange(name="venue", interval=60.0, ssl_context=context) as fake:
+            await handshake(fake, TcpTlsConnector(tls=with_cert))
+            assert len(fake.sessions) == 1  # the server verified our certificate
+            # Without one, the server refuses (TLS 1.3: after our side of the handshake,
+            # so the WebSocket upgrade is what fails).
+            with pytest.raises(ConnectError):
+                await handshake(fake, TcpTlsConnector(tls=settings(ca_file=ca_file)))
+    assert len(fake.sessions) == 1
