@@ -590,3 +590,29 @@ def test_the_default_config_is_config_toml(
     assert capsys.readouterr().err == (
         "config.toml: cannot read: no such file (pass the path of a TOML config file)\n"
     )
+
+
+async def test_verify_false_passes_and_says_the_certificate_was_not_verified(
+    ca: trustme.CA, tmp_path: Path
+) -> None:
+    cert = ca.issue_cert("other.example")
+    with trio.fail_after(DEADLINE):
+        async with binance(server_context(cert)) as fake, rest() as api:
+            tls = "[connections.spot.tls]\nverify = false\n"
+            write_config(tmp_path / "config.toml", fake.url, tls)
+            result = await run_probe("spot", "--rest-url", api.url, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    stages = stages_of(result.stdout.decode())
+    assert stages[3][:2] == ("tls", "ok")
+    assert re.fullmatch(
+        r"TLSv1\.3 TLS_\w+; certificate NOT verified \(tls\.verify = false\)", stages[3][2]
+    )
+    # The supervisor's connector warns, as at every connect.
+    assert (
+        result.stderr.decode()
+        .rstrip()
+        .endswith(
+            f"spot: TLS certificate verification is OFF for wss://127.0.0.1:{fake.port}/stream "
+            "(tls.verify = false); anyone on the route can read and change this feed"
+        )
+    )
