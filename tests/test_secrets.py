@@ -9,9 +9,15 @@ bad config file with secrets. Every log record (DEBUG and up, with tracebacks), 
 stats snapshot as JSON, every error text, every ``repr``/``str`` and the CLI's stdout and
 stderr are captured and searched for each planted secret.
 
-To cover a new output (proxy errors, ``marketprism probe``), capture its text into
-``outputs`` and plant its secrets in ``SECRETS``: :func:`helpers.assert_no_secrets` does
-the rest.
+A second test plants proxy passwords: in a connection's ``proxy``, a ``[defaults]``
+chain, the environment and an invalid proxy URL, and runs ``marketprism probe`` through
+a real tinyproxy that requires them (right and wrong password, text and ``--json``);
+config reprs, routes, config problems, ``check`` and the probe's stdout and stderr are
+searched for them. Proxy *user names* are shown on purpose (``user:***@``, see
+:func:`actors.redact.redact_url`), so the planted user name is not a secret there.
+
+To cover a new output, capture its text into ``outputs`` and plant its secrets in
+``SECRETS``: :func:`helpers.assert_no_secrets` does the rest.
 """
 
 from __future__ import annotations
@@ -26,12 +32,15 @@ import msgspec
 import pytest
 import trio
 from helpers import SUBSCRIBE, assert_no_secrets
+from test_probe import ENV, binance, peers, rest, run_probe, write_config
 
 from actors import ConfigError
 from actors.net import TcpTlsConnector
 from supervisor import config_from_dict, loads_config, open_supervisor
 from supervisor.cli import main as cli_main
 from supervisor.testing import open_fake_exchange
+from supervisor.testing.proxies import open_tinyproxy
+from supervisor.wiring import resolve_routes
 
 API_KEY = "AK-5f2e9c0a-key"
 PASSPHRASE = "hunter2-passphrase"
@@ -42,6 +51,12 @@ LISTEN_KEY = "pqia91ma19a5s61cv6a81va65sdf19v8a65a1a5s61cv6a81va65sdf19v8a65a1"
 USER = "APIKEY-USER-1d4e"
 PASSWORD = "s3cret-password"
 SECRETS = (API_KEY, PASSPHRASE, SIGN, TOKEN, JWT, LISTEN_KEY, USER, PASSWORD)
+PROXY_USER = "probe-user"
+PROXY_PASSWORD = "Pr0xy-pa55word-41"
+WRONG_PASSWORD = "Wr0ng-pa55word-17"
+CHAIN_PASSWORD = "Ch41n-pa55word-23"
+ENV_PASSWORD = "Env-pa55word-88"
+PROXY_SECRETS = (PROXY_PASSWORD, WRONG_PASSWORD, CHAIN_PASSWORD, ENV_PASSWORD)
 
 LOGIN = (
     '{"op":"login","args":[{"apiKey":"' + API_KEY + '","passphrase":"' + PASSPHRASE + '",'
@@ -213,3 +228,121 @@ def test_assert_no_secrets_names_every_leak() -> None:
         f"{TOKEN!r} in logs: ...connected to wss://h/ws?token={TOKEN}...",
         '\'a/b\' in stats: ..."k": "a%2Fb"...',
     ]
+
+
+async def test_no_proxy_password_in_config_routes_check_or_probe(
+    caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    outputs: dict[str, str] = {}
+    user = PROXY_USER
+
+    # -- config and routes -------------------------------------------------------------
+    config = loads_config(
+        "[defaults]\n"
+        'exchange = "binance"\n'
+        f'proxy = ["socks5h://{user}:{CHAIN_PASSWORD}@10.0.0.1:1080", "http://10.0.0.2:3128"]\n'
+        "[connections.a]\n"
+        'channels = ["trades"]\n'
+        'symbols = ["BTC-USDT"]\n'
+        f'proxy = "http://{user}:{PROXY_PASSWORD}@10.0.0.3:3128"\n'
+        "[connections.b]\n"
+        'exchange = "okx"\n'
+        'channels = ["trades"]\n'
+        'symbols = ["BTC-USDT"]\n',
+        source="proxies.toml",
+    )
+    routes = resolve_routes(config, {})
+    assert [route.describe() for route in routes] == [
+        f"http://{user}:***@10.0.0.3:3128 (connections.a.proxy)",
+        f"socks5h://{user}:***@10.0.0.1:1080 -> http://10.0.0.2:3128 ([defaults] proxy)",
+    ]
+    outputs["repr(config)"] = repr(config)
+    outputs["str(config)"] = str(config)
+    outputs["routes"] = repr(routes) + str([str(r) for r in routes])
+    outputs["hops"] = repr([hop for route in routes for hop in route.hops])
+    okx = config_from_dict(
+        {"connections": {"c": {"exchange": "okx", "channels": ["trades"], "symbols": ["BTC-USDT"]}}}
+    )
+    with pytest.raises(ConfigError) as env_error:
+        resolve_routes(okx, {"HTTPS_PROXY": f"socks9://{user}:{ENV_PASSWORD}@h:1"})
+    assert env_error.value.problems == [
+        f"<dict>: connections.c: environment HTTPS_PROXY: 'socks9://{user}:***@h:1' has an "
+        "unsupported scheme 'socks9' (expected http, https, socks4, socks4a, socks5, socks5h)"
+    ]
+    outputs["environment proxy error"] = str(env_error.value)
+    with pytest.raises(ConfigError) as bad:
+        loads_config(
+            "[connections.x]\n"
+            'exchange = "okx"\n'
+            f'proxy = ["socks4://{user}:{PROXY_PASSWORD}@h:1", "none"]\n'
+        )
+    outputs["proxy config error"] = str(bad.value)
+    assert bad.value.problems == [
+        "<string>:3: connections.x.proxy: at index 0: "
+        f"'socks4://{user}:***@h:1': SOCKS4 has no passwords, only a user id (expected "
+        "socks4://userid@host:port, or socks5:// for user:password)",
+    ]
+
+    # -- marketprism check with proxies ------------------------------------------------
+    checked = tmp_path / "checked.toml"
+    checked.write_text(
+        "[connections.a]\n"
+        'exchange = "okx"\n'
+        'channels = ["trades"]\n'
+        'symbols = ["BTC-USDT"]\n'
+        f'proxy = "socks5://{user}:{PROXY_PASSWORD}@127.0.0.1:1080"\n'
+        "[connections.b]\n"
+        'exchange = "okx"\n'
+        'channels = ["trades"]\n'
+        'symbols = ["BTC-USDT"]\n'
+        f'proxy = "socks5://{user}:{WRONG_PASSWORD}@127.0.0.1:0"\n',
+        encoding="utf-8",
+    )
+    capsys.readouterr()
+    assert cli_main(["check", str(checked)]) == 2
+    captured = capsys.readouterr()
+    outputs["check stdout"], outputs["check stderr"] = captured.out, captured.err
+    assert captured.err == (
+        f"{checked}:10: connections.b.proxy: 'socks5://{user}:***@127.0.0.1:0' has an "
+        "invalid port (expected a port from 1 to 65535)\n"
+    )
+
+    # -- marketprism probe through a proxy that needs the password ----------------------
+    with trio.fail_after(60):
+        async with (
+            binance() as fake,
+            rest() as api,
+            open_tinyproxy(tmp_path, auth=(user, PROXY_PASSWORD)) as proxy,
+        ):
+            right = write_config(tmp_path / "right.toml", fake.url, f'proxy = "{proxy.url()}"\n')
+            wrong = write_config(
+                tmp_path / "wrong.toml",
+                fake.url,
+                f'proxy = "{proxy.url(password=WRONG_PASSWORD)}"\n',
+            )
+            for name, args in {
+                "probe": ["spot", "--config", str(right), "--rest-url", api.url],
+                "probe --json": ["spot", "--config", str(right), "--json", "--rest-url", api.url],
+                "probe wrong password": ["spot", "--config", str(wrong)],
+                "probe wrong password --json": ["spot", "--config", str(wrong), "--json"],
+            }.items():
+                result = await run_probe(*args, cwd=tmp_path)
+                outputs[f"{name} stdout"] = result.stdout.decode()
+                outputs[f"{name} stderr"] = result.stderr.decode()
+                assert result.returncode == (1 if "wrong" in name else 0), outputs
+            # A bare URL through an environment proxy with a password in it.
+            env = {**ENV, "HTTP_PROXY": proxy.url()}
+            result = await run_probe(fake.url, cwd=tmp_path, env=env)
+            outputs["probe URL stdout"] = result.stdout.decode()
+            outputs["probe URL stderr"] = result.stderr.decode()
+            assert result.returncode == 0, outputs
+    # The probes did go through the proxy with the password, and showed the hop masked.
+    assert peers(fake) == [proxy.outgoing] * 3
+    hop = f"http://{user}:***@127.0.0.1:{proxy.port}"
+    assert f"{hop} (connections.spot.proxy)" in outputs["probe stdout"]
+    assert f"({hop}) rejected the credentials" in outputs["probe wrong password stdout"]
+    assert f"{hop} (environment HTTP_PROXY)" in outputs["probe URL stdout"]
+
+    outputs["logs"] = caplog.text
+    assert_no_secrets(outputs, PROXY_SECRETS)

@@ -29,7 +29,7 @@ from typing import Final
 
 import trio
 
-from actors.net.route import DIRECT, Route, open_stream
+from actors.net.route import DIRECT, Route, Trace, open_stream
 from actors.net.tls import TlsSettings, build_ssl_context
 
 # Re-exported: connection.py imports them from here.
@@ -89,6 +89,8 @@ class TcpTlsConnector:
         name: the connection's name, for the warnings. (``ws://`` to a host off this
             machine is logged as a warning at every connect; the config check refuses
             it unless the connection says ``allow_plaintext = true``.)
+        trace: called as each step of a connect ends (see :mod:`actors.net.route`,
+            "Tracing"); for diagnostics such as ``marketprism probe``.
     """
 
     def __init__(
@@ -98,8 +100,10 @@ class TcpTlsConnector:
         route: Route = DIRECT,
         tls: TlsSettings | None = None,
         name: str = "",
+        trace: Trace | None = None,
     ) -> None:
         self._ssl_context = ssl_context
+        self._trace = trace
         self._tls = tls or TlsSettings()
         self.route = route
         self._name = name or "connection"
@@ -152,4 +156,5 @@ class TcpTlsConnector:
             server_hostname=self._tls.server_hostname,
             timeout=timeout,
             target=shown,
+            trace=self._trace,
         )

@@ -10,6 +10,8 @@ The second half opens a byte stream through a route (:func:`open_stream`), with
 python-socks' Trio backend (v2). Each hop is a ``python_socks`` proxy whose ``forward``
 is the previous hop, so hop 1 is contacted over TCP and each later hop is reached
 through the tunnel of the one before it; the last hop is asked for the destination.
+The TCP connection to the first hop is ours (:class:`_FirstLeg`, hop 1's ``forward``),
+not python-socks', so TCP and each hop's handshake are separate steps.
 Every hop is wrapped (:class:`_Hop`) so a failure names the hop that failed (masked)
 and why, as :class:`~actors._errors.ProxyError`; a proxy that rejects the credentials
 or forbids the destination raises :class:`~actors._errors.ProxyRejected`. There is no
@@ -17,6 +19,20 @@ fallback to a direct connection, ever. TLS to the destination is not python-sock
 :func:`~actors.net.tls.start_tls` runs it over the tunnel exactly as over a direct TCP
 stream, so SNI (``server_hostname``), verification and its error messages are the same
 on every route.
+
+Tracing: ``open_stream(..., trace=callback)`` calls ``callback(event, info)`` as each step
+of the connect ends, in order (after httpcore's ``trace`` extension), so a diagnostic
+(``marketprism probe``) can time and name every step without a second way to connect:
+
+- ``tcp.started`` ``{"host", "port"}`` and ``tcp.complete`` ``{"peer"}`` (``ip:port``):
+  TCP to the endpoint when direct, else to the first hop (name resolution included);
+- ``proxy.complete`` ``{"index", "hop"}`` (the hop's masked URL): hop ``index``'s
+  handshake is done, which began when the step before it completed;
+- ``tls.started`` ``{"server_hostname"}`` and ``tls.complete`` ``{"stream"}`` (the
+  ``trio.SSLStream``, for its protocol, cipher and certificate).
+
+A step that fails raises as without a trace; the step in progress is the one after the
+last event. The callback must not raise or block.
 
 Precedence (first that applies wins):
 
@@ -50,7 +66,7 @@ import dataclasses
 import ipaddress
 import math
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 from urllib.parse import quote, unquote, urlsplit
 
@@ -60,6 +76,10 @@ from python_socks import ProxyError as _SocksProxyError
 from python_socks import ProxyTimeoutError as _SocksTimeoutError
 from python_socks import ProxyType
 from python_socks.async_.trio.v2 import Proxy as _SocksProxy
+
+# The stream python-socks itself wraps its first hop's TCP connection in (v2/_connect.py);
+# not exported, but the later hops and python-socks' TLS expect exactly this type.
+from python_socks.async_.trio.v2._stream import TrioSocketStream as _SocksStream
 
 from actors._errors import ConnectError, ProxyError, ProxyRejected
 from actors._spec import ProxySetting, TlsSettings
@@ -74,6 +94,7 @@ __all__ = [
     "ProxyURL",
     "Route",
     "TlsSettings",
+    "Trace",
     "build_ssl_context",
     "no_proxy_match",
     "open_stream",
@@ -225,6 +246,9 @@ class Route:
     def __str__(self) -> str:
         return self.describe()
 
+
+#: ``trace(event, info)``: see "Tracing" in the module docstring.
+Trace = Callable[[str, Mapping[str, object]], None]
 
 #: A direct route when nothing says otherwise.
 DIRECT: Final = Route()
@@ -420,12 +444,19 @@ class _Hop:
     """
 
     def __init__(
-        self, proxy: ProxyURL, index: int, total: int, progress: _Progress, forward: _Hop | None
+        self,
+        proxy: ProxyURL,
+        index: int,
+        total: int,
+        progress: _Progress,
+        forward: _Hop | _FirstLeg | None,
+        trace: Trace | None = None,
     ) -> None:
         self.proxy = proxy
         self.index = index
         self.total = total
         self._progress = progress
+        self._trace = trace
         self._socks = _SocksProxy(
             _SOCKS_TYPES[proxy.scheme],
             proxy.host,
@@ -467,6 +498,8 @@ class _Hop:
             cause = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) else exc
             raise self.failed(f"broke the connection: {cause or exc}", target) from exc
         self._progress.hop = self.index + 1
+        if self._trace is not None:
+            self._trace("proxy.complete", {"index": self.index, "hop": self.proxy.masked})
         return stream
 
     def _reply_reason(self, exc: _SocksProxyError) -> tuple[str, bool]:
@@ -489,6 +522,39 @@ class _Hop:
         return f"answered badly: {text}", False
 
 
+class _FirstLeg:
+    """TCP to the first hop: its python-socks proxy's ``forward``.
+
+    python-socks would open this connection itself; doing it here lets a trace tell TCP
+    from the first hop's handshake. A failure is reported exactly as python-socks
+    reports its own (``ProxyConnectionError``, "Couldn't connect to proxy ...").
+    """
+
+    def __init__(self, trace: Trace | None) -> None:
+        self._trace = trace
+
+    async def connect(self, dest_host: str, dest_port: int, **_: Any) -> _SocksStream:
+        """Open TCP to the first hop's proxy at ``dest_host``:``dest_port``."""
+        try:
+            stream = await _connect_tcp(dest_host, dest_port, self._trace)
+        except OSError as exc:
+            raise _SocksConnectionError(
+                exc.errno, f"Couldn't connect to proxy {dest_host}:{dest_port} [{exc.strerror}]"
+            ) from exc
+        return _SocksStream(stream)
+
+
+async def _connect_tcp(host: str, port: int, trace: Trace | None) -> trio.SocketStream:
+    """``trio.open_tcp_stream``, traced (see the module docstring)."""
+    if trace is not None:
+        trace("tcp.started", {"host": host, "port": port})
+    stream = await trio.open_tcp_stream(host, port)
+    if trace is not None:
+        peer = stream.socket.getpeername()
+        trace("tcp.complete", {"peer": _host_port(peer[0], peer[1])})
+    return stream
+
+
 def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -504,6 +570,7 @@ async def open_stream(
     # can name the hop in progress: a caller's scope would end this with Cancelled.
     timeout: float | None = None,  # noqa: ASYNC109
     target: str | None = None,
+    trace: Trace | None = None,
 ) -> trio.abc.Stream:
     """TCP to ``host``:``port`` through ``route``'s hops (direct if none); TLS over it
     when ``ssl_context`` is given.
@@ -519,6 +586,7 @@ async def open_stream(
             no limit here (the caller's own deadline applies).
         target: how to show the endpoint in errors (e.g. the redacted URL); default
             ``host:port``.
+        trace: called as each step ends (see "Tracing" in the module docstring).
 
     Returns:
         A connected stream (a ``trio.SSLStream`` for TLS), owned by the caller.
@@ -535,13 +603,17 @@ async def open_stream(
     shown = target or _host_port(host, port)
     progress = _Progress()
     with trio.move_on_after(math.inf if timeout is None else timeout) as deadline:
-        stream = await _open_tunnel(route, host, port, shown, progress)
+        stream = await _open_tunnel(route, host, port, shown, progress, trace)
         if ssl_context is None:
             return stream
         where = shown if not route.hops else f"{shown} via {' -> '.join(route.masked_hops)}"
-        return await start_tls(
-            stream, ssl_context, server_hostname=server_hostname or host, where=where
-        )
+        name = server_hostname or host
+        if trace is not None:
+            trace("tls.started", {"server_hostname": name})
+        tls = await start_tls(stream, ssl_context, server_hostname=name, where=where)
+        if trace is not None:
+            trace("tls.complete", {"stream": tls})
+        return tls
     assert deadline.cancelled_caught
     if progress.hop <= len(route.hops):
         hop = _Hop(route.hops[progress.hop - 1], progress.hop, len(route.hops), progress, None)
@@ -550,17 +622,17 @@ async def open_stream(
 
 
 async def _open_tunnel(
-    route: Route, host: str, port: int, shown: str, progress: _Progress
+    route: Route, host: str, port: int, shown: str, progress: _Progress, trace: Trace | None
 ) -> trio.abc.Stream:
     if not route.hops:
         try:
-            return await trio.open_tcp_stream(host, port)
+            return await _connect_tcp(host, port, trace)
         except OSError as exc:
             raise ConnectError(f"cannot connect to {shown}: {exc}") from exc
-    hop: _Hop | None = None
+    hop: _Hop | _FirstLeg = _FirstLeg(trace)
     for index, proxy in enumerate(route.hops, start=1):
-        hop = _Hop(proxy, index, len(route.hops), progress, hop)
-    assert hop is not None
+        hop = _Hop(proxy, index, len(route.hops), progress, hop, trace)
+    assert isinstance(hop, _Hop)
     tunnel = await hop.connect(host, port)
     stream: trio.abc.Stream = tunnel.trio_stream
     return stream

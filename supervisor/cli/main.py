@@ -1,4 +1,4 @@
-"""The ``marketprism`` command: argument parsing and the run, check and demo commands.
+"""The ``marketprism`` command: argument parsing and the run, check, demo and probe commands.
 
 Exit codes: 0 success (including a clean stop on SIGINT/SIGTERM, and a reader of stdout
 that went away, as with ``| head``), 1 the supervisor gave up (restart intensity
@@ -34,6 +34,8 @@ from actors.registry import Stats
 from supervisor.api import open_supervisor
 from supervisor.cli.demo import run_demo
 from supervisor.cli.output import DEFAULT_OUTPUT_BUDGET, LineWriter
+from supervisor.cli.probe import DEFAULT_TIMEOUT as DEFAULT_PROBE_TIMEOUT
+from supervisor.cli.probe import run_command as run_probe
 from supervisor.cli.signals import stop_on_signals
 from supervisor.config import Config, load_config
 from supervisor.tree import Supervisor
@@ -104,6 +106,33 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds between injected faults (default: 3)",
     )
     demo.add_argument("--seed", type=int, default=None, help="seed for faults and jitter")
+
+    probe = commands.add_parser(
+        "probe",
+        help="connect once, stage by stage (route, DNS, TCP, proxies, TLS, upgrade, "
+        "subscription, data, REST), and say which stage fails",
+    )
+    probe.add_argument(
+        "target", metavar="NAME|URL", help="a connection of the config, or a ws:// or wss:// URL"
+    )
+    probe.add_argument(
+        "--config", default=None, help=f"config file for a NAME (default: {DEFAULT_CONFIG})"
+    )
+    probe.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    probe.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=DEFAULT_PROBE_TIMEOUT,
+        help="seconds each stage may take; the connect (TCP, proxies, TLS) counts as one "
+        f"(default: {DEFAULT_PROBE_TIMEOUT:g})",
+    )
+    probe.add_argument(
+        "--rest-url",
+        default=None,
+        metavar="ORIGIN",
+        help="REST origin to call for the time stage instead of the venue's "
+        "(e.g. https://api1.binance.com)",
+    )
     return parser
 
 
@@ -152,6 +181,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.log_level)
     if args.command == "check":
         return _check(args.config)
+    if args.command == "probe":
+        return run_probe(
+            args.target,
+            config=args.config,
+            default_config=DEFAULT_CONFIG,
+            as_json=args.json,
+            timeout=args.timeout,
+            rest_url=args.rest_url,
+            environ=os.environ,
+        )
     if args.command == "run":
         try:
             config = load_config(args.config)
