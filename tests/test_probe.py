@@ -34,7 +34,7 @@ from test_proxies import AUTH
 from actors import ConnectionSpec
 from actors.exchanges import ADAPTERS
 from supervisor.cli import main as cli_main
-from supervisor.cli.probe import PROBE_SUBSCRIPTIONS, REST_TIME, ProbeTarget, venue_of
+from supervisor.cli.probe import PROBE_SUBSCRIPTIONS, ProbeTarget, venue_of
 from supervisor.testing import FakeBinance, FakeExchange, open_fake_exchange
 from supervisor.testing.fakes.rest import FakeRest, Reply, open_fake_rest
 from supervisor.testing.proxies import open_microsocks, open_tinyproxy
@@ -175,6 +175,30 @@ async def test_a_direct_connection_passes_every_stage(tmp_path: Path) -> None:
     offset = rest_line(detail, api.url, "direct (no proxy configured)")
     assert AHEAD - 2.0 < offset <= AHEAD
     assert [(r.method, r.path) for r in api.requests] == [("GET", "/api/v3/time")]
+
+
+async def test_the_rest_stage_calls_the_connections_configured_rest_origin(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(DEADLINE):
+        async with binance() as fake, rest() as api:
+            extra = f'[connections.spot.rest]\nbase_url = "{api.url}"\n'
+            write_config(tmp_path / "config.toml", fake.url, extra)
+            result = await run_probe("spot", cwd=tmp_path)
+            # Without base_url (and on a host that is not the venue's), no REST stage.
+            write_config(tmp_path / "config.toml", fake.url)
+            without = await run_probe("spot", cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (0, b""), result.stderr
+    label, status, detail = stages_of(result.stdout.decode())[-1]
+    assert (label, status) == ("rest", "ok")
+    rest_line(detail, api.url, "direct (no proxy configured)")
+    assert [(r.method, r.path) for r in api.requests] == [("GET", "/api/v3/time")]
+    assert without.returncode == 0, without.stdout + without.stderr
+    assert stages_of(without.stdout.decode())[-1] == (
+        "rest",
+        "skipped",
+        "no REST API for this connection (set [connections.spot.rest] base_url)",
+    )
 
 
 async def test_through_tinyproxy_both_websocket_and_rest(tmp_path: Path) -> None:
@@ -472,7 +496,7 @@ async def test_a_bare_url_without_a_known_adapter_stops_after_the_upgrade(tmp_pa
     assert [(s["detail"], s["seconds"]) for s in report["stages"][4:]] == [
         (why, None),
         (why, None),
-        ("no REST time endpoint is known for a URL without an adapter", None),
+        ("no REST API is known for a URL without an adapter", None),
     ]
 
 
@@ -506,7 +530,9 @@ def test_venue_defaults_select_their_adapter_and_a_valid_probe_subscription() ->
         target = ProbeTarget.for_url(adapter.default_url)
         assert target.spec is not None
         assert adapter.check(target.spec) == []
-        assert name in REST_TIME
+        assert target.rest_origin == adapter.rest_url is not None
+        assert target.rest_venue == adapter.rest_venue is not None
+        assert adapter(target.spec, pacer=None).time_call() is not None
     assert venue_of("wss://stream.bybit.com/v5/public/linear") == "bybit_linear"
     assert venue_of("wss://stream.binance.com:9443/ws") == "binance"
     assert venue_of("wss://example.com/ws") is None

@@ -77,11 +77,11 @@ from actors.net.tls import DEFAULT_TLS
 from actors.net.websocket import ClosedNormally, WebSocket, open_websocket
 from actors.redact import redact_text, redact_url
 from supervisor.config import load_config
+from supervisor.wiring import rest_base_url
 
 __all__ = [
     "DEFAULT_TIMEOUT",
     "PROBE_SUBSCRIPTIONS",
-    "REST_TIME",
     "ProbeReport",
     "ProbeTarget",
     "Stage",
@@ -104,48 +104,6 @@ PROBE_SUBSCRIPTIONS: Final[Mapping[str, tuple[str, str]]] = {
     "bybit_linear": ("trades", "BTC-USDT-PERP"),
 }
 
-
-@final
-@dataclasses.dataclass(frozen=True)
-class _TimeEndpoint:
-    venue: str
-    origin: str
-    path: str
-    server_ms: Callable[[Any], float]
-
-
-def _binance_time(body: Any) -> float:
-    return float(body["serverTime"])  # {"serverTime": ms}
-
-
-def _okx_time(body: Any) -> float:
-    return float(body["data"][0]["ts"])  # {"code":"0","data":[{"ts":"ms"}]}
-
-
-def _deribit_time(body: Any) -> float:
-    return float(body["result"])  # {"jsonrpc":"2.0","result": ms}
-
-
-def _bybit_time(body: Any) -> float:
-    return float(body["time"])  # {"retCode":0,"result":{"timeSecond":...},"time": ms}
-
-
-#: Each adapter's REST venue, default origin and server-time endpoint (weight 1 or
-#: its venue's cheapest), from ../shared/reference/exchanges.md: Binance spot §1.6,
-#: USD-M §2, OKX ``/api/v5/public/time``, Deribit ``public/get_time``, and Bybit
-#: https://bybit-exchange.github.io/docs/v5/market/time.
-REST_TIME: Final[Mapping[str, _TimeEndpoint]] = {
-    "binance": _TimeEndpoint("binance", "https://api.binance.com", "/api/v3/time", _binance_time),
-    "binance_usdm": _TimeEndpoint(
-        "binance_usdm", "https://fapi.binance.com", "/fapi/v1/time", _binance_time
-    ),
-    "okx": _TimeEndpoint("okx", "https://www.okx.com", "/api/v5/public/time", _okx_time),
-    "deribit": _TimeEndpoint(
-        "deribit", "https://www.deribit.com", "/api/v2/public/get_time", _deribit_time
-    ),
-    "bybit": _TimeEndpoint("bybit", "https://api.bybit.com", "/v5/market/time", _bybit_time),
-    "bybit_linear": _TimeEndpoint("bybit", "https://api.bybit.com", "/v5/market/time", _bybit_time),
-}
 
 #: Response headers that report a venue's rate-limit usage (Binance ``X-MBX-USED-WEIGHT-*``
 #: and ``X-MBX-ORDER-COUNT-*``, Bybit ``X-Bapi-Limit*``, the generic ``X-RateLimit-*``
@@ -222,7 +180,10 @@ class ProbeTarget:
         proxy: the connection's ``proxy`` (``None``: not set).
         defaults_proxy: ``[defaults] proxy`` (``None``: not set).
         tls: the connection's TLS settings.
-        rest_origin: the REST origin to call instead of the venue's default.
+        rest_origin: the REST origin to call: ``--rest-url``, else the connection's
+            (``rest.base_url`` or the venue's default, as the supervisor decides it:
+            :func:`supervisor.wiring.rest_base_url`); ``None``: no REST API.
+        rest_venue: whose rate-limit table the REST client applies.
         adapter_note: why there is no adapter, when ``spec`` is ``None``.
     """
 
@@ -233,6 +194,7 @@ class ProbeTarget:
     defaults_proxy: ProxySetting | None = None
     tls: TlsSettings = DEFAULT_TLS
     rest_origin: str | None = None
+    rest_venue: str | None = None
     adapter_note: str = ""
 
     @classmethod
@@ -261,7 +223,13 @@ class ProbeTarget:
             },
             type=ConnectionSpec,
         )
-        return cls(url=url, spec=spec, rest_origin=rest_origin)
+        adapter = ADAPTERS[exchange]
+        return cls(
+            url=url,
+            spec=spec,
+            rest_origin=rest_origin or adapter.rest_url,
+            rest_venue=adapter.rest_venue,
+        )
 
 
 def venue_of(url: str) -> str | None:
@@ -676,13 +644,21 @@ def _first_message(message: Message, stages: _Stages) -> None:
 async def _rest(target: ProbeTarget, stages: _Stages, environ: Mapping[str, str]) -> None:
     """One call of the venue's server-time endpoint through the REST route."""
     spec = target.spec
-    endpoint = REST_TIME.get(spec.exchange) if spec is not None else None
-    if endpoint is None:
-        what = f"the {spec.exchange} adapter" if spec is not None else "a URL without an adapter"
-        stages.skipped("rest", f"no REST time endpoint is known for {what}")
+    if spec is None:
+        stages.skipped("rest", "no REST API is known for a URL without an adapter")
         return
-    origin = (target.rest_origin or endpoint.origin).rstrip("/")
-    url = origin + endpoint.path
+    proto = ADAPTERS[spec.exchange](spec, pacer=None)
+    call = proto.time_call()
+    if call is None or target.rest_origin is None or target.rest_venue is None:
+        where = (
+            f"set [connections.{target.connection}.rest] base_url"
+            if target.connection is not None
+            else "pass --rest-url"
+        )
+        stages.skipped("rest", f"no REST API for this connection ({where})")
+        return
+    origin = target.rest_origin.rstrip("/")
+    url = origin + call.path
     stages.begin("rest", url=url)
     try:
         route = resolve_route(
@@ -718,7 +694,7 @@ async def _rest(target: ProbeTarget, stages: _Stages, environ: Mapping[str, str]
 
     limit = stages.timeout
     client = RestClient(
-        endpoint.venue,
+        target.rest_venue,
         origin,
         opener=opener,
         ssl_context=build_ssl_context(target.tls),
@@ -728,16 +704,13 @@ async def _rest(target: ProbeTarget, stages: _Stages, environ: Mapping[str, str]
     async with client:
         sent = time.time()
         try:
-            body = await client.get(endpoint.path)
+            body = await client.get(call.path, params=dict(call.params))
         except SupervisorError as exc:
             raise _StageFailed(str(exc), redacted=True) from None
         received = time.time()
-    try:
-        server = endpoint.server_ms(body) / 1000.0
-    except (KeyError, IndexError, TypeError, ValueError):
-        raise _StageFailed(
-            f"GET {url}: the answer carries no server time: {str(body)[:200]}"
-        ) from None
+    server = proto.server_time(body)
+    if server is None:
+        raise _StageFailed(f"GET {url}: the answer carries no server time: {str(body)[:200]}")
     offset = server - (sent + received) / 2
     status, headers = _parse_head(bytes(head))
     weights = [(k, v) for k, v in headers if k.lower().startswith(_WEIGHT_HEADERS)]
@@ -889,7 +862,8 @@ def _connection(name: str, path: str, rest_url: str | None) -> ProbeTarget | int
         proxy=spec.proxy,
         defaults_proxy=config.default_proxy,
         tls=spec.tls,
-        rest_origin=rest_url,
+        rest_origin=rest_url or rest_base_url(spec),
+        rest_venue=spec.rest.venue or ADAPTERS[spec.exchange].rest_venue,
     )
 
 

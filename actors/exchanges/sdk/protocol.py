@@ -642,6 +642,17 @@ class ExchangeProtocol(abc.ABC):
             book.expect((topic,))
             book.refuse(topic, code, message)
 
+    def time_call(self) -> RestCall | None:
+        """The venue's server-time request, for a one-off caller (``marketprism probe``);
+        ``None`` when the adapter has no REST API. Read the answer with
+        :meth:`server_time`."""
+        return self._time_call() if self.rest_venue is not None else None
+
+    def server_time(self, body: object) -> float | None:
+        """The venue's Unix time in seconds from the answer to :meth:`time_call`
+        (``None``: the answer has no such field)."""
+        return self._server_time(body)
+
     def _time_call(self) -> RestCall | None:
         """The venue's server-time call (purpose :data:`~sdk.rest.TIME`), if any."""
         return None
