@@ -43,7 +43,7 @@ from actors.exchanges import ADAPTERS, ExchangeProtocol, Pacer
 from actors.net import Connector, redact_url, split_ws_url
 from actors.net.rest import RestClient, RestClients, RestTimeouts, RetryPolicy
 from actors.net.route import Route, open_stream, resolve_route
-from actors.net.tls import build_ssl_context
+from actors.net.tls import build_ssl_context, proxy_ssl_context
 from supervisor.config import Config, ConnectionConfig
 
 __all__ = ["build_actors", "resolve_routes", "rest_base_url", "rest_clients"]
@@ -146,7 +146,9 @@ def rest_clients(
                 venue,
                 base_url,
                 route=route.hops,
-                opener=functools.partial(open_stream, route),
+                opener=functools.partial(
+                    open_stream, route, proxy_ssl_context=proxy_ssl_context(tls)
+                ),
                 tls=tls,
                 ssl_context=build_ssl_context(tls),
                 timeouts=RestTimeouts(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 import ssl
 from collections.abc import AsyncIterator
@@ -215,4 +216,63 @@ async def test_a_client_certificate_is_presented_when_configured(
             # so the WebSocket upgrade is what fails).
             with pytest.raises(ConnectError):
                 await handshake(fake, TcpTlsConnector(tls=settings(ca_file=ca_file)))
+    assert len(fake.sessions) == 1
+
+
+# -- https:// proxies -------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def https_front(cert: trustme.LeafCert, backend_port: int) -> AsyncIterator[int]:
+    """An ``https://`` proxy: TLS (``cert``) terminated in front of a real tinyproxy on
+    ``backend_port``, bytes piped both ways. Yields the port it listens on."""
+    context = server_context(cert)
+
+    async def pump(source: trio.abc.Stream, sink: trio.abc.Stream, done: trio.CancelScope) -> None:
+        try:
+            while data := await source.receive_some(65536):
+                await sink.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        done.cancel()
+
+    async def handle(client: trio.SocketStream) -> None:
+        tls = trio.SSLStream(client, context, server_side=True)
+        try:
+            await tls.do_handshake()
+        except trio.BrokenResourceError:
+            await trio.aclose_forcefully(client)  # the client refused our certificate
+            return
+        backend = await trio.open_tcp_stream("127.0.0.1", backend_port)
+        async with backend, tls, trio.open_nursery() as nursery:
+            nursery.start_soon(pump, tls, backend, nursery.cancel_scope)
+            nursery.start_soon(pump, backend, tls, nursery.cancel_scope)
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            functools.partial(trio.serve_tcp, handle, 0, host="127.0.0.1")
+        )
+        yield listeners[0].socket.getsockname()[1]
+        nursery.cancel_scope.cancel()
+
+
+async def test_an_https_proxy_is_verified_with_the_connections_ca_file(
+    ca: trustme.CA, ca_file: str, tmp_path: Path
+) -> None:
+    with trio.fail_after(DEADLINE):
+        async with open_fake_exchange(name="venue", interval=60.0) as fake:
+            async with (
+                open_tinyproxy(tmp_path, connect_ports=[fake.port]) as proxy,
+                https_front(ca.issue_cert("127.0.0.1"), proxy.port) as port,
+            ):
+                route = via(f"https://127.0.0.1:{port}")
+                await handshake(fake, TcpTlsConnector(route=route, tls=settings(ca_file=ca_file)))
+                assert peers(fake) == [proxy.outgoing]  # through tinyproxy, behind TLS
+                # Without the private CA, the proxy's certificate is refused, by hop.
+                with pytest.raises(ProxyError) as caught:
+                    await handshake(fake, TcpTlsConnector(route=route))
+    assert str(caught.value).startswith(
+        f"proxy hop 1 of 1 (https://127.0.0.1:{port}) broke the connection: "
+        "[SSL: CERTIFICATE_VERIFY_FAILED]"
+    )
     assert len(fake.sessions) == 1

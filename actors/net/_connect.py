@@ -30,7 +30,7 @@ from typing import Final
 import trio
 
 from actors.net.route import DIRECT, Route, Trace, open_stream
-from actors.net.tls import TlsSettings, build_ssl_context
+from actors.net.tls import TlsSettings, build_ssl_context, proxy_ssl_context
 
 # Re-exported: connection.py imports them from here.
 from actors.net.urls import DEFAULT_PORTS, redact_url, split_ws_url
@@ -157,4 +157,11 @@ class TcpTlsConnector:
             timeout=timeout,
             target=shown,
             trace=self._trace,
+            proxy_ssl_context=self._proxy_ssl_context(),
         )
+
+    def _proxy_ssl_context(self) -> ssl.SSLContext | None:
+        """How ``https://`` hops are verified (:func:`proxy_ssl_context`)."""
+        if not any(hop.scheme == "https" for hop in self.route.hops):
+            return None
+        return proxy_ssl_context(self._tls)

@@ -451,6 +451,7 @@ class _Hop:
         progress: _Progress,
         forward: _Hop | _FirstLeg | None,
         trace: Trace | None = None,
+        proxy_ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.proxy = proxy
         self.index = index
@@ -464,7 +465,9 @@ class _Hop:
             proxy.username,
             proxy.password,
             rdns=proxy.scheme in ("socks4a", "socks5h"),
-            proxy_ssl=build_ssl_context(None) if proxy.scheme == "https" else None,
+            proxy_ssl=(proxy_ssl_context or build_ssl_context(None))
+            if proxy.scheme == "https"
+            else None,
             forward=forward,  # type: ignore[arg-type]  # duck-typed: only connect() is used
         )
 
@@ -571,6 +574,7 @@ async def open_stream(
     timeout: float | None = None,  # noqa: ASYNC109
     target: str | None = None,
     trace: Trace | None = None,
+    proxy_ssl_context: ssl.SSLContext | None = None,
 ) -> trio.abc.Stream:
     """TCP to ``host``:``port`` through ``route``'s hops (direct if none); TLS over it
     when ``ssl_context`` is given.
@@ -587,6 +591,10 @@ async def open_stream(
         target: how to show the endpoint in errors (e.g. the redacted URL); default
             ``host:port``.
         trace: called as each step ends (see "Tracing" in the module docstring).
+        proxy_ssl_context: how ``https://`` hops are verified (TLS to the proxy itself);
+            default certifi's roots (:func:`build_ssl_context` of ``None``). Give the
+            connection's extra roots for a proxy whose certificate a private CA issued;
+            verification is never off for a proxy.
 
     Returns:
         A connected stream (a ``trio.SSLStream`` for TLS), owned by the caller.
@@ -603,7 +611,7 @@ async def open_stream(
     shown = target or _host_port(host, port)
     progress = _Progress()
     with trio.move_on_after(math.inf if timeout is None else timeout) as deadline:
-        stream = await _open_tunnel(route, host, port, shown, progress, trace)
+        stream = await _open_tunnel(route, host, port, shown, progress, trace, proxy_ssl_context)
         if ssl_context is None:
             return stream
         where = shown if not route.hops else f"{shown} via {' -> '.join(route.masked_hops)}"
@@ -622,7 +630,13 @@ async def open_stream(
 
 
 async def _open_tunnel(
-    route: Route, host: str, port: int, shown: str, progress: _Progress, trace: Trace | None
+    route: Route,
+    host: str,
+    port: int,
+    shown: str,
+    progress: _Progress,
+    trace: Trace | None,
+    proxy_ssl_context: ssl.SSLContext | None,
 ) -> trio.abc.Stream:
     if not route.hops:
         try:
@@ -631,7 +645,7 @@ async def _open_tunnel(
             raise ConnectError(f"cannot connect to {shown}: {exc}") from exc
     hop: _Hop | _FirstLeg = _FirstLeg(trace)
     for index, proxy in enumerate(route.hops, start=1):
-        hop = _Hop(proxy, index, len(route.hops), progress, hop, trace)
+        hop = _Hop(proxy, index, len(route.hops), progress, hop, trace, proxy_ssl_context)
     assert isinstance(hop, _Hop)
     tunnel = await hop.connect(host, port)
     stream: trio.abc.Stream = tunnel.trio_stream

@@ -27,7 +27,13 @@ import trio
 from actors._errors import ConnectError
 from actors._spec import TlsSettings
 
-__all__ = ["TlsSettings", "build_ssl_context", "describe_verification", "start_tls"]
+__all__ = [
+    "TlsSettings",
+    "build_ssl_context",
+    "describe_verification",
+    "proxy_ssl_context",
+    "start_tls",
+]
 
 #: OpenSSL ``X509_V_ERR_*`` codes (openssl/x509_vfy.h) -> what they mean to an operator.
 _VERIFY_REASONS: Final = {
@@ -66,6 +72,17 @@ def build_ssl_context(settings: TlsSettings | None) -> ssl.SSLContext:
         ssl.SSLError: a file is not a PEM certificate or key.
     """
     return _build(settings or DEFAULT_TLS)
+
+
+def proxy_ssl_context(settings: TlsSettings | None) -> ssl.SSLContext:
+    """The context that verifies ``https://`` proxy hops of a connection with ``settings``.
+
+    certifi's roots plus the connection's ``ca_file`` (a private CA often issues the
+    proxy's certificate and the gateway's alike); no client certificate; always
+    verified: ``verify = false`` concerns the exchange's certificate, never a proxy's.
+    """
+    ca_file = settings.ca_file if settings is not None else None
+    return _build(TlsSettings(ca_file=ca_file))
 
 
 @functools.lru_cache(maxsize=64)
