@@ -260,17 +260,17 @@ async def test_an_https_proxy_is_verified_with_the_connections_ca_file(
     ca: trustme.CA, ca_file: str, tmp_path: Path
 ) -> None:
     with trio.fail_after(DEADLINE):
-        async with open_fake_exchange(name="venue", interval=60.0) as fake:
-            async with (
-                open_tinyproxy(tmp_path, connect_ports=[fake.port]) as proxy,
-                https_front(ca.issue_cert("127.0.0.1"), proxy.port) as port,
-            ):
-                route = via(f"https://127.0.0.1:{port}")
-                await handshake(fake, TcpTlsConnector(route=route, tls=settings(ca_file=ca_file)))
-                assert peers(fake) == [proxy.outgoing]  # through tinyproxy, behind TLS
-                # Without the private CA, the proxy's certificate is refused, by hop.
-                with pytest.raises(ProxyError) as caught:
-                    await handshake(fake, TcpTlsConnector(route=route))
+        async with (
+            open_fake_exchange(name="venue", interval=60.0) as fake,
+            open_tinyproxy(tmp_path, connect_ports=[fake.port]) as proxy,
+            https_front(ca.issue_cert("127.0.0.1"), proxy.port) as port,
+        ):
+            route = via(f"https://127.0.0.1:{port}")
+            await handshake(fake, TcpTlsConnector(route=route, tls=settings(ca_file=ca_file)))
+            assert peers(fake) == [proxy.outgoing]  # through tinyproxy, behind TLS
+            # Without the private CA, the proxy's certificate is refused, by hop.
+            with pytest.raises(ProxyError) as caught:
+                await handshake(fake, TcpTlsConnector(route=route))
     assert str(caught.value).startswith(
         f"proxy hop 1 of 1 (https://127.0.0.1:{port}) broke the connection: "
         "[SSL: CERTIFICATE_VERIFY_FAILED]"
