@@ -42,8 +42,9 @@ from actors import ConfigError, ConnectionActor, ConnectionSpec, ConsumerQueue, 
 from actors.exchanges import ADAPTERS, ExchangeProtocol, Pacer
 from actors.net import Connector, redact_url, split_ws_url
 from actors.net.rest import RestClient, RestClients, RestTimeouts, RetryPolicy
-from actors.net.route import Route, open_stream, resolve_route
+from actors.net.route import Route, resolve_route
 from actors.net.tls import build_ssl_context, proxy_ssl_context
+from actors.net.tunnel import open_stream
 from supervisor.config import Config, ConnectionConfig
 
 __all__ = ["build_actors", "resolve_routes", "rest_base_url", "rest_clients"]

@@ -7,7 +7,7 @@ and users can substitute an in-memory stream without touching the actor
 :class:`TcpTlsConnector`, is built once per connection from the connection's
 :class:`~actors.net.route.Route` (decided by :func:`~actors.net.route.resolve_route`)
 and its TLS settings: it opens TCP directly or through the route's proxies
-(:func:`~actors.net.route.open_stream`) and, for ``wss://``, TLS verified against
+(:func:`~actors.net.tunnel.open_stream`) and, for ``wss://``, TLS verified against
 certifi's roots (plus the connection's ``ca_file``). Verification is off only when the
 connection says ``verify = false``, and then every connect logs a warning naming the
 connection; so does every plaintext ``ws://`` connect to a host off this machine
@@ -29,8 +29,9 @@ from typing import Final
 
 import trio
 
-from actors.net.route import DIRECT, Route, Trace, open_stream
+from actors.net.route import DIRECT, Route
 from actors.net.tls import TlsSettings, build_ssl_context, proxy_ssl_context
+from actors.net.tunnel import Trace, open_stream
 
 # Re-exported: connection.py imports them from here.
 from actors.net.urls import DEFAULT_PORTS, redact_url, split_ws_url

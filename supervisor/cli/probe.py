@@ -72,8 +72,9 @@ from actors.exchanges.messages import (
 )
 from actors.net import TcpTlsConnector, TlsSettings, build_ssl_context, split_ws_url
 from actors.net.rest import RestClient, RestTimeouts, RetryPolicy
-from actors.net.route import ProxySetting, ProxyURL, Route, open_stream, resolve_route
+from actors.net.route import ProxySetting, ProxyURL, Route, resolve_route
 from actors.net.tls import DEFAULT_TLS
+from actors.net.tunnel import open_stream
 from actors.net.websocket import ClosedNormally, WebSocket, open_websocket
 from actors.redact import redact_text, redact_url
 from supervisor.config import load_config
