@@ -346,3 +346,22 @@ def test_no_password_survives_in_any_shown_form(password: str) -> None:
     for text in (str(proxy), repr(proxy), proxy.masked, r.describe(), repr(r), *r.masked_hops):
         assert secret not in text
         assert quote(secret, safe="") not in text
+
+
+def test_the_route_decision_imports_nothing_that_does_io() -> None:
+    # The decision stays pure (tables and hypothesis test it without sockets); opening
+    # a tunnel is actors/net/tunnel.py's.
+    import ast
+    import pathlib
+
+    import actors.net.route as module
+
+    assert module.__file__ is not None
+    tree = ast.parse(pathlib.Path(module.__file__).read_text())
+    imported: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split(".")[0])
+    assert imported & {"trio", "python_socks", "socket", "ssl", "httpx", "anyio"} == set()
