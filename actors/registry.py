@@ -166,6 +166,8 @@ class Traffic(msgspec.Struct, frozen=True, kw_only=True, tag=True):
         latency: one feed latency sample, if a message with an exchange timestamp
             arrived since: our wall time at its receipt minus its exchange time, in
             seconds, not yet corrected by the clock offset.
+        topics: ``(topic, data frames, trio time of the latest)`` per topic that carried
+            data since (only while the adapter watches for silence).
     """
 
     connection: str
@@ -181,6 +183,7 @@ class Traffic(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     rtt_smoothed: float | None = None
     malformed_kinds: tuple[tuple[str, int], ...] = ()
     latency: float | None = None
+    topics: tuple[tuple[str, int, float], ...] = ()
 
 
 class SubscriptionStates(msgspec.Struct, frozen=True, kw_only=True, tag=True):
@@ -267,10 +270,17 @@ class SubscriptionStats(msgspec.Struct, frozen=True, kw_only=True):
         state_for: seconds since the registry saw it enter that state (for ``silent``:
             how long it has been silent; it went silent ``silent_after`` seconds after
             its last data).
+        messages: data frames of this topic so far (a frame may carry several
+            messages), across sessions; ``None`` when none were counted: adapters tell
+            each frame's topic only while they watch for silence (``silent_after``
+            set), and adapters without topics (raw) never do.
+        last_message_age: seconds since its latest data frame, ``None`` as above.
     """
 
     state: str
     state_for: float
+    messages: int | None = None
+    last_message_age: float | None = None
 
 
 class ConnectionStats(msgspec.Struct, frozen=True, kw_only=True):
@@ -491,6 +501,8 @@ class _Record:
         "state",
         "sub_since",
         "subscriptions",
+        "topic_heard_at",
+        "topic_messages",
         "url",
     )
 
@@ -526,6 +538,9 @@ class _Record:
         #: topic -> trio time its current state was first seen.
         self.sub_since: dict[str, float] = {}
         self.silent_total = 0
+        #: topic -> data frames counted, and trio time of its latest.
+        self.topic_messages: dict[str, int] = {}
+        self.topic_heard_at: dict[str, float] = {}
 
 
 class RegistryActor:
@@ -603,6 +618,11 @@ class RegistryActor:
                 kinds[kind] = kinds.get(kind, 0) + count
             if event.latency is not None:
                 rec.latencies.append((event.at, event.latency))
+            if event.topics:
+                topic_messages = rec.topic_messages
+                for topic, count, heard_at in event.topics:
+                    topic_messages[topic] = topic_messages.get(topic, 0) + count
+                    rec.topic_heard_at[topic] = heard_at
             self._sample(rec, event.at)
         elif isinstance(event, StateChanged):
             rec = self._records[event.connection]
@@ -746,6 +766,16 @@ class RegistryActor:
             return None, None
         return percentile(values, 50), percentile(values, 99)
 
+    @staticmethod
+    def _subscription(rec: _Record, topic: str, state: str, now: float) -> SubscriptionStats:
+        heard_at = rec.topic_heard_at.get(topic)
+        return SubscriptionStats(
+            state=state,
+            state_for=now - rec.sub_since[topic],
+            messages=rec.topic_messages.get(topic),
+            last_message_age=None if heard_at is None else now - heard_at,
+        )
+
     def snapshot(self, now: float) -> Stats:
         """Every connection's stats at trio time ``now``."""
         connections = tuple(self._connection(name, rec, now) for name, rec in self._records.items())
@@ -800,7 +830,7 @@ class RegistryActor:
             feed_latency_p99=p99,
             queue_depth=0 if queue is None else len(queue),
             subscription_stats={
-                topic: SubscriptionStats(state=state, state_for=now - rec.sub_since[topic])
+                topic: self._subscription(rec, topic, state, now)
                 for topic, state in rec.subscriptions.items()
             },
             silent_total=rec.silent_total,

@@ -69,6 +69,7 @@ from actors.exchanges.messages import (
     SubscriptionFailed,
     SubscriptionSilent,
 )
+from actors.exchanges.sdk.liveness import DataClocks
 from actors.exchanges.sdk.protocol import ExchangeProtocol
 from actors.net.urls import redact_url
 from actors.net.websocket import WebSocket
@@ -204,8 +205,12 @@ class TrafficCounter:
             return False
         return now >= self.next_flush
 
-    async def flush(self, now: float) -> None:
+    async def flush(self, now: float, clocks: DataClocks | None = None) -> None:
         """Report what was counted since the last report (nothing if nothing was).
+
+        ``clocks`` are the reporting session's data clocks: the data frames they counted
+        per topic go along (adapters tell each frame's topic only while they watch for
+        silence, ``silent_after``; otherwise there is nothing to take).
 
         A registry that is gone already is not an error: the counts are dropped.
 
@@ -215,6 +220,7 @@ class TrafficCounter:
         self.next_flush = math.inf
         dropped = self._queue.dropped - self._dropped_reported
         rtt = self.rtt
+        topics = () if clocks is None else clocks.take_counts()
         if not (self.frames or self.malformed or dropped or self.gaps or rtt is not None):
             return
         latency = None
@@ -240,6 +246,7 @@ class TrafficCounter:
             at=now,
             malformed_kinds=tuple(kinds.items()) if kinds else (),
             latency=latency,
+            topics=topics,
         )
         if kinds:
             self._malformed_kinds = {}
@@ -405,7 +412,7 @@ class Session:
                 if not proto.probe(now):
                     ws.ping(self._pong)
             if now >= traffic.next_flush:
-                await traffic.flush(now)
+                await traffic.flush(now, proto.data)
             proto.tick(now)
 
     def _pong(self, rtt: float) -> None:
@@ -442,7 +449,7 @@ class Session:
             # stale clock restarts once we can read again.
             self.last_frame = trio.current_time()
         if traffic.frame_done(now):
-            await traffic.flush(now)
+            await traffic.flush(now, self.proto.data)
 
     async def _write_and_route(self) -> bool:
         """Write the frames the adapter queued and route its events; False if none."""

@@ -18,7 +18,7 @@ from exchanges.helpers import Dialer, okx_config
 from helpers import make_config
 from trio_websocket import ConnectionClosed
 
-from actors.registry import ConnectionStats
+from actors.registry import ConnectionStats, SubscriptionStats
 from supervisor import RawMessage, open_supervisor
 from supervisor.testing import FakeExchange, SessionIO, open_fake_exchange
 
@@ -255,3 +255,32 @@ async def test_feed_latency_is_receive_time_minus_exchange_time(
     assert stats.messages == FRAMES
     assert (stats.feed_latency_p50, stats.feed_latency_p99) == (LAG, LAG)
     assert stats.clock_offset is None  # no REST in this config: uncorrected
+
+
+async def test_subscription_stats_count_each_topics_data_frames(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    books = LaggingBooks()  # data for BTC-USDT only; ETH-USDT is acknowledged, then quiet
+    async with open_fake_exchange(
+        name="okx", transport="memory", interval=0.25, handler=books
+    ) as fake:
+        # Adapters tell each data frame's topic while they watch for silence.
+        config = okx_config(channels=["book"], symbols=["BTC-USDT", "ETH-USDT"], silent_after=5.0)
+        with trio.fail_after(60):
+            async with open_supervisor(config, connector=Dialer(fake), wall_clock=wall) as sup:
+                got = 0
+                async for _batch in sup.batches():
+                    got += 1
+                    if got == FRAMES:
+                        break
+                await trio.sleep_until(FRAMES * 0.25 + 0.5)
+                (stats,) = (await sup.stats()).connections
+    assert stats.subscriptions == {"books:BTC-USDT": "live", "books:ETH-USDT": "silent"}
+    assert stats.subscription_stats == {
+        "books:BTC-USDT": SubscriptionStats(
+            state="live", state_for=10.5, messages=FRAMES, last_message_age=0.5
+        ),
+        # Confirmed at 0, silent at 5: no data counted.
+        "books:ETH-USDT": SubscriptionStats(state="silent", state_for=5.5),
+    }
+    assert stats.silent_total == 1

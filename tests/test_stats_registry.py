@@ -21,6 +21,7 @@ from actors import (
     ProxyRejected,
     ServerClosing,
 )
+from actors.exchanges.sdk.liveness import DataClocks
 from actors.registry import (
     Connected,
     ConnectionState,
@@ -333,3 +334,29 @@ def test_an_empty_supervisor_has_zero_totals() -> None:
     assert snap.totals is not None
     assert (snap.totals.connections, snap.totals.messages, snap.exchanges) == (0, 0, {})
     assert set(snap.totals.states.values()) == {0}
+
+
+def test_subscription_messages_and_last_message_age_from_traffic() -> None:
+    reg = registry(("a", "x"))
+    reg.handle(SubscriptionStates(connection="a", states=(("t1", "live"), ("t2", "live"))), 1.0)
+    reg.handle(traffic("a", 2.0, frames=3, messages=3, topics=(("t1", 3, 1.75),)), 2.0)
+    reg.handle(traffic("a", 3.0, frames=2, messages=2, topics=(("t1", 2, 2.5),)), 3.0)
+    stats = conn(reg, 4.0)
+    assert stats.subscription_stats == {
+        "t1": SubscriptionStats(state="live", state_for=3.0, messages=5, last_message_age=1.5),
+        "t2": SubscriptionStats(state="live", state_for=3.0),  # nothing counted for it
+    }
+
+
+def test_data_clocks_count_per_topic_across_sessions() -> None:
+    clocks = DataClocks(5.0, per_topic=True)
+    assert clocks.take_counts() == ()
+    clocks.heard("t1", 1.0)
+    clocks.heard("t1", 2.0)
+    clocks.heard("t2", 2.5)
+    clocks.reset()  # a session ended: the counts are still owed to stats
+    clocks.heard("t1", 4.0)
+    assert clocks.take_counts() == (("t1", 3, 4.0), ("t2", 1, 2.5))
+    assert clocks.take_counts() == ()
+    clocks.heard("t2", 6.0)
+    assert clocks.take_counts() == (("t2", 1, 6.0),)
