@@ -233,7 +233,7 @@ class ConnectionActor:
         self._close_timeout = close_timeout
         #: trio time the current/last session's subscriptions were confirmed, or None.
         self.live_since: float | None = None
-        self._traffic = TrafficCounter(spec.name, registry, queue)
+        self._traffic = TrafficCounter(spec.name, registry, queue, wall_clock=wall_clock)
         # Per run_session(), reset at its start and end:
         #: The session that is the connection (the first one, or the successor that
         #: took over last).

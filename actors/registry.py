@@ -18,6 +18,8 @@ from __future__ import annotations
 import collections
 import contextlib
 import enum
+import math
+from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 import msgspec
@@ -27,6 +29,10 @@ from actors.consumer_queue import ConsumerQueue
 
 __all__ = [
     "DEFAULT_RATE_WINDOW",
+    "LATENCY_SAMPLES",
+    "LATENCY_WINDOW",
+    "RATE_1M_WINDOW",
+    "RATE_1S_WINDOW",
     "Connected",
     "ConnectionState",
     "ConnectionStats",
@@ -43,11 +49,22 @@ __all__ = [
     "StateChanged",
     "Stats",
     "SubscriptionStates",
+    "SubscriptionStats",
+    "Totals",
     "Traffic",
+    "percentile",
 ]
 
 #: Seconds over which the message rate is averaged.
 DEFAULT_RATE_WINDOW: Final = 5.0
+#: The windows of ``rate_1s`` and ``rate_1m``, seconds.
+RATE_1S_WINDOW: Final = 1.0
+RATE_1M_WINDOW: Final = 60.0
+#: Seconds of feed latency samples behind ``feed_latency_p50``/``_p99``.
+LATENCY_WINDOW: Final = 60.0
+#: At most this many latency samples are kept per connection (one per traffic flush:
+#: at most 4 a second while frames flow, 240 a minute; the cap only bounds memory).
+LATENCY_SAMPLES: Final = 1024
 
 
 class ConnectionState(enum.Enum):
@@ -104,19 +121,31 @@ class Connected(msgspec.Struct, frozen=True, kw_only=True, tag=True):
 
 
 class Disconnected(msgspec.Struct, frozen=True, kw_only=True, tag=True):
-    """A session ended at ``at``; ``error`` describes why (empty for a normal end)."""
+    """A session ended at ``at``; ``error`` describes why (empty for a normal end).
+
+    ``reason`` is the same in one of a few fixed labels (``close 1001``, ``reset``,
+    ``stale``, ``heartbeat missed``, ``tls``, ``proxy``, ``handshake 503``, ``server
+    notice``, ``connect``, ``crash``; see ``supervisor.tree.disconnect_reason``), counted
+    per label in ``disconnects_by_reason``; empty counts as ``unknown``.
+    """
 
     connection: str
     error: str
     at: float
+    reason: str = ""
 
 
 class Restarting(msgspec.Struct, frozen=True, kw_only=True, tag=True):
-    """The supervisor will restart the connection after ``delay`` seconds."""
+    """The supervisor will restart the connection after ``delay`` seconds.
+
+    ``attempt`` is the backoff's count of consecutive delays so far (this one included;
+    it restarts after a session stayed live for ``reset_after``).
+    """
 
     connection: str
     delay: float
     at: float
+    attempt: int = 0
 
 
 class Traffic(msgspec.Struct, frozen=True, kw_only=True, tag=True):
@@ -133,6 +162,12 @@ class Traffic(msgspec.Struct, frozen=True, kw_only=True, tag=True):
         rtt: the newest probe round trip in seconds, if one was answered since.
         rtt_smoothed: the smoothed probe round trip so far, if any.
         at: trio time of the flush.
+        malformed_kinds: ``(kind, count)`` of the frames counted in ``malformed``.
+        latency: one feed latency sample, if a message with an exchange timestamp
+            arrived since: our wall time at its receipt minus its exchange time, in
+            seconds, not yet corrected by the clock offset.
+        topics: ``(topic, data frames, trio time of the latest)`` per topic that carried
+            data since (only while the adapter watches for silence).
     """
 
     connection: str
@@ -146,6 +181,9 @@ class Traffic(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     at: float
     rtt: float | None = None
     rtt_smoothed: float | None = None
+    malformed_kinds: tuple[tuple[str, int], ...] = ()
+    latency: float | None = None
+    topics: tuple[tuple[str, int, float], ...] = ()
 
 
 class SubscriptionStates(msgspec.Struct, frozen=True, kw_only=True, tag=True):
@@ -223,6 +261,28 @@ class RestStats(msgspec.Struct, frozen=True, kw_only=True):
     failing: tuple[str, ...] = ()
 
 
+class SubscriptionStats(msgspec.Struct, frozen=True, kw_only=True):
+    """A snapshot of one subscription.
+
+    Attributes:
+        state: ``pending``, ``live``, ``silent`` or ``failed: CODE MSG`` (as in
+            ``ConnectionStats.subscriptions``).
+        state_for: seconds since the registry saw it enter that state (for ``silent``:
+            how long it has been silent; it went silent ``silent_after`` seconds after
+            its last data).
+        messages: data frames of this topic so far (a frame may carry several
+            messages), across sessions; ``None`` when none were counted: adapters tell
+            each frame's topic only while they watch for silence (``silent_after``
+            set), and adapters without topics (raw) never do.
+        last_message_age: seconds since its latest data frame, ``None`` as above.
+    """
+
+    state: str
+    state_for: float
+    messages: int | None = None
+    last_message_age: float | None = None
+
+
 class ConnectionStats(msgspec.Struct, frozen=True, kw_only=True):
     """A snapshot of one connection.
 
@@ -262,6 +322,29 @@ class ConnectionStats(msgspec.Struct, frozen=True, kw_only=True):
             without REST.
         rest: the REST client's state as of its last call, ``None`` before the first
             or without REST.
+        disconnects_by_reason: ``disconnects`` split by why the session ended
+            (``close 1001``, ``reset``, ``stale``, ``heartbeat missed``, ``tls``,
+            ``proxy``, ``handshake 503``, ``server notice``, ``connect``, ``crash``;
+            ``close 1000`` for a normal close); the counts sum to ``disconnects``.
+        attempt: the backoff's count of consecutive restart delays (the one in
+            ``backoff`` included); 0 before the first restart, and back to 1 at the
+            first restart after a session stayed live for ``reset_after``.
+        rate_1s: messages per second over the last second.
+        rate_1m: messages per second over the last minute.
+        session_uptime: seconds since the connection went live, ``None`` when it is
+            not live (a make-before-break handover keeps it live).
+        malformed_by_kind: ``malformed`` split by the adapter's kind of problem; the
+            counts sum to ``malformed``.
+        feed_latency_p50: median over the last minute of our receive time minus the
+            exchange's event time of a message, in seconds, plus ``clock_offset`` when
+            known; one sample per traffic flush (the newest timestamped message then),
+            nearest-rank percentile; ``None`` without samples in the last minute.
+        feed_latency_p99: the 99th percentile of the same samples.
+        queue_depth: batches waiting in the consumer queue, read when the snapshot is
+            taken.
+        subscription_stats: native topic -> :class:`SubscriptionStats` (the same
+            topics as ``subscriptions``).
+        silent_total: times a subscription went silent on this connection.
     """
 
     name: str
@@ -290,24 +373,106 @@ class ConnectionStats(msgspec.Struct, frozen=True, kw_only=True):
     route_reason: str = ""
     clock_offset: float | None = None
     rest: RestStats | None = None
+    disconnects_by_reason: dict[str, int] = msgspec.field(default_factory=dict)
+    attempt: int = 0
+    rate_1s: float = 0.0
+    rate_1m: float = 0.0
+    session_uptime: float | None = None
+    malformed_by_kind: dict[str, int] = msgspec.field(default_factory=dict)
+    feed_latency_p50: float | None = None
+    feed_latency_p99: float | None = None
+    queue_depth: int = 0
+    subscription_stats: dict[str, SubscriptionStats] = msgspec.field(default_factory=dict)
+    silent_total: int = 0
+
+
+class Totals(msgspec.Struct, frozen=True, kw_only=True):
+    """Sums over a set of connections (one exchange's, or all of them).
+
+    Attributes:
+        connections: how many connections.
+        states: :class:`ConnectionState` value -> connections in that state (every
+            state present, 0 included).
+        connects, disconnects, restarts, frames, messages, bytes, dropped, malformed,
+        gaps, silent_total: the sums of the connections' counters of those names.
+        disconnects_by_reason: the sum of the connections' ``disconnects_by_reason``.
+    """
+
+    connections: int
+    states: dict[str, int]
+    connects: int
+    disconnects: int
+    restarts: int
+    frames: int
+    messages: int
+    bytes: int
+    dropped: int
+    malformed: int
+    gaps: int
+    silent_total: int
+    disconnects_by_reason: dict[str, int]
+
+    @classmethod
+    def of(cls, connections: Iterable[ConnectionStats]) -> Totals:
+        """The sums over ``connections``."""
+        conns = list(connections)
+        states = dict.fromkeys((state.value for state in ConnectionState), 0)
+        reasons: dict[str, int] = {}
+        for conn in conns:
+            states[conn.state] = states.get(conn.state, 0) + 1
+            for reason, count in conn.disconnects_by_reason.items():
+                reasons[reason] = reasons.get(reason, 0) + count
+        return cls(
+            connections=len(conns),
+            states=states,
+            connects=sum(c.connects for c in conns),
+            disconnects=sum(c.disconnects for c in conns),
+            restarts=sum(c.restarts for c in conns),
+            frames=sum(c.frames for c in conns),
+            messages=sum(c.messages for c in conns),
+            bytes=sum(c.bytes for c in conns),
+            dropped=sum(c.dropped for c in conns),
+            malformed=sum(c.malformed for c in conns),
+            gaps=sum(c.gaps for c in conns),
+            silent_total=sum(c.silent_total for c in conns),
+            disconnects_by_reason=dict(sorted(reasons.items())),
+        )
 
 
 class Stats(msgspec.Struct, frozen=True, kw_only=True):
     """A snapshot of every connection, in configuration order.
 
+    Every counter (``connects``, ``disconnects`` and its reasons, ``restarts``,
+    ``frames``, ``messages``, ``bytes``, ``dropped``, ``malformed`` and its kinds,
+    ``gaps``, ``silent_total``) only ever grows, across reconnects and restarts, so
+    exporters may publish them as Prometheus ``_total`` counters.
+
     Attributes:
         at: trio time of the snapshot.
         connections: one :class:`ConnectionStats` per connection.
+        totals: sums over every connection.
+        exchanges: exchange -> sums over its connections (in order of first
+            appearance).
     """
 
     at: float
     connections: tuple[ConnectionStats, ...]
+    totals: Totals | None = None
+    exchanges: dict[str, Totals] = msgspec.field(default_factory=dict)
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """The nearest-rank ``p``-th percentile of ``values`` (sorted ascending, non-empty):
+    the smallest value with at least ``p`` % of the values at or below it."""
+    rank = max(1, math.ceil(p / 100 * len(values)))
+    return values[rank - 1]
 
 
 class _Record:
     """Mutable per-connection state, touched only by the registry task."""
 
     __slots__ = (
+        "attempt",
         "backoff",
         "bytes",
         "clock_offset",
@@ -319,8 +484,11 @@ class _Record:
         "gaps",
         "last_error",
         "last_frame_at",
+        "latencies",
         "malformed",
+        "malformed_kinds",
         "messages",
+        "reasons",
         "rest",
         "restarts",
         "route",
@@ -328,9 +496,13 @@ class _Record:
         "rtt",
         "rtt_smoothed",
         "samples",
+        "silent_total",
         "since",
         "state",
+        "sub_since",
         "subscriptions",
+        "topic_heard_at",
+        "topic_messages",
         "url",
     )
 
@@ -354,8 +526,21 @@ class _Record:
         self.rtt_smoothed: float | None = None
         self.clock_offset: float | None = None
         self.rest: RestStats | None = None
-        # (trio time, messages so far) samples for the rate; oldest first.
+        # (trio time, messages so far) samples for the rates; oldest first.
         self.samples: collections.deque[tuple[float, int]] = collections.deque()
+        self.reasons: dict[str, int] = {}
+        self.attempt = 0
+        self.malformed_kinds: dict[str, int] = {}
+        # (trio time, latency before the clock offset) per flush; oldest first.
+        self.latencies: collections.deque[tuple[float, float]] = collections.deque(
+            maxlen=LATENCY_SAMPLES
+        )
+        #: topic -> trio time its current state was first seen.
+        self.sub_since: dict[str, float] = {}
+        self.silent_total = 0
+        #: topic -> data frames counted, and trio time of its latest.
+        self.topic_messages: dict[str, int] = {}
+        self.topic_heard_at: dict[str, float] = {}
 
 
 class RegistryActor:
@@ -388,10 +573,6 @@ class RegistryActor:
         arrives (a consumer that drains the queue in a quiet spell).
         """
         self._queues[connection] = queue
-
-    def _queued_bytes(self, connection: str) -> int:
-        queue = self._queues.get(connection)
-        return 0 if queue is None else queue.queued_bytes
 
     async def run(
         self,
@@ -432,6 +613,16 @@ class RegistryActor:
             if event.rtt is not None:
                 rec.rtt = event.rtt
                 rec.rtt_smoothed = event.rtt_smoothed
+            kinds = rec.malformed_kinds
+            for kind, count in event.malformed_kinds:
+                kinds[kind] = kinds.get(kind, 0) + count
+            if event.latency is not None:
+                rec.latencies.append((event.at, event.latency))
+            if event.topics:
+                topic_messages = rec.topic_messages
+                for topic, count, heard_at in event.topics:
+                    topic_messages[topic] = topic_messages.get(topic, 0) + count
+                    rec.topic_heard_at[topic] = heard_at
             self._sample(rec, event.at)
         elif isinstance(event, StateChanged):
             rec = self._records[event.connection]
@@ -439,7 +630,7 @@ class RegistryActor:
             if event.error:
                 rec.last_error = event.error
         elif isinstance(event, SubscriptionStates):
-            self._records[event.connection].subscriptions = dict(event.states)
+            self._fold_subscriptions(self._records[event.connection], event.states, now)
         elif isinstance(event, RestInfo):
             rec = self._records[event.connection]
             if event.clock_offset is not None:
@@ -456,10 +647,13 @@ class RegistryActor:
             rec = self._records[event.connection]
             rec.disconnects += 1
             rec.last_error = event.error
+            reason = event.reason or "unknown"
+            rec.reasons[reason] = rec.reasons.get(reason, 0) + 1
         elif isinstance(event, Restarting):
             rec = self._records[event.connection]
             rec.restarts += 1
             rec.backoff = event.delay
+            rec.attempt = event.attempt
             self._set_state(rec, ConnectionState.BACKOFF, event.at)
         elif isinstance(event, Registered):
             self._records[event.connection] = _Record(
@@ -478,6 +672,21 @@ class RegistryActor:
             except (trio.WouldBlock, trio.EndOfChannel):
                 return
             self.handle(event, now)
+
+    @staticmethod
+    def _fold_subscriptions(rec: _Record, states: tuple[tuple[str, str], ...], now: float) -> None:
+        old = rec.subscriptions
+        since = rec.sub_since
+        new = dict(states)
+        for topic, state in new.items():
+            if old.get(topic) != state or topic not in since:
+                since[topic] = now
+                if state == "silent":
+                    rec.silent_total += 1
+        for topic in list(since):
+            if topic not in new:
+                del since[topic]
+        rec.subscriptions = new
 
     @staticmethod
     def _set_state(rec: _Record, state: ConnectionState, at: float) -> None:
@@ -524,16 +733,22 @@ class RegistryActor:
     def _sample(self, rec: _Record, at: float) -> None:
         samples = rec.samples
         samples.append((at, rec.messages))
-        # Keep one sample at or before the window start so the rate spans the window.
-        while len(samples) > 2 and samples[1][0] <= at - self._rate_window:
+        # Keep one sample at or before the longest window's start so each rate spans
+        # its window.
+        keep = max(self._rate_window, RATE_1M_WINDOW)
+        while len(samples) > 2 and samples[1][0] <= at - keep:
             samples.popleft()
+        latencies = rec.latencies
+        while latencies and latencies[0][0] <= at - LATENCY_WINDOW:
+            latencies.popleft()
 
-    def _rate(self, rec: _Record, now: float) -> float:
+    @staticmethod
+    def _rate(rec: _Record, now: float, window: float) -> float:
         # Messages per second since the newest sample at or before the window start
         # (or since the first sample, when there is less history than one window).
         if not rec.samples:
             return 0.0
-        start = now - self._rate_window
+        start = now - window
         base_t, base_n = rec.samples[0]
         for t, n in rec.samples:
             if t > start:
@@ -542,41 +757,83 @@ class RegistryActor:
         span = now - base_t
         return (rec.messages - base_n) / span if span > 0 else 0.0
 
+    @staticmethod
+    def _latency(rec: _Record, now: float) -> tuple[float | None, float | None]:
+        offset = rec.clock_offset or 0.0
+        start = now - LATENCY_WINDOW
+        values = sorted(latency + offset for at, latency in rec.latencies if at > start)
+        if not values:
+            return None, None
+        return percentile(values, 50), percentile(values, 99)
+
+    @staticmethod
+    def _subscription(rec: _Record, topic: str, state: str, now: float) -> SubscriptionStats:
+        heard_at = rec.topic_heard_at.get(topic)
+        return SubscriptionStats(
+            state=state,
+            state_for=now - rec.sub_since[topic],
+            messages=rec.topic_messages.get(topic),
+            last_message_age=None if heard_at is None else now - heard_at,
+        )
+
     def snapshot(self, now: float) -> Stats:
         """Every connection's stats at trio time ``now``."""
+        connections = tuple(self._connection(name, rec, now) for name, rec in self._records.items())
+        exchanges: dict[str, list[ConnectionStats]] = {}
+        for conn in connections:
+            exchanges.setdefault(conn.exchange, []).append(conn)
         return Stats(
             at=now,
-            connections=tuple(
-                ConnectionStats(
-                    name=name,
-                    exchange=rec.exchange,
-                    url=rec.url,
-                    state=rec.state.value,
-                    state_for=now - rec.since,
-                    connects=rec.connects,
-                    disconnects=rec.disconnects,
-                    restarts=rec.restarts,
-                    frames=rec.frames,
-                    messages=rec.messages,
-                    bytes=rec.bytes,
-                    dropped=rec.dropped,
-                    queued_bytes=self._queued_bytes(name),
-                    malformed=rec.malformed,
-                    gaps=rec.gaps,
-                    rate=self._rate(rec, now),
-                    idle_for=None if rec.last_frame_at is None else now - rec.last_frame_at,
-                    backoff=rec.backoff,
-                    last_error=rec.last_error,
-                    subscriptions=dict(rec.subscriptions),
-                    probe_rtt=rec.rtt,
-                    probe_rtt_smoothed=rec.rtt_smoothed,
-                    route=rec.route,
-                    route_reason=rec.route_reason,
-                    clock_offset=rec.clock_offset,
-                    rest=rec.rest,
-                )
-                for name, rec in self._records.items()
-            ),
+            connections=connections,
+            totals=Totals.of(connections),
+            exchanges={exchange: Totals.of(conns) for exchange, conns in exchanges.items()},
+        )
+
+    def _connection(self, name: str, rec: _Record, now: float) -> ConnectionStats:
+        p50, p99 = self._latency(rec, now)
+        queue = self._queues.get(name)
+        live = rec.state is ConnectionState.LIVE
+        return ConnectionStats(
+            name=name,
+            exchange=rec.exchange,
+            url=rec.url,
+            state=rec.state.value,
+            state_for=now - rec.since,
+            connects=rec.connects,
+            disconnects=rec.disconnects,
+            restarts=rec.restarts,
+            frames=rec.frames,
+            messages=rec.messages,
+            bytes=rec.bytes,
+            dropped=rec.dropped,
+            queued_bytes=0 if queue is None else queue.queued_bytes,
+            malformed=rec.malformed,
+            gaps=rec.gaps,
+            rate=self._rate(rec, now, self._rate_window),
+            idle_for=None if rec.last_frame_at is None else now - rec.last_frame_at,
+            backoff=rec.backoff,
+            last_error=rec.last_error,
+            subscriptions=dict(rec.subscriptions),
+            probe_rtt=rec.rtt,
+            probe_rtt_smoothed=rec.rtt_smoothed,
+            route=rec.route,
+            route_reason=rec.route_reason,
+            clock_offset=rec.clock_offset,
+            rest=rec.rest,
+            disconnects_by_reason=dict(sorted(rec.reasons.items())),
+            attempt=rec.attempt,
+            rate_1s=self._rate(rec, now, RATE_1S_WINDOW),
+            rate_1m=self._rate(rec, now, RATE_1M_WINDOW),
+            session_uptime=now - rec.since if live else None,
+            malformed_by_kind=dict(sorted(rec.malformed_kinds.items())),
+            feed_latency_p50=p50,
+            feed_latency_p99=p99,
+            queue_depth=0 if queue is None else len(queue),
+            subscription_stats={
+                topic: self._subscription(rec, topic, state, now)
+                for topic, state in rec.subscriptions.items()
+            },
+            silent_total=rec.silent_total,
         )
 
 

@@ -69,6 +69,7 @@ from actors.exchanges.messages import (
     SubscriptionFailed,
     SubscriptionSilent,
 )
+from actors.exchanges.sdk.liveness import DataClocks
 from actors.exchanges.sdk.protocol import ExchangeProtocol
 from actors.net.urls import redact_url
 from actors.net.websocket import WebSocket
@@ -93,33 +94,57 @@ def _never() -> bool:
 class TrafficCounter:
     """One connection's traffic since its last report, across its sessions.
 
+    Feed latency costs one attribute store per frame that carried messages: the session
+    keeps the newest such batch here (:attr:`last_batch`), and each report turns its
+    newest message into one sample: the message's ``received_at`` (our wall time) minus
+    its ``timestamp`` (the exchange's, milliseconds), if it has one (raw messages and
+    some tickers do not). So there is at most one sample per ``DEFAULT_FLUSH_INTERVAL``
+    while messages flow, and a slow feed (one frame a second) still gets one per frame.
+
     Args:
         connection: the connection's name (for the events and the log).
         registry: where ``Traffic`` goes.
         queue: the consumer queue, whose ``dropped`` count is reported as it grows.
+        wall_clock: Unix time, read once per frame as the frame's receive time (tests
+            inject one tied to the Trio clock).
     """
 
     __slots__ = (
         "_dropped_reported",
         "_logged_kinds",
+        "_malformed_kinds",
         "_name",
         "_queue",
         "_registry",
         "bytes",
         "frames",
         "gaps",
+        "last_batch",
         "last_frame_at",
         "malformed",
         "messages",
         "next_flush",
         "rtt",
         "rtt_smoothed",
+        "wall_clock",
     )
 
-    def __init__(self, connection: str, registry: RegistryClient, queue: ConsumerQueue) -> None:
+    def __init__(
+        self,
+        connection: str,
+        registry: RegistryClient,
+        queue: ConsumerQueue,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
         self._name = connection
         self._registry = registry
         self._queue = queue
+        self.wall_clock = wall_clock
+        #: The newest batch since the last report, if any.
+        self.last_batch: Batch | None = None
+        #: kind -> malformed frames of that kind since the last report.
+        self._malformed_kinds: dict[str, int] = {}
         self.frames = self.messages = self.bytes = self.malformed = self.gaps = 0
         self.last_frame_at = 0.0
         #: trio time of the next report, ``inf`` while nothing is waiting to be reported.
@@ -147,6 +172,8 @@ class TrafficCounter:
     def count_malformed(self, event: MalformedFrame) -> None:
         """Count a bad frame; log the first of its kind on this connection."""
         self.malformed += 1
+        kinds = self._malformed_kinds
+        kinds[event.kind] = kinds.get(event.kind, 0) + 1
         if event.kind in self._logged_kinds:
             return
         self._logged_kinds.add(event.kind)
@@ -178,8 +205,12 @@ class TrafficCounter:
             return False
         return now >= self.next_flush
 
-    async def flush(self, now: float) -> None:
+    async def flush(self, now: float, clocks: DataClocks | None = None) -> None:
         """Report what was counted since the last report (nothing if nothing was).
+
+        ``clocks`` are the reporting session's data clocks: the data frames they counted
+        per topic go along (adapters tell each frame's topic only while they watch for
+        silence, ``silent_after``; otherwise there is nothing to take).
 
         A registry that is gone already is not an error: the counts are dropped.
 
@@ -189,8 +220,18 @@ class TrafficCounter:
         self.next_flush = math.inf
         dropped = self._queue.dropped - self._dropped_reported
         rtt = self.rtt
+        topics = () if clocks is None else clocks.take_counts()
         if not (self.frames or self.malformed or dropped or self.gaps or rtt is not None):
             return
+        latency = None
+        batch = self.last_batch
+        if batch is not None:
+            self.last_batch = None
+            newest = batch[-1]
+            stamp = getattr(newest, "timestamp", None)
+            if stamp is not None:
+                latency = newest.received_at - stamp / 1000
+        kinds = self._malformed_kinds
         event = Traffic(
             connection=self._name,
             frames=self.frames,
@@ -203,7 +244,12 @@ class TrafficCounter:
             rtt=rtt,
             rtt_smoothed=self.rtt_smoothed,
             at=now,
+            malformed_kinds=tuple(kinds.items()) if kinds else (),
+            latency=latency,
+            topics=topics,
         )
+        if kinds:
+            self._malformed_kinds = {}
         self.rtt = None
         self.frames = self.messages = self.bytes = self.malformed = self.gaps = 0
         self._dropped_reported += dropped
@@ -366,7 +412,7 @@ class Session:
                 if not proto.probe(now):
                     ws.ping(self._pong)
             if now >= traffic.next_flush:
-                await traffic.flush(now)
+                await traffic.flush(now, proto.data)
             proto.tick(now)
 
     def _pong(self, rtt: float) -> None:
@@ -379,7 +425,7 @@ class Session:
         traffic = self._traffic
         traffic.count_frame(len(data), now)
         try:
-            batch = self.proto.receive_frame(data, now, time.time())
+            batch = self.proto.receive_frame(data, now, traffic.wall_clock())
         except Exception as exc:
             # Adapters report bad frames as MalformedFrame; anything that still escapes
             # (a hostile frame deep enough to hit RecursionError, an adapter bug) is
@@ -397,12 +443,13 @@ class Session:
             await self._write_and_route()
         if batch:
             traffic.messages += len(batch)
+            traffic.last_batch = batch
             await self.deliver(batch)
             # Time spent blocked on the consumer is not silence from the exchange: the
             # stale clock restarts once we can read again.
             self.last_frame = trio.current_time()
         if traffic.frame_done(now):
-            await traffic.flush(now)
+            await traffic.flush(now, self.proto.data)
 
     async def _write_and_route(self) -> bool:
         """Write the frames the adapter queued and route its events; False if none."""

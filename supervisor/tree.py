@@ -59,10 +59,14 @@ from typing import Final, NamedTuple
 import trio
 
 from actors import (
+    ConnectError,
     ConnectionActor,
+    ConnectionLost,
     ConsumerQueue,
+    FeedStale,
     GaveUp,
     HandshakeRejected,
+    ProxyError,
     ProxyRejected,
     RestartLimitExceeded,
     ServerClosing,
@@ -204,6 +208,58 @@ def _verification_failed(error: BaseException) -> bool:
     cause: BaseException | None = error
     while cause is not None:
         if isinstance(cause, ssl.SSLCertVerificationError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+#: Close codes that mean the TCP connection broke rather than closed (RFC 6455 7.4.1:
+#: 1006 is reserved for "closed abnormally, without a close frame"); ``None``: no close
+#: frame at all.
+_RESET_CODES: Final = frozenset({None, 1006})
+
+
+def disconnect_reason(exc: BaseException | None) -> str:
+    """Why a session ended, as one of a small fixed set of labels (for
+    ``disconnects_by_reason`` in stats and the ``reason`` label of metrics).
+
+    The first leaf of a group decides (as in :func:`describe_error`):
+
+    - ``None`` (the exchange closed with 1000): ``close 1000``;
+    - :class:`ServerClosing` (an announced disconnect): ``server notice``;
+    - :class:`FeedStale`: ``heartbeat missed`` when a protocol heartbeat went
+      unanswered, else ``stale``;
+    - :class:`ConnectionLost`: ``reset`` when the socket broke without a close frame
+      (code ``None`` or 1006), else ``close CODE``;
+    - :class:`HandshakeRejected`: ``handshake STATUS``;
+    - :class:`ProxyError`: ``proxy``;
+    - :class:`ConnectError` caused by a TLS error: ``tls``; any other: ``connect``
+      (refused, DNS, timed out);
+    - anything else (a bug, not the network): ``crash``.
+    """
+    if exc is None:
+        return "close 1000"
+    leaf = next(_leaves(exc), exc)
+    if isinstance(leaf, ServerClosing):
+        return "server notice"
+    if isinstance(leaf, FeedStale):
+        # The session raises FeedStale("heartbeat missed: ...") for a HeartbeatMissed.
+        return "heartbeat missed" if str(leaf).startswith("heartbeat missed") else "stale"
+    if isinstance(leaf, ConnectionLost):
+        return "reset" if leaf.code in _RESET_CODES else f"close {leaf.code}"
+    if isinstance(leaf, HandshakeRejected):
+        return f"handshake {leaf.status}"
+    if isinstance(leaf, ProxyError):
+        return "proxy"
+    if isinstance(leaf, ConnectError):
+        return "tls" if _tls_failed(leaf) else "connect"
+    return "crash"
+
+
+def _tls_failed(error: BaseException) -> bool:
+    cause: BaseException | None = error.__cause__ or error.__context__
+    while cause is not None:
+        if isinstance(cause, ssl.SSLError | ssl.CertificateError):
             return True
         cause = cause.__cause__ or cause.__context__
     return False
@@ -416,7 +472,14 @@ class Supervisor:
             child.gave_up = None
         child.stopped = False
         self._spawn(child, 0.0)
-        await self._registry.report(Restarting(connection=name, delay=0.0, at=trio.current_time()))
+        await self._registry.report(
+            Restarting(
+                connection=name,
+                delay=0.0,
+                at=trio.current_time(),
+                attempt=child.backoff.attempt,
+            )
+        )
 
     async def stop(self) -> None:
         """Stop every connection cleanly and end the message stream. Idempotent.
@@ -569,7 +632,8 @@ class Supervisor:
             return
         why = describe_error(ended.error) or "the exchange closed the connection normally"
         child.last_error = why
-        await self._registry.report(Disconnected(connection=name, error=why, at=now))
+        reason = disconnect_reason(ended.error)
+        await self._registry.report(Disconnected(connection=name, error=why, at=now, reason=reason))
         if ended.error is not None and not all(
             isinstance(leaf, SupervisorError) for leaf in _leaves(ended.error)
         ):
@@ -645,7 +709,14 @@ class Supervisor:
                 if member.scope is not None:
                     member.scope.cancel(reason=f"{name} failed ({self._strategy_name})")
                 logger.info("%s: restarting with %s (%s)", member.name, name, self._strategy_name)
-            await self._registry.report(Restarting(connection=member.name, delay=delay, at=now))
+            await self._registry.report(
+                Restarting(
+                    connection=member.name,
+                    delay=delay,
+                    at=now,
+                    attempt=member.backoff.attempt,
+                )
+            )
             if member.config_failures >= CONFIG_FAILURES:
                 state = StateChanged(connection=member.name, state=ConnectionState.FAILED, at=now)
                 await self._registry.report(state)

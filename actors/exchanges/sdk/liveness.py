@@ -9,7 +9,8 @@ each, asks them what is due, and turns the answers into requests and events.
   more; topics overdue a second time are given up (they fail with code ``timeout``).
 - :class:`DataClocks`: when each confirmed topic last carried data (its confirmation
   starts the clock). A topic without data for ``limit`` seconds is *silent* until data
-  comes again; the caller asks for it again once per silent spell.
+  comes again; the caller asks for it again once per silent spell. It also counts each
+  topic's data frames for stats (an integer per frame, taken by the traffic report).
 """
 
 from __future__ import annotations
@@ -73,7 +74,16 @@ class DataClocks:
             counts for every topic (:meth:`any_data`).
     """
 
-    __slots__ = ("_data_at", "_heard", "limit", "next_check", "per_topic", "silent")
+    __slots__ = (
+        "_data_at",
+        "_heard",
+        "counts",
+        "heard_at",
+        "limit",
+        "next_check",
+        "per_topic",
+        "silent",
+    )
 
     def __init__(self, limit: float | None, *, per_topic: bool) -> None:
         self.limit = limit
@@ -85,9 +95,13 @@ class DataClocks:
         self.silent: set[str] = set()
         #: When :meth:`check` must run next (``inf``: nothing to watch).
         self.next_check = math.inf
+        #: topic -> data frames since the stats last took them (:meth:`take_counts`).
+        self.counts: dict[str, int] = {}
+        #: topic -> when its latest data frame arrived; kept across sessions.
+        self.heard_at: dict[str, float] = {}
 
     def reset(self) -> None:
-        """A session ended: forget its clocks."""
+        """A session ended: forget its clocks (not the counts: stats still owe them)."""
         self._heard.clear()
         self.silent.clear()
         self._data_at = -math.inf
@@ -106,11 +120,24 @@ class DataClocks:
     def heard(self, topic: str, now: float) -> bool:
         """Data of ``topic`` arrived at ``now``; True if that ends its silent spell."""
         self._heard[topic] = now
+        self.heard_at[topic] = now
+        counts = self.counts
+        counts[topic] = counts.get(topic, 0) + 1
         if self.silent and topic in self.silent:
             self.silent.discard(topic)
             self._watch(now)
             return True
         return False
+
+    def take_counts(self) -> tuple[tuple[str, int, float], ...]:
+        """``(topic, data frames, latest data time)`` of each topic heard since the last
+        call; the counts start again from zero."""
+        counts = self.counts
+        if not counts:
+            return ()
+        self.counts = {}
+        heard_at = self.heard_at
+        return tuple((topic, count, heard_at[topic]) for topic, count in counts.items())
 
     def any_data(self, now: float) -> list[str]:
         """Data arrived at ``now`` (adapters without topics): the topics it revives."""
