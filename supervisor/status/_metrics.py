@@ -93,7 +93,11 @@ GAUGES: Final = (
         attrgetter("queued_bytes"),
     ),
     Field("idle_seconds", "Seconds since the last frame.", attrgetter("idle_for")),
-    Field("message_rate", "Messages per second over the last few seconds.", attrgetter("rate")),
+    Field(
+        "messages_per_second",
+        "Messages per second over the last few seconds.",
+        attrgetter("rate"),
+    ),
     Field(
         "clock_offset_seconds",
         "The venue's clock minus ours, from its server-time endpoint.",

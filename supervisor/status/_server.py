@@ -27,6 +27,7 @@ Cancellation: cancelling :func:`serve_status` closes the listener and every conn
 from __future__ import annotations
 
 import errno
+import http
 import socket
 from typing import TYPE_CHECKING, Final, NoReturn
 
@@ -372,7 +373,9 @@ async def _send(
 ) -> None:
     data = bytearray()
     for event in (
-        h11.Response(status_code=status, headers=headers),
+        h11.Response(
+            status_code=status, headers=headers, reason=http.HTTPStatus(status).phrase.encode()
+        ),
         h11.Data(data=payload),
         h11.EndOfMessage(),
     ):
