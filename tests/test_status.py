@@ -21,7 +21,8 @@ from helpers import RecordingConnector, assert_no_secrets, make_config
 from prometheus_client.parser import text_string_to_metric_families
 
 from supervisor import RawMessage, Supervisor, open_supervisor, serve_status
-from supervisor.status import StatusAddressInUse, render_metrics
+from supervisor.status import StatusAddressInUse, render_metrics, status_document
+from supervisor.status._server import DEFAULT_MAX_CONNECTIONS
 from supervisor.testing import FakeExchange, open_fake_exchange
 
 FAST_BACKOFF = {"initial": 0.05, "max": 0.1, "reset_after": 60.0}
@@ -102,13 +103,11 @@ async def test_status_is_the_snapshot_keyed_by_connection() -> None:
                 # Stopped: the final snapshot, byte for byte.
                 final = await sup.stats()
                 response = await client.get("/status")
-                assert (
-                    response.content
-                    == msgspec.json.encode(
-                        {"at": final.at, "connections": {c.name: c for c in final.connections}}
-                    )
-                    + b"\n"
-                )
+                assert response.content == msgspec.json.encode(status_document(final)) + b"\n"
+                assert status_document(final) == {
+                    "at": final.at,
+                    "connections": {c.name: c for c in final.connections},
+                }
                 head = await client.head("/status")
                 assert head.content == b""
                 assert head.headers["content-length"] == str(len(response.content))
@@ -420,3 +419,67 @@ async def test_ipv6_loopback_is_bound_when_asked() -> None:
         async with httpx.AsyncClient(trust_env=False) as client:
             assert (await client.get(f"http://[::1]:{port}/livez")).status_code == 200
         nursery.cancel_scope.cancel()
+
+
+# -- timeouts and limits, on the MockClock (the sockets are real, the time virtual) --------
+
+
+async def read_until_eof(stream: trio.SocketStream) -> bytes:
+    data = bytearray()
+    async for chunk in stream:
+        data += chunk
+    return bytes(data)
+
+
+@asynccontextmanager
+async def mock_clock_server() -> AsyncIterator[tuple[str, int]]:
+    async with (
+        open_fake_exchange(name="a", transport="memory", interval=1.0) as fake,
+        open_supervisor(make_config(fake), connector=RecordingConnector(fake)) as sup,
+        trio.open_nursery() as nursery,
+    ):
+        yield await nursery.start(serve_status, sup, "127.0.0.1", 0)
+        nursery.cancel_scope.cancel(reason="test done")
+
+
+async def test_an_idle_connection_is_closed_and_a_partial_request_gets_408_at_10s(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    with trio.fail_after(60):
+        async with mock_clock_server() as (host, port):
+            idle = await trio.open_tcp_stream(host, port)
+            partial = await trio.open_tcp_stream(host, port)
+            await partial.send_all(b"GET /status HTTP/1.1\r\nHost: x\r\n")
+            async with partial:
+                answer = await read_until_eof(partial)
+            partial_at = trio.current_time()
+            async with idle:
+                silence = await read_until_eof(idle)
+            idle_at = trio.current_time()
+    assert (partial_at, idle_at) == (10.0, 10.0)
+    assert silence == b""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b"\r\n") == [
+        b"HTTP/1.1 408 Request Timeout",
+        b"content-type: application/json",
+        b"content-length: 41",
+        b"connection: close",
+    ]
+    assert body == b'{"error":"request not received in time"}\n'
+
+
+async def test_connections_beyond_the_cap_wait_for_a_free_slot(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    with trio.fail_after(60):
+        async with mock_clock_server() as (host, port):
+            idle = [await trio.open_tcp_stream(host, port) for _ in range(DEFAULT_MAX_CONNECTIONS)]
+            late = await trio.open_tcp_stream(host, port)
+            async with late:
+                await late.send_all(b"GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                answer = await read_until_eof(late)
+            # Served only once the idle ones timed out and freed their slots.
+            assert trio.current_time() == 10.0
+            for stream in idle:
+                await stream.aclose()
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")

@@ -15,6 +15,7 @@ from supervisor.status._server import StatusAddressInUse as StatusAddressInUse
 from supervisor.status._server import bind_status as bind_status
 from supervisor.status._server import serve_status as serve_status
 from supervisor.status._server import serve_status_listener as serve_status_listener
+from supervisor.status._server import status_document as status_document
 
 __all__ = [
     "SnapshotCollector",
@@ -23,4 +24,5 @@ __all__ = [
     "render_metrics",
     "serve_status",
     "serve_status_listener",
+    "status_document",
 ]

@@ -39,9 +39,16 @@ from supervisor.status._health import Verdict, health, readiness
 from supervisor.status._metrics import render_metrics
 
 if TYPE_CHECKING:
+    from actors.registry import Stats
     from supervisor.tree import Supervisor
 
-__all__ = ["StatusAddressInUse", "bind_status", "serve_status", "serve_status_listener"]
+__all__ = [
+    "StatusAddressInUse",
+    "bind_status",
+    "serve_status",
+    "serve_status_listener",
+    "status_document",
+]
 
 #: Seconds a client has to send one whole request (head and body) once the server waits
 #: for it; also how long an idle keep-alive connection is kept. Prometheus' default
@@ -55,6 +62,10 @@ DEFAULT_MAX_HEAD: Final = 16 * 1024
 DEFAULT_MAX_HEADERS: Final = 64
 #: Bytes of request body: GET and HEAD have none that means anything (RFC 9110 9.3.1).
 DEFAULT_MAX_BODY: Final = 4096
+#: Connections served at once; more wait in the listen backlog until one ends. A scraper
+#: and a few probes and curls need a handful; the cap bounds what a misbehaving client
+#: can hold (each open connection costs a task and a socket until its read timeout).
+DEFAULT_MAX_CONNECTIONS: Final = 64
 #: Bytes read from the socket at a time.
 _RECEIVE_SIZE: Final = 4096
 #: How long, and how many bytes, to keep reading after an error answer (see _linger).
@@ -205,14 +216,17 @@ async def serve_status_listener(
     async with listener, trio.open_nursery() as nursery:
         sockname = listener.socket.getsockname()
         task_status.started((str(sockname[0]), int(sockname[1])))
+        slots = trio.Semaphore(DEFAULT_MAX_CONNECTIONS)
         while True:
+            await slots.acquire()
             try:
                 stream = await listener.accept()
             except OSError:
+                slots.release()
                 # EMFILE/ENFILE and friends: trio.serve_listeners waits and retries too.
                 await trio.sleep(0.1)
                 continue
-            nursery.start_soon(_serve_connection, sup, stream)
+            nursery.start_soon(_serve_connection, sup, stream, slots)
 
 
 class _Close(Exception):
@@ -223,7 +237,16 @@ class _Linger(Exception):
     """End this connection after an error answer, reading what the peer still sends."""
 
 
-async def _serve_connection(sup: Supervisor, stream: trio.SocketStream) -> None:
+async def _serve_connection(
+    sup: Supervisor, stream: trio.SocketStream, slots: trio.Semaphore
+) -> None:
+    try:
+        await _serve_stream(sup, stream)
+    finally:
+        slots.release()
+
+
+async def _serve_stream(sup: Supervisor, stream: trio.SocketStream) -> None:
     async with stream:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=DEFAULT_MAX_HEAD)
         try:
@@ -325,7 +348,7 @@ async def _route(
         return status, [*headers, (b"allow", b"GET, HEAD")], payload
     stats = await sup.stats()
     if path == "/status":
-        return _json(200, {"at": stats.at, "connections": {c.name: c for c in stats.connections}})
+        return _json(200, status_document(stats))
     if path == "/metrics":
         return 200, [(b"content-type", _PROMETHEUS_TEXT)], render_metrics(stats)
     verdict: Verdict
@@ -336,6 +359,17 @@ async def _route(
     else:  # /livez
         verdict = _liveness(sup, stats.at)
     return _json(200 if verdict.ok else 503, verdict)
+
+
+def status_document(stats: Stats) -> dict[str, object]:
+    """The ``/status`` body: ``stats`` with its connections keyed by name.
+
+    Every other field of :class:`~actors.registry.Stats` (``at``, and whatever totals it
+    grows) is carried over as it is, so a new stats field needs no change here.
+    """
+    document: dict[str, object] = {name: getattr(stats, name) for name in stats.__struct_fields__}
+    document["connections"] = {conn.name: conn for conn in stats.connections}
+    return document
 
 
 def _liveness(sup: Supervisor, at: float) -> Verdict:
