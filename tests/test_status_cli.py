@@ -148,3 +148,21 @@ def test_a_bad_status_value_exits_2_naming_it(command: str, value: str, problem:
 )
 def test_status_values_parse(value: str, address: tuple[str, int]) -> None:
     assert _host_port(value) == address
+
+
+def test_an_address_not_of_this_machine_exits_2_naming_it(tmp_path: Path) -> None:
+    # 192.0.2.0/24 is TEST-NET-1 (RFC 5737): never an address of this machine.
+    result = subprocess.run(
+        [*CLI, "demo", "--status", "192.0.2.1:9464", "--duration", "1"],
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=QUICK,
+        check=False,
+    )
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        "marketprism: --status: cannot serve the status endpoint on 192.0.2.1:9464: "
+        "Cannot assign requested address\n"
+    )
