@@ -20,7 +20,7 @@ import trio
 from helpers import RecordingConnector, assert_no_secrets, make_config
 from prometheus_client.parser import text_string_to_metric_families
 
-from supervisor import RawMessage, Supervisor, open_supervisor, serve_status
+from supervisor import RawMessage, Stats, Supervisor, open_supervisor, serve_status
 from supervisor.status import StatusAddressInUse, render_metrics, status_document
 from supervisor.status._server import DEFAULT_MAX_CONNECTIONS
 from supervisor.testing import FakeExchange, open_fake_exchange
@@ -93,7 +93,7 @@ async def test_status_is_the_snapshot_keyed_by_connection() -> None:
                 assert response.status_code == 200
                 assert response.headers["content-type"] == "application/json"
                 body = msgspec.json.decode(response.content)
-                assert sorted(body) == ["at", "connections"]
+                assert sorted(body) == sorted(Stats.__struct_fields__)
                 assert sorted(body["connections"]) == ["a", "b"]
                 for name in ("a", "b"):
                     conn = body["connections"][name]
@@ -104,10 +104,12 @@ async def test_status_is_the_snapshot_keyed_by_connection() -> None:
                 final = await sup.stats()
                 response = await client.get("/status")
                 assert response.content == msgspec.json.encode(status_document(final)) + b"\n"
-                assert status_document(final) == {
-                    "at": final.at,
-                    "connections": {c.name: c for c in final.connections},
-                }
+                document = status_document(final)
+                assert set(document) == set(final.__struct_fields__)
+                assert document["connections"] == {c.name: c for c in final.connections}
+                for field in final.__struct_fields__:
+                    if field != "connections":
+                        assert document[field] == getattr(final, field)
                 head = await client.head("/status")
                 assert head.content == b""
                 assert head.headers["content-length"] == str(len(response.content))
@@ -241,6 +243,7 @@ async def test_metrics_parse_and_totals_never_go_down_across_reconnects() -> Non
             "dropped_messages",
             "malformed_frames",
             "gaps",
+            "silent_subscriptions",
         )
     )
     for key in totals:
@@ -248,6 +251,12 @@ async def test_metrics_parse_and_totals_never_go_down_across_reconnects() -> Non
     assert first[("marketprism_connects_total", labels)] == 1
     assert second[("marketprism_connects_total", labels)] == 3
     assert second[("marketprism_disconnects_total", labels)] == 2
+    by_reason = {
+        dict(key)["reason"]: value
+        for (name, key), value in second.items()
+        if name == "marketprism_disconnects_by_reason_total"
+    }
+    assert sum(by_reason.values()) == 2
     assert (
         second[("marketprism_messages_total", labels)]
         > first[("marketprism_messages_total", labels)]

@@ -81,6 +81,7 @@ COUNTERS: Final = (
     Field("dropped_messages", "Messages the overflow policy dropped.", attrgetter("dropped")),
     Field("malformed_frames", "Frames that could not be understood.", attrgetter("malformed")),
     Field("gaps", "Book sequence gaps detected.", attrgetter("gaps")),
+    Field("silent_subscriptions", "Times a subscription went silent.", attrgetter("silent_total")),
 )
 
 #: Gauges, one line each.
@@ -112,6 +113,21 @@ GAUGES: Final = (
         "probe_rtt_smoothed_seconds",
         "Smoothed probe round trip (RFC 6298 SRTT).",
         attrgetter("probe_rtt_smoothed"),
+    ),
+    Field("messages_per_second_1s", "Messages per second, last second.", attrgetter("rate_1s")),
+    Field("messages_per_second_1m", "Messages per second, last minute.", attrgetter("rate_1m")),
+    Field("session_uptime_seconds", "Seconds live in this session.", attrgetter("session_uptime")),
+    Field("queue_depth", "Batches waiting for the consumer.", attrgetter("queue_depth")),
+    Field("backoff_attempt", "Consecutive restart delays so far.", attrgetter("attempt")),
+    Field(
+        "feed_latency_p50_seconds",
+        "Median exchange-to-local feed latency over the last minute.",
+        attrgetter("feed_latency_p50"),
+    ),
+    Field(
+        "feed_latency_p99_seconds",
+        "99th percentile exchange-to-local feed latency over the last minute.",
+        attrgetter("feed_latency_p99"),
     ),
     Field(
         "rest_used_weight",
@@ -153,6 +169,15 @@ class SnapshotCollector(Collector):
                 if value is not None:
                     gauge.add_metric([conn.name, conn.exchange], value)
             yield gauge
+        reasons = CounterMetricFamily(
+            PREFIX + "disconnects_by_reason",
+            "Sessions that ended, by why (close CODE, reset, stale, tls, ...).",
+            labels=(*LABELS, "reason"),
+        )
+        for conn in conns:
+            for reason, count in conn.disconnects_by_reason.items():
+                reasons.add_metric([conn.name, conn.exchange, reason], count)
+        yield reasons
         state = GaugeMetricFamily(
             PREFIX + "connection_state",
             "1 for the state the connection is in, 0 for the others.",
