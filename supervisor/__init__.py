@@ -47,6 +47,7 @@ from supervisor.policy import Jitter as Jitter
 from supervisor.policy import RestartIntensity as RestartIntensity
 from supervisor.policy import RestartType as RestartType
 from supervisor.policy import Strategy as Strategy
+from supervisor.status import serve_status as serve_status
 from supervisor.tree import Supervisor as Supervisor
 
 __all__ = [
@@ -89,4 +90,5 @@ __all__ = [
     "load_config",
     "loads_config",
     "open_supervisor",
+    "serve_status",
 ]

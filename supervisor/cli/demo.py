@@ -33,6 +33,7 @@ from actors.registry import Stats
 from supervisor.api import open_supervisor
 from supervisor.cli.signals import stop_on_signals
 from supervisor.config import config_from_dict
+from supervisor.status import serve_status_listener
 from supervisor.testing import (
     FakeBinance,
     FakeBybit,
@@ -307,8 +308,17 @@ async def _show(sup: Supervisor, counter: list[int], log: list[str], console: Co
         console.print(_table(await sup.stats(), counter[0], log))
 
 
-async def run_demo(duration: float | None, fault_every: float, seed: int | None) -> None:
+async def run_demo(
+    duration: float | None,
+    fault_every: float,
+    seed: int | None,
+    *,
+    status: trio.SocketListener | None = None,
+) -> None:
     """Run the demo until ``duration`` passes or SIGINT/SIGTERM arrives.
+
+    ``status``: a listener from :func:`~supervisor.status.bind_status` to serve the
+    status endpoint on while the supervisor runs (``--status``); closed on the way out.
 
     Cancellation: every connection and fake is closed cleanly on the way out.
     """
@@ -327,6 +337,8 @@ async def run_demo(duration: float | None, fault_every: float, seed: int | None)
         config = config_from_dict(_demo_config(venues), source="<demo>")
         sup = await stack.enter_async_context(open_supervisor(config, rng=rng))
         async with trio.open_nursery() as nursery:
+            if status is not None:
+                await nursery.start(serve_status_listener, sup, status)
             nursery.start_soon(stop_on_signals, sup)
             faults = trio.CancelScope()
             nursery.start_soon(_inject, venues, fault_every, rng, log, faults)

@@ -3,7 +3,8 @@
 Exit codes: 0 success (including a clean stop on SIGINT/SIGTERM, and a reader of stdout
 that went away, as with ``| head``), 1 the supervisor gave up (restart intensity
 exceeded; the message names the connection and its last error) or stdout could not be
-written, 2 a usage or configuration problem (one ``FILE:LINE: key: problem`` line each).
+written, 2 a usage or configuration problem (one ``FILE:LINE: key: problem`` line each;
+also a ``--status`` address that is taken or not local, checked before anything connects).
 
 ``run`` never writes stdout or stderr from the event loop: its JSON lines, its log lines
 and its summary go to two :class:`~supervisor.cli.output.LineWriter` (one per stream),
@@ -38,6 +39,7 @@ from supervisor.cli.probe import DEFAULT_TIMEOUT as DEFAULT_PROBE_TIMEOUT
 from supervisor.cli.probe import run_command as run_probe
 from supervisor.cli.signals import stop_on_signals
 from supervisor.config import Config, load_config
+from supervisor.status import bind_status, serve_status_listener
 from supervisor.tree import Supervisor
 from supervisor.wiring import resolve_routes
 
@@ -91,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
         help="output held for a slow reader of stdout before lines are dropped, in MiB "
         f"(default: {DEFAULT_OUTPUT_BUDGET >> 20})",
     )
+    _add_status_option(run)
 
     check = commands.add_parser("check", help="validate a config file and start nothing")
     check.add_argument("config", nargs="?", default=DEFAULT_CONFIG, help="config file")
@@ -106,6 +109,7 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds between injected faults (default: 3)",
     )
     demo.add_argument("--seed", type=int, default=None, help="seed for faults and jitter")
+    _add_status_option(demo)
 
     probe = commands.add_parser(
         "probe",
@@ -134,6 +138,33 @@ def _parser() -> argparse.ArgumentParser:
         "(e.g. https://api1.binance.com)",
     )
     return parser
+
+
+def _add_status_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--status",
+        type=_host_port,
+        default=None,
+        metavar="HOST:PORT",
+        help="serve /status, /metrics, /healthz, /livez and /readyz over HTTP on HOST:PORT "
+        "(e.g. 127.0.0.1:9464, [::1]:9464; off by default)",
+    )
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    """``--status``: ``HOST:PORT`` or ``[IPV6]:PORT``, port 0-65535 (0: any free port)."""
+    host, sep, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: write an IPv6 address in brackets, e.g. [::1]:9464"
+        )
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:9464 or [::1]:9464; PORT 0-65535)"
+        )
+    return host, int(port)
 
 
 def _seconds(text: str) -> float:
@@ -196,8 +227,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             config = load_config(args.config)
         except ConfigError as exc:
             return _report_config_error(exc)
-        return _run_supervised(_run, config, args.output, args.duration, args.output_buffer)
-    return _run_supervised(run_demo, args.duration, args.fault_every, args.seed)
+        return _run_supervised(
+            _run, config, args.output, args.duration, args.output_buffer, args.status
+        )
+    return _run_supervised(_demo, args.status, args.duration, args.fault_every, args.seed)
 
 
 def _check(path: str) -> int:
@@ -228,7 +261,37 @@ def _run_supervised(fn: object, *args: object) -> int:
         return EXIT_GAVE_UP
     except ConfigError as exc:
         return _report_config_error(exc)
+    except _StatusUnavailable as exc:
+        print(f"marketprism: --status: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     return code if isinstance(code, int) else EXIT_OK
+
+
+class _StatusUnavailable(Exception):
+    """``--status`` cannot be served there (taken, not local, does not resolve)."""
+
+
+async def _bind_status(status: tuple[str, int] | None) -> trio.SocketListener | None:
+    """Bind ``--status`` before anything connects, so a taken port stops the command first."""
+    if status is None:
+        return None
+    try:
+        listener = await bind_status(*status)
+    except OSError as exc:
+        raise _StatusUnavailable(str(exc) if exc.strerror is None else exc.strerror) from None
+    host, port = listener.socket.getsockname()[:2]
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    logger.info("status endpoint: http://%s/status (also /metrics /healthz /livez /readyz)", shown)
+    return listener
+
+
+async def _demo(
+    status: tuple[str, int] | None, duration: float | None, fault_every: float, seed: int | None
+) -> None:
+    """``marketprism demo``, with its status endpoint bound first if asked for."""
+    listener = await _bind_status(status)
+    async with listener if listener is not None else contextlib.nullcontext():
+        await run_demo(duration, fault_every, seed, status=listener)
 
 
 def _gave_up(exc: RestartLimitExceeded | GaveUp) -> str:
@@ -237,7 +300,13 @@ def _gave_up(exc: RestartLimitExceeded | GaveUp) -> str:
     return f"marketprism: gave up on connection {exc.connection!r}: {exc}"
 
 
-async def _run(config: Config, output: str, duration: float | None, output_buffer: int) -> int:
+async def _run(
+    config: Config,
+    output: str,
+    duration: float | None,
+    output_buffer: int,
+    status: tuple[str, int] | None,
+) -> int:
     """``marketprism run``; returns the exit code (a broken stdout other than EPIPE: 1)."""
     flush_for = config.supervisor.shutdown_timeout
     stderr = _Stderr.for_sys_stderr()
@@ -251,7 +320,7 @@ async def _run(config: Config, output: str, duration: float | None, output_buffe
             await nursery.start(stderr.writer.run)
         log.handlers[:] = [stderr]
         try:
-            code = await _run_supervisor(config, output, duration, output_buffer, stderr)
+            code = await _run_supervisor(config, output, duration, output_buffer, stderr, status)
         except (RestartLimitExceeded, GaveUp) as exc:
             stderr.print([_gave_up(exc)])
             code = EXIT_GAVE_UP
@@ -279,10 +348,22 @@ async def _run(config: Config, output: str, duration: float | None, output_buffe
 
 
 async def _run_supervisor(
-    config: Config, output: str, duration: float | None, output_buffer: int, stderr: _Stderr
+    config: Config,
+    output: str,
+    duration: float | None,
+    output_buffer: int,
+    stderr: _Stderr,
+    status: tuple[str, int] | None,
 ) -> int:
     stdout: LineWriter | None = None
-    async with open_supervisor(config) as sup, trio.open_nursery() as nursery:
+    listener = await _bind_status(status)
+    async with (
+        listener if listener is not None else contextlib.nullcontext(),
+        open_supervisor(config) as sup,
+        trio.open_nursery() as nursery,
+    ):
+        if listener is not None:
+            await nursery.start(serve_status_listener, sup, listener)
         nursery.start_soon(stop_on_signals, sup)
         if duration is not None:
             nursery.start_soon(_stop_after, sup, duration)

@@ -1,0 +1,227 @@
+"""The probes' decisions and the metrics, exactly, from hand-made stats snapshots (no I/O)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from prometheus_client.parser import text_string_to_metric_families
+
+from actors.registry import RestStats
+from supervisor import Config, ConnectionStats, Stats, config_from_dict
+from supervisor.status import render_metrics
+from supervisor.status._health import health, readiness
+
+
+def conn(name: str, **fields: Any) -> ConnectionStats:
+    values: dict[str, Any] = {
+        "name": name,
+        "exchange": "raw",
+        "url": f"ws://{name}.fake.invalid/ws",
+        "state": "live",
+        "state_for": 1.0,
+        "connects": 1,
+        "disconnects": 0,
+        "restarts": 0,
+        "frames": 0,
+        "messages": 0,
+        "bytes": 0,
+        "dropped": 0,
+        "queued_bytes": 0,
+        "malformed": 0,
+        "gaps": 0,
+        "rate": 0.0,
+        "idle_for": None,
+        "backoff": 0.0,
+        "last_error": "",
+        "subscriptions": {"trades": "live"},
+    }
+    values.update(fields)
+    return ConnectionStats(**values)
+
+
+def config(*restart: tuple[str, str]) -> Config:
+    """Raw connections ``name`` with restart type ``restart``, in that order."""
+    return config_from_dict(
+        {
+            "connections": {
+                name: {
+                    "exchange": "raw",
+                    "url": f"wss://{name}.example.com/ws",
+                    "subscribe": ["{}"],
+                    "restart": kind,
+                }
+                for name, kind in restart
+            }
+        },
+        source="<test>",
+    )
+
+
+def as_json(verdict: object) -> Any:
+    return msgspec.json.decode(msgspec.json.encode(verdict))
+
+
+def test_health_names_each_state_and_each_failed_or_silent_topic() -> None:
+    cfg = config(("a", "permanent"), ("b", "permanent"), ("t", "temporary"))
+    stats = Stats(
+        at=5.0,
+        connections=(
+            conn(
+                "a",
+                subscriptions={
+                    "trades": "live",
+                    "books": "silent",
+                    "tickers": "failed: 30001 unknown symbol",
+                    "new": "pending",
+                },
+            ),
+            conn("b", state="backoff", last_error="ConnectionLost: close code 4000"),
+            conn("t", state="failed", subscriptions={"x": "failed: 1 no"}),
+        ),
+    )
+    verdict = health(cfg, stats)
+    assert not verdict.ok
+    assert as_json(verdict) == {
+        "status": "unhealthy",
+        "at": 5.0,
+        "reasons": [
+            {
+                "connection": "a",
+                "exchange": "raw",
+                "why": "subscription",
+                "state": "silent",
+                "subscription": "books",
+            },
+            {
+                "connection": "a",
+                "exchange": "raw",
+                "why": "subscription",
+                "state": "failed: 30001 unknown symbol",
+                "subscription": "tickers",
+            },
+            {
+                "connection": "b",
+                "exchange": "raw",
+                "why": "state",
+                "state": "backoff",
+                "last_error": "ConnectionLost: close code 4000",
+            },
+        ],
+    }
+
+
+def test_without_a_permanent_connection_every_connection_counts() -> None:
+    cfg = config(("a", "transient"), ("t", "temporary"))
+    stats = Stats(at=1.0, connections=(conn("a"), conn("t", state="connecting", connects=0)))
+    assert [r.connection for r in health(cfg, stats).reasons] == ["t"]
+    assert [(r.connection, r.why) for r in readiness(cfg, stats, running=True).reasons] == [
+        ("t", "never live")
+    ]
+
+
+def test_readiness_accepts_reconnecting_but_not_failed_or_never_live() -> None:
+    cfg = config(("a", "permanent"), ("b", "permanent"), ("c", "permanent"))
+    ready = Stats(
+        at=2.0,
+        connections=(
+            conn("a"),
+            conn("b", state="backoff", connects=3),
+            conn("c", state="connecting", connects=1),
+        ),
+    )
+    assert as_json(readiness(cfg, ready, running=True)) == {
+        "status": "ok",
+        "at": 2.0,
+        "reasons": [],
+    }
+    assert as_json(readiness(cfg, ready, running=False)) == {
+        "status": "stopped",
+        "at": 2.0,
+        "reasons": [],
+    }
+    not_ready = Stats(
+        at=3.0,
+        connections=(
+            conn("a", state="failed", connects=2, last_error="HandshakeRejected: 403"),
+            conn("b", state="connecting", connects=0),
+            conn("c", state="stopped"),
+        ),
+    )
+    assert as_json(readiness(cfg, not_ready, running=True)) == {
+        "status": "not ready",
+        "at": 3.0,
+        "reasons": [
+            {
+                "connection": "a",
+                "exchange": "raw",
+                "why": "state",
+                "state": "failed",
+                "last_error": "HandshakeRejected: 403",
+            },
+            {"connection": "b", "exchange": "raw", "why": "never live", "state": "connecting"},
+            {"connection": "c", "exchange": "raw", "why": "state", "state": "stopped"},
+        ],
+    }
+
+
+def test_metrics_of_a_snapshot() -> None:
+    stats = Stats(
+        at=9.0,
+        connections=(
+            conn(
+                "a",
+                exchange="binance",
+                state="backoff",
+                connects=2,
+                disconnects=1,
+                messages=7,
+                idle_for=None,
+                probe_rtt=0.25,
+                probe_rtt_smoothed=0.5,
+                rest=RestStats(used_weight=21),
+                subscriptions={"btcusdt@trade": "failed: -1121 Invalid symbol"},
+            ),
+        ),
+    )
+    text = render_metrics(stats).decode()
+    got = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    labels = (("connection", "a"), ("exchange", "binance"))
+    assert got[("marketprism_connects_total", labels)] == 2.0
+    assert got[("marketprism_disconnects_total", labels)] == 1.0
+    assert got[("marketprism_messages_total", labels)] == 7.0
+    assert got[("marketprism_probe_rtt_seconds", labels)] == 0.25
+    assert got[("marketprism_probe_rtt_smoothed_seconds", labels)] == 0.5
+    assert got[("marketprism_rest_used_weight", labels)] == 21.0
+    # Unknown values are left out, not exported as 0.
+    assert ("marketprism_idle_seconds", labels) not in got
+    assert ("marketprism_clock_offset_seconds", labels) not in got
+    assert ("marketprism_rest_held_seconds", labels) not in got
+    assert {
+        dict(key)["state"]: value
+        for (name, key), value in got.items()
+        if name == "marketprism_connection_state"
+    } == {
+        "connecting": 0.0,
+        "subscribing": 0.0,
+        "live": 0.0,
+        "backoff": 1.0,
+        "failed": 0.0,
+        "stopped": 0.0,
+    }
+    assert {
+        (dict(key)["subscription"], dict(key)["state"]): value
+        for (name, key), value in got.items()
+        if name == "marketprism_subscription_state"
+    } == {
+        ("btcusdt@trade", "pending"): 0.0,
+        ("btcusdt@trade", "live"): 0.0,
+        ("btcusdt@trade", "silent"): 0.0,
+        ("btcusdt@trade", "failed"): 1.0,
+    }
+    assert "# TYPE marketprism_connects_total counter\n" in text
+    assert "# TYPE marketprism_connection_state gauge\n" in text
