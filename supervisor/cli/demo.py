@@ -142,10 +142,19 @@ def _faults(venue: _Venue) -> list[tuple[str, Callable[[], Awaitable[object]]]]:
 
 
 async def _open_venues(stack: contextlib.AsyncExitStack) -> list[_Venue]:
-    binance_rules = FakeBinance()
-    okx_rules = FakeOkx()
-    deribit_rules = FakeDeribit()
-    bybit_rules = FakeBybit()
+    # The fakes stamp events with their venue's clock: trio time plus an epoch, here this
+    # machine's wall clock plus the venue's own offset (the one its REST fake serves), so
+    # that feed latency in stats, corrected by the measured offset, is what it would be
+    # live.
+    wall = time.time() - trio.current_time()
+
+    def epoch(name: str) -> int:
+        return round((wall + _REST[name][1]) * 1000)
+
+    binance_rules = FakeBinance(epoch_ms=epoch("binance"))
+    okx_rules = FakeOkx(epoch_ms=epoch("okx"))
+    deribit_rules = FakeDeribit(start_ms=epoch("deribit"))
+    bybit_rules = FakeBybit(epoch_ms=epoch("bybit"))
 
     async def fake(name: str, rules: SessionHandler) -> FakeExchange:
         return await stack.enter_async_context(

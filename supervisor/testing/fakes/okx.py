@@ -173,6 +173,8 @@ class FakeOkx:
         request_window: seconds of that window.
         max_request_bytes: largest request, in UTF-8 bytes.
         numbered: one market for every session, and numbered tickers (module docstring).
+        epoch_ms: exchange time (Unix ms) at trio time 0, stamped on trades
+            (default :data:`EPOCH_MS`).
 
     Attributes:
         answer_pings: answer ``ping`` with ``pong`` (set False to model a server that
@@ -191,9 +193,12 @@ class FakeOkx:
         request_window: float = DEFAULT_REQUEST_WINDOW,
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
         numbered: bool = False,
+        epoch_ms: int = EPOCH_MS,
     ) -> None:
         self._instruments = frozenset(instruments)
         self._numbered = numbered
+        #: Exchange time (Unix ms) at trio time 0.
+        self.epoch_ms = epoch_ms
         #: Numbered mode: per topic, the count the furthest session reached, and per
         #: instId the book's last seqId.
         self._market: collections.Counter[tuple[str, str]] = collections.Counter()
@@ -423,7 +428,7 @@ class FakeOkx:
         session.counts[key] += 1
         if self._numbered:
             self._market[key] = max(self._market[key], n + 1)
-        ts = str(EPOCH_MS + round(trio.current_time() * 1000))
+        ts = str(self.epoch_ms + round(trio.current_time() * 1000))
         arg = {"channel": channel, "instId": inst_id}
         entry: dict[str, Any]
         if channel == "trades":
