@@ -92,9 +92,9 @@ def _build(settings: TlsSettings) -> ssl.SSLContext:
         context.load_verify_locations(cafile=settings.ca_file)
     if settings.cert_file is not None:
         context.load_cert_chain(settings.cert_file, settings.key_file)
-    if not settings.verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
+    if not settings.verify:  # only [connections.NAME.tls] verify = false, warned per connect
+        context.check_hostname = False  # insecure-opt-in
+        context.verify_mode = ssl.CERT_NONE  # insecure-opt-in
     return context
 
 
