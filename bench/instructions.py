@@ -94,7 +94,11 @@ def main(pythons: list[str]) -> None:
     print("| environment | instructions per message (`sup.messages()`) | per adapter frame |")
     print("| --- | ---: | ---: |")
     for python in pythons:
-        print(f"| `{python}` | {per_message(python):,.0f} | {per_frame(python):,.0f} |")
+        # The measurements run from / (see _instructions): a relative interpreter path
+        # such as .venv/bin/python is made absolute first (abspath, not realpath: a
+        # venv's python must stay the venv's symlink).
+        runnable = os.path.abspath(python) if os.sep in python else python
+        print(f"| `{python}` | {per_message(runnable):,.0f} | {per_frame(runnable):,.0f} |")
 
 
 if __name__ == "__main__":
