@@ -156,7 +156,17 @@ class FeedStale(ConnectionLost):
     heartbeat the exchange protocol requires went unanswered.
 
     A busy consumer never causes this: only time spent waiting for the exchange counts.
+
+    Attributes:
+        heartbeat: True when a heartbeat the protocol requires went unanswered (or every
+            subscription went silent), False when no frame arrived at all.
     """
+
+    def __init__(
+        self, message: str, *, code: int | None = None, reason: str = "", heartbeat: bool = False
+    ) -> None:
+        self.heartbeat = heartbeat
+        super().__init__(message, code=code, reason=reason)
 
 
 class ServerClosing(ConnectionLost):

@@ -26,6 +26,7 @@ import msgspec
 import trio
 
 from actors.consumer_queue import ConsumerQueue
+from actors.histogram import Buckets, Histogram
 
 __all__ = [
     "DEFAULT_RATE_WINDOW",
@@ -167,7 +168,7 @@ class Traffic(msgspec.Struct, frozen=True, kw_only=True, tag=True):
             arrived since: our wall time at its receipt minus its exchange time, in
             seconds, not yet corrected by the clock offset.
         topics: ``(topic, data frames, trio time of the latest)`` per topic that carried
-            data since (only while the adapter watches for silence).
+            data since (none from adapters without topics).
     """
 
     connection: str
@@ -271,9 +272,8 @@ class SubscriptionStats(msgspec.Struct, frozen=True, kw_only=True):
             how long it has been silent; it went silent ``silent_after`` seconds after
             its last data).
         messages: data frames of this topic so far (a frame may carry several
-            messages), across sessions; ``None`` when none were counted: adapters tell
-            each frame's topic only while they watch for silence (``silent_after``
-            set), and adapters without topics (raw) never do.
+            messages), across sessions; ``None`` while none was counted: no data yet,
+            or an adapter without topics (raw), which cannot tell them apart.
         last_message_age: seconds since its latest data frame, ``None`` as above.
     """
 
@@ -340,6 +340,11 @@ class ConnectionStats(msgspec.Struct, frozen=True, kw_only=True):
             known; one sample per traffic flush (the newest timestamped message then),
             nearest-rank percentile; ``None`` without samples in the last minute.
         feed_latency_p99: the 99th percentile of the same samples.
+        feed_latency: every feed latency sample so far as a cumulative histogram
+            (the same samples, each corrected by the clock offset known when it was
+            taken; below zero counted as zero).
+        probe_rtt_histogram: every probe round trip reported so far (one per traffic
+            flush that carried a new answer) as a cumulative histogram.
         queue_depth: batches waiting in the consumer queue, read when the snapshot is
             taken.
         subscription_stats: native topic -> :class:`SubscriptionStats` (the same
@@ -384,6 +389,8 @@ class ConnectionStats(msgspec.Struct, frozen=True, kw_only=True):
     queue_depth: int = 0
     subscription_stats: dict[str, SubscriptionStats] = msgspec.field(default_factory=dict)
     silent_total: int = 0
+    feed_latency: Histogram | None = None
+    probe_rtt_histogram: Histogram | None = None
 
 
 class Totals(msgspec.Struct, frozen=True, kw_only=True):
@@ -485,6 +492,7 @@ class _Record:
         "last_error",
         "last_frame_at",
         "latencies",
+        "latency_buckets",
         "malformed",
         "malformed_kinds",
         "messages",
@@ -494,6 +502,7 @@ class _Record:
         "route",
         "route_reason",
         "rtt",
+        "rtt_buckets",
         "rtt_smoothed",
         "samples",
         "silent_total",
@@ -541,6 +550,8 @@ class _Record:
         #: topic -> data frames counted, and trio time of its latest.
         self.topic_messages: dict[str, int] = {}
         self.topic_heard_at: dict[str, float] = {}
+        self.latency_buckets = Buckets()
+        self.rtt_buckets = Buckets()
 
 
 class RegistryActor:
@@ -613,11 +624,13 @@ class RegistryActor:
             if event.rtt is not None:
                 rec.rtt = event.rtt
                 rec.rtt_smoothed = event.rtt_smoothed
+                rec.rtt_buckets.observe(event.rtt)
             kinds = rec.malformed_kinds
             for kind, count in event.malformed_kinds:
                 kinds[kind] = kinds.get(kind, 0) + count
             if event.latency is not None:
                 rec.latencies.append((event.at, event.latency))
+                rec.latency_buckets.observe(event.latency + (rec.clock_offset or 0.0))
             if event.topics:
                 topic_messages = rec.topic_messages
                 for topic, count, heard_at in event.topics:
@@ -834,6 +847,8 @@ class RegistryActor:
                 for topic, state in rec.subscriptions.items()
             },
             silent_total=rec.silent_total,
+            feed_latency=rec.latency_buckets.snapshot(),
+            probe_rtt_histogram=rec.rtt_buckets.snapshot(),
         )
 
 

@@ -209,8 +209,8 @@ class TrafficCounter:
         """Report what was counted since the last report (nothing if nothing was).
 
         ``clocks`` are the reporting session's data clocks: the data frames they counted
-        per topic go along (adapters tell each frame's topic only while they watch for
-        silence, ``silent_after``; otherwise there is nothing to take).
+        per topic go along (adapters without topics, ``tracks_topics = False``, have
+        none to take).
 
         A registry that is gone already is not an error: the counts are dropped.
 
@@ -481,7 +481,7 @@ class Session:
             elif isinstance(event, SequenceGap):
                 self._traffic.count_gap(event)
             elif isinstance(event, HeartbeatMissed):
-                raise FeedStale(f"heartbeat missed: {event.detail}")
+                raise FeedStale(f"heartbeat missed: {event.detail}", heartbeat=True)
             elif isinstance(event, ReconnectRequested):
                 await self._on_notice(self, event)
             elif isinstance(event, ProbeAnswered):

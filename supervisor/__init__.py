@@ -31,8 +31,12 @@ from actors.exchanges import Message as Message
 from actors.exchanges import RawMessage as RawMessage
 from actors.exchanges import Ticker as Ticker
 from actors.exchanges import Trade as Trade
+from actors.histogram import Histogram as Histogram
 from actors.registry import ConnectionStats as ConnectionStats
+from actors.registry import RestStats as RestStats
 from actors.registry import Stats as Stats
+from actors.registry import SubscriptionStats as SubscriptionStats
+from actors.registry import Totals as Totals
 from supervisor._stream import MessageStream as MessageStream
 from supervisor.api import open_supervisor as open_supervisor
 from supervisor.config import Config as Config
@@ -64,6 +68,7 @@ __all__ = [
     "FeedStale",
     "GaveUp",
     "HandshakeRejected",
+    "Histogram",
     "Jitter",
     "LocalProtocolError",
     "Message",
@@ -74,16 +79,19 @@ __all__ = [
     "RateLimited",
     "RawMessage",
     "RestError",
+    "RestStats",
     "RestartIntensity",
     "RestartLimitExceeded",
     "RestartType",
     "ServerClosing",
     "Stats",
     "Strategy",
+    "SubscriptionStats",
     "Supervisor",
     "SupervisorError",
     "SupervisorSettings",
     "Ticker",
+    "Totals",
     "Trade",
     "TransportError",
     "config_from_dict",

@@ -243,8 +243,7 @@ def disconnect_reason(exc: BaseException | None) -> str:
     if isinstance(leaf, ServerClosing):
         return "server notice"
     if isinstance(leaf, FeedStale):
-        # The session raises FeedStale("heartbeat missed: ...") for a HeartbeatMissed.
-        return "heartbeat missed" if str(leaf).startswith("heartbeat missed") else "stale"
+        return "heartbeat missed" if leaf.heartbeat else "stale"
     if isinstance(leaf, ConnectionLost):
         return "reset" if leaf.code in _RESET_CODES else f"close {leaf.code}"
     if isinstance(leaf, HandshakeRejected):

@@ -264,7 +264,6 @@ async def test_subscription_stats_count_each_topics_data_frames(
     async with open_fake_exchange(
         name="okx", transport="memory", interval=0.25, handler=books
     ) as fake:
-        # Adapters tell each data frame's topic while they watch for silence.
         config = okx_config(channels=["book"], symbols=["BTC-USDT", "ETH-USDT"], silent_after=5.0)
         with trio.fail_after(60):
             async with open_supervisor(config, connector=Dialer(fake), wall_clock=wall) as sup:
@@ -284,3 +283,30 @@ async def test_subscription_stats_count_each_topics_data_frames(
         "books:ETH-USDT": SubscriptionStats(state="silent", state_for=5.5),
     }
     assert stats.silent_total == 1
+
+
+async def test_subscription_counts_need_no_silent_after(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    books = LaggingBooks()  # data for BTC-USDT only; ETH-USDT is acknowledged, then quiet
+    async with open_fake_exchange(
+        name="okx", transport="memory", interval=0.25, handler=books
+    ) as fake:
+        config = okx_config(channels=["book"], symbols=["BTC-USDT", "ETH-USDT"])
+        with trio.fail_after(60):
+            async with open_supervisor(config, connector=Dialer(fake), wall_clock=wall) as sup:
+                got = 0
+                async for _batch in sup.batches():
+                    got += 1
+                    if got == FRAMES:
+                        break
+                await trio.sleep_until(FRAMES * 0.25 + 0.5)
+                (stats,) = (await sup.stats()).connections
+    # Without silent_after nothing goes silent, and every data frame is still counted.
+    assert stats.subscription_stats == {
+        "books:BTC-USDT": SubscriptionStats(
+            state="live", state_for=10.5, messages=FRAMES, last_message_age=0.5
+        ),
+        "books:ETH-USDT": SubscriptionStats(state="live", state_for=10.5),
+    }
+    assert stats.silent_total == 0

@@ -22,6 +22,7 @@ from actors import (
     ServerClosing,
 )
 from actors.exchanges.sdk.liveness import DataClocks
+from actors.histogram import DURATION_BOUNDS, Buckets, Histogram
 from actors.registry import (
     Connected,
     ConnectionState,
@@ -60,7 +61,8 @@ def chained(error: BaseException, *causes: BaseException) -> BaseException:
         (ServerClosing("the exchange announced a disconnect: x"), "server notice"),
         (ServerClosing("closed as announced", code=1001), "server notice"),
         (FeedStale("stale: no frame for 5 s", code=None), "stale"),
-        (FeedStale("heartbeat missed: no pong within 10 s"), "heartbeat missed"),
+        (FeedStale("heartbeat missed: no pong within 10 s", heartbeat=True), "heartbeat missed"),
+        (FeedStale("heartbeat missed, says only the text"), "stale"),
         (ConnectionLost("connection lost: close code 1006", code=1006), "reset"),
         (ConnectionLost("connection lost: EOF", code=None), "reset"),
         (ConnectionLost("connection lost: close code 1001", code=1001), "close 1001"),
@@ -184,6 +186,53 @@ def test_feed_latency_percentiles_over_the_last_minute_corrected_by_the_clock_of
     # A minute after the last sample there is none.
     assert conn(reg, 110.0).feed_latency_p50 is None
     assert conn(reg, 110.0).feed_latency_p99 is None
+
+
+def test_latency_and_round_trip_histograms_grow_for_ever_with_the_offset_of_their_time() -> None:
+    reg = registry(("a", "x"))
+    empty = conn(reg, 0.0)
+    assert empty.feed_latency is not None and empty.probe_rtt_histogram is not None
+    assert (empty.feed_latency.count, empty.feed_latency.counts[-1]) == (0, 0)
+    assert empty.feed_latency.bounds == DURATION_BOUNDS
+    reg.handle(traffic("a", 1.0, frames=1, messages=1, latency=0.004, rtt=0.03), 1.0)
+    # The venue runs 0.5 s ahead: from now on each sample is 0.5 s later than it reads.
+    reg.handle(RestInfo(connection="a", clock_offset=0.5), 1.5)
+    reg.handle(traffic("a", 2.0, frames=1, messages=1, latency=0.004), 2.0)
+    # A sample that reads negative (the offset is wrong) counts as 0.
+    reg.handle(traffic("a", 3.0, frames=1, messages=1, latency=-0.9), 3.0)
+    # A reconnect does not reset them, nor does the minute passing.
+    reg.handle(Disconnected(connection="a", error="gone", at=4.0, reason="reset"), 4.0)
+    reg.handle(Connected(connection="a", at=5.0), 5.0)
+    reg.handle(traffic("a", 200.0, frames=1, messages=1, rtt=0.2, rtt_smoothed=0.05), 200.0)
+    stats = conn(reg, 200.0)
+    latency, rtt = stats.feed_latency, stats.probe_rtt_histogram
+    assert latency is not None and rtt is not None
+    by_bound = dict(zip(latency.bounds, latency.counts, strict=True))
+    assert (by_bound[0.001], by_bound[0.005], by_bound[0.25], by_bound[0.5], by_bound[1.0]) == (
+        1,  # the -0.4 s one, as 0
+        2,  # + the 0.004 s one before the offset was known
+        2,
+        2,
+        3,  # + 0.504 s
+    )
+    assert (latency.count, latency.sum) == (3, 0.004 + 0.504)
+    # The percentiles keep the signed values of the last minute only: none at 200 s.
+    assert stats.feed_latency_p50 is None
+    assert dict(zip(rtt.bounds, rtt.counts, strict=True))[0.025] == 0
+    assert dict(zip(rtt.bounds, rtt.counts, strict=True))[0.05] == 1
+    assert dict(zip(rtt.bounds, rtt.counts, strict=True))[0.25] == 2
+    assert (rtt.count, rtt.sum) == (2, 0.03 + 0.2)
+
+
+def test_histogram_bounds_must_ascend() -> None:
+    with pytest.raises(ValueError, match="ascending and distinct"):
+        Buckets((0.1, 0.01))
+    with pytest.raises(ValueError, match="ascending and distinct"):
+        Buckets((0.1, 0.1))
+    buckets = Buckets((1.0,))
+    buckets.observe(1.0)  # a value equal to a bound is in that bound's bucket (le)
+    buckets.observe(1.5)
+    assert buckets.snapshot() == Histogram(bounds=(1.0,), counts=(1,), count=2, sum=2.5)
 
 
 def test_percentile_is_nearest_rank() -> None:

@@ -20,6 +20,7 @@ import trio
 from helpers import RecordingConnector, assert_no_secrets, make_config
 from prometheus_client.parser import text_string_to_metric_families
 
+from actors.histogram import DURATION_BOUNDS
 from supervisor import RawMessage, Stats, Supervisor, open_supervisor, serve_status
 from supervisor.status import StatusAddressInUse, render_metrics, status_document
 from supervisor.status._server import DEFAULT_MAX_CONNECTIONS
@@ -247,6 +248,16 @@ async def test_metrics_parse_and_totals_never_go_down_across_reconnects() -> Non
         )
     )
     for key in totals:
+        assert second[key] >= first[key], key
+    # The histograms are counters too: every bucket and count, for both, never goes down.
+    cumulative = sorted(key for key in first if key[0].endswith(("_bucket", "_count")))
+    assert {name for name, _ in cumulative} == {
+        f"marketprism_{name}_seconds_{part}"
+        for name in ("feed_latency", "probe_rtt")
+        for part in ("bucket", "count")
+    }
+    assert len(cumulative) == 2 * (len(DURATION_BOUNDS) + 1 + 1)
+    for key in cumulative:
         assert second[key] >= first[key], key
     assert first[("marketprism_connects_total", labels)] == 1
     assert second[("marketprism_connects_total", labels)] == 3

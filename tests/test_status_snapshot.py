@@ -7,7 +7,8 @@ from typing import Any
 import msgspec
 from prometheus_client.parser import text_string_to_metric_families
 
-from actors.registry import RestStats
+from actors.histogram import Buckets
+from actors.registry import RestStats, SubscriptionStats
 from supervisor import Config, ConnectionStats, Stats, config_from_dict
 from supervisor.status import render_metrics
 from supervisor.status._health import health, readiness
@@ -194,7 +195,7 @@ def test_metrics_of_a_snapshot() -> None:
     assert got[("marketprism_connects_total", labels)] == 2.0
     assert got[("marketprism_disconnects_total", labels)] == 1.0
     assert got[("marketprism_messages_total", labels)] == 7.0
-    assert got[("marketprism_probe_rtt_seconds", labels)] == 0.25
+    assert got[("marketprism_probe_rtt_last_seconds", labels)] == 0.25
     assert got[("marketprism_probe_rtt_smoothed_seconds", labels)] == 0.5
     assert got[("marketprism_rest_used_weight", labels)] == 21.0
     # Unknown values are left out, not exported as 0.
@@ -223,5 +224,84 @@ def test_metrics_of_a_snapshot() -> None:
         ("btcusdt@trade", "silent"): 0.0,
         ("btcusdt@trade", "failed"): 1.0,
     }
+    # Without histograms (a snapshot built by hand), none are exported.
+    assert not [key for key in got if key[0].startswith("marketprism_feed_latency_seconds")]
     assert "# TYPE marketprism_connects_total counter\n" in text
     assert "# TYPE marketprism_connection_state gauge\n" in text
+
+
+def test_histograms_and_subscription_counts_in_the_metrics() -> None:
+    latency = Buckets()
+    for value in (-0.004, 0.001, 0.003, 0.02, 0.02, 7.0, 60.0):
+        latency.observe(value)
+    rtt = Buckets()
+    rtt.observe(0.25)
+    stats = Stats(
+        at=9.0,
+        connections=(
+            conn(
+                "a",
+                exchange="okx",
+                feed_latency=latency.snapshot(),
+                probe_rtt_histogram=rtt.snapshot(),
+                subscriptions={"trades:BTC-USDT": "live", "trades:ETH-USDT": "pending"},
+                subscription_stats={
+                    "trades:BTC-USDT": SubscriptionStats(
+                        state="live", state_for=3.0, messages=41, last_message_age=0.5
+                    ),
+                    "trades:ETH-USDT": SubscriptionStats(state="pending", state_for=3.0),
+                },
+            ),
+        ),
+    )
+    text = render_metrics(stats).decode()
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+    assert families["marketprism_feed_latency_seconds"].type == "histogram"
+    buckets = {
+        sample.labels["le"]: sample.value
+        for sample in families["marketprism_feed_latency_seconds"].samples
+        if sample.name.endswith("_bucket")
+    }
+    # -0.004 counts as 0; each bound holds what is at or below it, cumulatively.
+    assert buckets == {
+        "0.001": 2.0,
+        "0.0025": 2.0,
+        "0.005": 3.0,
+        "0.01": 3.0,
+        "0.025": 5.0,
+        "0.05": 5.0,
+        "0.1": 5.0,
+        "0.25": 5.0,
+        "0.5": 5.0,
+        "1.0": 5.0,
+        "2.5": 5.0,
+        "5.0": 5.0,
+        "10.0": 6.0,
+        "+Inf": 7.0,
+    }
+    totals = {
+        sample.name: sample.value
+        for sample in families["marketprism_feed_latency_seconds"].samples
+        if not sample.name.endswith("_bucket")
+    }
+    assert totals["marketprism_feed_latency_seconds_count"] == 7.0
+    assert totals["marketprism_feed_latency_seconds_sum"] == 0.001 + 0.003 + 0.04 + 67.0
+    rtt_buckets = [
+        (sample.labels["le"], sample.value)
+        for sample in families["marketprism_probe_rtt_seconds"].samples
+        if sample.name.endswith("_bucket")
+    ]
+    assert ("0.1", 0.0) in rtt_buckets and ("0.25", 1.0) in rtt_buckets
+    subs = {
+        (sample.name, sample.labels["subscription"]): sample.value
+        for name in (
+            "marketprism_subscription_messages",
+            "marketprism_subscription_last_message_age_seconds",
+        )
+        for sample in families[name].samples
+    }
+    # A topic without data yet has no series (not a 0 that looks like a count).
+    assert subs == {
+        ("marketprism_subscription_messages_total", "trades:BTC-USDT"): 41.0,
+        ("marketprism_subscription_last_message_age_seconds", "trades:BTC-USDT"): 0.5,
+    }

@@ -19,8 +19,16 @@ That keeps every series present all the time (no series appearing and vanishing 
 state changes, which breaks ``rate()``-free alerts like ``== 1 for 5m``), and lets
 ``sum by (state)`` count connections per state.
 
+Feed latency and probe round trips are also exported as histograms
+(``marketprism_feed_latency_seconds``, ``marketprism_probe_rtt_seconds``) built from the
+registry's cumulative bucket counts (:mod:`actors.histogram`), so Prometheus can
+aggregate them across connections and compute any quantile over any window
+(``histogram_quantile(0.99, rate(marketprism_feed_latency_seconds_bucket[5m]))``); the
+``_p50``/``_p99`` gauges are the registry's own last-minute percentiles, kept for quick
+reads.
+
 Adding a field of :class:`~actors.registry.ConnectionStats` to the exposition is one
-line in :data:`COUNTERS` or :data:`GAUGES`.
+line in :data:`COUNTERS`, :data:`GAUGES` or :data:`HISTOGRAMS`.
 """
 
 from __future__ import annotations
@@ -30,13 +38,19 @@ from operator import attrgetter
 from typing import Final
 
 import msgspec
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from actors.histogram import Histogram
 from actors.registry import ConnectionState, ConnectionStats, Stats
 
-__all__ = ["COUNTERS", "GAUGES", "SnapshotCollector", "render_metrics"]
+__all__ = ["COUNTERS", "GAUGES", "HISTOGRAMS", "SnapshotCollector", "render_metrics"]
 
 #: Every metric name starts with this.
 PREFIX: Final = "marketprism_"
@@ -105,7 +119,7 @@ GAUGES: Final = (
         attrgetter("clock_offset"),
     ),
     Field(
-        "probe_rtt_seconds",
+        "probe_rtt_last_seconds",
         "Round trip of the last answered liveness probe or ping.",
         attrgetter("probe_rtt"),
     ),
@@ -142,6 +156,39 @@ GAUGES: Final = (
 )
 
 
+class HistogramField(msgspec.Struct, frozen=True):
+    """One exported histogram per connection (``None`` leaves it out)."""
+
+    name: str
+    help: str
+    read: Callable[[ConnectionStats], Histogram | None]
+
+
+#: Histograms, one line each; cumulative like the counters.
+HISTOGRAMS: Final = (
+    HistogramField(
+        "feed_latency_seconds",
+        "Exchange-to-local feed latency, one sample per traffic flush, clock offset applied.",
+        attrgetter("feed_latency"),
+    ),
+    HistogramField(
+        "probe_rtt_seconds",
+        "Round trips of answered liveness probes and pings.",
+        attrgetter("probe_rtt_histogram"),
+    ),
+)
+
+
+def _buckets(histogram: Histogram) -> list[tuple[str, float]]:
+    """``histogram``'s cumulative buckets as prometheus_client takes them, ``+Inf`` last."""
+    buckets = [
+        (str(float(bound)), float(count))
+        for bound, count in zip(histogram.bounds, histogram.counts, strict=True)
+    ]
+    buckets.append(("+Inf", float(histogram.count)))
+    return buckets
+
+
 class SnapshotCollector(Collector):
     """A prometheus_client collector over one :class:`~actors.registry.Stats` snapshot.
 
@@ -169,6 +216,15 @@ class SnapshotCollector(Collector):
                 if value is not None:
                     gauge.add_metric([conn.name, conn.exchange], value)
             yield gauge
+        for hfield in HISTOGRAMS:
+            family = HistogramMetricFamily(PREFIX + hfield.name, hfield.help, labels=LABELS)
+            for conn in conns:
+                histogram = hfield.read(conn)
+                if histogram is not None:
+                    family.add_metric(
+                        [conn.name, conn.exchange], _buckets(histogram), histogram.sum
+                    )
+            yield family
         reasons = CounterMetricFamily(
             PREFIX + "disconnects_by_reason",
             "Sessions that ended, by why (close CODE, reset, stale, tls, ...).",
@@ -203,6 +259,25 @@ class SnapshotCollector(Collector):
                         [conn.name, conn.exchange, topic, name], float(current == name)
                     )
         yield subscription
+        messages = CounterMetricFamily(
+            PREFIX + "subscription_messages",
+            "Data frames of the subscription, across sessions.",
+            labels=(*LABELS, "subscription"),
+        )
+        age = GaugeMetricFamily(
+            PREFIX + "subscription_last_message_age_seconds",
+            "Seconds since the subscription's latest data frame.",
+            labels=(*LABELS, "subscription"),
+        )
+        for conn in conns:
+            for topic, sub in conn.subscription_stats.items():
+                labels = [conn.name, conn.exchange, topic]
+                if sub.messages is not None:
+                    messages.add_metric(labels, sub.messages)
+                if sub.last_message_age is not None:
+                    age.add_metric(labels, sub.last_message_age)
+        yield messages
+        yield age
 
 
 def render_metrics(stats: Stats) -> bytes:

@@ -215,7 +215,7 @@ class BinanceProtocol(ExchangeProtocol):
                 batch = route.enveloped(data, received_at)
             except msgspec.DecodeError as exc:
                 return self._bad(exc, data, route.stream)
-            if batch and self.watching:
+            if batch:
                 self.heard(route.stream)
             return batch
         return self._other(data, now, received_at)
@@ -248,7 +248,7 @@ class BinanceProtocol(ExchangeProtocol):
                     batch = route.bare(probe.data, received_at)
             except msgspec.DecodeError as exc:
                 return self._bad(exc, data, route.stream)
-            if batch and self.watching:
+            if batch:
                 self.heard(route.stream)
             return batch
         if probe.error is not None:
@@ -289,7 +289,7 @@ class BinanceProtocol(ExchangeProtocol):
             batch = route.bare(data, received_at)
         except msgspec.DecodeError as exc:
             return self._bad(exc, data, route.stream)
-        if batch and self.watching:
+        if batch:
             self.heard(route.stream)
         return batch
 

@@ -192,8 +192,7 @@ class BybitProtocol(ExchangeProtocol):
                 self.malformed("invalid_frame", f"{topic} frame without data", data)
                 return ()
             handler, symbol = route
-            if self.watching:
-                self.heard(topic)
+            self.heard(topic)
             try:
                 return handler(envelope, topic, symbol, received_at, data)
             except msgspec.DecodeError as exc:

@@ -254,8 +254,7 @@ class DeribitProtocol(ExchangeProtocol):
         if params is not None and frame.method == "subscription":
             route = self._routes.get(params.channel)
             if route is not None:
-                if self.watching:
-                    self.heard(params.channel)
+                self.heard(params.channel)
                 return route[0](params, route[1], received_at, data)
             self.malformed(
                 "unknown_channel",

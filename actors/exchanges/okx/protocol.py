@@ -197,17 +197,16 @@ class OkxProtocol(ExchangeProtocol):
             if arg is None:
                 self.malformed("invalid_frame", "data frame without arg", data)
                 return ()
-            if self.watching:
-                inst_id = arg.instId
-                if (
-                    inst_id is not None
-                    and arg.instType is None
-                    and arg.instFamily is None
-                    and arg.ccy is None
-                ):
-                    self.heard(f"{arg.channel}:{inst_id}")  # config.topic_of, inlined
-                else:
-                    self.heard(config.arg_topic(arg))
+            inst_id = arg.instId
+            if (
+                inst_id is not None
+                and arg.instType is None
+                and arg.instFamily is None
+                and arg.ccy is None
+            ):
+                self.heard(f"{arg.channel}:{inst_id}")  # config.topic_of, inlined
+            else:
+                self.heard(config.arg_topic(arg))
             route = self._routes.get(arg.channel)
             if route is None:
                 return self._on_raw(data, received_at)

@@ -48,8 +48,9 @@ by :meth:`deadline`):
   another ``stale_after`` they fail with code ``timeout`` ("no acknowledgement"), so a
   lost ack never leaves a connection ``subscribing`` for ever.
 - **Data per subscription** (``silent_after``, off by default). Adapters call
-  :meth:`heard` with the topic of every data frame while :attr:`watching` (adapters without topics,
-  ``tracks_topics = False``, count any data for all). A confirmed topic without data for
+  :meth:`heard` with the topic of every data frame (adapters without topics,
+  ``tracks_topics = False``, count any data for all); the counts feed the per-subscription
+  stats whether or not ``silent_after`` is set. A confirmed topic without data for
   ``silent_after`` seconds is marked ``silent`` (``SubscriptionSilent``), unsubscribed
   and subscribed again once; data makes it ``live`` again (``Subscribed``). When every
   confirmed topic is silent, the session is dead in all but name: ``HeartbeatMissed``.
@@ -195,9 +196,6 @@ class ExchangeProtocol(abc.ABC):
         self.acks = AckClock(spec.stale_after)
         #: The subscriptions' data clocks (``silent_after``).
         self.data = DataClocks(spec.silent_after, per_topic=self.tracks_topics)
-        #: Is ``silent_after`` set? Adapters call :meth:`heard` only then (it costs a
-        #: call per frame on the hot path otherwise).
-        self.watching = spec.silent_after is not None
         #: When the probe (or heartbeat ping) now awaiting its answer was queued.
         self._probe_sent_at: float | None = None
         #: The venue's clock minus ours, in seconds, from the last server-time answer;
@@ -410,7 +408,7 @@ class ExchangeProtocol(abc.ABC):
             # and for nesting past Python's recursion limit: still only a bad frame.
             self.malformed("invalid_json", f"{type(exc).__name__}: {exc}", data)
             return ()
-        if not self.tracks_topics and batch and self.watching:
+        if not self.tracks_topics and batch:
             for topic in self.data.any_data(now):
                 self._resumed(topic)
         return batch
@@ -428,8 +426,8 @@ class ExchangeProtocol(abc.ABC):
             self._release(now)
 
     def heard(self, topic: str) -> None:
-        """A data frame of ``topic`` arrived (call it from :meth:`decode` when
-        :attr:`watching`)."""
+        """A data frame of ``topic`` arrived (call it from :meth:`decode` for every data
+        frame: it counts the topic's messages for the stats and ends a silent spell)."""
         if self.data.heard(topic, self._now):
             self._resumed(topic)
 
