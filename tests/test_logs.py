@@ -450,3 +450,24 @@ def test_run_with_json_logs_writes_only_json_lines_on_stderr(
     summary = lines[-1]
     assert (summary["level"], summary["logger"]) == ("INFO", "marketprism.cli")
     assert str(summary["message"]).startswith("feed: 0 messages, 0 connects, ")
+
+
+def test_demo_with_json_logs_writes_only_json_lines_on_stderr(
+    capsys: pytest.CaptureFixture[str], restore_logging: None
+) -> None:
+    # Faults every 0.5 s for 2 s: session ends and live lines, each with its fields.
+    argv = ["--log-format", "json", "demo", "--duration", "2", "--fault-every", "0.5"]
+    assert cli_main([*argv, "--seed", "3"]) == 0
+    lines = json_lines(capsys.readouterr().err)
+    names = {"binance", "okx", "deribit", "bybit"}
+    live = [line for line in lines if line.get("event") == "live"]
+    assert {line["connection"] for line in live} == names
+    assert any(line.get("event") == "session_ended" for line in lines)  # the fault at 0.5 s
+    for line in lines:
+        if "connection" in line:
+            assert line["connection"] in names
+            assert line["exchange"] == line["connection"]
+            assert str(line["message"]).startswith(f"{line['connection']}: ")
+        else:
+            assert line["logger"] in ("marketprism.supervisor", "marketprism.cli"), line
+    assert lines[-1]["message"] == "stopping: stop requested"
