@@ -24,13 +24,16 @@ from pathlib import Path
 import pytest
 import trio
 from helpers import RecordingConnector, make_config
+from test_proxies import via
 
-from actors import ConnectError
+from actors import ConnectError, ProxyError
 from actors.logs import FailureLog, Recovery, Summary, Verdict, log_fields
+from actors.net import TcpTlsConnector
 from supervisor import open_supervisor
 from supervisor.cli import main as cli_main
 from supervisor.cli.logs import JsonFormatter, TextFormatter, formatter, json_line
 from supervisor.testing import FakeExchange, open_fake_exchange, route
+from supervisor.testing.proxies import free_port
 
 #: 2026-11-29 18:30:00.250 UTC.
 CREATED = datetime.datetime(2026, 11, 29, 18, 30, 0, 250000, tzinfo=datetime.UTC).timestamp()
@@ -358,6 +361,29 @@ async def test_a_reconnect_cycle_logs_exactly_two_lines(
     other = [r.getMessage() for r in caplog.records if r not in about(caplog, "a")]
     assert other == ["stopping: stop requested"]
     assert not hasattr(caplog.records[-1], "connection")
+
+
+async def test_the_connectors_warnings_carry_the_connection_fields(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Through a loopback proxy that is not listening: nothing leaves this machine.
+    proxy = f"http://127.0.0.1:{free_port()}"
+    named = TcpTlsConnector(route=via(proxy), name="feed", exchange="okx")
+    anonymous = TcpTlsConnector(route=via(proxy))
+    with caplog.at_level(logging.WARNING, logger="marketprism.connection"), trio.fail_after(10):
+        for connector in (named, anonymous):
+            with pytest.raises(ProxyError):
+                await connector("ws://stream.example.com/ws")
+    fields = [
+        {k: r.__dict__.get(k) for k in ("connection", "exchange", "event")}
+        for r in caplog.records
+        if "plaintext" in r.getMessage()
+    ]
+    assert fields == [
+        {"connection": "feed", "exchange": "okx", "event": "plaintext"},
+        # no connection named: not about one, so neither field
+        {"connection": None, "exchange": None, "event": "plaintext"},
+    ]
 
 
 # -- the command line ----------------------------------------------------------------
