@@ -113,7 +113,14 @@ def formatter(log_format: Literal["text", "json"] | str) -> logging.Formatter:
 
 
 def is_json(logger: logging.Logger) -> bool:
-    """Does ``logger`` write JSON lines (its first handler has a :class:`JsonFormatter`)?"""
+    """Does ``logger`` write JSON lines?
+
+    Args:
+        logger: the ``marketprism`` logger, as :func:`~supervisor.cli.main.main` set it up.
+
+    Returns:
+        Whether its first handler has a :class:`JsonFormatter`.
+    """
     return any(isinstance(handler.formatter, JsonFormatter) for handler in logger.handlers[:1])
 
 
@@ -122,6 +129,14 @@ def json_line(logger: logging.Logger, level: int, text: str) -> str:
 
     For what the command prints on stderr outside a log call (a configuration problem,
     the summary at exit), so that in ``json`` mode every line of stderr parses.
+
+    Args:
+        logger: the logger named in the line.
+        level: its level (``logging.ERROR``, ...).
+        text: the line, masked like any other.
+
+    Returns:
+        One JSON object, without a newline.
     """
     record = logger.makeRecord(logger.name, level, "", 0, "%s", (text,), None)
     return JsonFormatter().format(record)
