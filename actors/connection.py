@@ -76,6 +76,7 @@ from actors.exchanges.messages import Batch, ReconnectRequested
 from actors.exchanges.sdk.protocol import AdapterState, ExchangeProtocol
 from actors.exchanges.sdk.rest import TIME, RestCall
 from actors.handover import ContinuityLedger
+from actors.logs import FailureLog, log_fields
 from actors.net import Connector, redact_url, split_ws_url
 from actors.net.rest import RestClient, WeightWindow
 from actors.net.websocket import NORMAL_CLOSURE, ClosedNormally, open_websocket
@@ -130,8 +131,10 @@ class _Handover:
         requests: trio.MemorySendChannel[_Handover],
         *,
         limit: int,
+        exchange: str,
     ) -> None:
         self.name = name
+        self.exchange = exchange
         self.previous = previous
         #: The successor's own handle on the successor runner (for when it is the
         #: connection and hears a notice in turn); the successor's task closes it.
@@ -183,6 +186,7 @@ class _Handover:
                     "current session still delivers them)",
                     self.name,
                     self.limit,
+                    extra=log_fields(self.name, self.exchange, event="successor_buffer_full"),
                 )
             for _ in range(max(1, self.limit // 4)):
                 self.dropped += len(buffer.popleft())
@@ -233,7 +237,12 @@ class ConnectionActor:
         self._close_timeout = close_timeout
         #: trio time the current/last session's subscriptions were confirmed, or None.
         self.live_since: float | None = None
-        self._traffic = TrafficCounter(spec.name, registry, queue, wall_clock=wall_clock)
+        self._traffic = TrafficCounter(
+            spec.name, registry, queue, wall_clock=wall_clock, exchange=spec.exchange
+        )
+        #: Which session ends get a log line: the supervisor reports each end to it, and
+        #: the live line says how many failures it took to get live again.
+        self.failures = FailureLog()
         # Per run_session(), reset at its start and end:
         #: The session that is the connection (the first one, or the successor that
         #: took over last).
@@ -251,6 +260,9 @@ class ConnectionActor:
         self._wall_clock = wall_clock
         #: REST purposes whose failure was logged (until they succeed again).
         self._rest_failing: set[str] = set()
+
+    def _log_fields(self, **fields: object) -> dict[str, object]:
+        return log_fields(self.spec.name, self.spec.exchange, **fields)
 
     @property
     def url(self) -> str:
@@ -340,6 +352,7 @@ class ConnectionActor:
         ended: ConnectionLost | None = None
         session: Session | None = None
         pending: _Handover | None = None
+        connecting_at = trio.current_time()
         async with requests:
             try:
                 async with (
@@ -355,7 +368,14 @@ class ConnectionActor:
                 ):
                     now = trio.current_time()
                     await self._registry.report(Connected(connection=self.spec.name, at=now))
-                    logger.info("%s: connected to %s", self.spec.name, redact_url(ws.url))
+                    # Not a line of its own: the live line names the URL, or the
+                    # session-ended line says why it never got there.
+                    logger.debug(
+                        "%s: connected to %s",
+                        self.spec.name,
+                        redact_url(ws.url),
+                        extra=self._log_fields(event="connected"),
+                    )
                     session = Session(
                         self.spec.name,
                         proto,
@@ -369,7 +389,7 @@ class ConnectionActor:
                     try:
                         if handover is None:
                             self._session = session
-                            await self._subscribe(session)
+                            await self._subscribe(session, connecting_at)
                         else:
                             handover.successor = session
                             await self._take_over(session, handover)
@@ -381,9 +401,7 @@ class ConnectionActor:
                         await ws.abort()
                         raise
                     except ClosedNormally:
-                        logger.info(
-                            "%s: the exchange closed the connection normally", self.spec.name
-                        )
+                        pass  # the supervisor logs the end of the session, with what next
                     except ConnectionLost as exc:
                         if not self._closed_as_announced(session):
                             raise
@@ -426,15 +444,17 @@ class ConnectionActor:
             and trio.current_time() <= announced[1] + DEFAULT_ANNOUNCED_FOR
         )
 
-    async def _subscribe(self, session: Session) -> None:
-        """The first session: subscribe and go live (unless handed over first)."""
+    async def _subscribe(self, session: Session, connecting_at: float) -> None:
+        """The first session: subscribe and go live (unless handed over first).
+
+        ``connecting_at``: when its connect began, for the live line."""
         proto = session.proto
         await self._set_state(ConnectionState.SUBSCRIBING)
         session.start()
         await self._report_subscriptions()
         await session.pump(until=lambda: session.retiring or proto.state is AdapterState.LIVE)
         if not session.retiring:
-            await self._went_live()
+            await self._went_live(session, connecting_at)
 
     async def _take_over(self, session: Session, handover: _Handover) -> None:
         """A successor: confirm within ``stale_after``, buffer until the switch, switch."""
@@ -480,8 +500,38 @@ class ConnectionActor:
         await self._hand_over(session, handover, why)
         session.last_frame = trio.current_time()  # the switch is not silence
 
-    async def _went_live(self) -> None:
-        self.live_since = trio.current_time()
+    async def _went_live(self, session: Session, connecting_at: float | None) -> None:
+        """The connection is live: report it, and log it in one line.
+
+        The line names the URL and, for a session that subscribed itself, the seconds
+        from the start of its connect to the confirmed subscriptions
+        (``connecting_at``); after failures, it says how many and over how long.
+        """
+        now = self.live_since = trio.current_time()
+        recovered = self.failures.live(now)
+        url = redact_url(session.ws.url)
+        how = (
+            f"connected to {url} and subscribed in {now - connecting_at:.2f} s"
+            if connecting_at is not None
+            else f"a make-before-break successor on {url} took over"
+        )
+        fields = self._log_fields(event="live", url=url)
+        if connecting_at is not None:
+            fields["took"] = round(now - connecting_at, 3)
+        if recovered is None:
+            logger.info("%s: live: %s", self.spec.name, how, extra=fields)
+        else:
+            failures, span = recovered
+            fields.update(failures=failures, down_for=round(span, 3))
+            logger.info(
+                "%s: live again after %d failure%s in %s s: %s",
+                self.spec.name,
+                failures,
+                "" if failures == 1 else "s",
+                f"{round(span, 1):g}",
+                how,
+                extra=fields,
+            )
         await self._set_state(ConnectionState.LIVE)
         started, self._started = self._started, None
         if started is not None:
@@ -511,9 +561,14 @@ class ConnectionActor:
             "%s: %s; opening a successor session before closing this one",
             self.spec.name,
             notice.reason,
+            extra=self._log_fields(event="disconnect_announced"),
         )
         handover = self._handover = _Handover(
-            self.spec.name, session, requests.clone(), limit=self.spec.buffer
+            self.spec.name,
+            session,
+            requests.clone(),
+            limit=self.spec.buffer,
+            exchange=self.spec.exchange,
         )
         session.deliver = self._deliver_for(session)
         await requests.send(handover)
@@ -569,6 +624,7 @@ class ConnectionActor:
             "until the exchange closes it",
             self.spec.name,
             why,
+            extra=self._log_fields(event="handover_abandoned"),
         )
         if self._handover is handover:
             self._handover = None
@@ -595,13 +651,18 @@ class ConnectionActor:
         await self._report_subscriptions()
         if self.live_since is None:
             # The old session never got live; the successor is, from now on.
-            await self._went_live()
+            await self._went_live(session, None)
         if handover.dropped:
             why += (
                 f"; messages dropped from its buffer before it was live (the old session "
                 f"was still delivering them): {handover.dropped}"
             )
-        logger.info("%s: switched to the successor session (%s)", self.spec.name, why)
+        logger.info(
+            "%s: switched to the successor session (%s)",
+            self.spec.name,
+            why,
+            extra=self._log_fields(event="handover"),
+        )
 
     # -- REST ------------------------------------------------------------------------
 
@@ -648,14 +709,26 @@ class ConnectionActor:
                     call.path,
                     _rest_reason(exc),
                     delay,
+                    extra=self._log_fields(event="rest_failed", purpose=call.purpose, delay=delay),
                 )
             else:
-                logger.debug("%s: REST %s failed again (%d in a row)", name, call.purpose, failures)
+                logger.debug(
+                    "%s: REST %s failed again (%d in a row)",
+                    name,
+                    call.purpose,
+                    failures,
+                    extra=self._log_fields(event="rest_failed", purpose=call.purpose),
+                )
             await self._report_rest(client)
             return
         if call.purpose in self._rest_failing:
             self._rest_failing.discard(call.purpose)
-            logger.info("%s: REST %s works again", name, call.purpose)
+            logger.info(
+                "%s: REST %s works again",
+                name,
+                call.purpose,
+                extra=self._log_fields(event="rest_recovered", purpose=call.purpose),
+            )
         if call.purpose == TIME and proto.clock_offset is not None:
             budget = client.limiter.budget(client.limiter.limits.default[0])
             if isinstance(budget, WeightWindow):
@@ -667,7 +740,7 @@ class ConnectionActor:
                 if budget.frontier == current:
                     budget.frontier = budget.index(received_trio)
         for problem in problems:
-            logger.warning("%s: %s", name, problem)
+            logger.warning("%s: %s", name, problem, extra=self._log_fields(event="rest_problem"))
         if problems:
             await self._report_subscriptions()
             if self._session is not None:

@@ -71,6 +71,7 @@ from actors.exchanges.messages import (
 )
 from actors.exchanges.sdk.liveness import DataClocks
 from actors.exchanges.sdk.protocol import ExchangeProtocol
+from actors.logs import log_fields
 from actors.net.urls import redact_url
 from actors.net.websocket import WebSocket
 from actors.redact import redact_text
@@ -111,6 +112,7 @@ class TrafficCounter:
 
     __slots__ = (
         "_dropped_reported",
+        "_log_fields",
         "_logged_kinds",
         "_malformed_kinds",
         "_name",
@@ -136,8 +138,11 @@ class TrafficCounter:
         queue: ConsumerQueue,
         *,
         wall_clock: Callable[[], float] = time.time,
+        exchange: str = "",
     ) -> None:
         self._name = connection
+        #: The ``extra=`` of this connection's log records.
+        self._log_fields = log_fields(connection, exchange)
         self._registry = registry
         self._queue = queue
         self.wall_clock = wall_clock
@@ -184,6 +189,7 @@ class TrafficCounter:
             event.kind,
             redact_text(event.detail),
             redact_text(event.sample),
+            extra={**self._log_fields, "event": "malformed_frame", "kind": event.kind},
         )
 
     def count_gap(self, event: SequenceGap) -> None:
@@ -195,6 +201,7 @@ class TrafficCounter:
             event.symbol,
             event.expected,
             event.received,
+            extra={**self._log_fields, "event": "sequence_gap", "symbol": event.symbol},
         )
 
     def frame_done(self, now: float) -> bool:
@@ -256,7 +263,11 @@ class TrafficCounter:
         try:
             await self._registry.report(event)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
-            logger.debug("%s: registry gone; traffic counts not reported", self._name)
+            logger.debug(
+                "%s: registry gone; traffic counts not reported",
+                self._name,
+                extra=self._log_fields,
+            )
 
 
 class Session:
@@ -290,6 +301,7 @@ class Session:
     ) -> None:
         self.name = name
         self.proto = proto
+        self._exchange = proto.spec.exchange
         self.ws = ws
         self._stale_after = stale_after
         self._probe_after = stale_after / 2
@@ -462,6 +474,9 @@ class Session:
             await self._route(events)
         return bool(frames or events)
 
+    def _log_fields(self, **fields: object) -> dict[str, object]:
+        return log_fields(self.name, self._exchange, **fields)
+
     async def _route(self, events: list[Event]) -> None:
         subscriptions_changed = False
         for event in events:
@@ -477,6 +492,7 @@ class Session:
                     event.topic,
                     event.code,
                     redact_text(event.message),
+                    extra=self._log_fields(event="subscription_failed", topic=event.topic),
                 )
             elif isinstance(event, SequenceGap):
                 self._traffic.count_gap(event)
@@ -494,6 +510,7 @@ class Session:
                     self.name,
                     event.topic,
                     event.silent_for,
+                    extra=self._log_fields(event="subscription_silent", topic=event.topic),
                 )
         if subscriptions_changed:
             await self._on_subscriptions(self)

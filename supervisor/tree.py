@@ -40,6 +40,12 @@ Exits caused by the supervisor itself (a group restart, ``restart()``, shutdown)
 recognised by their cancelled scope and ignored. When every child has stopped for good,
 the supervisor shuts down and the message stream ends.
 
+Logging: each end of a session is one line, written here with what happens next
+("session ended: WHY (REASON); reconnecting in D s (attempt N)"), unless the actor's
+:class:`~actors.logs.FailureLog` counts it into a summary ("failed N times in T s:
+REASON"); the actor logs the matching "live" line. See :mod:`actors.logs` for the list
+of events that produce a line.
+
 Delivery: each child's actor writes batches into its own bounded ConsumerQueue (overflow policy
 applied there); one forwarder per child moves batches into a single unbuffered channel
 that the consumer reads, so a full consumer blocks forwarders, and the policy decides.
@@ -74,6 +80,7 @@ from actors import (
     TransportError,
 )
 from actors.exchanges import Batch
+from actors.logs import log_fields
 from actors.net import Connector, TcpTlsConnector, redact_url
 from actors.net.rest import RestClient, RestClients
 from actors.registry import (
@@ -162,6 +169,29 @@ class _Exit(NamedTuple):
     live_for: float | None
     #: The backoff wait reached the give_up_after deadline; no session was run.
     gave_up: bool
+
+
+class _SessionEnd(NamedTuple):
+    """How a session of ``child`` ended, for its one log line."""
+
+    child: _Child
+    at: float
+    #: describe_error of the error (or of the normal close).
+    why: str
+    #: disconnect_reason of the error: the class repeated failures are counted under.
+    reason: str
+    #: The error when it is a crash (a bug in our code: logged with its traceback).
+    crash: BaseException | None
+
+
+def _fields(child: _Child, **fields: object) -> dict[str, object]:
+    """The ``extra=`` of a log record about ``child``."""
+    return log_fields(child.name, child.config.exchange, **fields)
+
+
+def _seconds(value: float) -> str:
+    """Seconds for a log line: to a tenth, without a trailing ``.0``."""
+    return f"{round(value, 1):g}"
 
 
 def _leaves(exc: BaseException) -> Iterator[BaseException]:
@@ -327,7 +357,7 @@ class Supervisor:
         else:
             resolved = resolve_routes(config, os.environ if environ is None else environ)
             connectors = [
-                TcpTlsConnector(route=route, tls=spec.tls, name=spec.name)
+                TcpTlsConnector(route=route, tls=spec.tls, name=spec.name, exchange=spec.exchange)
                 for spec, route in zip(config.connections, resolved, strict=True)
             ]
             routes = [(route.masked_hops, route.reason) for route in resolved]
@@ -463,7 +493,7 @@ class Supervisor:
         child = self._child(name)
         if self._stopping or self._nursery is None:
             raise RuntimeError(f"cannot restart {name!r}: the supervisor is not running")
-        logger.info("%s: restart requested", name)
+        logger.info("%s: restart requested", name, extra=_fields(child, event="restart_requested"))
         if child.scope is not None:
             child.scope.cancel(reason="restart requested")
         if child.stopped:
@@ -633,18 +663,17 @@ class Supervisor:
         child.last_error = why
         reason = disconnect_reason(ended.error)
         await self._registry.report(Disconnected(connection=name, error=why, at=now, reason=reason))
-        if ended.error is not None and not all(
+        crashed_here = ended.error is not None and not all(
             isinstance(leaf, SupervisorError) for leaf in _leaves(ended.error)
-        ):
-            logger.error("%s: crashed: %s", name, why, exc_info=ended.error)
-        else:
-            logger.warning("%s: session ended: %s", name, why)
+        )
+        end = _SessionEnd(child, now, why, reason, ended.error if crashed_here else None)
 
         restart = child.config.restart
         if restart is RestartType.TEMPORARY or (
             restart is RestartType.TRANSIENT and ended.error is None
         ):
-            await self._retire(child, f"restart = {restart.value!r}")
+            self._log_end(end, f"stopped for good (restart = {restart.value!r})", always=True)
+            await self._retire(child, f"restart = {restart.value!r}", log=False)
             return
 
         crashed = ended.error is not None and not _expected(ended.error)
@@ -656,15 +685,19 @@ class Supervisor:
                 connection=name,
                 last_error=why,
             )
+            self._log_end(end, "not restarted: restart intensity exceeded", always=True)
             logger.error("giving up: %s", self.fatal)
             await self._shutdown("restart intensity exceeded")
             return
 
         # Not live (a live session restarted the clock when it ended) since the deadline:
         # no further attempt. Siblings run on; no group restart for a connection that
-        # stops for good.
+        # stops for good. Its "gave up" line names the last error: no line of its own
+        # for this end, unless it was a crash (its traceback is worth a line).
         give_up_at = child.give_up_at()
         if give_up_at is not None and now >= give_up_at:
+            if end.crash is not None:
+                self._log_end(end, "giving up (give_up_after)", always=True)
             await self._give_up(child, now, now - child.not_live_since)
             return
 
@@ -693,6 +726,7 @@ class Supervisor:
                         CONFIG_FAILURES,
                         why,
                         delay,
+                        extra=_fields(child, event="failed", reason=reason, delay=delay),
                     )
         else:
             child.config_failures = 0
@@ -707,7 +741,13 @@ class Supervisor:
                     continue
                 if member.scope is not None:
                     member.scope.cancel(reason=f"{name} failed ({self._strategy_name})")
-                logger.info("%s: restarting with %s (%s)", member.name, name, self._strategy_name)
+                logger.info(
+                    "%s: restarting with %s (%s)",
+                    member.name,
+                    name,
+                    self._strategy_name,
+                    extra=_fields(member, event="group_restart", cause=name, delay=delay),
+                )
             await self._registry.report(
                 Restarting(
                     connection=member.name,
@@ -721,14 +761,69 @@ class Supervisor:
                 await self._registry.report(state)
             self._spawn(member, delay)
         if give_up_at is not None and now + delay >= give_up_at:
-            logger.info(
-                "%s: the next attempt would come after give_up_after; giving up in %.2f s",
-                name,
-                give_up_at - now,
+            self._log_end(
+                end,
+                f"giving up in {give_up_at - now:.2f} s (the next attempt would come after "
+                "give_up_after)",
+                delay=give_up_at - now,
             )
         else:
-            logger.info(
-                "%s: reconnecting in %.2f s (attempt %d)", name, delay, child.backoff.attempt
+            attempt = child.backoff.attempt
+            self._log_end(
+                end,
+                f"reconnecting in {delay:.2f} s (attempt {attempt})",
+                delay=delay,
+                attempt=attempt,
+            )
+
+    def _log_end(
+        self, end: _SessionEnd, then: str, *, always: bool = False, **fields: object
+    ) -> None:
+        """Log the end of a session once, with what happens next (``then``), unless the
+        child's :class:`FailureLog` counts it into a summary instead.
+
+        A crash (a bug, not the network) and an end after which the child stops
+        (``always``) are logged in full every time.
+        """
+        child = end.child
+        name = child.name
+        verdict = child.actor.failures.failed(end.at, end.reason)
+        rounded = {k: round(v, 3) if isinstance(v, float) else v for k, v in fields.items()}
+        summary = verdict.summary
+        if summary is not None:
+            counted = (
+                f"{name}: failed {summary.failures} time{'s' if summary.failures != 1 else ''} "
+                f"in {_seconds(summary.span)} s: {summary.reason}"
+            )
+            extra = _fields(
+                child,
+                event="failures_summarized",
+                reason=summary.reason,
+                failures=summary.failures,
+                span=round(summary.span, 3),
+            )
+            if verdict.log or always or end.crash is not None:
+                logger.warning("%s (not logged one by one)", counted, extra=extra)
+            else:
+                logger.warning("%s; %s", counted, then, extra={**extra, **rounded})
+                return
+        if end.crash is not None:
+            logger.error(
+                "%s: crashed: %s; %s",
+                name,
+                end.why,
+                then,
+                exc_info=end.crash,
+                extra=_fields(child, event="crashed", reason=end.reason, **rounded),
+            )
+        elif verdict.log or always:
+            logger.warning(
+                "%s: session ended: %s (%s); %s",
+                name,
+                end.why,
+                end.reason,
+                then,
+                extra=_fields(child, event="session_ended", reason=end.reason, **rounded),
             )
 
     @property
@@ -743,7 +838,7 @@ class Supervisor:
             return self._children[child.index :]
         return [child]
 
-    async def _retire(self, child: _Child, why: str) -> None:
+    async def _retire(self, child: _Child, why: str, *, log: bool = True) -> None:
         child.stopped = True
         child.scope = None
         await self._registry.report(
@@ -751,7 +846,10 @@ class Supervisor:
                 connection=child.name, state=ConnectionState.STOPPED, at=trio.current_time()
             )
         )
-        logger.info("%s: stopped for good (%s)", child.name, why)
+        if log:
+            logger.info(
+                "%s: stopped for good (%s)", child.name, why, extra=_fields(child, event="stopped")
+            )
         await self._stop_if_nothing_left()
 
     async def _give_up(self, child: _Child, now: float, not_live_for: float) -> None:
@@ -764,7 +862,7 @@ class Supervisor:
         child.gave_up = reason
         child.stopped = True
         child.scope = None
-        logger.error("%s: gave up: %s", child.name, reason)
+        logger.error("%s: gave up: %s", child.name, reason, extra=_fields(child, event="gave_up"))
         await self._registry.report(
             StateChanged(
                 connection=child.name,

@@ -40,6 +40,7 @@ import msgspec
 
 from actors import ConfigError, ConnectionActor, ConnectionSpec, ConsumerQueue, RegistryClient
 from actors.exchanges import ADAPTERS, ExchangeProtocol, Pacer
+from actors.logs import log_fields
 from actors.net import Connector, redact_url, split_ws_url
 from actors.net.rest import RestClient, RestClients, RestTimeouts, RetryPolicy
 from actors.net.route import Route, resolve_route
@@ -141,6 +142,7 @@ def rest_clients(
                 "anyone on the route can read and change the answers",
                 spec.name,
                 redact_url(base_url),
+                extra=log_fields(spec.name, spec.exchange, event="tls_unverified"),
             )
         clients.append(
             holder.client(

@@ -663,7 +663,10 @@ async def test_a_bug_is_a_crash_logged_with_traceback_and_restarted(
     assert stats.restarts == 1
     assert stats.last_error == "KeyError: 'bug'"
     crash = [r for r in caplog.records if r.levelno == logging.ERROR]
-    assert [r.getMessage() for r in crash] == ["a: crashed: KeyError: 'bug'"]
+    # one line for the crash, saying what happens next
+    assert [r.getMessage() for r in crash] == [
+        "a: crashed: KeyError: 'bug'; reconnecting in 1.00 s (attempt 1)"
+    ]
     assert crash[0].exc_info is not None
 
 

@@ -29,6 +29,7 @@ from typing import Final
 
 import trio
 
+from actors.logs import log_fields
 from actors.net.route import DIRECT, Route
 from actors.net.tls import TlsSettings, build_ssl_context, proxy_ssl_context
 from actors.net.tunnel import Trace, open_stream
@@ -90,6 +91,8 @@ class TcpTlsConnector:
         name: the connection's name, for the warnings. (``ws://`` to a host off this
             machine is logged as a warning at every connect; the config check refuses
             it unless the connection says ``allow_plaintext = true``.)
+        exchange: the connection's adapter, the ``exchange`` field of those warnings
+            (see :func:`actors.logs.log_fields`); without ``name``, neither field is set.
         trace: called as each step of a connect ends (see :mod:`actors.net.route`,
             "Tracing"); for diagnostics such as ``marketprism probe``.
     """
@@ -101,6 +104,7 @@ class TcpTlsConnector:
         route: Route = DIRECT,
         tls: TlsSettings | None = None,
         name: str = "",
+        exchange: str = "",
         trace: Trace | None = None,
     ) -> None:
         self._ssl_context = ssl_context
@@ -108,6 +112,12 @@ class TcpTlsConnector:
         self._tls = tls or TlsSettings()
         self.route = route
         self._name = name or "connection"
+        self._exchange = exchange
+
+    def _log_fields(self, **fields: object) -> dict[str, object]:
+        if self._name == "connection":  # no connection named: not about one
+            return fields
+        return log_fields(self._name, self._exchange, **fields)
 
     async def __call__(self, url: str) -> trio.abc.Stream:
         """Open a stream for ``url``.
@@ -136,6 +146,7 @@ class TcpTlsConnector:
                     "anyone on the route can read and change this feed",
                     self._name,
                     shown,
+                    extra=self._log_fields(event="tls_unverified"),
                 )
         elif not is_local_host(host):
             logger.warning(
@@ -143,6 +154,7 @@ class TcpTlsConnector:
                 "can read and change this feed",
                 self._name,
                 shown,
+                extra=self._log_fields(event="plaintext"),
             )
         deadline = trio.current_effective_deadline()
         timeout = None

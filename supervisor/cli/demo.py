@@ -31,6 +31,7 @@ from rich.table import Table
 
 from actors.registry import Stats
 from supervisor.api import open_supervisor
+from supervisor.cli.logs import TextFormatter
 from supervisor.cli.signals import stop_on_signals
 from supervisor.config import config_from_dict
 from supervisor.status import serve_status_listener
@@ -323,20 +324,26 @@ async def run_demo(
     seed: int | None,
     *,
     status: trio.SocketListener | None = None,
+    log_format: str = "text",
 ) -> None:
     """Run the demo until ``duration`` passes or SIGINT/SIGTERM arrives.
 
     ``status``: a listener from :func:`~supervisor.status.bind_status` to serve the
     status endpoint on while the supervisor runs (``--status``); closed on the way out.
+    ``log_format``: ``--log-format``; with ``json`` the log lines stay JSON on stderr
+    (the handler the command installed), instead of scrolling above the table.
 
     Cancellation: every connection and fake is closed cleanly on the way out.
     """
     rng = random.Random(seed)
     console = Console(file=sys.stdout)
     if console.is_terminal:
-        # Logs scroll above the live table instead of tearing through it.
-        handler = RichHandler(console=console, show_path=False)
-        logging.getLogger("marketprism").handlers[:] = [handler]
+        if log_format == "text":
+            # Logs scroll above the live table instead of tearing through it; masked
+            # and one line per record as everywhere else (supervisor/cli/logs.py).
+            handler = RichHandler(console=console, show_path=False)
+            handler.setFormatter(TextFormatter("%(message)s"))
+            logging.getLogger("marketprism").handlers[:] = [handler]
     else:
         console.width = max(console.width, 200)
     counter = [0]

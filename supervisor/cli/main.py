@@ -34,6 +34,14 @@ from actors import ConfigError, GaveUp, RestartLimitExceeded
 from actors.registry import Stats
 from supervisor.api import open_supervisor
 from supervisor.cli.demo import run_demo
+from supervisor.cli.logs import (
+    LOG_FORMATS,
+    JsonFormatter,
+    TextFormatter,
+    formatter,
+    is_json,
+    json_line,
+)
 from supervisor.cli.output import DEFAULT_OUTPUT_BUDGET, LineWriter
 from supervisor.cli.probe import DEFAULT_TIMEOUT as DEFAULT_PROBE_TIMEOUT
 from supervisor.cli.probe import run_command as run_probe
@@ -59,7 +67,6 @@ _MAX_OUTPUT_BUFFER: Final = 4096.0
 #: Bytes of log lines held for a reader of stderr that does not keep up: thousands of
 #: lines, far more than a run logs between two reads of any live reader.
 _STDERR_BUDGET: Final = 1 << 20
-_LOG_FORMAT: Final = "%(asctime)s %(levelname)-7s %(message)s"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -72,6 +79,13 @@ def _parser() -> argparse.ArgumentParser:
         default="info",
         choices=["debug", "info", "warning", "error"],
         help="log verbosity on stderr (default: info)",
+    )
+    parser.add_argument(
+        "--log-format",
+        default="text",
+        choices=LOG_FORMATS,
+        help="text: one readable line per event (default); json: one JSON object per "
+        "line, with connection and exchange fields (every line of stderr, then, is JSON)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -190,9 +204,9 @@ def _mebibytes(text: str) -> int:
     return max(1, round(value * (1 << 20)))
 
 
-def _configure_logging(level: str) -> None:
+def _configure_logging(level: str, log_format: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(_LOG_FORMAT))
+    handler.setFormatter(formatter(log_format))
     root = logging.getLogger("marketprism")
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -209,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         The process exit code (see the module docstring).
     """
     args = _parser().parse_args(argv)
-    _configure_logging(args.log_level)
+    _configure_logging(args.log_level, args.log_format)
     if args.command == "check":
         return _check(args.config)
     if args.command == "probe":
@@ -230,7 +244,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_supervised(
             _run, config, args.output, args.duration, args.output_buffer, args.status
         )
-    return _run_supervised(_demo, args.status, args.duration, args.fault_every, args.seed)
+    return _run_supervised(
+        _demo, args.status, args.duration, args.fault_every, args.seed, args.log_format
+    )
 
 
 def _check(path: str) -> int:
@@ -249,20 +265,26 @@ def _check(path: str) -> int:
 
 def _report_config_error(exc: ConfigError) -> int:
     for problem in exc.problems:
-        print(problem, file=sys.stderr)
+        _print_stderr(problem)
     return EXIT_CONFIG
+
+
+def _print_stderr(line: str) -> None:
+    """Print an error line on stderr outside a log call: a JSON line with --log-format json."""
+    log = logging.getLogger("marketprism")
+    print(json_line(logger, logging.ERROR, line) if is_json(log) else line, file=sys.stderr)
 
 
 def _run_supervised(fn: object, *args: object) -> int:
     try:
         code: object = trio.run(fn, *args)  # type: ignore[arg-type]
     except (RestartLimitExceeded, GaveUp) as exc:
-        print(_gave_up(exc), file=sys.stderr)
+        _print_stderr(_gave_up(exc))
         return EXIT_GAVE_UP
     except ConfigError as exc:
         return _report_config_error(exc)
     except _StatusUnavailable as exc:
-        print(f"marketprism: --status: {exc}", file=sys.stderr)
+        _print_stderr(f"marketprism: --status: {exc}")
         return EXIT_CONFIG
     return code if isinstance(code, int) else EXIT_OK
 
@@ -286,12 +308,16 @@ async def _bind_status(status: tuple[str, int] | None) -> trio.SocketListener | 
 
 
 async def _demo(
-    status: tuple[str, int] | None, duration: float | None, fault_every: float, seed: int | None
+    status: tuple[str, int] | None,
+    duration: float | None,
+    fault_every: float,
+    seed: int | None,
+    log_format: str,
 ) -> None:
     """``marketprism demo``, with its status endpoint bound first if asked for."""
     listener = await _bind_status(status)
     async with listener if listener is not None else contextlib.nullcontext():
-        await run_demo(duration, fault_every, seed, status=listener)
+        await run_demo(duration, fault_every, seed, status=listener, log_format=log_format)
 
 
 def _gave_up(exc: RestartLimitExceeded | GaveUp) -> str:
@@ -309,8 +335,8 @@ async def _run(
 ) -> int:
     """``marketprism run``; returns the exit code (a broken stdout other than EPIPE: 1)."""
     flush_for = config.supervisor.shutdown_timeout
-    stderr = _Stderr.for_sys_stderr()
     log = logging.getLogger("marketprism")
+    stderr = _Stderr.for_sys_stderr(JsonFormatter() if is_json(log) else TextFormatter())
     saved = log.handlers[:]
     code = EXIT_OK
     failure: BaseException | None = None
@@ -322,7 +348,7 @@ async def _run(
         try:
             code = await _run_supervisor(config, output, duration, output_buffer, stderr, status)
         except (RestartLimitExceeded, GaveUp) as exc:
-            stderr.print([_gave_up(exc)])
+            stderr.print([_gave_up(exc)], logging.ERROR)
             code = EXIT_GAVE_UP
         except BaseException as exc:
             # Raised again below, outside this nursery, so that it is not wrapped in an
@@ -394,33 +420,40 @@ async def _run_supervisor(
 class _Stderr(logging.Handler):
     """The ``marketprism`` log handler and summary printer while ``run``'s loop runs.
 
-    Hands each formatted line to a :class:`LineWriter` on stderr, or, without one
-    (``sys.stderr`` is not a file, as under pytest's ``capsys``), prints it to
-    ``sys.stderr`` as the handler it replaces did.
+    Hands each line, formatted by ``log_formatter`` (``--log-format``), to a
+    :class:`LineWriter` on stderr, or, without one (``sys.stderr`` is not a file, as
+    under pytest's ``capsys``), prints it to ``sys.stderr`` as the handler it replaces
+    did.
     """
 
-    def __init__(self, writer: LineWriter | None) -> None:
+    def __init__(self, writer: LineWriter | None, log_formatter: logging.Formatter) -> None:
         super().__init__()
         self.writer = writer
-        self.setFormatter(logging.Formatter(_LOG_FORMAT))
+        self.setFormatter(log_formatter)
 
     @classmethod
-    def for_sys_stderr(cls) -> _Stderr:
+    def for_sys_stderr(cls, log_formatter: logging.Formatter) -> _Stderr:
         """A handler writing to ``sys.stderr``'s descriptor, if it has one."""
         try:
             fd = sys.stderr.fileno()
         except (AttributeError, ValueError, io.UnsupportedOperation):
-            return cls(None)
-        return cls(LineWriter(fd, name="stderr", budget=_STDERR_BUDGET))
+            return cls(None, log_formatter)
+        return cls(LineWriter(fd, name="stderr", budget=_STDERR_BUDGET), log_formatter)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.print([self.format(record)])
+            self._write([self.format(record)])
         except Exception:
             self.handleError(record)
 
-    def print(self, lines: list[str]) -> None:
-        """Write ``lines`` (no newlines at their ends) without blocking the loop."""
+    def print(self, lines: list[str], level: int = logging.INFO) -> None:
+        """Write ``lines`` (no newlines at their ends) without blocking the loop; with
+        ``--log-format json``, each as a JSON line (``logger`` ``marketprism.cli``)."""
+        if isinstance(self.formatter, JsonFormatter):
+            lines = [json_line(logger, level, line) for line in lines]
+        self._write(lines)
+
+    def _write(self, lines: list[str]) -> None:
         if self.writer is None:
             for line in lines:
                 print(line, file=sys.stderr)
