@@ -24,6 +24,7 @@ import msgspec
 __all__ = [
     "Batch",
     "BookDelta",
+    "BookInvalid",
     "BookSnapshot",
     "Command",
     "Event",
@@ -132,12 +133,15 @@ class BookSnapshot(_Market, frozen=True, kw_only=True, tag="book_snapshot"):
         asks: levels, best (lowest) first.
         sequence: the exchange's sequence/update id of this book, if it has one.
         timestamp: exchange time in Unix milliseconds, if sent.
+        checksum: the venue's checksum of the book after this message (OKX: CRC32 of the
+            top 25 levels; 0 or ``None`` when the venue sends none).
     """
 
     bids: tuple[Level, ...]
     asks: tuple[Level, ...]
     sequence: int | None
     timestamp: int | None
+    checksum: int | None = None
 
 
 class BookDelta(_Market, frozen=True, kw_only=True, tag="book_delta"):
@@ -152,6 +156,8 @@ class BookDelta(_Market, frozen=True, kw_only=True, tag="book_delta"):
             Binance USD-M ``pu``, OKX ``prevSeqId``, Deribit ``prev_change_id``), or
             ``None``.
         timestamp: exchange time in Unix milliseconds, if sent.
+        checksum: the venue's checksum of the book after this update (as on
+            :class:`BookSnapshot`).
     """
 
     bids: tuple[Level, ...]
@@ -159,10 +165,27 @@ class BookDelta(_Market, frozen=True, kw_only=True, tag="book_delta"):
     sequence: int | None
     prev_sequence: int | None
     timestamp: int | None
+    checksum: int | None = None
+
+
+class BookInvalid(_Market, frozen=True, kw_only=True, tag="book_invalid"):
+    """Our book of ``symbol`` can no longer be trusted; a resync has started.
+
+    No :class:`BookDelta` of the symbol follows until the next :class:`BookSnapshot`,
+    which starts its chain afresh. Other books of the connection are not affected.
+
+    Attributes:
+        reason: what was wrong (a broken sequence chain, a checksum mismatch, a crossed
+            book, a snapshot that did not bridge the buffered updates).
+        sequence: the last sequence our book applied, if any.
+    """
+
+    reason: str
+    sequence: int | None
 
 
 #: Every message type a consumer can receive.
-Message: TypeAlias = RawMessage | Trade | Ticker | BookSnapshot | BookDelta
+Message: TypeAlias = RawMessage | Trade | Ticker | BookSnapshot | BookDelta | BookInvalid
 #: Everything decoded from one received frame, delivered together.
 Batch: TypeAlias = "tuple[Message, ...]"
 

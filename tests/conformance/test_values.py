@@ -168,6 +168,8 @@ class UncheckedStamp(Stamp):
         asks: tuple[Level, ...],
         sequence: int | None,
         timestamp: int | None,
+        *,
+        checksum: int | None = None,
     ) -> BookSnapshot:
         return BookSnapshot(
             connection=self.connection,
@@ -178,6 +180,7 @@ class UncheckedStamp(Stamp):
             asks=asks,
             sequence=sequence,
             timestamp=timestamp,
+            checksum=checksum,
         )
 
     def delta(
@@ -189,6 +192,8 @@ class UncheckedStamp(Stamp):
         sequence: int | None,
         prev_sequence: int | None,
         timestamp: int | None,
+        *,
+        checksum: int | None = None,
     ) -> BookDelta:
         return BookDelta(
             connection=self.connection,
@@ -200,6 +205,7 @@ class UncheckedStamp(Stamp):
             sequence=sequence,
             prev_sequence=prev_sequence,
             timestamp=timestamp,
+            checksum=checksum,
         )
 
 

@@ -80,6 +80,7 @@ async def test_data_flows_as_typed_messages(autojump_clock: trio.testing.MockClo
             asks=((D("100.6"), D("2")), (D("100.7"), D("3"))),
             sequence=1000,
             timestamp=EPOCH_MS,
+            checksum=0,  # the fake sends 0, as OKX does since 2026-06-23
         )
 
     def quote(symbol: str) -> Ticker:
@@ -102,6 +103,7 @@ async def test_data_flows_as_typed_messages(autojump_clock: trio.testing.MockClo
             sequence=1002,
             prev_sequence=1000,
             timestamp=EPOCH_MS + 1000,
+            checksum=0,
         )
 
     assert got == [

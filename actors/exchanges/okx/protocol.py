@@ -302,11 +302,28 @@ class OkxProtocol(ExchangeProtocol):
             asks: tuple[Level, ...] = tuple([(level.px, level.sz) for level in entry.asks])
             if action == "update":
                 delta = stamp.delta(
-                    received_at, symbol, bids, asks, entry.seqId, entry.prevSeqId, entry.ts
+                    received_at,
+                    symbol,
+                    bids,
+                    asks,
+                    entry.seqId,
+                    entry.prevSeqId,
+                    entry.ts,
+                    checksum=entry.checksum,
                 )
                 out.append(delta)
             else:
-                out.append(stamp.snapshot(received_at, symbol, bids, asks, entry.seqId, entry.ts))
+                out.append(
+                    stamp.snapshot(
+                        received_at,
+                        symbol,
+                        bids,
+                        asks,
+                        entry.seqId,
+                        entry.ts,
+                        checksum=entry.checksum,
+                    )
+                )
         for entry in entries:
             seq = entry.seqId
             if action != "update":

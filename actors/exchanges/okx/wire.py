@@ -71,3 +71,5 @@ class Book(msgspec.Struct, gc=False):
     ts: int
     seqId: int | None = None
     prevSeqId: int | None = None
+    #: CRC32 of the top 25 levels as a signed int; 0 on every frame since 2026-06-23.
+    checksum: int | None = None

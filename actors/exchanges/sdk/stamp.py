@@ -242,6 +242,8 @@ class Stamp:
         asks: tuple[Level, ...],
         sequence: int | None,
         timestamp: int | None,
+        *,
+        checksum: int | None = None,
     ) -> BookSnapshot:
         """A :class:`BookSnapshot`."""
         if not (
@@ -270,6 +272,7 @@ class Stamp:
             asks=asks,
             sequence=sequence,
             timestamp=timestamp,
+            checksum=checksum,
         )
 
     def delta(
@@ -281,6 +284,8 @@ class Stamp:
         sequence: int | None,
         prev_sequence: int | None,
         timestamp: int | None,
+        *,
+        checksum: int | None = None,
     ) -> BookDelta:
         """A :class:`BookDelta`."""
         if not (
@@ -315,6 +320,7 @@ class Stamp:
             sequence=sequence,
             prev_sequence=prev_sequence,
             timestamp=timestamp,
+            checksum=checksum,
         )
 
     def raw(self, received_at: float, data: Any) -> RawMessage:
