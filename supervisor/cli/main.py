@@ -1,10 +1,12 @@
-"""The ``marketprism`` command: argument parsing and the run, check, demo and probe commands.
+"""The ``marketprism`` command: argument parsing and the run, check, demo, probe and status
+commands.
 
 Exit codes: 0 success (including a clean stop on SIGINT/SIGTERM, and a reader of stdout
 that went away, as with ``| head``), 1 the supervisor gave up (restart intensity
 exceeded; the message names the connection and its last error) or stdout could not be
-written, 2 a usage or configuration problem (one ``FILE:LINE: key: problem`` line each;
-also a ``--status`` address that is taken or not local, checked before anything connects).
+written (``status``: the endpoint could not be read), 2 a usage or configuration problem
+(one ``FILE:LINE: key: problem`` line each; also a ``--status`` address that is taken or
+not local, checked before anything connects).
 
 ``run`` never writes stdout or stderr from the event loop: its JSON lines, its log lines
 and its summary go to two :class:`~supervisor.cli.output.LineWriter` (one per stream),
@@ -38,6 +40,10 @@ from supervisor.cli.output import DEFAULT_OUTPUT_BUDGET, LineWriter
 from supervisor.cli.probe import DEFAULT_TIMEOUT as DEFAULT_PROBE_TIMEOUT
 from supervisor.cli.probe import run_command as run_probe
 from supervisor.cli.signals import stop_on_signals
+from supervisor.cli.status import DEFAULT_ADDRESS as DEFAULT_STATUS_ADDRESS
+from supervisor.cli.status import DEFAULT_INTERVAL as DEFAULT_STATUS_INTERVAL
+from supervisor.cli.status import run_status
+from supervisor.cli.table import live_table
 from supervisor.config import Config, load_config
 from supervisor.status import bind_status, serve_status_listener
 from supervisor.tree import Supervisor
@@ -110,6 +116,29 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--seed", type=int, default=None, help="seed for faults and jitter")
     _add_status_option(demo)
+
+    status = commands.add_parser(
+        "status", help="live status table of a running `run|demo --status HOST:PORT`"
+    )
+    status.add_argument(
+        "address",
+        nargs="?",
+        type=_host_port,
+        default=DEFAULT_STATUS_ADDRESS,
+        metavar="HOST:PORT",
+        help=f"its status endpoint (default: {DEFAULT_STATUS_ADDRESS})",
+    )
+    status.add_argument(
+        "--interval",
+        type=_seconds,
+        default=DEFAULT_STATUS_INTERVAL,
+        help=f"seconds between polls (default: {DEFAULT_STATUS_INTERVAL:g})",
+    )
+    status.add_argument(
+        "--once",
+        action="store_true",
+        help="print one table and exit (the default when stdout is not a terminal)",
+    )
 
     probe = commands.add_parser(
         "probe",
@@ -222,6 +251,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             rest_url=args.rest_url,
             environ=os.environ,
         )
+    if args.command == "status":
+        return run_status(*args.address, interval=args.interval, once=args.once)
     if args.command == "run":
         try:
             config = load_config(args.config)
@@ -375,8 +406,11 @@ async def _run_supervisor(
             await nursery.start(_watch_output, stdout, sup)
             await _print_batches(sup, stdout)
         else:
-            async for _ in sup.batches():
-                pass
+            # The table on a terminal (JSON lines to stdout never get one).
+            flush_for = config.supervisor.shutdown_timeout
+            async with live_table(sup.stats, "marketprism run", fd=_STDOUT, flush_for=flush_for):
+                async for _ in sup.batches():
+                    pass
         await sup.stop()
         if stdout is not None:
             flush_for = config.supervisor.shutdown_timeout
