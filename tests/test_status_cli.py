@@ -389,6 +389,11 @@ class Screen:
         self._changed = trio.Event()
 
     @property
+    def raw(self) -> bytes:
+        """The output as written."""
+        return bytes(self._data)
+
+    @property
     def text(self) -> str:
         """The output with its control sequences (colours, cursor moves) removed."""
         return CSI.sub("", self._data.decode(errors="replace"))
@@ -508,3 +513,41 @@ async def test_run_jsonl_on_a_terminal_gets_no_table(tmp_path: Path) -> None:
     assert "marketprism run" not in screen.text
     assert "│" not in screen.text
     assert screen.text.startswith('{"kind":"raw","connection":"feed"')
+
+
+async def test_demo_on_a_terminal_redraws_the_table_with_the_log_above(tmp_path: Path) -> None:
+    with trio.fail_after(DEADLINE):
+        async with (
+            terminal() as (slave, screen),
+            running_cli(
+                "demo",
+                "--duration",
+                "2",
+                "--fault-every",
+                "0.5",
+                "--seed",
+                "3",
+                cwd=tmp_path,
+                stdout=slave,
+            ) as child,
+        ):
+            await screen.wait_until(lambda text: "(stopped)" in text)
+    assert child.process.returncode == 0, child.stderr.text
+    # On a terminal the log goes above the table, on the same stream: stderr is silent.
+    assert child.stderr.text == ""
+    text = screen.text
+    final = text[text.rindex("marketprism demo: ") :]
+    assert re.match(r"marketprism demo: \d+ messages delivered \(stopped\)", final), final
+    rows = table_rows(final)
+    assert [(row[0], row[2].split()[0]) for row in rows] == [
+        (name, "stopped") for name in ("binance", "okx", "deribit", "bybit")
+    ]
+    before = text[: text.rindex("marketprism demo: ")]
+    for name in ("binance", "okx", "deribit", "bybit"):
+        assert f"{name}: connected to ws://127.0.0.1:" in before
+    # Frames were redrawn in place: every title but the first follows an erasure (cursor
+    # up over the previous frame, erase to the end of the screen).
+    titles = text.count("marketprism demo: ")
+    assert titles > 1
+    assert len(re.findall(rb"\r\x1b\[\d+A\x1b\[J", screen.raw)) >= titles - 1
+    assert "recent faults:" in final

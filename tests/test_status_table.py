@@ -8,6 +8,7 @@ on loopback serving a supervisor on memory fakes. The live view writes through a
 
 from __future__ import annotations
 
+import fcntl
 import io
 import logging
 import os
@@ -513,6 +514,28 @@ async def test_the_view_writes_the_log_above_and_the_final_frame_last(
         ["frame", "WARNING through the view", "final"],
         ["WARNING through the view", "frame", "final"],
     )
+
+
+async def test_a_terminal_that_does_not_read_costs_frames_not_the_loop() -> None:
+    frame = Text("\n".join("x" * 99 for _ in range(100)))  # 10,000 bytes
+    with pipe() as (_, write):
+        # Nobody reads this pipe, and it holds 4 KiB: the first frame can never be
+        # written whole, so the writer's thread stays blocked in write() from now on.
+        fcntl.fcntl(write, fcntl.F_SETPIPE_SZ, 4096)
+        writer = LineWriter(write, name="test", budget=1 << 20)
+        view = LiveView(writer, terminal=False, fd=write)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(writer.run)
+            with trio.fail_after(DEADLINE):
+                shown = [view.show(frame)]
+                await trio.testing.wait_all_tasks_blocked()
+                shown += [view.show(frame) for _ in range(99)]
+            # Every later frame is skipped at once, none queued behind the first.
+            assert shown == [True] + [False] * 99
+            assert writer.pending_bytes > 0
+            assert (writer.accepted_lines, writer.dropped_lines) == (100, 0)
+            # The worker is abandoned; closing the pipe ends its write with EPIPE.
+            nursery.cancel_scope.cancel(reason="test done")
 
 
 async def test_live_table_draws_nothing_when_not_a_terminal() -> None:

@@ -73,6 +73,8 @@ _VIEW_BUDGET: Final = 1 << 20
 _PIPE_WIDTH: Final = 200
 #: The standard error descriptor (whether logs share the table's terminal).
 _STDERR: Final = 2
+#: The most columns the route takes (longer chains end in an ellipsis).
+_ROUTE_WIDTH: Final = 64
 #: What a missing value shows as.
 _NONE: Final = "-"
 #: The state cell's style per connection state.
@@ -185,7 +187,14 @@ def status_table(stats: Stats, *, title: str, caption: str | None = None) -> Gro
     """
     table = Table(title=title)
     for column, justify in _COLUMNS:
-        table.add_column(column, justify=justify, no_wrap=True, min_width=len(column))
+        table.add_column(
+            column,
+            justify=justify,
+            no_wrap=True,
+            min_width=len(column),
+            # Proxy chains get long; the rest of the row matters more.
+            max_width=_ROUTE_WIDTH if column == "route" else None,
+        )
     for conn in stats.connections:
         table.add_row(*_row(conn))
     lines: list[RenderableType] = [table]
