@@ -38,6 +38,7 @@ from test_cli import (
     write_config,
 )
 
+import supervisor.cli.status
 from supervisor import open_supervisor, serve_status
 from supervisor.cli import main as cli_main
 from supervisor.cli.main import _host_port
@@ -551,3 +552,32 @@ async def test_demo_on_a_terminal_redraws_the_table_with_the_log_above(tmp_path:
     assert titles > 1
     assert len(re.findall(rb"\r\x1b\[\d+A\x1b\[J", screen.raw)) >= titles - 1
     assert "recent faults:" in final
+
+
+@pytest.mark.parametrize(
+    "raised",
+    [
+        KeyboardInterrupt(),
+        BaseExceptionGroup("in a task group", [KeyboardInterrupt()]),
+        BaseExceptionGroup("nested", [BaseExceptionGroup("inner", [KeyboardInterrupt()])]),
+    ],
+    ids=["bare", "grouped", "nested"],
+)
+def test_ctrl_c_anywhere_in_status_exits_0(
+    monkeypatch: pytest.MonkeyPatch, raised: BaseException
+) -> None:
+    async def interrupted(*args: object) -> int:
+        raise raised
+
+    monkeypatch.setattr(supervisor.cli.status, "_status", interrupted)
+    assert supervisor.cli.status.run_status("127.0.0.1", 9464, interval=1.0, once=True) == 0
+
+
+def test_a_bug_grouped_with_ctrl_c_is_not_swallowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def broken(*args: object) -> int:
+        raise BaseExceptionGroup("both", [KeyboardInterrupt(), ValueError("a bug")])
+
+    monkeypatch.setattr(supervisor.cli.status, "_status", broken)
+    with pytest.raises(BaseExceptionGroup) as caught:
+        supervisor.cli.status.run_status("127.0.0.1", 9464, interval=1.0, once=True)
+    assert caught.group_contains(ValueError, match=r"^a bug$")

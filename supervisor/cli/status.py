@@ -101,6 +101,13 @@ def run_status(host: str, port: int, *, interval: float, once: bool) -> int:
         return EXIT_UNREACHABLE
     except KeyboardInterrupt:
         return EXIT_OK
+    except BaseExceptionGroup as group:
+        # Ctrl-C in the middle of a request may arrive wrapped by a task group inside
+        # httpx's stack; it is still only Ctrl-C.
+        _, rest = group.split(KeyboardInterrupt)
+        if rest is None:
+            return EXIT_OK
+        raise
 
 
 async def _status(address: str, console: Console, interval: float, once: bool) -> int:
