@@ -233,6 +233,26 @@ def test_one_row_per_connection_with_its_values() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("width", "dropped"),
+    [
+        (250, []),
+        (160, ["messages", "exchange", "clock ms", "route"]),
+        (100, ["messages", "exchange", "clock ms", "route", "malformed", "latency ms"]),
+    ],
+)
+def test_a_narrow_terminal_drops_whole_columns_least_useful_first(
+    width: int, dropped: list[str]
+) -> None:
+    text = capture(status_table(STATS, title="t"), width=width)
+    assert max(len(line) for line in text.splitlines()) <= width
+    header, *body = rows(text)
+    assert header == [column for column in HEADER if column not in dropped]
+    full = rows(capture(status_table(STATS, title="t"), width=250))[1:]
+    keep = [HEADER.index(column) for column in header]
+    assert body == [[row[i] for i in keep] for row in full]
+
+
 def test_not_live_subscriptions_and_connections_are_listed_below() -> None:
     text = capture(status_table(STATS, title="t", caption="recent faults:\n  (none yet)"))
     below = text[text.index("└") :].splitlines()[1:]

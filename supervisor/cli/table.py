@@ -45,7 +45,8 @@ from typing import Final, Literal, final
 
 import msgspec
 import trio
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -104,6 +105,19 @@ _COLUMNS: Final[tuple[tuple[str, Literal["left", "right"]], ...]] = (
     ("malformed", "right"),
     ("clock ms", "right"),
     ("subs", "right"),
+)
+
+#: A width no table reaches (to measure a table's natural width).
+_UNBOUNDED: Final = 1 << 20
+#: The columns a narrow terminal drops, first to last.
+_DROP_ORDER: Final = (
+    "messages",
+    "exchange",
+    "clock ms",
+    "route",
+    "malformed",
+    "latency ms",
+    "rtt ms",
 )
 
 # -- decoding /status --------------------------------------------------------------------
@@ -175,7 +189,8 @@ def status_table(stats: Stats, *, title: str, caption: str | None = None) -> Gro
     offset, and live/all subscriptions. Below it, one line per subscription that is not
     live (pending, failed with its code and message, silent with how long), and one per
     connection that is not live with its last error. A value not known (``None``)
-    shows as ``-``.
+    shows as ``-``. Where the table is wider than the console, whole columns are left
+    out, least useful first (see ``_FittedTable``).
 
     Args:
         stats: the snapshot, from ``sup.stats()`` or :func:`decode_status`.
@@ -185,18 +200,7 @@ def status_table(stats: Stats, *, title: str, caption: str | None = None) -> Gro
     Returns:
         The renderable; print it on any rich ``Console``.
     """
-    table = Table(title=title)
-    for column, justify in _COLUMNS:
-        table.add_column(
-            column,
-            justify=justify,
-            no_wrap=True,
-            min_width=len(column),
-            # Proxy chains get long; the rest of the row matters more.
-            max_width=_ROUTE_WIDTH if column == "route" else None,
-        )
-    for conn in stats.connections:
-        table.add_row(*_row(conn))
+    table = _FittedTable(title, [_row(conn) for conn in stats.connections])
     lines: list[RenderableType] = [table]
     notes = _not_live(stats)
     if notes:
@@ -205,6 +209,50 @@ def status_table(stats: Stats, *, title: str, caption: str | None = None) -> Gro
     if caption is not None:
         lines.append(Text(caption))
     return Group(*lines)
+
+
+@final
+class _FittedTable:
+    """The connection table, without the columns that do not fit the width it is given.
+
+    Rendered at the console's width: on a narrow terminal whole columns go, least
+    useful first (:data:`_DROP_ORDER`), rather than every column being cut to an
+    ellipsis. The name, state, rate, last message age, reconnects, backoff, drops and
+    subscriptions always stay.
+    """
+
+    def __init__(self, title: str, rows: list[tuple[Text | str, ...]]) -> None:
+        self._title = title
+        self._rows = rows
+
+    def _table(self, dropped: frozenset[str]) -> Table:
+        table = Table(title=self._title)
+        keep = [i for i, (name, _) in enumerate(_COLUMNS) if name not in dropped]
+        for i in keep:
+            column, justify = _COLUMNS[i]
+            table.add_column(
+                column,
+                justify=justify,
+                no_wrap=True,
+                min_width=len(column),
+                # Proxy chains get long; the rest of the row matters more.
+                max_width=_ROUTE_WIDTH if column == "route" else None,
+            )
+        for row in self._rows:
+            table.add_row(*(row[i] for i in keep))
+        return table
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        dropped: frozenset[str] = frozenset()
+        table = self._table(dropped)
+        # Measured at an unbounded width: rich clamps a measurement to the width given.
+        unbounded = options.update_width(_UNBOUNDED)
+        for column in _DROP_ORDER:
+            if Measurement.get(console, unbounded, table).maximum <= options.max_width:
+                break
+            dropped |= {column}
+            table = self._table(dropped)
+        yield table
 
 
 def _row(conn: ConnectionStats) -> tuple[Text | str, ...]:
