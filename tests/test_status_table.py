@@ -441,10 +441,10 @@ async def test_frames_redraw_in_place_and_logs_scroll_above(
         view = LiveView(writer, terminal=True, fd=write)
         # The worker has not started: nothing is written, so the first frame stays
         # pending and the next ones are skipped until forced.
-        assert view.show(Text("one\ntwo"))
-        assert not view.show(Text("skipped"))
+        assert await view.show(Text("one\ntwo"))
+        assert not await view.show(Text("skipped"))
         view.log("a log line")
-        assert view.show(Text("three"), force=True)
+        assert await view.show(Text("three"), force=True)
         async with trio.open_nursery() as nursery:
             await nursery.start(writer.run)
             await writer.aclose()
@@ -462,8 +462,8 @@ async def test_a_frame_taller_than_the_terminal_is_cropped(
     with pipe() as (read, write):
         writer = LineWriter(write, name="test", budget=1 << 20)
         view = LiveView(writer, terminal=True, fd=write)
-        assert view.show(Text("\n".join(str(n) for n in range(10))))
-        assert view.show(Text("x"), force=True)
+        assert await view.show(Text("\n".join(str(n) for n in range(10))))
+        assert await view.show(Text("x"), force=True)
         async with trio.open_nursery() as nursery:
             await nursery.start(writer.run)
             await writer.aclose()
@@ -475,9 +475,9 @@ async def test_not_a_terminal_appends_plain_frames_and_logs() -> None:
     with pipe() as (read, write):
         writer = LineWriter(write, name="test", budget=1 << 20)
         view = LiveView(writer, terminal=False, fd=write)
-        assert view.show(Text("one", style="red"))
+        assert await view.show(Text("one", style="red"))
         view.log("a log line")
-        assert view.show(Text("two"), force=True)
+        assert await view.show(Text("two"), force=True)
         async with trio.open_nursery() as nursery:
             await nursery.start(writer.run)
             await writer.aclose()
@@ -488,20 +488,24 @@ async def test_the_view_refreshes_four_times_a_second_and_ends_with_the_final_fr
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     calls: list[tuple[float, bool]] = []
+    fourth = trio.Event()
 
     async def frame(final: bool) -> RenderableType:
         calls.append((trio.current_time(), final))
+        if len(calls) == 4:
+            fourth.set()
         return Text("final" if final else f"frame {len(calls)}")
 
     with pipe() as (_, write):
-        # What reaches the pipe is not asserted here: under autojump the clock may jump
-        # over the final flush while the writer's thread works (see the next test).
+        # No deadline in the block: the clock would jump to it while a frame renders in
+        # the worker thread. What reaches the pipe is not asserted here (the clock may
+        # jump over the final flush while the writer's thread works; see the next test).
         async with open_live_view(
             frame, fd=write, terminal=False, every=0.1, logs=False, flush_for=1.0
         ):
-            await trio.sleep(0.9)
+            await fourth.wait()
     # `every` below 0.25 s is raised to it: at most 4 frames a second.
-    assert calls == [(0.0, False), (0.25, False), (0.5, False), (0.75, False), (0.9, True)]
+    assert calls == [(0.0, False), (0.25, False), (0.5, False), (0.75, False), (0.75, True)]
 
 
 async def test_the_view_writes_the_log_above_and_the_final_frame_last(
@@ -547,9 +551,9 @@ async def test_a_terminal_that_does_not_read_costs_frames_not_the_loop() -> None
         async with trio.open_nursery() as nursery:
             await nursery.start(writer.run)
             with trio.fail_after(DEADLINE):
-                shown = [view.show(frame)]
+                shown = [await view.show(frame)]
                 await trio.testing.wait_all_tasks_blocked()
-                shown += [view.show(frame) for _ in range(99)]
+                shown += [await view.show(frame) for _ in range(99)]
             # Every later frame is skipped at once, none queued behind the first.
             assert shown == [True] + [False] * 99
             assert writer.pending_bytes > 0

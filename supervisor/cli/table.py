@@ -10,10 +10,11 @@ or from a status endpoint's JSON (``marketprism status``, through :func:`decode_
 
 :class:`LiveView` puts frames on a terminal without ever blocking the Trio loop, which
 answers pings and watches heartbeats (audit H1: a blocking write to a slow terminal or
-pipe stops everything). A frame is rendered to text in the loop (rich ``Console`` on a
-``StringIO``, at the terminal's width; microseconds to a millisecond for a few dozen
-rows) and handed as bytes to a :class:`~supervisor.cli.output.LineWriter`, whose worker
-thread does the blocking write. The redraw is rich ``Live``'s, done as text: move the
+pipe stops everything). The renderable is built in the loop from one snapshot (cheap:
+strings and ``Text``), rendered to text in a worker thread (rich ``Console`` on a
+``StringIO`` at the terminal's width; tens of milliseconds, too long for the loop) and
+handed as bytes to a :class:`~supervisor.cli.output.LineWriter`, whose worker thread
+does the blocking write. The redraw is rich ``Live``'s, done as text: move the
 cursor up over the previous frame (CSI ``n A``), erase to the end of the screen
 (CSI ``J``), write the new one. Log lines go through the same writer, erased frame
 first and redrawn after them, so they scroll above the table in order, as rich's
@@ -35,6 +36,7 @@ off.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import logging
 import os
@@ -45,8 +47,8 @@ from typing import Final, Literal, final
 
 import msgspec
 import trio
+from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
-from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -107,8 +109,6 @@ _COLUMNS: Final[tuple[tuple[str, Literal["left", "right"]], ...]] = (
     ("subs", "right"),
 )
 
-#: A width no table reaches (to measure a table's natural width).
-_UNBOUNDED: Final = 1 << 20
 #: The columns a narrow terminal drops, first to last.
 _DROP_ORDER: Final = (
     "messages",
@@ -242,17 +242,31 @@ class _FittedTable:
             table.add_row(*(row[i] for i in keep))
         return table
 
+    def _width(self, dropped: frozenset[str]) -> int:
+        """The table's natural width without ``dropped``: its cells' widths, padding (1
+        each side) and borders (one between columns and one at each end). Computed, not
+        measured with rich, which would render every cell once more per try."""
+        total = 1
+        for i, (column, _) in enumerate(_COLUMNS):
+            if column in dropped:
+                continue
+            width = max([len(column), *(cell_len(_plain(row[i])) for row in self._rows)])
+            if column == "route":
+                width = min(width, _ROUTE_WIDTH)
+            total += width + 3
+        return total
+
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         dropped: frozenset[str] = frozenset()
-        table = self._table(dropped)
-        # Measured at an unbounded width: rich clamps a measurement to the width given.
-        unbounded = options.update_width(_UNBOUNDED)
         for column in _DROP_ORDER:
-            if Measurement.get(console, unbounded, table).maximum <= options.max_width:
+            if self._width(dropped) <= options.max_width:
                 break
             dropped |= {column}
-            table = self._table(dropped)
-        yield table
+        yield self._table(dropped)
+
+
+def _plain(cell: Text | str) -> str:
+    return cell.plain if isinstance(cell, Text) else cell
 
 
 def _row(conn: ConnectionStats) -> tuple[Text | str, ...]:
@@ -397,18 +411,29 @@ class LiveView:
             size = shutil.get_terminal_size()
         return size.columns, size.lines
 
-    def show(self, renderable: RenderableType, *, force: bool = False) -> bool:
+    async def show(self, renderable: RenderableType, *, force: bool = False) -> bool:
         """Draw ``renderable`` in place of the previous frame.
 
         Skipped while the previous frame is still being written, unless ``force``.
+        ``renderable`` is rendered in a worker thread and must not be changed meanwhile
+        (:func:`status_table` builds a new one from an immutable snapshot each time).
 
         Returns:
             Whether the frame was queued.
+
+        Cancellation: waits for the rendering (milliseconds) to end, then nothing is
+        queued.
         """
         if not force and self._writer.pending_bytes:
+            await trio.lowlevel.checkpoint()
             return False
         width, height = self._size()
-        frame = render_text(renderable, width=width, color=self._terminal)
+        # Rich is pure Python and slow: about 20 ms for 4 rows and 60 ms for 40 on this
+        # machine, too long to hold the loop 4 times a second; in a thread the GIL
+        # hands the loop a turn every switch interval (5 ms).
+        frame = await trio.to_thread.run_sync(
+            functools.partial(render_text, renderable, width=width, color=self._terminal)
+        )
         if self._terminal and height > 1:
             lines = frame.splitlines(keepends=True)
             if len(lines) > height - 1:
@@ -502,7 +527,7 @@ async def open_live_view(
             nursery.start_soon(_refresh, view, frame, every, refresh)
             yield view
             refresh.cancel(reason="the view's block ended")
-            view.show(await frame(True), force=True)
+            await view.show(await frame(True), force=True)
         finally:
             root.handlers[:] = saved
         with trio.move_on_after(flush_for):
@@ -555,6 +580,10 @@ async def _refresh(
     scope: trio.CancelScope,
 ) -> None:
     with scope:
+        # Frames start at least `every` apart, on a fixed schedule: time spent rendering
+        # counts toward the wait, and a slow render skips slots instead of piling up.
+        next_at = trio.current_time()
         while True:
-            view.show(await frame(False))
-            await trio.sleep(every)
+            await view.show(await frame(False))
+            next_at = max(next_at + every, trio.current_time())
+            await trio.sleep_until(next_at)
