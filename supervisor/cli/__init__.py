@@ -1,4 +1,4 @@
-"""The ``marketprism`` command line: ``run``, ``check`` and ``demo``.
+"""The ``marketprism`` command line: ``run``, ``check``, ``demo``, ``probe`` and ``status``.
 
 ``main`` is the console script's entry point (``marketprism = "supervisor.cli:main"``).
 """

@@ -8,31 +8,30 @@ seconds one fake suffers the next fault in a fixed cycle: close frame, TCP reset
 stall, garbage frame, book sequence gap, server disconnect notice, oversized frame,
 refused connections, slow sender. Next to each fake a REST fake serves the venue's
 server time (a few milliseconds off this machine's clock, differently per venue) and
-instrument list, so each connection's REST calls run as in production. A live table
-shows each connection's state, message rate, reconnects, backoff, subscriptions and
-clock offset while messages keep flowing. Ctrl-C stops everything cleanly.
+instrument list, so each connection's REST calls run as in production. The status table
+(``supervisor.cli.table``, the same as ``marketprism status`` shows) is redrawn 4 times
+a second on a terminal, with the recent faults under it and the log scrolling above it;
+into a pipe or file, a plain table every 2 s. It is written by a worker thread, never
+from the loop, so a terminal that stops reading cannot stall the connections. Ctrl-C
+stops everything cleanly.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
+import os
 import random
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Final, NamedTuple
 
 import trio
-from rich.console import Console
-from rich.live import Live
-from rich.logging import RichHandler
-from rich.table import Table
+from rich.console import RenderableType
 
 from actors.registry import Stats
 from supervisor.api import open_supervisor
-from supervisor.cli.logs import TextFormatter
 from supervisor.cli.signals import stop_on_signals
+from supervisor.cli.table import DEFAULT_REFRESH, open_live_view, status_table
 from supervisor.config import config_from_dict
 from supervisor.status import serve_status_listener
 from supervisor.testing import (
@@ -50,7 +49,10 @@ from supervisor.tree import Supervisor
 __all__ = ["run_demo"]
 
 _MAX_MESSAGE_SIZE: Final = 256 * 1024
-_REFRESH: Final = 0.25
+#: Seconds between tables when stdout is not a terminal.
+_PIPE_EVERY: Final = 2.0
+#: The descriptor the table goes to (the process's standard output).
+_STDOUT: Final = 1
 _CHANNELS: Final = ["trades", "ticker", "book"]
 
 
@@ -259,63 +261,13 @@ async def _consume(sup: Supervisor, counter: list[int]) -> None:
         counter[0] += len(batch)
 
 
-_COLUMNS: Final = (
-    ("connection", "left"),
-    ("state", "left"),
-    ("msg/s", "right"),
-    ("messages", "right"),
-    ("reconnects", "right"),
-    ("backoff s", "right"),
-    ("dropped", "right"),
-    ("malformed", "right"),
-    ("gaps", "right"),
-    ("subs live", "right"),
-    ("clock ms", "right"),
-)
-
-
-def _table(stats: Stats, delivered: int, log: list[str], *, final: bool = False) -> Table:
+def _frame(stats: Stats, delivered: int, log: list[str], *, final: bool = False) -> RenderableType:
     hint = "stopped" if final else "Ctrl-C to stop"
-    table = Table(
+    return status_table(
+        stats,
         title=f"marketprism demo: {delivered} messages delivered ({hint})",
         caption="recent faults:\n" + ("\n".join(log) or "(none yet)"),
-        caption_justify="left",
     )
-    for column, justify in _COLUMNS:
-        table.add_column(column, justify=justify, no_wrap=True, min_width=len(column))  # type: ignore[arg-type]
-    table.add_column("last error", no_wrap=True, overflow="ellipsis", max_width=56)
-    for conn in stats.connections:
-        table.add_row(
-            conn.name,
-            conn.state,
-            f"{conn.rate:.0f}",
-            str(conn.messages),
-            str(conn.restarts),
-            f"{conn.backoff:.2f}",
-            str(conn.dropped),
-            str(conn.malformed),
-            str(conn.gaps),
-            _live_subscriptions(conn.subscriptions),
-            "-" if conn.clock_offset is None else f"{conn.clock_offset * 1000:+.0f}",
-            conn.last_error,
-        )
-    return table
-
-
-def _live_subscriptions(subscriptions: dict[str, str]) -> str:
-    live = sum(state == "live" for state in subscriptions.values())
-    return f"{live}/{len(subscriptions)}"
-
-
-async def _show(sup: Supervisor, counter: list[int], log: list[str], console: Console) -> None:
-    if console.is_terminal:
-        with Live(console=console, auto_refresh=False) as live:
-            while True:
-                live.update(_table(await sup.stats(), counter[0], log), refresh=True)
-                await trio.sleep(_REFRESH)
-    while True:
-        await trio.sleep(2.0)
-        console.print(_table(await sup.stats(), counter[0], log))
 
 
 async def run_demo(
@@ -324,47 +276,49 @@ async def run_demo(
     seed: int | None,
     *,
     status: trio.SocketListener | None = None,
-    log_format: str = "text",
 ) -> None:
     """Run the demo until ``duration`` passes or SIGINT/SIGTERM arrives.
 
     ``status``: a listener from :func:`~supervisor.status.bind_status` to serve the
     status endpoint on while the supervisor runs (``--status``); closed on the way out.
-    ``log_format``: ``--log-format``; with ``json`` the log lines stay JSON on stderr
-    (the handler the command installed), instead of scrolling above the table.
+    On a terminal, log lines scroll above the table, unless ``--log-format json`` was
+    asked for: JSON lines stay on stderr (:func:`~supervisor.cli.table.open_live_view`
+    leaves a JSON handler in place).
 
     Cancellation: every connection and fake is closed cleanly on the way out.
     """
     rng = random.Random(seed)
-    console = Console(file=sys.stdout)
-    if console.is_terminal:
-        if log_format == "text":
-            # Logs scroll above the live table instead of tearing through it; masked
-            # and one line per record as everywhere else (supervisor/cli/logs.py).
-            handler = RichHandler(console=console, show_path=False)
-            handler.setFormatter(TextFormatter("%(message)s"))
-            logging.getLogger("marketprism").handlers[:] = [handler]
-    else:
-        console.width = max(console.width, 200)
+    terminal = os.isatty(_STDOUT)
     counter = [0]
     log: list[str] = []
     async with contextlib.AsyncExitStack() as stack:
         venues = await _open_venues(stack)
         config = config_from_dict(_demo_config(venues), source="<demo>")
         sup = await stack.enter_async_context(open_supervisor(config, rng=rng))
+
+        async def frame(final: bool) -> RenderableType:
+            return _frame(await sup.stats(), counter[0], log, final=final)
+
         async with trio.open_nursery() as nursery:
             if status is not None:
                 await nursery.start(serve_status_listener, sup, status)
             nursery.start_soon(stop_on_signals, sup)
             faults = trio.CancelScope()
             nursery.start_soon(_inject, venues, fault_every, rng, log, faults)
-            nursery.start_soon(_show, sup, counter, log, console)
-            with trio.move_on_after(duration if duration is not None else float("inf")):
-                await _consume(sup, counter)
-            # No new faults during the clean stop, and no stalled peer to wait for.
-            faults.cancel(reason="demo stopping")
-            for venue in venues:
-                venue.fake.resume()
-            await sup.stop()
+            async with open_live_view(
+                frame,
+                fd=_STDOUT,
+                terminal=terminal,
+                every=DEFAULT_REFRESH if terminal else _PIPE_EVERY,
+                # Logs scroll above the live table instead of tearing through it.
+                logs=terminal,
+                flush_for=config.supervisor.shutdown_timeout,
+            ):
+                with trio.move_on_after(duration if duration is not None else float("inf")):
+                    await _consume(sup, counter)
+                # No new faults during the clean stop, and no stalled peer to wait for.
+                faults.cancel(reason="demo stopping")
+                for venue in venues:
+                    venue.fake.resume()
+                await sup.stop()
             nursery.cancel_scope.cancel(reason="demo finished")
-        console.print(_table(await sup.stats(), counter[0], log, final=True))

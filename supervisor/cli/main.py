@@ -1,10 +1,12 @@
-"""The ``marketprism`` command: argument parsing and the run, check, demo and probe commands.
+"""The ``marketprism`` command: argument parsing and the run, check, demo, probe and status
+commands.
 
 Exit codes: 0 success (including a clean stop on SIGINT/SIGTERM, and a reader of stdout
 that went away, as with ``| head``), 1 the supervisor gave up (restart intensity
 exceeded; the message names the connection and its last error) or stdout could not be
-written, 2 a usage or configuration problem (one ``FILE:LINE: key: problem`` line each;
-also a ``--status`` address that is taken or not local, checked before anything connects).
+written (``status``: the endpoint could not be read), 2 a usage or configuration problem
+(one ``FILE:LINE: key: problem`` line each; also a ``--status`` address that is taken or
+not local, checked before anything connects).
 
 ``run`` never writes stdout or stderr from the event loop: its JSON lines, its log lines
 and its summary go to two :class:`~supervisor.cli.output.LineWriter` (one per stream),
@@ -46,6 +48,10 @@ from supervisor.cli.output import DEFAULT_OUTPUT_BUDGET, LineWriter
 from supervisor.cli.probe import DEFAULT_TIMEOUT as DEFAULT_PROBE_TIMEOUT
 from supervisor.cli.probe import run_command as run_probe
 from supervisor.cli.signals import stop_on_signals
+from supervisor.cli.status import DEFAULT_ADDRESS as DEFAULT_STATUS_ADDRESS
+from supervisor.cli.status import DEFAULT_INTERVAL as DEFAULT_STATUS_INTERVAL
+from supervisor.cli.status import run_status
+from supervisor.cli.table import live_table
 from supervisor.config import Config, load_config
 from supervisor.status import bind_status, serve_status_listener
 from supervisor.tree import Supervisor
@@ -124,6 +130,29 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--seed", type=int, default=None, help="seed for faults and jitter")
     _add_status_option(demo)
+
+    status = commands.add_parser(
+        "status", help="live status table of a running `run|demo --status HOST:PORT`"
+    )
+    status.add_argument(
+        "address",
+        nargs="?",
+        type=_host_port,
+        default=DEFAULT_STATUS_ADDRESS,
+        metavar="HOST:PORT",
+        help=f"its status endpoint (default: {DEFAULT_STATUS_ADDRESS})",
+    )
+    status.add_argument(
+        "--interval",
+        type=_seconds,
+        default=DEFAULT_STATUS_INTERVAL,
+        help=f"seconds between polls (default: {DEFAULT_STATUS_INTERVAL:g})",
+    )
+    status.add_argument(
+        "--once",
+        action="store_true",
+        help="print one table and exit (the default when stdout is not a terminal)",
+    )
 
     probe = commands.add_parser(
         "probe",
@@ -236,6 +265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             rest_url=args.rest_url,
             environ=os.environ,
         )
+    if args.command == "status":
+        return run_status(*args.address, interval=args.interval, once=args.once)
     if args.command == "run":
         try:
             config = load_config(args.config)
@@ -244,9 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_supervised(
             _run, config, args.output, args.duration, args.output_buffer, args.status
         )
-    return _run_supervised(
-        _demo, args.status, args.duration, args.fault_every, args.seed, args.log_format
-    )
+    return _run_supervised(_demo, args.status, args.duration, args.fault_every, args.seed)
 
 
 def _check(path: str) -> int:
@@ -312,12 +341,11 @@ async def _demo(
     duration: float | None,
     fault_every: float,
     seed: int | None,
-    log_format: str,
 ) -> None:
     """``marketprism demo``, with its status endpoint bound first if asked for."""
     listener = await _bind_status(status)
     async with listener if listener is not None else contextlib.nullcontext():
-        await run_demo(duration, fault_every, seed, status=listener, log_format=log_format)
+        await run_demo(duration, fault_every, seed, status=listener)
 
 
 def _gave_up(exc: RestartLimitExceeded | GaveUp) -> str:
@@ -401,8 +429,11 @@ async def _run_supervisor(
             await nursery.start(_watch_output, stdout, sup)
             await _print_batches(sup, stdout)
         else:
-            async for _ in sup.batches():
-                pass
+            # The table on a terminal (JSON lines to stdout never get one).
+            flush_for = config.supervisor.shutdown_timeout
+            async with live_table(sup.stats, "marketprism run", fd=_STDOUT, flush_for=flush_for):
+                async for _ in sup.batches():
+                    pass
         await sup.stop()
         if stdout is not None:
             flush_for = config.supervisor.shutdown_timeout

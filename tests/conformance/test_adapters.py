@@ -168,7 +168,9 @@ def _started(exchange: str) -> AdapterPair:
 def _is_json(data: str | bytes) -> bool:
     try:
         msgspec.json.decode(data)
-    except (msgspec.DecodeError, RecursionError):
+    # msgspec raises UnicodeDecodeError, not DecodeError, for invalid UTF-8 inside a
+    # string (b'"\x80"'), as the adapters know (sdk/protocol.py).
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return False
     return True
 
