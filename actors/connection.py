@@ -78,7 +78,7 @@ from actors.exchanges.sdk.rest import TIME, RestCall
 from actors.handover import ContinuityLedger
 from actors.logs import FailureLog, log_fields
 from actors.net import Connector, redact_url, split_ws_url
-from actors.net.rest import RestClient, WeightWindow
+from actors.net.rest import RestClient, WeightWindow, WireTimes
 from actors.net.websocket import NORMAL_CLOSURE, ClosedNormally, open_websocket
 from actors.registry import (
     Connected,
@@ -685,15 +685,23 @@ class ConnectionActor:
         name = self.spec.name
         wall = self._wall_clock
         sent_trio, sent_at = trio.current_time(), wall()
+        # Wall clock minus Trio clock, to read Trio times as wall times.
+        wall_minus_trio = sent_at - sent_trio
+        wire = WireTimes()
         try:
-            # The server time is read against the moment it was sent: it must not wait
-            # for a slot (a held host), or the wait would count as the round trip.
+            # The server time is read against the moments the request went out and the
+            # answer came back on the wire (not the connect, not a wait for a slot:
+            # either would count as round trip and skew the offset by half of it).
             body = await client.get(
                 call.path,
                 params=dict(call.params),
                 max_wait=0.0 if call.purpose == TIME else math.inf,
+                wire=wire,
             )
             received_trio, received_at = trio.current_time(), wall()
+            if wire.sent is not None and wire.answered is not None:
+                sent_at = wire.sent + wall_minus_trio
+                received_at = wire.answered + wall_minus_trio
             problems = proto.receive_rest(
                 call, body, received_trio, sent_at=sent_at, received_at=received_at
             )
@@ -736,7 +744,7 @@ class ConnectionActor:
                 # The window counted so far is the one the venue is in now: it keeps
                 # its count under its new index.
                 current = budget.index(received_trio)
-                budget.offset = proto.clock_offset + sent_at - sent_trio
+                budget.offset = proto.clock_offset + wall_minus_trio
                 if budget.frontier == current:
                     budget.frontier = budget.index(received_trio)
         for problem in problems:

@@ -9,6 +9,7 @@ injected as the fake's own (``DEFAULT_EPOCH`` plus the Trio clock), so a venue c
 from __future__ import annotations
 
 import logging
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,34 @@ async def test_clock_offset_is_the_venues_clock_minus_ours(
         ("/api/v3/exchangeInfo", 0.0),
     ]
     assert stats.subscriptions == {"btcusdt@trade": "live"}
+
+
+async def test_clock_offset_leaves_out_a_slow_tls_handshake(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    trustme = pytest.importorskip("trustme", reason="pip install trustme (the test extra has it)")
+    ca = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    async with (
+        open_fake_exchange(
+            name="binance", transport="memory", interval=1.0, handler=FakeBinance()
+        ) as fake,
+        open_fake_rest(ssl_context=server) as rest,
+    ):
+        rest.serve_venue("binance", ["BTCUSDT", "ETHUSDT"], offset=1.5)
+        # A far venue: the TLS handshake of the first call takes 2 s. Counted as round
+        # trip, it would put the venue 1 s further ahead than it is (2.5).
+        rest.accept_delay = 2.0
+        cfg = config(rest, symbols=["BTC-USDT"], tls={"ca_file": str(ca_file)})
+        with trio.fail_after(DEADLINE):
+            async with open_supervisor(cfg, connector=fake.connect, wall_clock=wall) as sup:
+                await first_trades(sup, 3)
+                stats = await stats_of(sup)
+    assert [(r.path, r.at) for r in rest.requests][:1] == [("/api/v3/time", 2.0)]
+    assert stats.clock_offset == 1.5
 
 
 async def test_sup_rest_shares_the_adapters_client_and_weight_budget(

@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from actors import ConnectError
-from actors.net.rest import RestClient, RetryPolicy, open_direct_stream
+from actors.net.rest import RestClient, RetryPolicy, WireTimes, open_direct_stream
 from supervisor.testing.fakes.rest import Reply, open_fake_rest
 
 # trustme is in the test extra (added with the proxy routes); without it, say how to get it.
@@ -93,3 +93,20 @@ async def test_a_certificate_for_another_host_is_refused(autojump_clock: Any) ->
                 with pytest.raises(ConnectError, match=r"IP address mismatch"):
                     await client.get("/api/v3/time")
         assert fake.requests == []
+
+
+async def test_wire_times_leave_out_the_connect_and_the_tls_handshake(autojump_clock: Any) -> None:
+    ca = trustme.CA()
+    with trio.fail_after(DEADLINE):
+        async with open_fake_rest(ssl_context=_server_context(ca, "127.0.0.1")) as fake:
+            # A far venue: the handshake takes 2 s, the answer 0.5 s more.
+            fake.accept_delay = 2.0
+            fake.route("/api/v3/time", Reply(body={"serverTime": 1}, delay=0.5))
+            async with RestClient("binance", fake.url, ssl_context=_client_context(ca)) as client:
+                first = WireTimes()
+                assert await client.get("/api/v3/time", wire=first) == {"serverTime": 1}
+                assert (first.sent, first.answered) == (2.0, 2.5)
+                # On the pooled connection there is no handshake left to leave out.
+                second = WireTimes()
+                await client.get("/api/v3/time", wire=second)
+                assert (second.sent, second.answered) == (2.5, 3.0)

@@ -71,7 +71,7 @@ from actors.exchanges.messages import (
     SubscriptionFailed,
 )
 from actors.net import TcpTlsConnector, TlsSettings, build_ssl_context, split_ws_url
-from actors.net.rest import RestClient, RestTimeouts, RetryPolicy
+from actors.net.rest import RestClient, RestTimeouts, RetryPolicy, WireTimes
 from actors.net.route import ProxySetting, ProxyURL, Route, resolve_route
 from actors.net.tls import DEFAULT_TLS
 from actors.net.tunnel import open_stream
@@ -703,12 +703,17 @@ async def _rest(target: ProbeTarget, stages: _Stages, environ: Mapping[str, str]
         retry=RetryPolicy(attempts=1),
     )
     async with client:
-        sent = time.time()
+        sent, sent_trio = time.time(), trio.current_time()
+        wire = WireTimes()
         try:
-            body = await client.get(call.path, params=dict(call.params))
+            body = await client.get(call.path, params=dict(call.params), wire=wire)
         except SupervisorError as exc:
             raise _StageFailed(str(exc), redacted=True) from None
         received = time.time()
+        if wire.sent is not None and wire.answered is not None:
+            # The request and answer on the wire: the connect (TCP, proxies, TLS)
+            # is not round trip (see actors.net.rest.WireTimes).
+            sent, received = sent + wire.sent - sent_trio, sent + wire.answered - sent_trio
     server = proto.server_time(body)
     if server is None:
         raise _StageFailed(f"GET {url}: the answer carries no server time: {str(body)[:200]}")

@@ -11,6 +11,7 @@ from actors.net.rest._client import RestClient as RestClient
 from actors.net.rest._client import RestClients as RestClients
 from actors.net.rest._client import RestTimeouts as RestTimeouts
 from actors.net.rest._client import RetryPolicy as RetryPolicy
+from actors.net.rest._client import WireTimes as WireTimes
 from actors.net.rest._errors import RateLimited as RateLimited
 from actors.net.rest._errors import RestError as RestError
 from actors.net.rest._limits import VENUES as VENUES
@@ -35,6 +36,7 @@ __all__ = [
     "RetryPolicy",
     "VenueLimits",
     "WeightWindow",
+    "WireTimes",
     "open_direct_stream",
     "retry_after",
 ]

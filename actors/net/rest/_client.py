@@ -59,6 +59,7 @@ __all__ = [
     "RestClients",
     "RestTimeouts",
     "RetryPolicy",
+    "WireTimes",
 ]
 
 #: Connections kept open per host. Market-data callers seldom have more in flight.
@@ -112,6 +113,36 @@ class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
 #: Binance answers within its own 10 s server timeout (rest-api.md, ``-1007``).
 DEFAULT_TIMEOUTS: Final = RestTimeouts()
 DEFAULT_RETRY: Final = RetryPolicy()
+
+
+@final
+class WireTimes:
+    """When a request went out on the wire and when its answer's head came back.
+
+    Trio times, filled by the client for the last attempt of a call made with it (from
+    httpcore's trace events), so the time spent opening a connection (TCP, proxies, TLS)
+    or waiting for a slot is left out. A server-time estimate needs exactly this: the
+    venue reads its clock between the two, and the first call on a new connection to a
+    far venue would otherwise count a TLS handshake as round trip (an offset too large
+    by half of it).
+
+    Attributes:
+        sent: when the request head started out; ``None`` if it never did.
+        answered: when the response head was read; ``None`` if it never was.
+    """
+
+    __slots__ = ("answered", "sent")
+
+    def __init__(self) -> None:
+        self.sent: float | None = None
+        self.answered: float | None = None
+
+    async def trace(self, event: str, info: dict[str, Any]) -> None:
+        """httpcore's ``trace`` extension: note the two moments."""
+        if event.endswith(".send_request_headers.started"):
+            self.sent, self.answered = trio.current_time(), None
+        elif event.endswith(".receive_response_headers.complete"):
+            self.answered = trio.current_time()
 
 
 @final
@@ -211,9 +242,12 @@ class RestClient:
         params: Params | None = None,
         weight: int | None = None,
         max_wait: float = math.inf,
+        wire: WireTimes | None = None,
     ) -> Any:
         """``GET path`` and return the decoded JSON body (see :meth:`request`)."""
-        return await self.request("GET", path, params=params, weight=weight, max_wait=max_wait)
+        return await self.request(
+            "GET", path, params=params, weight=weight, max_wait=max_wait, wire=wire
+        )
 
     async def request(
         self,
@@ -225,6 +259,7 @@ class RestClient:
         headers: Mapping[str, str] | None = None,
         weight: int | None = None,
         max_wait: float = math.inf,
+        wire: WireTimes | None = None,
     ) -> Any:
         """Send one request within the host's limits and return its decoded JSON body.
 
@@ -237,6 +272,8 @@ class RestClient:
             weight: the request's cost in its budget, overriding the venue table.
             max_wait: seconds the call may wait for a slot (a hold or the budget)
                 before it raises :class:`RateLimited` instead; waiting is the default.
+            wire: filled with when the last attempt's request went out and its answer
+                came back (:class:`WireTimes`).
 
         Returns:
             The decoded JSON body (the venue's whole envelope).
@@ -264,7 +301,7 @@ class RestClient:
         for attempt in range(1, self._retry.attempts + 1):
             reservation = await self._slot(method, path, query, weight, max_wait)
             try:
-                outcome = await self._attempt(method, path, query, json, headers, reservation)
+                outcome = await self._attempt(method, path, query, json, headers, reservation, wire)
             except _Failed as failed:
                 failures.append(failed.error)
                 if not (failed.unsent or retryable) or attempt == self._retry.attempts:
@@ -322,6 +359,7 @@ class RestClient:
         json: Any,
         headers: Mapping[str, str] | None,
         reservation: Reservation,
+        wire: WireTimes | None,
     ) -> _Ok | _Held | RestError:
         """One HTTP exchange; settles ``reservation`` whatever happens."""
         url = self.base_url + path
@@ -329,7 +367,12 @@ class RestClient:
         try:
             with trio.fail_after(self._timeouts.total):
                 response = await self._http.request(
-                    method, path, params=dict(params), json=json, headers=headers
+                    method,
+                    path,
+                    params=dict(params),
+                    json=json,
+                    headers=headers,
+                    extensions=None if wire is None else {"trace": wire.trace},
                 )
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             limiter.release(reservation, sent=False, used=None, now=trio.current_time())

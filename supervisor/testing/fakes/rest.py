@@ -174,11 +174,14 @@ class FakeRest:
         requests: every request received, in order.
         statuses: the status of every answer sent, in order.
         used: weight counted in the current window (settable, to model other users).
+        accept_delay: seconds (Trio clock) a new connection waits before it is served;
+            over TLS the client's handshake waits that long, like a far venue's.
     """
 
     def __init__(self) -> None:
         self.url = ""
         self.accepts = 0
+        self.accept_delay = 0.0
         self.requests: list[RecordedRequest] = []
         self.statuses: list[int] = []
         self.used = 0
@@ -389,6 +392,7 @@ async def open_fake_rest(*, ssl_context: ssl.SSLContext | None = None) -> AsyncI
     fake.url = f"{'https' if ssl_context else 'http'}://127.0.0.1:{port}"
 
     async def handle(stream: trio.abc.Stream) -> None:
+        await trio.sleep(fake.accept_delay)
         await fake._serve(stream)
 
     async with trio.open_nursery() as nursery:
