@@ -226,6 +226,7 @@ def test_binance_spot_a_snapshot_older_than_the_buffer_is_fetched_again() -> Non
     old = nknusdt_rest_snapshot()
     assert sync.on_snapshot(old) == []
     assert (sync.state, sync.wants_snapshot, sync.resyncs) == (BookState.SYNCING, True, 0)
+    assert (sync.sequence, len(sync.book)) == (None, 0)
     sync.snapshot_requested()
     # A newer one (as of diff 9) bridges: diffs 10.. apply on top of it.
     newer = nknusdt_rest_snapshot(sequence=deltas[9].sequence)

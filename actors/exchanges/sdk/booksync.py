@@ -302,6 +302,7 @@ class BookSync:
                 self.state = BookState.SYNCING
                 self.wants_snapshot = True
                 self.book.clear()
+                self.sequence = self.timestamp = None
                 return []
             while buffer:
                 delta = buffer.popleft()
