@@ -374,3 +374,15 @@ def test_binance_usdm_bridges_on_pu(stale_at: int) -> None:
     (synced,) = sync.on_snapshot(snapshot(505, (("99", "1"),), (("101", "1"),)))
     assert isinstance(synced, BookSnapshot)
     assert synced.sequence == 520
+
+
+def test_the_okx_checksum_uses_the_strings_as_sent() -> None:
+    import zlib
+
+    book = OrderBook()
+    # str(Decimal("0.00000001")) reads 1E-8; OKX hashes the string it sent.
+    book.load([(D("1000.0"), D("0.00000001")), (D("999"), D("3"))], [(D("1000.5"), D("2.50"))])
+    text = "1000.0:0.00000001:1000.5:2.50:999:3"
+    crc = zlib.crc32(text.encode())
+    assert okx_checksum(book) == (crc - (1 << 32) if crc >= 1 << 31 else crc)
+    assert okx_checksum(book) != okx_checksum(OrderBook())
