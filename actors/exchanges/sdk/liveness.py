@@ -75,8 +75,8 @@ class DataClocks:
     """
 
     __slots__ = (
+        "_confirmed_at",
         "_data_at",
-        "_heard",
         "counts",
         "heard_at",
         "limit",
@@ -88,8 +88,8 @@ class DataClocks:
     def __init__(self, limit: float | None, *, per_topic: bool) -> None:
         self.limit = limit
         self.per_topic = per_topic
-        #: topic -> when its data (or its confirmation) was last seen.
-        self._heard: dict[str, float] = {}
+        #: topic -> when this session confirmed it (its data times are in heard_at).
+        self._confirmed_at: dict[str, float] = {}
         self._data_at = -math.inf
         #: Topics silent now (until their next data).
         self.silent: set[str] = set()
@@ -102,7 +102,7 @@ class DataClocks:
 
     def reset(self) -> None:
         """A session ended: forget its clocks (not the counts: stats still owe them)."""
-        self._heard.clear()
+        self._confirmed_at.clear()
         self.silent.clear()
         self._data_at = -math.inf
         self.next_check = math.inf
@@ -111,15 +111,14 @@ class DataClocks:
         """``topics`` were confirmed at ``now``: their clocks start (silent ones stay
         silent: only data ends a silent spell)."""
         silent = self.silent
-        heard = self._heard
+        confirmed_at = self._confirmed_at
         for topic in topics:
             if topic not in silent:
-                heard[topic] = now
+                confirmed_at[topic] = now
         self._watch(now)
 
     def heard(self, topic: str, now: float) -> bool:
         """Data of ``topic`` arrived at ``now``; True if that ends its silent spell."""
-        self._heard[topic] = now
         self.heard_at[topic] = now
         counts = self.counts
         counts[topic] = counts.get(topic, 0) + 1
@@ -159,7 +158,8 @@ class DataClocks:
         self.next_check = math.inf
         if limit is None:
             return [], False
-        heard = self._heard
+        heard_at = self.heard_at
+        confirmed_at = self._confirmed_at
         silent = self.silent
         data_at = -math.inf if self.per_topic else self._data_at
         newly: list[tuple[str, float]] = []
@@ -167,7 +167,12 @@ class DataClocks:
         for topic in confirmed:
             if topic in silent:
                 continue
-            last = max(heard.get(topic, now), data_at)
+            # Its latest data or this session's confirmation, whichever came last (data
+            # of an earlier session is older than the confirmation); a topic known to
+            # neither starts its clock now.
+            last = max(heard_at.get(topic, -math.inf), confirmed_at.get(topic, -math.inf), data_at)
+            if last == -math.inf:
+                last = now
             if now >= last + limit:
                 silent.add(topic)
                 newly.append((topic, now - last))
