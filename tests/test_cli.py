@@ -162,7 +162,6 @@ def summary_count(stderr: str) -> int:
     return int(match["messages"])
 
 
-@final
 class Capture:
     """Everything a child process writes to one pipe; tests wait on its content."""
 

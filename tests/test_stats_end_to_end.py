@@ -257,14 +257,14 @@ async def test_feed_latency_is_receive_time_minus_exchange_time(
     assert stats.clock_offset is None  # no REST in this config: uncorrected
 
 
-async def test_subscription_stats_count_each_topics_data_frames(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    books = LaggingBooks()  # data for BTC-USDT only; ETH-USDT is acknowledged, then quiet
+async def lagging_books_stats(**keys: Any) -> ConnectionStats:
+    """OKX books for BTC-USDT (data every 0.25 s) and ETH-USDT (acknowledged, then quiet):
+    the connection's stats 0.5 s after the FRAMES-th data frame."""
+    books = LaggingBooks()
     async with open_fake_exchange(
         name="okx", transport="memory", interval=0.25, handler=books
     ) as fake:
-        config = okx_config(channels=["book"], symbols=["BTC-USDT", "ETH-USDT"], silent_after=5.0)
+        config = okx_config(channels=["book"], symbols=["BTC-USDT", "ETH-USDT"], **keys)
         with trio.fail_after(60):
             async with open_supervisor(config, connector=Dialer(fake), wall_clock=wall) as sup:
                 got = 0
@@ -274,6 +274,13 @@ async def test_subscription_stats_count_each_topics_data_frames(
                         break
                 await trio.sleep_until(FRAMES * 0.25 + 0.5)
                 (stats,) = (await sup.stats()).connections
+    return stats
+
+
+async def test_subscription_stats_count_each_topics_data_frames(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    stats = await lagging_books_stats(silent_after=5.0)
     assert stats.subscriptions == {"books:BTC-USDT": "live", "books:ETH-USDT": "silent"}
     assert stats.subscription_stats == {
         "books:BTC-USDT": SubscriptionStats(
@@ -288,20 +295,7 @@ async def test_subscription_stats_count_each_topics_data_frames(
 async def test_subscription_counts_need_no_silent_after(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    books = LaggingBooks()  # data for BTC-USDT only; ETH-USDT is acknowledged, then quiet
-    async with open_fake_exchange(
-        name="okx", transport="memory", interval=0.25, handler=books
-    ) as fake:
-        config = okx_config(channels=["book"], symbols=["BTC-USDT", "ETH-USDT"])
-        with trio.fail_after(60):
-            async with open_supervisor(config, connector=Dialer(fake), wall_clock=wall) as sup:
-                got = 0
-                async for _batch in sup.batches():
-                    got += 1
-                    if got == FRAMES:
-                        break
-                await trio.sleep_until(FRAMES * 0.25 + 0.5)
-                (stats,) = (await sup.stats()).connections
+    stats = await lagging_books_stats()
     # Without silent_after nothing goes silent, and every data frame is still counted.
     assert stats.subscription_stats == {
         "books:BTC-USDT": SubscriptionStats(

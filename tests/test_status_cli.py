@@ -17,7 +17,7 @@ import socket
 import struct
 import subprocess
 import termios
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -34,6 +34,7 @@ from test_cli import (
     DEADLINE,
     ENV,
     QUICK,
+    Capture,
     run_cli_async,
     running_cli,
     write_config,
@@ -378,17 +379,13 @@ CSI: Final = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 @final
-class Screen:
+class Screen(Capture):
     """What a child writes to a terminal; tests wait on its content.
 
     As ``test_cli.Capture``, but a character cut between two reads decodes as U+FFFD
-    until its rest arrives (a terminal's output is read in arbitrary pieces).
+    until its rest arrives (a terminal's output is read in arbitrary pieces), and
+    :attr:`text` leaves out the control sequences.
     """
-
-    def __init__(self) -> None:
-        self._data = bytearray()
-        self._closed = False
-        self._changed = trio.Event()
 
     @property
     def raw(self) -> bytes:
@@ -399,25 +396,6 @@ class Screen:
     def text(self) -> str:
         """The output with its control sequences (colours, cursor moves) removed."""
         return CSI.sub("", self._data.decode(errors="replace"))
-
-    async def drain(self, stream: trio.abc.ReceiveStream) -> None:
-        async with stream:
-            async for chunk in stream:
-                self._data += chunk
-                self._wake()
-        self._closed = True
-        self._wake()
-
-    async def wait_until(self, predicate: Callable[[str], bool]) -> None:
-        """Wait until ``predicate(text)`` holds; fail if the terminal closes first."""
-        while not predicate(self.text):
-            if self._closed:
-                raise AssertionError(f"output ended before the awaited state:\n{self.text}")
-            await self._changed.wait()
-
-    def _wake(self) -> None:
-        self._changed.set()
-        self._changed = trio.Event()
 
 
 @final
