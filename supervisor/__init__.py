@@ -25,7 +25,10 @@ from actors import RestError as RestError
 from actors import ServerClosing as ServerClosing
 from actors import SupervisorError as SupervisorError
 from actors import TransportError as TransportError
+from actors.books import BookStats as BookStats
+from actors.books import BookView as BookView
 from actors.exchanges import BookDelta as BookDelta
+from actors.exchanges import BookInvalid as BookInvalid
 from actors.exchanges import BookSnapshot as BookSnapshot
 from actors.exchanges import Message as Message
 from actors.exchanges import RawMessage as RawMessage
@@ -58,7 +61,10 @@ __all__ = [
     "Backoff",
     "BackoffPolicy",
     "BookDelta",
+    "BookInvalid",
     "BookSnapshot",
+    "BookStats",
+    "BookView",
     "Config",
     "ConfigError",
     "ConnectError",

@@ -33,7 +33,8 @@ SRC = "config.toml"
 URL = "wss://stream.example.com/ws"
 SUP_KEYS = "connect_attempts, connect_interval, max_restarts, shutdown_timeout, strategy, within"
 CONN_KEYS = (
-    "allow_plaintext, backoff, buffer, buffer_bytes, channels, connect_timeout, exchange, "
+    "allow_plaintext, backoff, book_depth, book_interval, book_refresh, book_sync, book_top, "
+    "buffer, buffer_bytes, channels, connect_timeout, exchange, "
     "give_up_after, heartbeat, max_message_size, overflow, proxy, raw, rest, restart, "
     "silent_after, stale_after, subscribe, symbols, tls, url"
 )

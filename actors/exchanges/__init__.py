@@ -11,6 +11,7 @@ from actors.exchanges.bybit import BybitProtocol as BybitProtocol
 from actors.exchanges.deribit import DeribitProtocol as DeribitProtocol
 from actors.exchanges.messages import Batch as Batch
 from actors.exchanges.messages import BookDelta as BookDelta
+from actors.exchanges.messages import BookInvalid as BookInvalid
 from actors.exchanges.messages import BookSnapshot as BookSnapshot
 from actors.exchanges.messages import Command as Command
 from actors.exchanges.messages import MalformedFrame as MalformedFrame
@@ -34,6 +35,7 @@ __all__ = [
     "BinanceProtocol",
     "BinanceUsdmProtocol",
     "BookDelta",
+    "BookInvalid",
     "BookSnapshot",
     "BybitLinearProtocol",
     "BybitProtocol",
