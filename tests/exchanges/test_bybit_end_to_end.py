@@ -72,7 +72,7 @@ def e2e_delta(who: dict[str, Any], base: int, u: int, at: float) -> BookDelta:
     price = base + (u - 1) % 100
     return BookDelta(
         **who,
-        bids=levels((f"{price}.40", f"{u % 7}.000")),
+        bids=levels((f"{price}.40", f"{u % 7 + 1}.000")),
         asks=levels((f"{price + 1}.60", "0")),
         sequence=u,
         prev_sequence=u - 1,

@@ -488,7 +488,7 @@ async def test_spot_trades_book_and_ticker_frames(autojump_clock: trio.testing.M
         "type": "delta",
         "data": {
             "s": "BTCUSDT",
-            "b": [["10088.40", f"{(u0 + 1) % 7}.000"]],
+            "b": [["10088.40", f"{(u0 + 1) % 7 + 1}.000"]],
             "a": [["10089.60", "0"]],
             "u": u0 + 1,
             "seq": s0 + 9,

@@ -147,12 +147,15 @@ _decode = msgspec.json.Decoder().decode
 
 
 class _Book:
-    """One book topic of one session: where its ``u`` chain is."""
+    """One book topic of one session: where its ``u`` chain is, and the price its last
+    snapshot was built around (deltas change that snapshot's levels, so the book a
+    client keeps is never crossed)."""
 
-    __slots__ = ("gap", "restart", "snapshot_sent", "u")
+    __slots__ = ("base", "gap", "restart", "snapshot_sent", "u")
 
     def __init__(self, u: int) -> None:
         self.u = u
+        self.base = 0
         self.snapshot_sent = False
         self.gap = False
         self.restart = False
@@ -679,11 +682,13 @@ class FakeBybit:
             if self._numbered and depth == 1:
                 bids[0][1] = str(book.u)  # the normalized ticker's bid size names it
             asks = [[f"{price + i}.60", f"{i + 2}.000"] for i in range(levels)]
+            book.base = price
         else:
+            # The snapshot's best bid changes size; its second ask goes (and stays gone).
             kind = "delta"
             book.u += step
-            bids = [[f"{price}.40", f"{book.u % 7}.000"]]
-            asks = [[f"{price + 1}.60", "0"]]
+            bids = [[f"{book.base}.40", f"{book.u % 7 + 1}.000"]]
+            asks = [[f"{book.base + 1}.60", "0"]]
         self._update_ids[key] = max(self._update_ids[key], book.u - FIRST_UPDATE_ID + 1)
         data = {"s": symbol, "b": bids, "a": asks, "u": book.u, "seq": self._next_seq(key)}
         if category == "spot" or depth == 1:
