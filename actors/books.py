@@ -36,13 +36,22 @@ that sequence.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from decimal import Decimal
 from typing import Final
 
 import msgspec
 
-from actors.exchanges.messages import Batch, BookDelta, BookSnapshot, Level, Message
+from actors.exchanges.messages import (
+    Batch,
+    BookDelta,
+    BookInvalid,
+    BookSnapshot,
+    BookTop,
+    Level,
+    Message,
+)
 from actors.exchanges.sdk.booksync import DEFAULT_BUFFER, BookState, BookSync, SyncRule
 
 __all__ = ["BookKeeper", "BookStats", "BookView"]
@@ -166,17 +175,24 @@ class BookKeeper:
         refresh: seconds between refreshing snapshots of a valid book, for rules with
             REST snapshots (0: never).
         buffer: deltas held per book while a REST snapshot is on its way.
+        top: deliver a :class:`BookTop` of this many levels per side instead of
+            snapshots and deltas (``None``: snapshots and deltas).
+        interval: with ``top``, the least time between two tops of one symbol.
     """
 
     __slots__ = (
         "_buffer",
+        "_next_top",
         "_snapshots",
         "_synced_at",
+        "changed",
         "connection",
         "exchange",
+        "interval",
         "refresh",
         "rule",
         "syncs",
+        "top",
     )
 
     def __init__(
@@ -188,6 +204,8 @@ class BookKeeper:
         *,
         refresh: float = 0.0,
         buffer: int = DEFAULT_BUFFER,
+        top: int | None = None,
+        interval: float = 0.0,
     ) -> None:
         self.connection = connection
         self.exchange = exchange
@@ -199,6 +217,12 @@ class BookKeeper:
         #: symbol -> the receive time of the update its last snapshot synced at.
         self._synced_at: dict[str, float] = {}
         self._snapshots: dict[str, int] = {}
+        self.top = top
+        self.interval = interval
+        #: With ``top``: the symbols whose valid book changed since their last top.
+        self.changed: set[str] = set()
+        #: With ``top``: symbol -> the earliest time (the caller's clock) of its next top.
+        self._next_top: dict[str, float] = {}
         self.track(symbols)
 
     def track(self, symbols: Iterable[str]) -> list[str]:
@@ -213,6 +237,8 @@ class BookKeeper:
             del self.syncs[symbol]
             self._synced_at.pop(symbol, None)
             self._snapshots.pop(symbol, None)
+            self._next_top.pop(symbol, None)
+            self.changed.discard(symbol)
         for symbol in wanted:
             if symbol not in self.syncs:
                 self.syncs[symbol] = BookSync(self.rule, buffer=self._buffer)
@@ -235,9 +261,10 @@ class BookKeeper:
                 if sync is not None:
                     if out is None:
                         out = list(batch[:index])
-                    out += sync.on_delta(message)
+                    answer = sync.on_delta(message)
                     if self.refresh and sync.state is _VALID:
                         self._maybe_refresh(message.symbol, sync, message.received_at)
+                    out += answer if self.top is None else self._topped(message.symbol, answer)
                     continue
             elif kind is BookSnapshot:
                 assert isinstance(message, BookSnapshot)
@@ -245,11 +272,61 @@ class BookKeeper:
                 if sync is not None:
                     if out is None:
                         out = list(batch[:index])
-                    out += self._snapshot(message.symbol, sync, message)
+                    answer = self._snapshot(message.symbol, sync, message)
+                    out += answer if self.top is None else self._topped(message.symbol, answer)
                     continue
             if out is not None:
                 out.append(message)
         return batch if out is None else tuple(out)
+
+    def _topped(self, symbol: str, answer: list[Message]) -> list[Message]:
+        """With ``top``: the book's answer without its snapshots and deltas (a top
+        follows instead); a :class:`BookInvalid` still goes out at once."""
+        kept: list[Message] = []
+        for message in answer:
+            if type(message) is BookInvalid:
+                kept.append(message)
+                self.changed.discard(symbol)
+            else:
+                self.changed.add(symbol)
+        return kept
+
+    def tops(self, now: float) -> tuple[list[BookTop], float]:
+        """With ``top``: the tops due at ``now`` (the caller's clock) for books that
+        changed, at most one per symbol per ``interval``.
+
+        Returns:
+            ``(tops, next)``: the tops to deliver (their symbols count as sent at
+            ``now``), and when the next changed book's top is due (``inf``: none
+            waiting).
+        """
+        depth = self.top
+        out: list[BookTop] = []
+        later = math.inf
+        for symbol in list(self.changed):
+            due = self._next_top.get(symbol, -math.inf)
+            if due > now:
+                later = min(later, due)
+                continue
+            self.changed.discard(symbol)
+            sync = self.syncs[symbol]
+            if sync.state is not _VALID:
+                continue
+            bids, asks = sync.book.top(depth)
+            out.append(
+                BookTop(
+                    connection=self.connection,
+                    exchange=self.exchange,
+                    received_at=sync.received_at,
+                    symbol=symbol,
+                    bids=bids,
+                    asks=asks,
+                    sequence=sync.sequence,
+                    timestamp=sync.timestamp,
+                )
+            )
+            self._next_top[symbol] = now + self.interval
+        return out, later
 
     def _maybe_refresh(self, symbol: str, sync: BookSync, received_at: float) -> None:
         synced = self._synced_at.get(symbol)

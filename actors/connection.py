@@ -73,7 +73,7 @@ from actors._errors import ConnectionLost, FeedStale, RateLimited, ServerClosing
 from actors._spec import ConnectionSpec
 from actors.books import BookKeeper
 from actors.consumer_queue import ConsumerQueue
-from actors.exchanges.messages import Batch, Message, ReconnectRequested
+from actors.exchanges.messages import Batch, BookInvalid, Message, ReconnectRequested
 from actors.exchanges.sdk.protocol import AdapterState, ExchangeProtocol
 from actors.exchanges.sdk.rest import TIME, RestCall
 from actors.handover import ContinuityLedger
@@ -278,6 +278,8 @@ class ConnectionActor:
         self._books_lock = trio.Lock()
         # Set when a book wants a snapshot; replaced once the books task woke.
         self._books_wanted = trio.Event()
+        # Set when a book changed (book_top); replaced once the tops task woke.
+        self._tops_wanted = trio.Event()
         #: Consecutive snapshot failures per book symbol.
         self._book_failures: dict[str, int] = {}
 
@@ -301,7 +303,15 @@ class ConnectionActor:
                 extra=self._log_fields(event="books_unchecked"),
             )
             return None
-        return BookKeeper(spec.name, spec.exchange, rule, symbols, refresh=spec.book_refresh)
+        return BookKeeper(
+            spec.name,
+            spec.exchange,
+            rule,
+            symbols,
+            refresh=spec.book_refresh,
+            top=spec.book_top,
+            interval=spec.book_interval,
+        )
 
     def _log_fields(self, **fields: object) -> dict[str, object]:
         return log_fields(self.spec.name, self.spec.exchange, **fields)
@@ -349,16 +359,19 @@ class ConnectionActor:
             async with trio.open_nursery() as nursery:
                 requests, incoming = trio.open_memory_channel[_Handover](1)
                 nursery.start_soon(self._run_successors, incoming)
-                rest, books = trio.CancelScope(), trio.CancelScope()
+                rest, books, tops = trio.CancelScope(), trio.CancelScope(), trio.CancelScope()
                 if self.rest is not None:
                     nursery.start_soon(self._run_rest, self.rest, rest)
                 if self.books is not None:
                     nursery.start_soon(self._run_books, self.books, books)
+                    if self.books.top is not None:
+                        nursery.start_soon(self._run_tops, self.books, tops)
                 try:
                     await self._run_session(self.protocol, requests, None)
                 finally:
                     rest.cancel(reason="the session ended")
                     books.cancel(reason="the session ended")
+                    tops.cancel(reason="the session ended")
         finally:
             self._forget_lineage()
             with trio.CancelScope(shield=True), trio.move_on_after(self._close_timeout):
@@ -724,9 +737,38 @@ class ConnectionActor:
         async with self._books_lock:
             out = books.process(batch)
             if out:
+                if books.top is not None:
+                    self._seal_tops(out)
                 await self.queue.put(out)
         if books.pending:
             self._books_wanted.set()
+        if books.changed:
+            self._tops_wanted.set()
+
+    def _seal_tops(self, out: Batch) -> None:
+        """A top queued before a BookInvalid stays before it: the next top of that
+        symbol queues behind the BookInvalid instead of replacing the stale one."""
+        for message in out:
+            if type(message) is BookInvalid:
+                self.queue.seal(("book_top", message.symbol))
+
+    async def _run_tops(self, books: BookKeeper, scope: trio.CancelScope) -> None:
+        """Deliver the tops of changed books (``book_top``), at most one per symbol per
+        ``book_interval``, each replacing its symbol's top while that one still waits in
+        the queue, until ``scope`` is cancelled."""
+        with scope:
+            while True:
+                async with self._books_lock:
+                    tops, later = books.tops(trio.current_time())
+                    for top in tops:
+                        await self.queue.put_latest(("book_top", top.symbol), (top,))
+                if tops:
+                    continue
+                wake = self._tops_wanted = trio.Event()
+                if books.changed and later == math.inf:
+                    continue  # changed while the lock was held
+                with trio.move_on_at(later):
+                    await wake.wait()
 
     async def _deliver_books(self, messages: list[Message]) -> None:
         """Deliver what the books said outside the stream (a REST snapshot, a loss)."""

@@ -30,6 +30,7 @@ from actors.books import BookView as BookView
 from actors.exchanges import BookDelta as BookDelta
 from actors.exchanges import BookInvalid as BookInvalid
 from actors.exchanges import BookSnapshot as BookSnapshot
+from actors.exchanges import BookTop as BookTop
 from actors.exchanges import Message as Message
 from actors.exchanges import RawMessage as RawMessage
 from actors.exchanges import Ticker as Ticker
@@ -64,6 +65,7 @@ __all__ = [
     "BookInvalid",
     "BookSnapshot",
     "BookStats",
+    "BookTop",
     "BookView",
     "Config",
     "ConfigError",

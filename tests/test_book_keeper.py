@@ -6,13 +6,14 @@ end in tests/exchanges/test_books_end_to_end.py.
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 
 import msgspec
 from exchanges.test_books import Consumer, delta, nknusdt_deltas, nknusdt_rest_snapshot, snapshot
 
 from actors.books import BookKeeper, BookStats
-from actors.exchanges.messages import BookDelta, BookInvalid, BookSnapshot, Trade
+from actors.exchanges.messages import BookDelta, BookInvalid, BookSnapshot, BookTop, Trade
 from actors.exchanges.sdk.booksync import BINANCE_SPOT, DERIBIT, OKX, OKX_REST, BookState, BookSync
 
 D = Decimal
@@ -202,3 +203,37 @@ def test_okx_without_a_stream_snapshot_falls_back_to_rest() -> None:
     assert isinstance(synced, BookSnapshot)
     assert (sync.state, sync.sequence) == (BookState.VALID, 14)
     assert sync.book.top() == (((D("99"), D("1")), (D("98"), D("1"))), ((D("101"), D("1")),))
+
+
+def test_with_top_the_book_is_delivered_as_conflated_tops() -> None:
+    keeper = BookKeeper("c", "x", DERIBIT, ["S"], top=1, interval=1.0)
+    first = snapshot(10, (("99", "1"), ("98", "5")), (("101", "1"),))
+    assert keeper.process((trade(), first)) == (trade(),)  # no snapshot: a top follows
+    assert keeper.changed == {"S"}
+    tops, later = keeper.tops(now=5.0)
+    assert tops == [
+        BookTop(
+            connection="c",
+            exchange="x",
+            received_at=1.0,
+            symbol="S",
+            bids=((D("99"), D("1")),),
+            asks=((D("101"), D("1")),),
+            sequence=10,
+            timestamp=None,
+        )
+    ]
+    assert (keeper.changed, later) == (set(), math.inf)
+    # Two changes within the interval: one top, of the newer book, once it is due.
+    assert keeper.process((delta(11, 10, (("99", "2"),)),)) == ()
+    assert keeper.process((delta(12, 11, (("99", "3"),)),)) == ()
+    assert keeper.tops(now=5.5) == ([], 6.0)
+    (top,), later = keeper.tops(now=6.0)
+    assert (top.sequence, top.bids, later) == (12, ((D("99"), D("3")),), math.inf)
+    # A doubt still goes out at once, and no top follows until the book is valid.
+    (invalid,) = keeper.process((delta(14, 13),))
+    assert isinstance(invalid, BookInvalid)
+    assert keeper.tops(now=9.0) == ([], math.inf)
+    assert keeper.process((snapshot(20, (("97", "1"),), (("101", "1"),)),)) == ()
+    (top,), _ = keeper.tops(now=9.0)
+    assert (top.sequence, top.bids) == (20, ((D("97"), D("1")),))

@@ -125,6 +125,40 @@ BAD = [
         id="unknown-backoff-key",
     ),
     pytest.param(
+        """\
+        [defaults]
+        book_interval = 0.5
+
+        [connections.a]
+        exchange = "okx"
+        channels = ["book"]
+        symbols = ["BTC-USDT"]
+        book_sync = false
+        book_top = 5
+
+        [connections.b]
+        exchange = "okx"
+        channels = ["book"]
+        symbols = ["BTC-USDT"]
+        book_depth = 0
+
+        [connections.c]
+        exchange = "okx"
+        channels = ["book"]
+        symbols = ["BTC-USDT"]
+        """,
+        [
+            # Set in [defaults], where the line is.
+            "config.toml:2: connections.c.book_interval: applies only with book_top (set "
+            "book_top = N for the N best levels, or remove book_interval)",
+            "config.toml:9: connections.a.book_top: needs book_sync = true (the tops are "
+            "read from the local book; remove book_sync = false, or book_top)",
+            "config.toml:15: connections.b.book_depth: 0 is out of range (expected an "
+            "integer >= 1 and <= 5000)",
+        ],
+        id="book-keys",
+    ),
+    pytest.param(
         f"""\
         [connections.a]
         name = "other"

@@ -13,6 +13,7 @@ from actors.exchanges.messages import Batch as Batch
 from actors.exchanges.messages import BookDelta as BookDelta
 from actors.exchanges.messages import BookInvalid as BookInvalid
 from actors.exchanges.messages import BookSnapshot as BookSnapshot
+from actors.exchanges.messages import BookTop as BookTop
 from actors.exchanges.messages import Command as Command
 from actors.exchanges.messages import MalformedFrame as MalformedFrame
 from actors.exchanges.messages import Message as Message
@@ -37,6 +38,7 @@ __all__ = [
     "BookDelta",
     "BookInvalid",
     "BookSnapshot",
+    "BookTop",
     "BybitLinearProtocol",
     "BybitProtocol",
     "Command",

@@ -16,7 +16,7 @@ from typing import Any
 import trio
 import trio.testing
 
-from actors.exchanges.messages import BookDelta, BookInvalid, BookSnapshot, Message
+from actors.exchanges.messages import BookDelta, BookInvalid, BookSnapshot, BookTop, Message
 from actors.exchanges.sdk.orderbook import OrderBook
 from exchanges.helpers import Dialer, exchange_config
 from supervisor import BookView, Config, Supervisor, open_supervisor
@@ -158,3 +158,58 @@ async def test_bybit_a_reconnect_resyncs_every_book_once(
         assert stats.books[symbol].resyncs == 0  # a loss is not a doubt in the book
         assert stats.books[symbol].snapshots == 2
     assert stats.connects == 2
+
+
+async def test_book_top_conflates_for_a_slow_consumer(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    config = deribit_config(channels=["book"], symbols=["BTC-USD-PERP", "ETH-USD-PERP"], book_top=2)
+    async with deribit_fake() as (exchange, _):
+        with trio.fail_after(60):
+            async with open_supervisor(config, connector=Dialer(exchange)) as sup:
+                await trio.sleep_until(20.5)  # 20 changes of each book, nothing read
+                stats = (await sup.stats()).connections[0]
+                got: list[BookTop] = []
+                batches = sup.batches()
+                while True:
+                    with trio.move_on_after(0.1):
+                        (top,) = await batches.receive()
+                        assert isinstance(top, BookTop)
+                        got.append(top)
+                        continue
+                    break
+                views = {s: sup.book("d", s) for s in ("BTC-USD-PERP", "ETH-USD-PERP")}
+                now = {
+                    s: (v.sequence, tuple(v.bids(2)), tuple(v.asks(2))) for s, v in views.items()
+                }
+    # Two queued tops, one per symbol, each the book as it is now; before them only the
+    # one batch the forwarder had taken before the consumer stalled.
+    assert stats.queue_depth == 2
+    # The forwarder's batch (the first top it took) and one top per symbol.
+    assert len(got) == 3
+    assert sorted(top.symbol for top in got[1:]) == ["BTC-USD-PERP", "ETH-USD-PERP"]
+    newest = {top.symbol: top for top in got}
+    for symbol, (sequence, bids, asks) in now.items():
+        top = newest[symbol]
+        assert (top.sequence, top.bids, top.asks) == (sequence, bids, asks)
+        assert len(top.bids) == 2 and 1 <= len(top.asks) <= 2
+    assert stats.dropped == 0  # replaced, not dropped
+
+
+async def test_book_top_at_most_once_per_interval(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    config = deribit_config(
+        channels=["book"], symbols=["BTC-USD-PERP"], book_top=1, book_interval=2.5
+    )
+    async with deribit_fake() as (exchange, _):
+        with trio.fail_after(60):
+            async with open_supervisor(config, connector=Dialer(exchange)) as sup:
+                times: list[float] = []
+                async for message in sup.messages():
+                    assert isinstance(message, BookTop)
+                    times.append(trio.current_time())
+                    if len(times) == 4:
+                        break
+    # The book changes every second (snapshot at 1): tops at 1, then every 2.5 s.
+    assert times == [1.0, 3.5, 6.0, 8.5]
