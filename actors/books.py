@@ -182,6 +182,7 @@ class BookKeeper:
 
     __slots__ = (
         "_buffer",
+        "_doubted",
         "_next_top",
         "_snapshots",
         "_synced_at",
@@ -189,6 +190,7 @@ class BookKeeper:
         "connection",
         "exchange",
         "interval",
+        "notes",
         "refresh",
         "rule",
         "syncs",
@@ -219,6 +221,11 @@ class BookKeeper:
         self._snapshots: dict[str, int] = {}
         self.top = top
         self.interval = interval
+        #: What happened to books since the owner last took these, to log: ``(symbol,
+        #: text, doubt)``: a doubt (text: the reason) or a resync done (doubt False).
+        self.notes: list[tuple[str, str, bool]] = []
+        # Symbols with a doubt whose resync has not completed.
+        self._doubted: set[str] = set()
         #: With ``top``: the symbols whose valid book changed since their last top.
         self.changed: set[str] = set()
         #: With ``top``: symbol -> the earliest time (the caller's clock) of its next top.
@@ -261,7 +268,10 @@ class BookKeeper:
                 if sync is not None:
                     if out is None:
                         out = list(batch[:index])
+                    resyncs = sync.resyncs
                     answer = sync.on_delta(message)
+                    if sync.resyncs != resyncs:
+                        self._noted_doubt(message.symbol, sync.reason)
                     if self.refresh and sync.state is _VALID:
                         self._maybe_refresh(message.symbol, sync, message.received_at)
                     out += answer if self.top is None else self._topped(message.symbol, answer)
@@ -336,11 +346,21 @@ class BookKeeper:
             self._synced_at[symbol] = received_at  # once per period, answered or not
 
     def _snapshot(self, symbol: str, sync: BookSync, snapshot: BookSnapshot) -> list[Message]:
+        resyncs = sync.resyncs
         out = sync.on_snapshot(snapshot)
-        if any(type(m) is BookSnapshot for m in out):
+        if sync.resyncs != resyncs:
+            self._noted_doubt(symbol, sync.reason)
+        elif any(type(m) is BookSnapshot for m in out):
             self._snapshots[symbol] += 1
             self._synced_at[symbol] = snapshot.received_at
+            if symbol in self._doubted:
+                self._doubted.discard(symbol)
+                self.notes.append((symbol, f"resynced at {sync.sequence}", False))
         return out
+
+    def _noted_doubt(self, symbol: str, reason: str) -> None:
+        self._doubted.add(symbol)
+        self.notes.append((symbol, reason, True))
 
     def lost(self, reason: str, received_at: float) -> list[Message]:
         """The session ended: every book is out of date until the next one syncs it.

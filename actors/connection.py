@@ -740,10 +740,40 @@ class ConnectionActor:
                 if books.top is not None:
                     self._seal_tops(out)
                 await self.queue.put(out)
+        if books.notes:
+            self._log_books(books)
         if books.pending:
             self._books_wanted.set()
         if books.changed:
             self._tops_wanted.set()
+
+    def _log_books(self, books: BookKeeper) -> None:
+        """One line per doubt (and its resync under way) and per resync done."""
+        notes, books.notes = books.notes, []
+        name = self.spec.name
+        for symbol, text, doubt in notes:
+            if doubt:
+                how = (
+                    "fetching a REST snapshot"
+                    if books.syncs[symbol].rule.rest_snapshot
+                    else ("subscribing its stream again")
+                )
+                logger.warning(
+                    "%s: book %s invalid (%s); %s",
+                    name,
+                    symbol,
+                    text,
+                    how,
+                    extra=self._log_fields(event="book_invalid", symbol=symbol),
+                )
+            else:
+                logger.info(
+                    "%s: book %s %s",
+                    name,
+                    symbol,
+                    text,
+                    extra=self._log_fields(event="book_resynced", symbol=symbol),
+                )
 
     def _seal_tops(self, out: Batch) -> None:
         """A top queued before a BookInvalid stays before it: the next top of that
@@ -842,6 +872,8 @@ class ConnectionActor:
         self._book_failures.pop(symbol, None)
         async with self._books_lock:
             await self._deliver_books(books.take_snapshot(snapshot))
+        if books.notes:
+            self._log_books(books)
 
     # -- REST ------------------------------------------------------------------------
 

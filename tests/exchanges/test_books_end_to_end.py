@@ -9,10 +9,12 @@ the sequence ``sup.book()`` shows, the two hold the same levels.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pytest
 import trio
 import trio.testing
 
@@ -89,8 +91,9 @@ def deribit_config(**connection: Any) -> Config:
 
 
 async def test_deribit_a_gap_resyncs_that_book_only_by_subscribing_it_again(
-    autojump_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, "marketprism")
     config = deribit_config(channels=["book"], symbols=["BTC-USD-PERP", "ETH-USD-PERP"])
     async with deribit_fake() as (exchange, deribit):
         with trio.fail_after(30):
@@ -122,6 +125,11 @@ async def test_deribit_a_gap_resyncs_that_book_only_by_subscribing_it_again(
     assert stats.books["ETH-USD-PERP"].resyncs == 0
     assert (stats.gaps, stats.restarts) == (1, 0)
     assert rebuilt.compared >= 4
+    lines = [r.getMessage() for r in caplog.records if r.name == "marketprism.connection"]
+    reason = invalid[0].removeprefix("invalid: ")
+    assert f"d: book BTC-USD-PERP invalid ({reason}); subscribing its stream again" in lines
+    (resynced,) = [line for line in lines if "resynced" in line]
+    assert resynced.startswith("d: book BTC-USD-PERP resynced at ")
 
 
 async def test_bybit_a_reconnect_resyncs_every_book_once(
