@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 from actors.exchanges.sdk.orderbook import OrderBook, okx_checksum
 from supervisor.testing import FakeExchange, open_fake_exchange
 from supervisor.testing.fakes.binance import FakeBinance, FakeBinanceUsdm
+from supervisor.testing.fakes.deribit import FakeDeribit
 from supervisor.testing.fakes.okx import FakeOkx
 from supervisor.testing.fakes.rest import DEFAULT_EPOCH, FakeRest, Reply, open_fake_rest
 from supervisor.testing.fakes.venue_book import (
@@ -424,6 +425,70 @@ async def test_two_sessions_see_one_book(autojump_clock: trio.testing.MockClock)
     assert all(first[u] == second[u] for u in shared)
     for diffs in got.values():
         assert all(b["U"] == a["u"] + 1 for a, b in itertools.pairwise(diffs))
+
+
+async def test_deribit_snapshot_and_changes_rebuild_the_venue_book(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    deribit = FakeDeribit()
+    channel = "book.BTC-PERPETUAL.100ms"
+    books: list[dict[str, Any]] = []
+    again: dict[str, Any] = {}
+
+    async def call(ws: trio_websocket.WebSocketConnection, method: str) -> Any:
+        await ws.send_message(
+            msgspec.json.encode(
+                {"jsonrpc": "2.0", "id": 1, "method": method, "params": {"channels": [channel]}}
+            ).decode()
+        )
+        return msgspec.json.decode(await ws.get_message())["result"]
+
+    with trio.fail_after(DEADLINE):
+        async with (
+            open_fake_exchange(
+                name="deribit", transport="memory", interval=1.0, handler=deribit
+            ) as fake,
+            _client(fake, "/ws") as ws,
+        ):
+            assert await call(ws, "public/subscribe") == [channel]
+            while len(books) < 30:
+                books.append(msgspec.json.decode(await ws.get_message())["params"]["data"])
+            assert await call(ws, "public/unsubscribe") == [channel]
+            for _ in range(3):  # the book moves on while nobody watches it ...
+                deribit.venue_book("BTC-PERPETUAL").step()
+            assert await call(ws, "public/subscribe") == [channel]
+            again = msgspec.json.decode(await ws.get_message())["params"]["data"]
+    venue = deribit.venue_book("BTC-PERPETUAL")
+    assert [b["type"] for b in books] == ["snapshot"] + ["change"] * 29
+    assert (books[0]["prev_change_id"], books[0]["change_id"]) == (None, 133_112_427_566)
+    book = OrderBook()
+    book.load(
+        [(Decimal(str(p)), Decimal(str(a))) for _, p, a in books[0]["bids"]],
+        [(Decimal(str(p)), Decimal(str(a))) for _, p, a in books[0]["asks"]],
+    )
+    for prev, change in itertools.pairwise(books):
+        assert change["prev_change_id"] == prev["change_id"]
+        for side, levels in ((book.bids, change["bids"]), (book.asks, change["asks"])):
+            for action, price, amount in levels:
+                # new: a price the book did not hold; change: one it did; delete: amount 0.
+                held = Decimal(str(price)) in side.sizes
+                assert action == ("delete" if amount == 0 else "change" if held else "new")
+                assert held or action == "new"
+        book.apply(
+            [(Decimal(str(p)), Decimal(str(a))) for _, p, a in change["bids"]],
+            [(Decimal(str(p)), Decimal(str(a))) for _, p, a in change["asks"]],
+        )
+        state = venue.at(change["change_id"])
+        assert state is not None
+        assert list(book.iter_bids()) == decimals(state[0])
+        assert list(book.iter_asks()) == decimals(state[1])
+    # ... and a new subscription starts with the true state as it stands now.
+    assert (again["type"], again["change_id"]) == ("snapshot", books[-1]["change_id"] + 3)
+    assert again["change_id"] == venue.sequence
+    top = venue.snapshot()
+    assert [[Decimal(str(p)), Decimal(str(a))] for _, p, a in again["bids"]] == [
+        list(level) for level in decimals(top[0])
+    ]
 
 
 # -- the REST bodies, over loopback HTTP -------------------------------------------------

@@ -43,6 +43,7 @@ __all__ = [
     "CHECKPOINT",
     "DEFAULT_HISTORY",
     "DEFAULT_MAX_LEVELS",
+    "DERIBIT",
     "OKX",
     "BookFormat",
     "VenueBook",
@@ -75,6 +76,7 @@ class BookFormat:
         size_decimals: decimals written for sizes.
         plain: write the plain number, trailing zeros (and a bare point) dropped, as OKX
             does (``"1.78"``, ``"2"``).
+        tick: units of the last price decimal in one tick (5 with 2 decimals: 0.05).
     """
 
     tick_decimals: int
@@ -82,9 +84,10 @@ class BookFormat:
     lot_decimals: int
     size_decimals: int
     plain: bool = False
+    tick: int = 1
 
     def price(self, ticks: int) -> str:
-        return _write(ticks, self.tick_decimals, self.price_decimals, self.plain)
+        return _write(ticks * self.tick, self.tick_decimals, self.price_decimals, self.plain)
 
     def size(self, lots: int) -> str:
         return _write(lots, self.lot_decimals, self.size_decimals, self.plain)
@@ -100,6 +103,11 @@ BINANCE_USDM: Final = BookFormat(tick_decimals=2, price_decimals=2, lot_decimals
 #: ``tests/data/okx/books_seqid_2025_truncated.jsonl``).
 OKX: Final = BookFormat(
     tick_decimals=1, price_decimals=1, lot_decimals=8, size_decimals=8, plain=True
+)
+#: Deribit: JSON numbers (the fake writes them from these plain strings), prices on a
+#: 0.25 grid (``92294.5``, ``3120.25``, ``tests/data/deribit``).
+DERIBIT: Final = BookFormat(
+    tick_decimals=2, price_decimals=2, lot_decimals=3, size_decimals=3, plain=True, tick=25
 )
 
 
