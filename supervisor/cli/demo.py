@@ -168,10 +168,12 @@ async def _open_venues(stack: contextlib.AsyncExitStack) -> list[_Venue]:
     # machine's wall clock plus each venue's own offset.
     to_wall = time.time() - DEFAULT_EPOCH.timestamp() - trio.current_time()
 
-    async def rest(name: str) -> FakeRest:
+    async def rest(name: str, books: FakeBinance | FakeOkx | None = None) -> FakeRest:
         served = await stack.enter_async_context(open_fake_rest())
         natives, ahead = _REST[name]
         served.serve_venue(name, natives, offset=to_wall + ahead)
+        if books is not None:  # REST book snapshots of the same books the fake streams
+            served.serve_books(books)
         return served
 
     async def deribit_gap() -> None:
@@ -196,7 +198,7 @@ async def _open_venues(stack: contextlib.AsyncExitStack) -> list[_Venue]:
             ["BTC-USDT", "ETH-USDT"],
             "/ws",
             [("book gap", binance_gap), ("serverShutdown", binance_rules.server_shutdown)],
-            await rest("binance"),
+            await rest("binance", binance_rules),
         ),
         _Venue(
             await fake("okx", okx_rules),
@@ -204,7 +206,7 @@ async def _open_venues(stack: contextlib.AsyncExitStack) -> list[_Venue]:
             ["BTC-USDT", "ETH-USDT"],
             "/ws",
             [("book gap", okx_gap), ("notice 64008", okx_rules.notice)],
-            await rest("okx"),
+            await rest("okx", okx_rules),
         ),
         _Venue(
             await fake("deribit", deribit_rules),

@@ -64,6 +64,10 @@ async def test_data_flows_as_typed_messages(autojump_clock: trio.testing.MockClo
                 stats = (await sup.stats()).connections[0]
     common = {"connection": "b", "exchange": "binance", "symbol": "BTC-USDT"}
     stamped = [(t, msgspec.structs.replace(m, received_at=0.0)) for t, m in got]
+    # The first diff is the venue book's first change (ids 10_000_001..10_000_003).
+    change = binance.venue_book("BTCUSDT").diff(10_000_000, 10_000_003)
+    assert change is not None and change != ([], [])
+    first_bids, first_asks = (levels(*((p, s) for p, s in side)) for side in change)
     assert stamped[:3] == [
         (
             1.0,
@@ -94,8 +98,8 @@ async def test_data_flows_as_typed_messages(autojump_clock: trio.testing.MockClo
             BookDelta(
                 **common,
                 received_at=0.0,
-                bids=levels(("100.01000000", "0.00200000")),
-                asks=levels(("100.02000000", "0.00000000")),
+                bids=first_bids,
+                asks=first_asks,
                 sequence=10_000_003,
                 prev_sequence=10_000_000,
                 timestamp=EPOCH + 1000,

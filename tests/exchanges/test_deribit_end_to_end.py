@@ -81,6 +81,13 @@ async def test_e2e_typed_messages_flow(autojump_clock: trio.testing.MockClock) -
                 second = await take(stream, 8)
                 assert trio.current_time() == 2.0
                 stats = (await sup.stats()).connections[0]
+    # The book frames are the venue's true book: its state at the first change_id, then
+    # its first change.
+    venue = deribit.venue_book("BTC-PERPETUAL")
+    state, change = venue.at(133112427566), venue.diff(133112427566, 133112427567)
+    assert state is not None and change is not None and change != ([], [])
+    bids, asks = (tuple((D(p), D(s)) for p, s in side) for side in state)
+    delta_bids, delta_asks = (tuple((D(p), D(s)) for p, s in side) for side in change)
     assert first[:5] == [
         Trade(**base, symbol="BTC-USD-PERP", side="sell", price=D("92294.5"), amount=D("10.0"),
               trade_id="403691824", timestamp=T0 + 1000),
@@ -90,8 +97,7 @@ async def test_e2e_typed_messages_flow(autojump_clock: trio.testing.MockClock) -
                ask=D("92295.0"), ask_size=D("99470.0"), timestamp=T0 + 1000),
         BookSnapshot(
             **base, symbol="BTC-USD-PERP",
-            bids=tuple((D(92294.5) - D("0.5") * i, D(1000 + 100 * i)) for i in range(5)),
-            asks=tuple((D(92294.5) + D("0.5") * (i + 1), D(800 + 100 * i)) for i in range(5)),
+            bids=bids, asks=asks,
             sequence=133112427566, timestamp=T0 + 1000,
         ),
         Trade(**base, symbol="ETH-USD-PERP", side="sell", price=D("3120.25"), amount=D("10.0"),
@@ -99,8 +105,8 @@ async def test_e2e_typed_messages_flow(autojump_clock: trio.testing.MockClock) -
     ]  # fmt: skip
     assert [type(m).__name__ for m in first[5:]] == ["Trade", "Ticker", "BookSnapshot"]
     assert second[3] == BookDelta(
-        **base, symbol="BTC-USD-PERP", bids=((D("92294.5"), D("950.0")),),
-        asks=((D("92295.5"), D(0)),), sequence=133112427567, prev_sequence=133112427566,
+        **base, symbol="BTC-USD-PERP", bids=delta_bids,
+        asks=delta_asks, sequence=133112427567, prev_sequence=133112427566,
         timestamp=T0 + 2000,
     )  # fmt: skip
     assert connector.attempts == [(0.0, "wss://www.deribit.com/ws/api/v2")]

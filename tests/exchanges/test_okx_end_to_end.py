@@ -71,13 +71,20 @@ async def test_data_flows_as_typed_messages(autojump_clock: trio.testing.MockClo
                         break
                 stats = (await sup.stats()).connections[0]
     common: dict[str, Any] = {"connection": "okx", "exchange": "okx", "received_at": 0.0}
+    native = {"BTC-USDT": "BTC-USDT", "ETH-USDT-PERP": "ETH-USDT-SWAP"}
+
+    def decimals(side: list[list[str]]) -> tuple[tuple[D, D], ...]:
+        return tuple((D(price), D(size)) for price, size in side)
 
     def snapshot(symbol: str) -> BookSnapshot:
+        # The venue's true book at seqId 1000, as it stood when the session subscribed.
+        book = okx.venue_book(native[symbol]).at(1000)
+        assert book is not None
         return BookSnapshot(
             **common,
             symbol=symbol,
-            bids=((D("100.4"), D("1")), (D("100.3"), D("4"))),
-            asks=((D("100.6"), D("2")), (D("100.7"), D("3"))),
+            bids=decimals(book[0]),
+            asks=decimals(book[1]),
             sequence=1000,
             timestamp=EPOCH_MS,
             checksum=0,  # the fake sends 0, as OKX does since 2026-06-23
@@ -95,11 +102,14 @@ async def test_data_flows_as_typed_messages(autojump_clock: trio.testing.MockClo
         )
 
     def delta(symbol: str) -> BookDelta:
+        # The venue book's first change (seqId 1000 -> 1002).
+        change = okx.venue_book(native[symbol]).diff(1000, 1002)
+        assert change is not None and change != ([], [])
         return BookDelta(
             **common,
             symbol=symbol,
-            bids=((D("100.4"), D("2")),),
-            asks=(),
+            bids=decimals(change[0]),
+            asks=decimals(change[1]),
             sequence=1002,
             prev_sequence=1000,
             timestamp=EPOCH_MS + 1000,

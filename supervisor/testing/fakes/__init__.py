@@ -10,4 +10,7 @@ them. The fake classes themselves are also exported from :mod:`supervisor.testin
 - :mod:`supervisor.testing.fakes.okx`: :class:`FakeOkx`
 - :mod:`supervisor.testing.fakes.deribit`: :class:`FakeDeribit`
 - :mod:`supervisor.testing.fakes.bybit`: :class:`FakeBybit`
+- :mod:`supervisor.testing.fakes.venue_book`: :class:`VenueBook`, one symbol's true book,
+  which the Binance and OKX fakes stream and serve over REST
+  (:meth:`supervisor.testing.fakes.rest.FakeRest.serve_books`)
 """

@@ -24,6 +24,17 @@ one nursery:
   ``U``/``u`` (and USD-M ``pu``) chains are continuous, bookTicker ``u`` lies on the
   same book-id line.
 
+The books are real (:mod:`supervisor.testing.fakes.venue_book`): one
+:class:`VenueBook` per listed symbol, shared by every session, and every depth diff
+carries the true change of that book between its ``U`` and ``u`` (one change spans 3
+update ids). A session reads the venue book's line of changes at its own pace: one at
+the head makes the next change, one behind reads the changes another session caused, so
+every session sees the same book under the same ids. :meth:`FakeBinance.depth_body` is
+the venue's ``GET /api/v3/depth`` (``/fapi/v1/depth``) answer from the same book
+(:meth:`FakeRest.serve_books <supervisor.testing.fakes.rest.FakeRest.serve_books>`
+serves it over HTTP), :attr:`FakeBinance.snapshot_lag` makes it stale, and
+:meth:`FakeBinance.venue_book` lets a test ask what the book was at any recent ``u``.
+
 Every session starts its chains where the previous session of the same symbol left them
 (a reconnect sees ids move on, as on the real venue); two concurrent sessions each get a
 continuous chain of their own.
@@ -56,7 +67,7 @@ from __future__ import annotations
 
 import collections
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from typing import Any, ClassVar, Final, final
 
@@ -65,6 +76,7 @@ import trio
 from trio_websocket import ConnectionClosed
 
 from supervisor.testing.fake import SessionIO
+from supervisor.testing.fakes.venue_book import BINANCE_SPOT, BINANCE_USDM, VenueBook
 
 __all__ = [
     "DEFAULT_EPOCH_MS",
@@ -74,7 +86,11 @@ __all__ = [
     "DEFAULT_PONG_TIMEOUT",
     "DEFAULT_RATE_WINDOW",
     "DEFAULT_SYMBOLS",
+    "SPOT_DEPTH_LIMIT",
+    "SPOT_MAX_DEPTH_LIMIT",
     "STREAM_TYPES",
+    "USDM_DEPTH_LIMIT",
+    "USDM_DEPTH_LIMITS",
     "USDM_MAX_INCOMING",
     "USDM_PING_INTERVAL",
     "USDM_PONG_TIMEOUT",
@@ -111,10 +127,24 @@ _POLICY: Final = 1008
 _TOO_MANY_REQUESTS: Final = "Too many requests"
 _INVALID_REQUEST: Final = "Invalid request"
 _INT64: Final = 2**63
+_encode = msgspec.json.encode
+#: Update ids one depth diff spans (U..u), as the fake has always counted them.
+_IDS_PER_DIFF: Final = 3
+#: Depth limits USD-M accepts (reference/exchanges.md §2.6, [POLY]); spot takes 1..5000.
+USDM_DEPTH_LIMITS: Final = (5, 10, 20, 50, 100, 500, 1000)
+#: ``GET /api/v3/depth`` without ``limit``: 100 levels; with more than 5000: 5000 (rest-api.md).
+SPOT_DEPTH_LIMIT: Final = 100
+SPOT_MAX_DEPTH_LIMIT: Final = 5000
+#: ``GET /fapi/v1/depth`` without ``limit``: 500 levels (reference/exchanges.md §2.6).
+USDM_DEPTH_LIMIT: Final = 500
 
 
 class _Book:
-    """Per-symbol ids: the last trade, aggregate trade and book update, and a counter."""
+    """Per-symbol ids: the last trade, aggregate trade and book update, and a counter.
+
+    ``update`` is where the session stands on its venue book's line of changes
+    (:meth:`VenueBook.next_after`), ``depth`` the ``u`` of its last depth diff.
+    """
 
     __slots__ = ("agg", "depth", "n", "trade", "update")
 
@@ -129,12 +159,12 @@ class _Book:
     def copy(self) -> _Book:
         return _Book(self.trade, self.agg, self.update, self.n)
 
-    def advance(self) -> None:
-        """One interval passes: one trade and three book updates per symbol."""
+    def advance(self, book: VenueBook) -> None:
+        """One interval passes: one trade, and the next change of the venue's book."""
         self.n += 1
         self.trade += 1
         self.agg += 1
-        self.update += 3
+        self.update = book.next_after(self.update)
 
     def keep_max(self, other: _Book) -> None:
         self.trade = max(self.trade, other.trade)
@@ -197,6 +227,10 @@ class FakeBinance:
         epoch_ms: Unix ms at trio time 0, for event times.
         numbered: put each bookTicker's update id in its bid quantity (module docstring).
 
+    Attributes:
+        snapshot_lag: :meth:`depth_body` answers the book as of this many changes ago
+            (0: the book now), to model a snapshot older than the buffered diffs.
+
     Raises:
         ValueError: a non-positive time constant or limit, or no symbols.
     """
@@ -242,6 +276,19 @@ class FakeBinance:
             for i, symbol in enumerate(symbols)
         }
         self._prices = {symbol.upper(): 10_000 * (i + 1) for i, symbol in enumerate(symbols)}
+        #: One true book per symbol, shared by every session; a step spans 3 update ids.
+        self._venue = {
+            symbol.upper(): VenueBook(
+                seed=i,
+                price=10_000 * (i + 1),
+                sequence=10_000_000 * (i + 1),
+                fmt=BINANCE_USDM if self.usdm else BINANCE_SPOT,
+                seq_step=_IDS_PER_DIFF,
+            )
+            for i, symbol in enumerate(symbols)
+        }
+        #: REST snapshots answer the book as of this many changes ago (a stale snapshot).
+        self.snapshot_lag = 0
         #: Every session's state, by session index.
         self.sessions: dict[int, BinanceSessionState] = {}
         self._open: dict[int, tuple[SessionIO, BinanceSessionState]] = {}
@@ -261,6 +308,90 @@ class FakeBinance:
         for index in closed:
             del self.sessions[index]
         return len(closed)
+
+    def venue_book(self, symbol: str) -> VenueBook:
+        """The venue's true book of ``symbol`` (shared by every session).
+
+        Args:
+            symbol: a native symbol, any case.
+
+        Raises:
+            ValueError: the fake does not list ``symbol``.
+        """
+        book = self._venue.get(symbol.upper())
+        if book is None:
+            raise ValueError(f"venue_book({symbol!r}): the fake lists only {sorted(self._venue)}")
+        return book
+
+    # -- REST ---------------------------------------------------------------------------
+
+    def depth_body(self, symbol: str, limit: int) -> dict[str, Any]:
+        """The body of ``GET /api/v3/depth`` (USD-M: ``/fapi/v1/depth``) for ``symbol``.
+
+        ``{"lastUpdateId": u, "bids": [...], "asks": [...]}`` with ``limit`` levels a side
+        at most, best first; USD-M adds the event and transaction times ``E`` and ``T``
+        (ms) where the venue puts them. With :attr:`snapshot_lag` ``K``, the book (and
+        ``lastUpdateId``) as of ``K`` changes ago, or the oldest one remembered.
+
+        Args:
+            symbol: a native symbol, any case.
+            limit: levels per side.
+
+        Raises:
+            ValueError: the fake does not list ``symbol``.
+        """
+        venue = self.venue_book(symbol)
+        sequence = venue.sequence
+        levels = venue.snapshot()
+        for _ in range(self.snapshot_lag):
+            older = sequence - venue.seq_step
+            past = venue.at(older)
+            if past is None:
+                break
+            sequence, levels = older, past
+        bids, asks = (side[:limit] for side in levels)
+        if self.usdm:
+            now_ms = self._now_ms()
+            return {
+                "lastUpdateId": sequence,
+                "E": now_ms,
+                "T": now_ms - 1,
+                "bids": bids,
+                "asks": asks,
+            }
+        return {"lastUpdateId": sequence, "bids": bids, "asks": asks}
+
+    def depth_request(self, query: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
+        """The HTTP status and body the venue answers a depth request's ``query`` with.
+
+        Unknown symbol: 400 ``{"code":-1121,"msg":"Invalid symbol."}``; no symbol: 400
+        -1102; a limit that is not a number: 400 -1100; on USD-M a limit outside
+        :data:`USDM_DEPTH_LIMITS`: 400 -4021 (all as the venue words them, errors.md and
+        ``tests/data/rest/``). Spot answers at most 5000 levels.
+        """
+        symbol = query.get("symbol", "")
+        if not symbol:
+            return 400, {
+                "code": -1102,
+                "msg": "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.",
+            }
+        if symbol not in self._venue:  # the venue matches the upper-case name only
+            return 400, {"code": -1121, "msg": "Invalid symbol."}
+        raw = query.get("limit")
+        if raw is None:
+            limit = USDM_DEPTH_LIMIT if self.usdm else SPOT_DEPTH_LIMIT
+        elif not raw.isdigit():
+            return 400, {
+                "code": -1100,
+                "msg": "Illegal characters found in parameter 'limit'; legal range is "
+                "'^[0-9]{1,20}$'.",
+            }
+        else:
+            limit = int(raw)
+            if self.usdm and limit not in USDM_DEPTH_LIMITS:
+                return 400, {"code": -4021, "msg": f"{limit} is not valid depth limit"}
+            limit = max(1, min(limit, SPOT_MAX_DEPTH_LIMIT))
+        return 200, self.depth_body(symbol, limit)
 
     # -- faults for tests ---------------------------------------------------------------
 
@@ -491,7 +622,7 @@ class FakeBinance:
                         joined[native] = seen  # this tick repeats the other session's
                         touched[native] = book
                         continue
-                book.advance()
+                book.advance(self._venue[native])
                 touched[native] = book
         now_ms = self._now_ms()
         frames = []
@@ -580,22 +711,31 @@ class FakeBinance:
                 f'{{"u":{book.update},"s":"{native}","b":"{price}","B":"{qty}",'
                 f'"a":"{ask}","A":"{qty}"}}'
             )
-        # depth / depth@100ms: the diff since the previous one (U..u, pu = previous u).
+        # depth / depth@100ms: the venue book's changes since the previous diff, merged
+        # (U..u, pu = previous u); normally exactly one change.
+        venue = self._venue[native]
         if native in state._gaps:
             state._gaps.discard(native)
             book.depth = book.update  # this diff is lost; the book moves on
-            book.update += 3
+            book.update = venue.next_after(book.update)
+        change = venue.diff(book.depth, book.update)
+        if change is None:  # the session fell too far behind: a gap, honestly shown
+            book.update = venue.next_after(venue.sequence)
+            book.depth = book.update - venue.seq_step
+            change = venue.diff(book.depth, book.update)
+            assert change is not None
         first, last, prev = book.depth + 1, book.update, book.depth
         book.depth = last
+        bids, asks = (_encode(levels).decode() for levels in change)
         if usdm:
             return (
                 f'{{"e":"depthUpdate","E":{now_ms},"T":{now_ms - 1},"s":"{native}",'
                 f'"ps":"{native}","U":{first},"u":{last},"pu":{prev},'
-                f'"b":[["{price}","{qty}"]],"a":[["{ask}","0.000"]],"st":1}}'
+                f'"b":{bids},"a":{asks},"st":1}}'
             )
         return (
             f'{{"e":"depthUpdate","E":{now_ms},"s":"{native}","U":{first},"u":{last},'
-            f'"b":[["{price}","{qty}"]],"a":[["{ask}","0.00000000"]]}}'
+            f'"b":{bids},"a":{asks}}}'
         )
 
 

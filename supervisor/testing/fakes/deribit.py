@@ -34,13 +34,18 @@ Rules enforced, each time constant and limit a constructor parameter:
 Data is shaped like the 2025 fixtures (``tests/data/deribit``): ``trades.*`` notifications
 carry an array of trades, ``quote.*`` best bid/ask, ``ticker.*`` the perpetual ticker,
 ``book.*`` a ``snapshot`` (``prev_change_id: null``) followed by ``change`` notifications
-whose ``prev_change_id`` is the previous ``change_id``. :meth:`FakeDeribit.gap` makes the
-next change of a book skip one ``change_id``; :meth:`FakeDeribit.maintenance` sends a
+whose ``prev_change_id`` is the previous ``change_id``. The books are real
+(:mod:`supervisor.testing.fakes.venue_book`): one :class:`VenueBook` per instrument,
+shared by every session; a (re)subscription's snapshot is that book as it stands and
+each change is its next change (``new`` / ``change`` / ``delete`` by whether the price
+was in the book), so :meth:`FakeDeribit.venue_book` tells a test what the book was at
+any recent ``change_id``. :meth:`FakeDeribit.inject_gap` makes the next change of a
+book skip one ``change_id``; :meth:`FakeDeribit.maintenance` sends a
 ``platform_state`` notice to sessions subscribed to it.
 
 Numbered mode (``numbered=True``, for soaks that account for every message): the fake
 models one market that every session watches. Each channel's count (trade ids and
-sequences, book change ids) continues where the furthest session left it instead of
+sequences) continues where the furthest session left it instead of
 starting again per session, so two sessions open at once send the same ids for the same
 market events and a reconnect sees the ids move on; a quote's ``best_bid_amount`` is its
 count plus one, so a normalized ticker can be told apart from every other.
@@ -51,6 +56,7 @@ Source tags ([DRB-HB], ...) refer to ``../shared/reference/exchanges.md``.
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Awaitable, Callable, Collection
 from contextlib import suppress
 from typing import Any, Final, final
@@ -60,6 +66,7 @@ import trio
 from trio_websocket import ConnectionClosed
 
 from supervisor.testing.fake import SessionIO
+from supervisor.testing.fakes.venue_book import DERIBIT, VenueBook
 
 __all__ = [
     "DEFAULT_ANSWER_WINDOW",
@@ -263,6 +270,8 @@ class FakeDeribit:
                 f"FakeDeribit answer_window must be positive seconds or None, got {answer_window!r}"
             )
         self.instruments = frozenset(instruments)
+        #: One true book per instrument, shared by every session (made on first use).
+        self._venue: dict[str, VenueBook] = {}
         self.min_heartbeat = min_heartbeat
         self.answer_window = answer_window
         self.trades_per_frame = trades_per_frame
@@ -300,6 +309,27 @@ class FakeDeribit:
         dropped = len(self.sessions) - len(kept)
         self.sessions = kept
         return dropped
+
+    def venue_book(self, instrument: str) -> VenueBook:
+        """The venue's true book of ``instrument`` (shared by every session).
+
+        Raises:
+            ValueError: the fake does not list ``instrument``.
+        """
+        book = self._venue.get(instrument)
+        if book is None:
+            if instrument not in self.instruments:
+                raise ValueError(
+                    f"venue_book({instrument!r}): the fake lists only {sorted(self.instruments)}"
+                )
+            book = self._venue[instrument] = VenueBook(
+                seed=zlib.crc32(instrument.encode()),
+                # Ticks of 0.25; the cheap instruments' books start at 150.
+                price=max(round(_base_price(instrument) * 4), 600),
+                sequence=_FIRST_CHANGE_ID,
+                fmt=DERIBIT,
+            )
+        return book
 
     # -- injection -------------------------------------------------------------------
 
@@ -612,7 +642,7 @@ class FakeDeribit:
         if feed.kind == "ticker":
             return self._notification(feed.channel, self._ticker(instrument, base, now_ms))
         if feed.kind == "book":
-            return self._notification(feed.channel, self._book(feed, base, now_ms))
+            return self._notification(feed.channel, self._book(feed, now_ms))
         return None  # platform_state: notices only
 
     @staticmethod
@@ -646,35 +676,43 @@ class FakeDeribit:
             "funding_8h": 1.742e-05,
         }
 
-    @staticmethod
-    def _book(feed: _Feed, base: float, now_ms: int) -> dict[str, Any]:
+    def _book(self, feed: _Feed, now_ms: int) -> dict[str, Any]:
+        """The feed's next ``book`` notification: the venue book's state, or its next change."""
+        venue = self.venue_book(feed.instrument)
         if not feed.snapshot_sent:
             feed.snapshot_sent = True
+            feed.change_id = venue.sequence
+            bids, asks = venue.snapshot()
             return {
                 "type": "snapshot",
                 "instrument_name": feed.instrument,
                 "timestamp": now_ms,
                 "change_id": feed.change_id,
                 "prev_change_id": None,
-                "bids": [["new", base - 0.5 * i, 1000.0 + 100.0 * i] for i in range(5)],
-                "asks": [["new", base + 0.5 * (i + 1), 800.0 + 100.0 * i] for i in range(5)],
+                "bids": [["new", float(price), float(size)] for price, size in bids],
+                "asks": [["new", float(price), float(size)] for price, size in asks],
             }
-        prev = feed.change_id
         if feed.gap:
             feed.gap = False
-            prev += 1  # a change this client never sees
-        feed.change_id = prev + 1
-        n = feed.count
-        feed.count += 1
-        asks = [["delete", base + 1.0, 0.0]] if n % 2 == 0 else [["new", base + 1.0, 600.0]]
+            feed.change_id = venue.next_after(feed.change_id)  # a change this client never sees
+        prev = feed.change_id
+        change_id = venue.next_after(prev)
+        change = venue.diff(prev, change_id)
+        before = venue.at(prev)
+        if change is None or before is None:  # the feed fell too far behind: show a gap
+            change_id = venue.next_after(venue.sequence)
+            prev = change_id - venue.seq_step
+            change, before = venue.diff(prev, change_id), venue.at(prev)
+            assert change is not None and before is not None
+        feed.change_id = change_id
         return {
             "type": "change",
             "instrument_name": feed.instrument,
             "timestamp": now_ms,
-            "change_id": feed.change_id,
+            "change_id": change_id,
             "prev_change_id": prev,
-            "bids": [["change", base, 950.0 + n]],
-            "asks": asks,
+            "bids": _deribit_levels(change[0], before[0]),
+            "asks": _deribit_levels(change[1], before[1]),
         }
 
     # -- frames ------------------------------------------------------------------------
@@ -713,3 +751,19 @@ class FakeDeribit:
         session.errors.append((code, message))
         frame = {"jsonrpc": "2.0", "id": request_id, "error": body, **self._stamp()}
         await session._io.send(_encode(frame).decode(), data=False)
+
+
+def _deribit_levels(changed: list[list[str]], before: list[list[str]]) -> list[list[Any]]:
+    """Changed ``[price, size]`` levels as Deribit sends them: ``[action, price, amount]``.
+
+    ``new`` for a price that was not in the book, ``change`` for one that was, ``delete``
+    (amount 0) for a removal.
+    """
+    known = {price for price, _ in before}
+    out: list[list[Any]] = []
+    for price, size in changed:
+        if float(size) == 0:
+            out.append(["delete", float(price), 0.0])
+        else:
+            out.append(["change" if price in known else "new", float(price), float(size)])
+    return out

@@ -14,7 +14,8 @@ Each session runs three tasks in its own nursery:
   with one ack or error per arg, and enforces the request rules;
 - the data pusher: once the session has a subscription, every ``fake.interval`` seconds
   one frame per subscribed topic, shaped like OKX's 2025 frames (``books``: a snapshot
-  right after the ack, then updates whose ``prevSeqId`` is the previous ``seqId``);
+  right after the ack, then updates whose ``prevSeqId`` is the previous ``seqId``;
+  without ``book_snapshots`` only the updates);
 - the watchdog: closes the session when one of OKX's idle rules is broken.
 
 Rules enforced, each constant a constructor parameter (defaults from OKX's docs,
@@ -34,9 +35,19 @@ https://www.okx.com/docs-v5/en/#error-code-websocket-public):
 - an unknown channel or instId: ``{"event":"error","code":"60018",...}`` naming both;
   invalid JSON 60012, unknown op 60019, missing/invalid args 60013.
 
+The books are real (:mod:`supervisor.testing.fakes.venue_book`): one
+:class:`VenueBook` per instId, shared by every session. A ``books`` snapshot is that
+book as it stands (``seqId`` its sequence, ``prevSeqId`` -1), and each update is the
+book's next change (``SEQ_STEP`` apart); a session behind another one reads the changes
+the other one caused, so every session sees the same book under the same ``seqId``.
+``checksum`` is 0, as OKX sends since 2026-06-23, or with ``checksums=True`` the real
+CRC32 of the top 25 levels. :meth:`FakeOkx.books_body` is the REST
+``GET /api/v5/market/books`` answer from the same book, and :meth:`FakeOkx.venue_book`
+lets a test ask what the book was at any recent ``seqId``.
+
 Numbered mode (``numbered=True``, for soaks that account for every message): the fake
 models one market that every session watches, as the real venue does. Each topic's
-count (trade ids, book seqIds) continues where the furthest session left it, instead
+count (trade ids) continues where the furthest session left it, instead
 of starting again per session, so two sessions open at once send the same ids for the
 same market events (what make-before-break must deduplicate: a session that subscribes
 while another one streams the topic also gets the event on its way to that one) and a
@@ -48,7 +59,8 @@ told apart from every other.
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterable
+import zlib
+from collections.abc import Iterable, Mapping
 from typing import Any, Final, final
 
 import msgspec
@@ -56,8 +68,10 @@ import trio
 from trio_websocket import ConnectionClosed
 
 from supervisor.testing.fake import SessionIO
+from supervisor.testing.fakes.venue_book import OKX, VenueBook, okx_checksum_of
 
 __all__ = [
+    "BOOKS_MAX_SZ",
     "DEFAULT_IDLE_TIMEOUT",
     "DEFAULT_INSTRUMENTS",
     "DEFAULT_MAX_REQUESTS",
@@ -113,20 +127,21 @@ EPOCH_MS: Final = 1_765_201_257_000
 #: First ``seqId`` of a book and the step between two updates (observed steps vary).
 FIRST_SEQ_ID: Final = 1000
 SEQ_STEP: Final = 2
+#: ``GET /api/v5/market/books``: at most 400 levels a side (reference/exchanges.md §3.6).
+BOOKS_MAX_SZ: Final = 400
 
 _encode = msgspec.json.encode
 _decode = msgspec.json.Decoder().decode
 
 
 class _Book:
-    """One book topic of one session: where its seqId chain is."""
+    """One book topic of one session: where it stands on the venue book's seqId line."""
 
-    __slots__ = ("gap", "seq", "snapshot_sent", "updates")
+    __slots__ = ("gap", "seq", "snapshot_sent")
 
-    def __init__(self) -> None:
-        self.snapshot_sent = False
-        self.seq = FIRST_SEQ_ID
-        self.updates = 0
+    def __init__(self, seq: int, snapshot_sent: bool) -> None:
+        self.snapshot_sent = snapshot_sent
+        self.seq = seq
         self.gap = False
 
 
@@ -175,12 +190,18 @@ class FakeOkx:
         numbered: one market for every session, and numbered tickers (module docstring).
         epoch_ms: exchange time (Unix ms) at trio time 0, stamped on trades
             (default :data:`EPOCH_MS`).
+        book_snapshots: send a ``books`` snapshot after the subscribe ack (OKX until
+            its announced change); False: no snapshot, the first ``books`` frame is an
+            update, and a client syncs from :meth:`books_body` (REST).
+        checksums: send the real CRC32 of the top 25 levels in every ``books`` frame;
+            False sends 0, as OKX does since 2026-06-23.
 
     Attributes:
         answer_pings: answer ``ping`` with ``pong`` (set False to model a server that
             stopped answering).
         closes: every session the fake closed for breaking a rule:
             ``(trio time, session index, close code, reason)``.
+        snapshot_lag: REST snapshots answer the book as of this many changes ago.
     """
 
     def __init__(
@@ -194,15 +215,31 @@ class FakeOkx:
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
         numbered: bool = False,
         epoch_ms: int = EPOCH_MS,
+        book_snapshots: bool = True,
+        checksums: bool = False,
     ) -> None:
-        self._instruments = frozenset(instruments)
+        listed = list(dict.fromkeys(instruments))
+        self._instruments = frozenset(listed)
+        self._book_snapshots = book_snapshots
+        self._checksums = checksums
+        #: One true book per instId, shared by every session (BTC-USDT starts at 100.4).
+        self._venue = {
+            inst_id: VenueBook(
+                seed=100 + i,
+                price=1004 * (i + 1),
+                sequence=FIRST_SEQ_ID,
+                fmt=OKX,
+                seq_step=SEQ_STEP,
+            )
+            for i, inst_id in enumerate(listed)
+        }
+        #: REST snapshots answer the book as of this many changes ago (a stale snapshot).
+        self.snapshot_lag = 0
         self._numbered = numbered
         #: Exchange time (Unix ms) at trio time 0.
         self.epoch_ms = epoch_ms
-        #: Numbered mode: per topic, the count the furthest session reached, and per
-        #: instId the book's last seqId.
+        #: Numbered mode: per topic, the count the furthest session reached.
         self._market: collections.Counter[tuple[str, str]] = collections.Counter()
-        self._book_seqs: dict[str, int] = {}
         self._no_subscribe_timeout = no_subscribe_timeout
         self._idle_timeout = idle_timeout
         self._max_requests = max_requests
@@ -223,6 +260,63 @@ class FakeOkx:
             if session.index == index:
                 return frozenset(f"{channel}:{inst_id}" for channel, inst_id in session.topics)
         return frozenset()
+
+    def venue_book(self, inst_id: str) -> VenueBook:
+        """The venue's true book of ``inst_id`` (shared by every session).
+
+        Raises:
+            ValueError: the fake does not list ``inst_id``.
+        """
+        book = self._venue.get(inst_id)
+        if book is None:
+            raise ValueError(f"venue_book({inst_id!r}): the fake lists only {sorted(self._venue)}")
+        return book
+
+    # -- REST ----------------------------------------------------------------------
+
+    def books_body(self, inst_id: str, sz: int) -> dict[str, Any]:
+        """The body of ``GET /api/v5/market/books?instId=&sz=``.
+
+        ``{"code":"0","msg":"","data":[{"asks":[[px,sz,"0",n],...],"bids":[...],"ts":"ms",
+        "seqId":N}]}`` with ``sz`` levels a side at most, best first, and ``seqId`` the
+        book's (an int, as in OKX's REST sync procedure); with :attr:`snapshot_lag`
+        ``K``, the book as of ``K`` changes ago (or the oldest one remembered). An
+        unknown ``inst_id`` gets ``{"code":"51001","msg":"Instrument ID does not
+        exist","data":[]}``.
+        """
+        venue = self._venue.get(inst_id)
+        if venue is None:
+            return {"code": "51001", "msg": "Instrument ID does not exist", "data": []}
+        sequence = venue.sequence
+        bids, asks = venue.snapshot()
+        for _ in range(self.snapshot_lag):
+            past = venue.at(sequence - venue.seq_step)
+            if past is None:
+                break
+            sequence -= venue.seq_step
+            bids, asks = past
+        entry = {
+            "asks": _okx_levels(asks[:sz]),
+            "bids": _okx_levels(bids[:sz]),
+            "ts": str(self.epoch_ms + round(trio.current_time() * 1000)),
+            "seqId": sequence,
+        }
+        return {"code": "0", "msg": "", "data": [entry]}
+
+    def books_request(self, query: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
+        """The HTTP status and body OKX answers a books request's ``query`` with.
+
+        ``sz`` defaults to 1 and is capped at 400 (OKX's docs); a missing ``instId`` gets
+        50014, a ``sz`` that is not a number 51000, an unknown ``instId`` 51001 (all
+        with HTTP 200 here; OKX's status for them is not recorded).
+        """
+        inst_id = query.get("instId", "")
+        if not inst_id:
+            return 200, {"code": "50014", "msg": "Parameter instId can not be empty.", "data": []}
+        raw = query.get("sz", "1")
+        if not raw.isdigit():
+            return 200, {"code": "51000", "msg": "Parameter sz error", "data": []}
+        return 200, self.books_body(inst_id, max(1, min(int(raw), BOOKS_MAX_SZ)))
 
     # -- what tests do -------------------------------------------------------------
 
@@ -387,12 +481,14 @@ class FakeOkx:
             return
         session.topics[key] = arg
         if channel == "books" and inst_id not in session.books:
-            book = session.books[inst_id] = _Book()
-            if self._numbered:
-                book.seq = self._book_seqs.get(inst_id, FIRST_SEQ_ID)
+            # Without snapshots (OKX's announced mode) the first frame is the update
+            # after the book as it stands now.
+            session.books[inst_id] = _Book(
+                self._venue[inst_id].sequence, snapshot_sent=not self._book_snapshots
+            )
         session.subscribed = True
         await session.send(ack, data=False)
-        if channel == "books" and not self._is_muted(channel, inst_id):
+        if channel == "books" and self._book_snapshots and not self._is_muted(channel, inst_id):
             await session.send(self._frame(session, channel, inst_id), data=True)
 
     # -- data ----------------------------------------------------------------------
@@ -463,7 +559,7 @@ class FakeOkx:
                 "ts": ts,
             }
         elif channel == "books":
-            return self._book_frame(session, inst_id, ts)
+            return self._book_entry(session, inst_id, ts)
         elif channel == "bbo-tbt":
             entry = {
                 "asks": [[f"{100 + n}.6", "2", "0", "1"]],
@@ -480,38 +576,57 @@ class FakeOkx:
             }
         return _encode({"arg": arg, "data": [entry]}).decode()
 
-    def _book_frame(self, session: _Session, inst_id: str, ts: str) -> str:
-        frame = self._book_entry(session, inst_id, ts)
-        if self._numbered:
-            seq = session.books[inst_id].seq
-            self._book_seqs[inst_id] = max(self._book_seqs.get(inst_id, seq), seq)
-        return frame
-
     def _book_entry(self, session: _Session, inst_id: str, ts: str) -> str:
+        """The session's next ``books`` frame: the venue book's snapshot, or its next change."""
         book = session.books[inst_id]
+        venue = self._venue[inst_id]
         arg = {"channel": "books", "instId": inst_id}
         if not book.snapshot_sent:
             book.snapshot_sent = True
+            book.seq = venue.sequence
+            bids, asks = venue.snapshot()
             entry: dict[str, Any] = {
-                "asks": [["100.6", "2", "0", "1"], ["100.7", "3", "0", "2"]],
-                "bids": [["100.4", "1", "0", "1"], ["100.3", "4", "0", "3"]],
+                "asks": _okx_levels(asks),
+                "bids": _okx_levels(bids),
                 "ts": ts,
-                "checksum": 0,
+                "checksum": okx_checksum_of(bids, asks) if self._checksums else 0,
                 "seqId": book.seq,
                 "prevSeqId": -1,
             }
             return _encode({"arg": arg, "action": "snapshot", "data": [entry]}).decode()
         if book.gap:
             book.gap = False
-            book.seq += SEQ_STEP  # this update is "lost"
-        book.updates += 1
-        prev, book.seq = book.seq, book.seq + SEQ_STEP
+            book.seq = venue.next_after(book.seq)  # this update is "lost"
+        seq = venue.next_after(book.seq)
+        change = venue.diff(book.seq, seq)
+        if change is None:  # the session fell too far behind: a gap, honestly shown
+            seq = venue.next_after(venue.sequence)
+            book.seq = seq - venue.seq_step
+            change = venue.diff(book.seq, seq)
+            assert change is not None
+        prev, book.seq = book.seq, seq
+        checksum = 0
+        if self._checksums:
+            state = venue.at(seq)
+            assert state is not None  # just made or read: within the history
+            checksum = okx_checksum_of(*state)
         entry = {
-            "asks": [],
-            "bids": [["100.4", str(book.updates + 1), "0", "1"]],
+            "asks": _okx_levels(change[1]),
+            "bids": _okx_levels(change[0]),
             "ts": ts,
-            "checksum": 0,
-            "seqId": book.seq,
+            "checksum": checksum,
+            "seqId": seq,
             "prevSeqId": prev,
         }
         return _encode({"arg": arg, "action": "update", "data": [entry]}).decode()
+
+
+def _okx_levels(levels: list[list[str]]) -> list[list[str]]:
+    """``[px, sz]`` as OKX sends it: ``[px, sz, "0", orders]`` (0 orders for a removal).
+
+    The order count is made up from the size, so that it is deterministic.
+    """
+    return [
+        [px, sz, "0", "0" if sz == "0" else str(1 + zlib.crc32(sz.encode()) % 9)]
+        for px, sz in levels
+    ]

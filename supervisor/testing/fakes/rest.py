@@ -17,8 +17,14 @@ Answers, in order of precedence:
    fixed window of the Trio clock, reports it in the used-weight header on every
    answer, and answers 429 with ``Retry-After`` (seconds to the next window) to a
    request that would exceed it (rest-api.md, LIMITS);
-3. the path's standing :class:`Reply` (:meth:`FakeRest.route`), else 404 with Binance's
-   ``{"code": -1, ...}``-shaped body.
+3. the path's standing :class:`Reply` (:meth:`FakeRest.route`);
+4. the path's handler (:meth:`FakeRest.serve_path`), which answers from the query: a
+   :class:`Reply`, or a JSON body sent with 200. :meth:`FakeRest.serve_books` routes a
+   fake venue's book endpoint to its true book (``/api/v3/depth`` to a
+   :class:`FakeBinance`, ``/fapi/v1/depth`` to a :class:`FakeBinanceUsdm`,
+   ``/api/v5/market/books`` to a :class:`FakeOkx`), so that a client syncing a book
+   from REST gets the same book the fake's WebSocket diffs change;
+5. else 404 with Binance's ``{"code": -1, ...}``-shaped body.
 
 Venue endpoints (:meth:`FakeRest.serve_venue`): a venue's server-time and instrument
 list, shaped like the recorded bodies in ``tests/data/rest/`` (``binance_time.json``,
@@ -52,7 +58,11 @@ import h11
 import msgspec
 import trio
 
+from supervisor.testing.fakes import binance as _binance
+from supervisor.testing.fakes import okx as _okx
+
 __all__ = [
+    "BOOK_PATHS",
     "DEFAULT_EPOCH",
     "VENUE_PATHS",
     "FakeRest",
@@ -65,6 +75,13 @@ __all__ = [
 DEFAULT_EPOCH: Final = datetime.datetime(2026, 11, 2, tzinfo=datetime.UTC)
 
 _MAX_REQUEST_BYTES: Final = 65536
+
+#: Each book-serving fake's REST book path (:meth:`FakeRest.serve_books`).
+BOOK_PATHS: Final[Mapping[str, str]] = {
+    "binance": "/api/v3/depth",
+    "binance_usdm": "/fapi/v1/depth",
+    "okx": "/api/v5/market/books",
+}
 
 #: Each venue's (server-time path, instrument-list path), as its adapter calls them.
 VENUE_PATHS: Final[Mapping[str, tuple[str, str]]] = {
@@ -195,6 +212,8 @@ class FakeRest:
         self._changed = trio.Event()
         #: path -> the body for the fake's Unix time then (venue endpoints).
         self._dynamic: dict[str, Callable[[float], Any]] = {}
+        #: path -> what answers a request's query (:meth:`serve_path`).
+        self._handlers: dict[str, Callable[[dict[str, str]], Any]] = {}
 
     def serve_venue(self, venue: str, symbols: list[str], *, offset: float = 0.0) -> None:
         """Answer ``venue``'s server-time and instrument-list paths.
@@ -209,6 +228,37 @@ class FakeRest:
         listed = list(symbols)
         self._dynamic[time_path] = lambda now: _time_body(venue, now + offset)
         self._dynamic[instruments_path] = lambda now: _instruments_body(venue, listed, now + offset)
+
+    def serve_path(self, path: str, handler: Callable[[dict[str, str]], Any]) -> None:
+        """Answer ``path`` with ``handler(query)``: a :class:`Reply`, or a body sent with 200.
+
+        A script or a standing :meth:`route` for the path still goes first, and the
+        request is recorded and weighed like any other.
+        """
+        self._handlers[path] = handler
+
+    def serve_books(self, fake: _binance.FakeBinance | _okx.FakeOkx) -> None:
+        """Serve ``fake``'s REST book endpoint from its true books.
+
+        ``/api/v3/depth?symbol=&limit=`` for a :class:`FakeBinance`,
+        ``/fapi/v1/depth?symbol=&limit=`` for a :class:`FakeBinanceUsdm`,
+        ``/api/v5/market/books?instId=&sz=`` for a :class:`FakeOkx`; each answers as the
+        venue does (:meth:`FakeBinance.depth_request`, :meth:`FakeOkx.books_request`),
+        errors included.
+        """
+        if isinstance(fake, _okx.FakeOkx):
+            answer, path = fake.books_request, BOOK_PATHS["okx"]
+        else:
+            answer = fake.depth_request
+            path = BOOK_PATHS[
+                "binance_usdm" if isinstance(fake, _binance.FakeBinanceUsdm) else "binance"
+            ]
+
+        def handler(query: dict[str, str]) -> Reply:
+            status, body = answer(query)
+            return Reply(status=status, body=body)
+
+        self.serve_path(path, handler)
 
     def route(self, path: str, reply: Reply) -> None:
         """Answer every request for ``path`` with ``reply`` (unless a script says else)."""
@@ -248,7 +298,7 @@ class FakeRest:
         self._changed.set()
         self._changed = trio.Event()
 
-    def _answer(self, path: str) -> tuple[Reply, dict[str, str]]:
+    def _answer(self, path: str, query: dict[str, str]) -> tuple[Reply, dict[str, str]]:
         """The reply for ``path`` and the budget's headers, counting its weight."""
         headers: dict[str, str] = {}
         script = self._scripts.get(path)
@@ -275,6 +325,10 @@ class FakeRest:
             self.used += weight
             headers[self._weight_header] = str(self.used)
         reply = self._routes.get(path)
+        handler = self._handlers.get(path)
+        if reply is None and handler is not None:
+            answer = handler(query)
+            reply = answer if isinstance(answer, Reply) else Reply(body=answer)
         render = self._dynamic.get(path)
         if reply is None and render is not None:
             reply = Reply(body=render(DEFAULT_EPOCH.timestamp() + trio.current_time()))
@@ -294,18 +348,19 @@ class FakeRest:
                 if request is None:
                     return
                 parts = urlsplit(request.target.decode("ascii"))
+                query = dict(parse_qsl(parts.query))
                 self.requests.append(
                     RecordedRequest(
                         method=request.method.decode("ascii"),
                         path=parts.path,
-                        query=dict(parse_qsl(parts.query)),
+                        query=dict(query),
                         at=trio.current_time(),
                         connection=number,
                         peer=peer,
                     )
                 )
                 self._touch()
-                reply, headers = self._answer(parts.path)
+                reply, headers = self._answer(parts.path, query)
                 if reply.delay:
                     await trio.sleep(reply.delay)
                 await _send(stream, connection, reply, headers)
