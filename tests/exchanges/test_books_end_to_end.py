@@ -24,7 +24,7 @@ from actors.exchanges.sdk.orderbook import OrderBook
 from exchanges.helpers import Dialer, exchange_config, okx_config
 from supervisor import BookView, Config, Supervisor, open_supervisor
 from supervisor.testing import FakeExchange, open_fake_exchange
-from supervisor.testing.fakes.binance import FakeBinance
+from supervisor.testing.fakes.binance import FakeBinance, FakeBinanceUsdm
 from supervisor.testing.fakes.bybit import FakeBybit
 from supervisor.testing.fakes.deribit import FakeDeribit
 from supervisor.testing.fakes.okx import FakeOkx
@@ -485,3 +485,125 @@ async def test_a_reconnect_resyncs_every_binance_book_once_within_the_weight_bud
     assert second > first
     assert all(book.resyncs == 0 for book in stats.books.values())  # losses, no doubts
     assert stats.connects == 2
+
+
+async def test_a_make_before_break_handover_keeps_the_binance_book_without_a_resync(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    binance = FakeBinance()
+    async with (
+        open_fake_exchange(
+            name="binance", transport="memory", interval=1.0, handler=binance
+        ) as fake,
+        open_fake_rest() as rest,
+    ):
+        rest.serve_venue("binance", ["BTCUSDT"])
+        rest.serve_books(binance)
+        config = exchange_config(
+            b={
+                "exchange": "binance",
+                "url": "ws://binance.fake.invalid/stream",
+                "channels": ["book"],
+                "symbols": ["BTC-USDT"],
+                "rest": {"base_url": rest.url},
+            }
+        )
+        with trio.fail_after(60):
+            async with open_supervisor(config, connector=fake.connect, wall_clock=wall) as sup:
+                rebuilt = Rebuilt(sup, "b")
+                noticed = False
+                async for message in sup.messages():
+                    symbol = rebuilt.take(message)
+                    if symbol is not None and symbol in rebuilt.books:
+                        assert rebuilt.books[symbol].top() == venue_levels(
+                            binance.venue_book("BTCUSDT"), rebuilt.sequence[symbol]
+                        )
+                    seen = rebuilt.seen.get("BTC-USDT", [])
+                    if not noticed and seen.count("delta") == 2:
+                        await binance.server_shutdown()
+                        noticed = True
+                    switched = len(fake.sessions) == 2 and not fake.sessions[0].open
+                    if noticed and switched and seen.count("delta") >= 8:
+                        break
+                stats = (await sup.stats()).connections[0]
+    # The successor took over and the one book went on: one snapshot, deltas only, no
+    # BookInvalid, no second REST snapshot.
+    assert rebuilt.seen["BTC-USDT"][0] == "snapshot"
+    assert set(rebuilt.seen["BTC-USDT"][1:]) == {"delta"}
+    assert [r.query["symbol"] for r in rest.requests if r.path == "/api/v3/depth"] == ["BTCUSDT"]
+    assert (stats.books["BTC-USDT"].resyncs, stats.books["BTC-USDT"].snapshots) == (0, 1)
+    assert (stats.restarts, stats.connects) == (0, 2)
+
+
+async def test_an_okx_handover_restarts_the_chain_from_the_successors_snapshot(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    okx = FakeOkx()
+    async with open_fake_exchange(
+        name="okx", transport="memory", interval=1.0, handler=okx
+    ) as fake:
+        config = okx_config(channels=["book"], symbols=["BTC-USDT"])
+        with trio.fail_after(60):
+            async with open_supervisor(config, connector=fake.connect) as sup:
+                rebuilt = Rebuilt(sup, "okx")
+                noticed = False
+                async for message in sup.messages():
+                    symbol = rebuilt.take(message)
+                    if symbol is not None and symbol in rebuilt.books:
+                        assert rebuilt.books[symbol].top() == venue_levels(
+                            okx.venue_book(symbol), rebuilt.sequence[symbol]
+                        )
+                    seen = rebuilt.seen.get("BTC-USDT", [])
+                    if not noticed and seen.count("delta") == 2:
+                        await okx.notice()
+                        noticed = True
+                    switched = len(fake.sessions) == 2 and not fake.sessions[0].open
+                    if noticed and switched and seen[-3:] == ["delta"] * 3:
+                        break
+                stats = (await sup.stats()).connections[0]
+    seen = rebuilt.seen["BTC-USDT"]
+    # No BookInvalid: the successor's own snapshot starts a new chain where the old
+    # session's ended.
+    assert not [entry for entry in seen if entry.startswith("invalid")]
+    assert seen.count("snapshot") == 2
+    assert stats.books["BTC-USDT"].resyncs == 0
+    assert stats.restarts == 0
+
+
+async def test_binance_usdm_bridges_its_rest_snapshot_on_pu(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    binance = FakeBinanceUsdm()
+    async with (
+        open_fake_exchange(
+            name="binance", transport="memory", interval=1.0, handler=binance
+        ) as fake,
+        open_fake_rest() as rest,
+    ):
+        rest.serve_venue("binance_usdm", ["BTCUSDT"])
+        rest.serve_books(binance)
+        config = exchange_config(
+            f={
+                "exchange": "binance_usdm",
+                "url": "ws://fstream.fake.invalid/public/stream",
+                "channels": ["book"],
+                "symbols": ["BTC-USDT-PERP"],
+                "book_depth": 200,
+                "rest": {"base_url": rest.url},
+            }
+        )
+        with trio.fail_after(60):
+            async with open_supervisor(config, connector=fake.connect, wall_clock=wall) as sup:
+                rebuilt = Rebuilt(sup, "f")
+                async for message in sup.messages():
+                    symbol = rebuilt.take(message)
+                    if symbol is not None and symbol in rebuilt.books:
+                        assert rebuilt.books[symbol].top() == venue_levels(
+                            binance.venue_book("BTCUSDT"), rebuilt.sequence[symbol]
+                        )
+                    if rebuilt.seen.get("BTC-USDT-PERP", []).count("delta") == 4:
+                        break
+    (depth,) = [r for r in rest.requests if r.path == "/fapi/v1/depth"]
+    # 200 levels are not a limit USD-M takes: the next one that holds them is asked for.
+    assert (depth.query["symbol"], depth.query["limit"]) == ("BTCUSDT", "500")
+    assert rebuilt.seen["BTC-USDT-PERP"] == ["snapshot"] + ["delta"] * 4
