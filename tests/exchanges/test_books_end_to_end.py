@@ -607,3 +607,45 @@ async def test_binance_usdm_bridges_its_rest_snapshot_on_pu(
     # 200 levels are not a limit USD-M takes: the next one that holds them is asked for.
     assert (depth.query["symbol"], depth.query["limit"]) == ("BTCUSDT", "500")
     assert rebuilt.seen["BTC-USDT-PERP"] == ["snapshot"] + ["delta"] * 4
+
+
+async def test_a_valid_binance_book_is_refreshed_from_rest_and_stays_delivered(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    binance = FakeBinance()
+    async with (
+        open_fake_exchange(
+            name="binance", transport="memory", interval=1.0, handler=binance
+        ) as fake,
+        open_fake_rest() as rest,
+    ):
+        rest.serve_venue("binance", ["BTCUSDT"])
+        rest.serve_books(binance)
+        config = exchange_config(
+            b={
+                "exchange": "binance",
+                "url": "ws://binance.fake.invalid/stream",
+                "channels": ["book"],
+                "symbols": ["BTC-USDT"],
+                "book_refresh": 5.0,
+                "rest": {"base_url": rest.url},
+            }
+        )
+        with trio.fail_after(60):
+            async with open_supervisor(config, connector=fake.connect, wall_clock=wall) as sup:
+                rebuilt = Rebuilt(sup, "b")
+                async for message in sup.messages():
+                    symbol = rebuilt.take(message)
+                    if symbol is not None and symbol in rebuilt.books:
+                        assert rebuilt.books[symbol].top() == venue_levels(
+                            binance.venue_book("BTCUSDT"), rebuilt.sequence[symbol]
+                        )
+                    if trio.current_time() >= 12.0:
+                        break
+                stats = (await sup.stats()).connections[0]
+    depth = [r.at for r in rest.requests if r.path == "/api/v3/depth"]
+    # Synced at 1 (the first diff buffered), refreshed 5 s after each sync.
+    assert depth == [1.0, 6.0, 11.0]
+    seen = rebuilt.seen["BTC-USDT"]
+    assert seen.count("snapshot") == 3 and not [e for e in seen if e.startswith("invalid")]
+    assert (stats.books["BTC-USDT"].resyncs, stats.books["BTC-USDT"].snapshots) == (0, 3)

@@ -237,6 +237,7 @@ class BookSync:
     __slots__ = (
         "_bridged",
         "_buffer",
+        "_refresh_from",
         "_refreshing",
         "book",
         "reason",
@@ -265,13 +266,18 @@ class BookSync:
         # A valid book waiting for a fresh REST snapshot (refresh): deltas apply and
         # are kept for it to bridge.
         self._refreshing = False
+        # The book's sequence when the refresh began: its snapshot must not be older.
+        self._refresh_from: int | None = None
 
     @property
     def ready(self) -> bool:
-        """Does the book want a snapshot that can be used now? A REST snapshot is worth
-        fetching only once a delta is buffered for it to bridge (fetched earlier, it
-        would likely be older than the stream's first delta and be fetched again)."""
-        return self.wants_snapshot and (not self.rule.rest_snapshot or bool(self._buffer))
+        """Does the book want a snapshot that can be used now? A REST snapshot to sync
+        from is worth fetching only once a delta is buffered for it to bridge (fetched
+        earlier, it would likely be older than the stream's first delta and be fetched
+        again); a refresh's, at once (the book it refreshes is where it starts)."""
+        return self.wants_snapshot and (
+            not self.rule.rest_snapshot or bool(self._buffer) or self._refreshing
+        )
 
     def refresh(self) -> bool:
         """Ask for a fresh REST snapshot while the book stays valid (levels that left
@@ -284,6 +290,7 @@ class BookSync:
         if self.state is not BookState.VALID or not self.rule.rest_snapshot or self._refreshing:
             return False
         self._refreshing = True
+        self._refresh_from = self.sequence
         self.wants_snapshot = True
         self._buffer.clear()
         return True
@@ -366,6 +373,11 @@ class BookSync:
         """A refresh's snapshot: the deltas applied since the refresh started, on top
         of it, become the book; a snapshot too old for them is fetched again while the
         current book goes on."""
+        start = self._refresh_from
+        if snapshot.sequence is None or start is None or snapshot.sequence < start:
+            # Older than the book the refresh began from (a lagging replica): ask again.
+            self.wants_snapshot = True
+            return []
         kept = (self.book, self.sequence, self.timestamp, self.received_at)
         buffered = list(self._buffer)
         self.book = OrderBook()
