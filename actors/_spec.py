@@ -16,6 +16,8 @@ import msgspec
 from actors.redact import redacted_fields, redacted_repr
 
 __all__ = [
+    "DEFAULT_BOOK_DEPTH",
+    "DEFAULT_BOOK_REFRESH",
     "DEFAULT_BUFFER",
     "DEFAULT_BUFFER_BYTES",
     "DEFAULT_CONNECT_TIMEOUT",
@@ -78,6 +80,14 @@ class TlsSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     server_hostname: str | None = None
 
 
+#: Levels per side of a REST book snapshot (Binance ``limit``, OKX ``sz`` up to 400):
+#: Binance's own example of a local book uses 1000 (weight 50 on spot, 20 on USD-M).
+DEFAULT_BOOK_DEPTH: Final = 1000
+#: Seconds between REST snapshots that refresh a valid book (Binance): levels that left
+#: the snapshot's depth and came back without an update are otherwise never corrected.
+#: One weight-50 call per symbol per 10 minutes.
+DEFAULT_BOOK_REFRESH: Final = 600.0
+
 #: A configured ``proxy``: one URL or ``"none"``, or a chain of URLs in order.
 ProxySetting = str | tuple[str, ...]
 
@@ -132,6 +142,17 @@ class ConnectionSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
         tls: TLS settings for ``wss://`` (:class:`TlsSettings`).
         allow_plaintext: allow ``ws://`` to a host off this machine (refused otherwise;
             every such connect is logged as a warning).
+        book_sync: keep a local book per symbol of the ``book`` channel and deliver it
+            as a checked chain (docs/books.md); ``False`` delivers the venue's book
+            stream as it comes, unchecked.
+        book_depth: levels per side of a REST book snapshot, where the venue's stream
+            has none (Binance: 1..5000 spot, 5..1000 USD-M; OKX: up to 400).
+        book_refresh: seconds between REST snapshots that refresh a valid book
+            (Binance); 0 never.
+        book_top: deliver a ``BookTop`` of this many levels per side instead of the
+            book's snapshots and deltas (``None``: deltas).
+        book_interval: with ``book_top``, at most one ``BookTop`` per symbol per this
+            many seconds (the newest; a slow consumer never gets a queue of old tops).
 
     Its ``repr`` (and so ``str``, and rich's pretty printing) shows every value
     redacted (:func:`actors.redact.redacted_repr`): a URL's token, a login frame's keys.
@@ -156,6 +177,11 @@ class ConnectionSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     proxy: ProxySetting | None = None
     tls: TlsSettings = TlsSettings()
     allow_plaintext: bool = False
+    book_sync: bool = True
+    book_depth: Annotated[int, msgspec.Meta(ge=1, le=5000)] = DEFAULT_BOOK_DEPTH
+    book_refresh: Annotated[float, msgspec.Meta(ge=0, le=86_400.0)] = DEFAULT_BOOK_REFRESH
+    book_top: Annotated[int, msgspec.Meta(ge=1, le=1000)] | None = None
+    book_interval: Annotated[float, msgspec.Meta(ge=0, le=3600.0)] = 0.0
 
     def __repr__(self) -> str:
         return redacted_repr(self)

@@ -71,8 +71,9 @@ import trio
 
 from actors._errors import ConnectionLost, FeedStale, RateLimited, ServerClosing
 from actors._spec import ConnectionSpec
+from actors.books import BookKeeper
 from actors.consumer_queue import ConsumerQueue
-from actors.exchanges.messages import Batch, ReconnectRequested
+from actors.exchanges.messages import Batch, BookInvalid, Message, ReconnectRequested
 from actors.exchanges.sdk.protocol import AdapterState, ExchangeProtocol
 from actors.exchanges.sdk.rest import TIME, RestCall
 from actors.handover import ContinuityLedger
@@ -90,7 +91,13 @@ from actors.registry import (
 )
 from actors.session import Session, TrafficCounter
 
-__all__ = ["DEFAULT_ANNOUNCED_FOR", "DEFAULT_HANDOVER_WAIT", "ConnectionActor"]
+__all__ = [
+    "DEFAULT_ANNOUNCED_FOR",
+    "DEFAULT_BOOK_RETRY",
+    "DEFAULT_BOOK_RETRY_MAX",
+    "DEFAULT_HANDOVER_WAIT",
+    "ConnectionActor",
+]
 
 logger = logging.getLogger("marketprism.connection")
 
@@ -103,6 +110,10 @@ DEFAULT_HANDOVER_WAIT: Final = 10.0
 #: over. Binance sent ``serverShutdown`` "10 minutes before" until 2026-06 (reference
 #: §1.1), OKX sends 64008 about 30 s ahead; a loss later than this is an ordinary one.
 DEFAULT_ANNOUNCED_FOR: Final = 600.0
+#: Seconds before a failed book snapshot is asked for again; doubled per failure of that
+#: book in a row, up to ``DEFAULT_BOOK_RETRY_MAX``.
+DEFAULT_BOOK_RETRY: Final = 1.0
+DEFAULT_BOOK_RETRY_MAX: Final = 60.0
 
 _Deliver = Callable[[Batch], Awaitable[None]]
 
@@ -260,6 +271,47 @@ class ConnectionActor:
         self._wall_clock = wall_clock
         #: REST purposes whose failure was logged (until they succeed again).
         self._rest_failing: set[str] = set()
+        #: The connection's local books (actors/books.py), or None.
+        self.books = self._book_keeper()
+        # Snapshots from REST and the stream's deltas reach the queue in the order the
+        # books took them.
+        self._books_lock = trio.Lock()
+        # Set when a book wants a snapshot; replaced once the books task woke.
+        self._books_wanted = trio.Event()
+        # Set when a book changed (book_top); replaced once the tops task woke.
+        self._tops_wanted = trio.Event()
+        #: Consecutive snapshot failures per book symbol.
+        self._book_failures: dict[str, int] = {}
+
+    def _book_keeper(self) -> BookKeeper | None:
+        """Local books for the ``book`` channel, when the spec wants them and they can be
+        synced (a venue whose stream has no snapshot needs the REST client)."""
+        proto = self.protocol
+        rule = proto.book_rule
+        symbols = proto.book_topics()
+        spec = self.spec
+        if rule is None or not symbols or not spec.book_sync:
+            return None
+        if rule.rest_snapshot and self.rest is None:
+            logger.warning(
+                "%s: the %s book stream has no snapshot and this connection has no REST "
+                "API to fetch one, so its books are delivered unchecked (set "
+                "[connections.%s.rest] base_url, or book_sync = false to silence this)",
+                spec.name,
+                spec.exchange,
+                spec.name,
+                extra=self._log_fields(event="books_unchecked"),
+            )
+            return None
+        return BookKeeper(
+            spec.name,
+            spec.exchange,
+            rule,
+            symbols,
+            refresh=spec.book_refresh,
+            top=spec.book_top,
+            interval=spec.book_interval,
+        )
 
     def _log_fields(self, **fields: object) -> dict[str, object]:
         return log_fields(self.spec.name, self.spec.exchange, **fields)
@@ -307,17 +359,25 @@ class ConnectionActor:
             async with trio.open_nursery() as nursery:
                 requests, incoming = trio.open_memory_channel[_Handover](1)
                 nursery.start_soon(self._run_successors, incoming)
-                rest = trio.CancelScope()
+                rest, books, tops = trio.CancelScope(), trio.CancelScope(), trio.CancelScope()
                 if self.rest is not None:
                     nursery.start_soon(self._run_rest, self.rest, rest)
+                if self.books is not None:
+                    nursery.start_soon(self._run_books, self.books, books)
+                    if self.books.top is not None:
+                        nursery.start_soon(self._run_tops, self.books, tops)
                 try:
                     await self._run_session(self.protocol, requests, None)
                 finally:
                     rest.cancel(reason="the session ended")
+                    books.cancel(reason="the session ended")
+                    tops.cancel(reason="the session ended")
         finally:
             self._forget_lineage()
             with trio.CancelScope(shield=True), trio.move_on_after(self._close_timeout):
                 await self._traffic.flush(trio.current_time())
+                if self.books is not None:
+                    await self._books_lost()
 
     def _forget_lineage(self) -> None:
         self._session = self._handover = self._filtering = None
@@ -382,7 +442,7 @@ class ConnectionActor:
                         ws,
                         stale_after=self.spec.stale_after,
                         traffic=self._traffic,
-                        deliver=self.queue.put if handover is None else handover.hold,
+                        deliver=self._put if handover is None else handover.hold,
                         on_subscriptions=self._on_subscriptions,
                         on_notice=functools.partial(self._on_notice, requests),
                     )
@@ -576,7 +636,7 @@ class ConnectionActor:
     def _deliver_for(self, session: Session) -> _Deliver:
         """What ``session`` (the connection) delivers through, composed from the state:
         the queue, tracked by the handover it announced, filtered by the last switch."""
-        put: _Deliver = self.queue.put
+        put: _Deliver = self._put
         pending = self._pending_for(session)
         if pending is not None:
             put = functools.partial(pending.track, put)
@@ -663,6 +723,157 @@ class ConnectionActor:
             why,
             extra=self._log_fields(event="handover"),
         )
+
+    # -- local books -----------------------------------------------------------------
+
+    @property
+    def _put(self) -> _Deliver:
+        """The innermost delivery: through the books, if any, to the queue."""
+        return self.queue.put if self.books is None else self._put_books
+
+    async def _put_books(self, batch: Batch) -> None:
+        books = self.books
+        assert books is not None
+        async with self._books_lock:
+            out = books.process(batch)
+            if out:
+                if books.top is not None:
+                    self._seal_tops(out)
+                await self.queue.put(out)
+        if books.notes:
+            self._log_books(books)
+        if books.pending:
+            self._books_wanted.set()
+        if books.changed:
+            self._tops_wanted.set()
+
+    def _log_books(self, books: BookKeeper) -> None:
+        """One line per doubt (and its resync under way) and per resync done."""
+        notes, books.notes = books.notes, []
+        name = self.spec.name
+        for symbol, text, doubt in notes:
+            if doubt:
+                how = (
+                    "fetching a REST snapshot"
+                    if books.syncs[symbol].rule.rest_snapshot
+                    else ("subscribing its stream again")
+                )
+                logger.warning(
+                    "%s: book %s invalid (%s); %s",
+                    name,
+                    symbol,
+                    text,
+                    how,
+                    extra=self._log_fields(event="book_invalid", symbol=symbol),
+                )
+            else:
+                logger.info(
+                    "%s: book %s %s",
+                    name,
+                    symbol,
+                    text,
+                    extra=self._log_fields(event="book_resynced", symbol=symbol),
+                )
+
+    def _seal_tops(self, out: Batch) -> None:
+        """A top queued before a BookInvalid stays before it: the next top of that
+        symbol queues behind the BookInvalid instead of replacing the stale one."""
+        for message in out:
+            if type(message) is BookInvalid:
+                self.queue.seal(("book_top", message.symbol))
+
+    async def _run_tops(self, books: BookKeeper, scope: trio.CancelScope) -> None:
+        """Deliver the tops of changed books (``book_top``), at most one per symbol per
+        ``book_interval``, each replacing its symbol's top while that one still waits in
+        the queue, until ``scope`` is cancelled."""
+        with scope:
+            while True:
+                async with self._books_lock:
+                    tops, later = books.tops(trio.current_time())
+                    for top in tops:
+                        await self.queue.put_latest(("book_top", top.symbol), (top,))
+                if tops:
+                    continue
+                wake = self._tops_wanted = trio.Event()
+                if books.changed and later == math.inf:
+                    continue  # changed while the lock was held
+                with trio.move_on_at(later):
+                    await wake.wait()
+
+    async def _deliver_books(self, messages: list[Message]) -> None:
+        """Deliver what the books said outside the stream (a REST snapshot, a loss)."""
+        if messages:
+            await self.queue.put(tuple(messages))
+
+    async def _books_lost(self) -> None:
+        books = self.books
+        assert books is not None
+        async with self._books_lock:
+            await self._deliver_books(books.lost("the connection was lost", self._wall_clock()))
+
+    async def _run_books(self, books: BookKeeper, scope: trio.CancelScope) -> None:
+        """Get each book that wants one a snapshot, until ``scope`` is cancelled (the
+        session ended): a REST snapshot through the connection's client (paced by the
+        venue's weight budget), or the book's stream subscribed again (paced like every
+        request). Never raises: a failed snapshot is asked for again after a delay."""
+        retry_at: dict[str, float] = {}
+        with scope:
+            while True:
+                wanted = books.wanted()
+                now = trio.current_time()
+                for symbol, by_rest in wanted:
+                    if by_rest:
+                        await self._book_snapshot(books, symbol, retry_at)
+                    else:
+                        self._resubscribe_book(symbol, now)
+                if books.pending:
+                    continue
+                due = [s for s, at in retry_at.items() if at <= trio.current_time()]
+                for symbol in due:
+                    del retry_at[symbol]
+                    books.snapshot_failed(symbol)
+                if due:
+                    continue
+                wake = self._books_wanted = trio.Event()
+                with trio.move_on_at(min(retry_at.values(), default=math.inf)):
+                    await wake.wait()
+
+    def _resubscribe_book(self, symbol: str, now: float) -> None:
+        proto = self.protocol
+        if proto.resync_book(symbol, now) and self._session is not None:
+            self._session.wake(f"book {symbol} subscribed again")
+
+    async def _book_snapshot(
+        self, books: BookKeeper, symbol: str, retry_at: dict[str, float]
+    ) -> None:
+        """One REST snapshot for ``symbol``'s book; on failure, its retry time."""
+        client = self.rest
+        proto = self.protocol
+        call = proto.book_snapshot_call(symbol)
+        if client is None or call is None:
+            return
+        try:
+            body = await client.get(call.path, params=dict(call.params))
+            snapshot = proto.book_snapshot(symbol, body, self._wall_clock())
+        except Exception as exc:  # a snapshot never ends the session; ask again later
+            failures = self._book_failures[symbol] = self._book_failures.get(symbol, 0) + 1
+            delay = min(DEFAULT_BOOK_RETRY_MAX, DEFAULT_BOOK_RETRY * 2.0 ** (failures - 1))
+            retry_at[symbol] = trio.current_time() + delay
+            (logger.warning if failures == 1 else logger.debug)(
+                "%s: book snapshot of %s (%s) failed: %s; asking again in %.0f s",
+                self.spec.name,
+                symbol,
+                call.path,
+                _rest_reason(exc),
+                delay,
+                extra=self._log_fields(event="book_snapshot_failed", symbol=symbol),
+            )
+            return
+        self._book_failures.pop(symbol, None)
+        async with self._books_lock:
+            await self._deliver_books(books.take_snapshot(snapshot))
+        if books.notes:
+            self._log_books(books)
 
     # -- REST ------------------------------------------------------------------------
 

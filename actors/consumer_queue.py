@@ -11,6 +11,11 @@ a batch does not fit under either bound: ``block`` waits until it fits (back-pre
 reaches TCP), ``drop_newest`` discards the incoming batch, ``drop_oldest`` takes the oldest
 queued batches out until it fits. Drops are counted in messages, not batches.
 
+Conflated batches (:meth:`ConsumerQueue.put_latest`, the book tops of ``book_top``): a
+batch put under a key replaces the batch put under the same key while that one is still
+queued, in its place, so a slow consumer finds the newest value where the first one
+was instead of a queue of stale ones.
+
 A batch larger than the whole byte budget is admitted when the queue is empty: otherwise
 ``block`` would wait for ever and the drop policies would drop every such batch. So the
 queue holds at most ``max_bytes`` estimated bytes, or a single batch.
@@ -39,12 +44,21 @@ from __future__ import annotations
 
 import collections
 import itertools
+from collections.abc import Hashable
 from typing import Any, Final
 
 import trio
 
 from actors._spec import DEFAULT_BUFFER_BYTES, Overflow
-from actors.exchanges.messages import Batch, BookDelta, BookSnapshot, RawMessage, Ticker, Trade
+from actors.exchanges.messages import (
+    Batch,
+    BookDelta,
+    BookSnapshot,
+    BookTop,
+    RawMessage,
+    Ticker,
+    Trade,
+)
 
 __all__ = ["ConsumerQueue", "QueueReceiver", "batch_bytes", "json_bytes"]
 
@@ -132,7 +146,7 @@ def batch_bytes(batch: Batch) -> int:
         cost = fixed.get(type(message))
         if cost is not None:
             size += cost
-        elif isinstance(message, (BookDelta, BookSnapshot)):
+        elif isinstance(message, (BookDelta, BookSnapshot, BookTop)):
             size += _BOOK + _LEVEL * (len(message.bids) + len(message.asks))
         elif isinstance(message, RawMessage):
             size += _RAW + json_bytes(message.data)
@@ -168,7 +182,9 @@ class ConsumerQueue:
         self.dropped = 0
         #: Estimated bytes of the batches queued now (:func:`batch_bytes` of each).
         self.queued_bytes = 0
-        self._batches: collections.deque[tuple[Batch, int]] = collections.deque()
+        self._batches: collections.deque[tuple[Batch, int] | _Latest] = collections.deque()
+        #: key -> the queued conflated entry put under it (:meth:`put_latest`).
+        self._latest: dict[Hashable, _Latest] = {}
         self._closed = False
         self._receiver_closed = False
         # Putters waiting for room (block), and the consumer waiting for a batch.
@@ -221,12 +237,71 @@ class ConsumerQueue:
                 return
             # DROP_OLDEST: take the oldest out until the new one fits (an empty queue
             # always admits it).
-            batches = self._batches
             while not self._fits(size):
-                oldest, oldest_size = batches.popleft()
-                self.queued_bytes -= oldest_size
-                self.dropped += len(oldest)
+                self._drop_oldest()
         self._append(batch, size)
+
+    async def put_latest(self, key: Hashable, batch: Batch) -> None:
+        """Queue ``batch``, or, while a batch put under ``key`` is still queued, put
+        ``batch`` in its place (the queue does not grow; the one replaced is not counted
+        as dropped: it was only ever a stale value of the same thing).
+
+        Otherwise as :meth:`put`: the overflow policy applies to a new entry.
+
+        Cancellation: atomic, as :meth:`put`.
+
+        Raises:
+            trio.ClosedResourceError: the queue was closed with :meth:`close`.
+            trio.BrokenResourceError: the consumer closed :attr:`receive`.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        self._check_open()
+        size = batch_bytes(batch)
+        entry = self._latest.get(key)
+        if entry is not None:
+            self.queued_bytes += size - entry[1]
+            entry[0], entry[1] = batch, size
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return
+        if not self._fits(size):
+            if self.policy is Overflow.BLOCK:
+                while not self._fits(size):
+                    await self._room.park()
+                    self._check_open()
+                    entry = self._latest.get(key)
+                    if entry is not None:  # put meanwhile by another task
+                        self.queued_bytes += size - entry[1]
+                        entry[0], entry[1] = batch, size
+                        return
+            elif self.policy is Overflow.DROP_NEWEST:
+                self.dropped += len(batch)
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return
+            else:
+                while not self._fits(size):
+                    self._drop_oldest()
+        entry = _Latest((batch, size))
+        entry.key = key
+        self._latest[key] = entry
+        self._batches.append(entry)
+        self.queued_bytes += size
+        if self._ready:
+            self._ready.unpark()
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
+    def seal(self, key: Hashable) -> None:
+        """The batch queued under ``key`` (if any) stays as it is: the next
+        :meth:`put_latest` under ``key`` queues anew, behind what was put since (a top
+        must not jump back before the ``BookInvalid`` that followed it)."""
+        self._latest.pop(key, None)
+
+    def _drop_oldest(self) -> None:
+        oldest = self._batches.popleft()
+        batch, size = oldest
+        self.queued_bytes -= size
+        self.dropped += len(batch)
+        if type(oldest) is _Latest and self._latest.get(oldest.key) is oldest:
+            del self._latest[oldest.key]
 
     def _append(self, batch: Batch, size: int) -> None:
         self._batches.append((batch, size))
@@ -241,8 +316,11 @@ class ConsumerQueue:
             if self._closed:
                 raise trio.EndOfChannel
             raise trio.WouldBlock
-        batch, size = self._batches.popleft()
+        entry = self._batches.popleft()
+        batch, size = entry
         self.queued_bytes -= size
+        if type(entry) is _Latest and self._latest.get(entry.key) is entry:
+            del self._latest[entry.key]
         if self._room:
             self._room.unpark_all()
         return batch
@@ -255,6 +333,7 @@ class ConsumerQueue:
             return
         self._receiver_closed = True
         self._batches.clear()
+        self._latest.clear()
         self.queued_bytes = 0
         self._ready.unpark_all()
         self._room.unpark_all()
@@ -264,6 +343,14 @@ class ConsumerQueue:
         self._closed = True
         self._ready.unpark_all()
         self._room.unpark_all()
+
+
+class _Latest(list[Any]):
+    """A conflated queue entry: ``[batch, size]``, replaced in place, with its key."""
+
+    __slots__ = ("key",)
+
+    key: Hashable
 
 
 class QueueReceiver(trio.abc.ReceiveChannel[Batch]):

@@ -19,12 +19,13 @@ import collections
 import contextlib
 import enum
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
 import msgspec
 import trio
 
+from actors.books import BookStats
 from actors.consumer_queue import ConsumerQueue
 from actors.histogram import Buckets, Histogram
 
@@ -350,6 +351,9 @@ class ConnectionStats(msgspec.Struct, frozen=True, kw_only=True):
         subscription_stats: native topic -> :class:`SubscriptionStats` (the same
             topics as ``subscriptions``).
         silent_total: times a subscription went silent on this connection.
+        books: symbol -> :class:`~actors.books.BookStats` of each local book (the
+            ``book`` channel's symbols; empty without local books), read when the
+            snapshot is taken.
     """
 
     name: str
@@ -391,6 +395,7 @@ class ConnectionStats(msgspec.Struct, frozen=True, kw_only=True):
     silent_total: int = 0
     feed_latency: Histogram | None = None
     probe_rtt_histogram: Histogram | None = None
+    books: dict[str, BookStats] = msgspec.field(default_factory=dict)
 
 
 class Totals(msgspec.Struct, frozen=True, kw_only=True):
@@ -576,6 +581,11 @@ class RegistryActor:
         self._records: dict[str, _Record] = {}
         self._grants: dict[str, collections.deque[float]] = {}
         self._queues: dict[str, ConsumerQueue] = {}
+        self._books: dict[str, Callable[[], dict[str, BookStats]]] = {}
+
+    def watch_books(self, connection: str, stats: Callable[[], dict[str, BookStats]]) -> None:
+        """Report ``stats()`` as ``connection``'s ``books`` in snapshots (read then)."""
+        self._books[connection] = stats
 
     def watch_queue(self, connection: str, queue: ConsumerQueue) -> None:
         """Report ``queue``'s level as ``connection``'s ``queued_bytes`` in snapshots.
@@ -849,6 +859,7 @@ class RegistryActor:
             silent_total=rec.silent_total,
             feed_latency=rec.latency_buckets.snapshot(),
             probe_rtt_histogram=rec.rtt_buckets.snapshot(),
+            books=books() if (books := self._books.get(name)) is not None else {},
         )
 
 

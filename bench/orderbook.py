@@ -9,8 +9,10 @@ Replays, many times over, already decoded messages (the adapters' cost is in
 - ``binance``: 150 recorded NKN-USDT diffs (about 8 levels each) on their REST snapshot
   (about 1,000 levels a side).
 
-For each: ``OrderBook.apply`` alone, and ``BookSync.on_delta`` (chain check, apply,
-crossed check, checksum when non-zero, the delivered message). Only the updates are
+For each: ``OrderBook.apply`` alone, ``BookSync.on_delta`` (chain check, apply,
+crossed check, checksum when non-zero, the delivered message), and
+``BookKeeper.process`` of a one-delta batch (what the connection adds per frame: the
+dispatch by symbol, the refresh clock, the new batch). Only the updates are
 timed (the snapshot is loaded before each replay). Median of ``--reps`` repetitions of
 ``--rounds`` replays each; CPU time (``time.process_time``).
 
@@ -35,6 +37,7 @@ import msgspec
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from actors.books import BookKeeper  # noqa: E402
 from actors.exchanges.messages import BookDelta, BookSnapshot  # noqa: E402
 from actors.exchanges.sdk.booksync import BINANCE_SPOT, OKX, BookSync, SyncRule  # noqa: E402
 from actors.exchanges.sdk.orderbook import OrderBook  # noqa: E402
@@ -155,6 +158,25 @@ def synced(rule: SyncRule, snapshot: BookSnapshot, deltas: list[BookDelta]) -> R
     return prepare
 
 
+def kept(rule: SyncRule, snapshot: BookSnapshot, deltas: list[BookDelta]) -> Round:
+    def prepare() -> Callable[[], None]:
+        keeper = BookKeeper("c", "x", rule, [snapshot.symbol], refresh=600.0)
+        sync = keeper.syncs[snapshot.symbol]
+        sync.snapshot_requested()
+        sync.on_snapshot(snapshot)
+        batches = [(delta,) for delta in deltas]
+        process = keeper.process
+
+        def run() -> None:
+            for batch in batches:
+                process(batch)
+            assert sync.resyncs == 0, sync.reason
+
+        return run
+
+    return prepare
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=200)
@@ -173,11 +195,18 @@ def main() -> None:
             len(okx_deltas),
         ),
         ("okx-nochecksum", "BookSync.on_delta", synced(OKX, okx_zero, zeroed), len(zeroed)),
+        ("okx-nochecksum", "BookKeeper.process", kept(OKX, okx_zero, zeroed), len(zeroed)),
         ("binance", "OrderBook.apply", book_only(nkn_snapshot, nkn_deltas), len(nkn_deltas)),
         (
             "binance",
             "BookSync.on_delta",
             synced(BINANCE_SPOT, nkn_snapshot, nkn_deltas),
+            len(nkn_deltas),
+        ),
+        (
+            "binance",
+            "BookKeeper.process",
+            kept(BINANCE_SPOT, nkn_snapshot, nkn_deltas),
             len(nkn_deltas),
         ),
     ]

@@ -25,8 +25,12 @@ from actors import RestError as RestError
 from actors import ServerClosing as ServerClosing
 from actors import SupervisorError as SupervisorError
 from actors import TransportError as TransportError
+from actors.books import BookStats as BookStats
+from actors.books import BookView as BookView
 from actors.exchanges import BookDelta as BookDelta
+from actors.exchanges import BookInvalid as BookInvalid
 from actors.exchanges import BookSnapshot as BookSnapshot
+from actors.exchanges import BookTop as BookTop
 from actors.exchanges import Message as Message
 from actors.exchanges import RawMessage as RawMessage
 from actors.exchanges import Ticker as Ticker
@@ -58,7 +62,11 @@ __all__ = [
     "Backoff",
     "BackoffPolicy",
     "BookDelta",
+    "BookInvalid",
     "BookSnapshot",
+    "BookStats",
+    "BookTop",
+    "BookView",
     "Config",
     "ConfigError",
     "ConnectError",

@@ -79,6 +79,7 @@ from actors import (
     SupervisorError,
     TransportError,
 )
+from actors.books import BookKeeper, BookStats, BookView
 from actors.exchanges import Batch
 from actors.logs import log_fields
 from actors.net import Connector, TcpTlsConnector, redact_url
@@ -108,6 +109,13 @@ logger = logging.getLogger("marketprism.supervisor")
 _REGISTRY_QUEUE: Final = 1024
 #: Extra seconds, beyond ``shutdown_timeout``, before a stop gives up waiting.
 _STOP_GRACE: Final = 1.0
+
+
+def _book_stats(
+    books: BookKeeper, wall_clock: Callable[[], float]
+) -> Callable[[], dict[str, BookStats]]:
+    """What the registry reads for ``books`` in each snapshot."""
+    return lambda: books.stats(wall_clock())
 
 
 class _Child:
@@ -379,6 +387,8 @@ class Supervisor:
         ]
         for spec, actor in zip(config.connections, actors, strict=True):
             self._registry_actor.watch_queue(spec.name, actor.queue)
+            if actor.books is not None:
+                self._registry_actor.watch_books(spec.name, _book_stats(actor.books, wall_clock))
         #: Per child: (masked hops, why), for stats.
         self._routes = routes
         # Each incarnation sends exactly one tiny exit record and never waits to do so;
@@ -475,6 +485,36 @@ class Supervisor:
                 "is on the venue's own domain)"
             )
         return client
+
+    def book(self, connection: str, symbol: str) -> BookView:
+        """The local book of ``symbol`` on ``connection``, as a live read-only view.
+
+        The view answers for the moment each of its methods is called (best-first
+        ``bids()`` and ``asks()``, ``best_bid()``, ``sequence``, ``timestamp``,
+        ``age(now)``, ``valid``), so one view can be kept and read on every message; it
+        may be ahead of the messages the consumer is still processing (compare
+        ``sequence``). Levels are empty while the book is not valid. See docs/books.md.
+
+        Raises:
+            ValueError: no connection is called ``connection``, or it keeps no book
+                for ``symbol`` (only the ``book`` channel's symbols have one, and only
+                with ``book_sync``).
+        """
+        child = self._child(connection)
+        books = child.actor.books
+        view = None if books is None else books.view(symbol)
+        if view is None:
+            kept = sorted(books.syncs) if books is not None else []
+            raise ValueError(
+                f"connection {connection!r} keeps no local book for {symbol!r}"
+                + (
+                    f" (it keeps {', '.join(kept)})"
+                    if kept
+                    else " (it keeps none: local "
+                    "books are kept for the symbols of the book channel, with book_sync)"
+                )
+            )
+        return view
 
     async def restart(self, name: str) -> None:
         """Restart one connection now: close its session cleanly and reconnect at once.

@@ -33,7 +33,8 @@ SRC = "config.toml"
 URL = "wss://stream.example.com/ws"
 SUP_KEYS = "connect_attempts, connect_interval, max_restarts, shutdown_timeout, strategy, within"
 CONN_KEYS = (
-    "allow_plaintext, backoff, buffer, buffer_bytes, channels, connect_timeout, exchange, "
+    "allow_plaintext, backoff, book_depth, book_interval, book_refresh, book_sync, book_top, "
+    "buffer, buffer_bytes, channels, connect_timeout, exchange, "
     "give_up_after, heartbeat, max_message_size, overflow, proxy, raw, rest, restart, "
     "silent_after, stale_after, subscribe, symbols, tls, url"
 )
@@ -122,6 +123,40 @@ BAD = [
             f"(expected one of: {BACKOFF_KEYS})"
         ],
         id="unknown-backoff-key",
+    ),
+    pytest.param(
+        """\
+        [defaults]
+        book_interval = 0.5
+
+        [connections.a]
+        exchange = "okx"
+        channels = ["book"]
+        symbols = ["BTC-USDT"]
+        book_sync = false
+        book_top = 5
+
+        [connections.b]
+        exchange = "okx"
+        channels = ["book"]
+        symbols = ["BTC-USDT"]
+        book_depth = 0
+
+        [connections.c]
+        exchange = "okx"
+        channels = ["book"]
+        symbols = ["BTC-USDT"]
+        """,
+        [
+            # Set in [defaults], where the line is.
+            "config.toml:2: connections.c.book_interval: applies only with book_top (set "
+            "book_top = N for the N best levels, or remove book_interval)",
+            "config.toml:9: connections.a.book_top: needs book_sync = true (the tops are "
+            "read from the local book; remove book_sync = false, or book_top)",
+            "config.toml:15: connections.b.book_depth: 0 is out of range (expected an "
+            "integer >= 1 and <= 5000)",
+        ],
+        id="book-keys",
     ),
     pytest.param(
         f"""\

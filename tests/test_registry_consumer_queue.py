@@ -364,3 +364,64 @@ async def test_snapshot_reads_queued_bytes_from_the_queue_when_taken() -> None:
     # No traffic report since: the level is read from the queue itself.
     (conn,) = reg.snapshot(3.0).connections
     assert (conn.queued_bytes, conn.dropped) == (0, 5)
+
+
+# -- conflated entries (book tops) -------------------------------------------------------
+
+
+async def test_put_latest_replaces_the_queued_entry_of_its_key_in_place() -> None:
+    queue = ConsumerQueue(Overflow.BLOCK, 10)
+    await queue.put_latest("a", book(1, seq=1))
+    await queue.put(book(1, seq=2))
+    await queue.put_latest("b", book(1, seq=3))
+    await queue.put_latest("a", book(3, seq=4))  # replaces seq 1, where it was
+    assert (len(queue), queue.queued_bytes) == (3, B3 + B1 + B1)
+    (first,) = queue.receive.receive_nowait()
+    assert isinstance(first, BookDelta) and first.sequence == 4
+    # Taken: the next one under "a" queues anew, behind what came since.
+    await queue.put(book(1, seq=5))
+    await queue.put_latest("a", book(1, seq=6))
+    assert drain(queue) == [2, 3, 5, 6]
+    assert (queue.dropped, queue.queued_bytes) == (0, 0)
+
+
+async def test_a_sealed_entry_stays_and_the_next_queues_behind() -> None:
+    queue = ConsumerQueue(Overflow.BLOCK, 10)
+    await queue.put_latest("a", book(1, seq=1))
+    await queue.put(book(1, seq=2))  # e.g. the BookInvalid that followed the top
+    queue.seal("a")
+    await queue.put_latest("a", book(1, seq=3))
+    await queue.put_latest("a", book(1, seq=4))  # replaces 3, not the sealed 1
+    assert drain(queue) == [1, 2, 4]
+    # Taking the sealed entry did not forget the newer one's key.
+    await queue.put_latest("a", book(1, seq=5))
+    assert drain(queue) == [5]
+
+
+@pytest.mark.parametrize(
+    ("policy", "kept", "dropped"),
+    [(Overflow.DROP_NEWEST, [1, 2], 1), (Overflow.DROP_OLDEST, [2, 3], 1)],
+)
+async def test_a_new_conflated_entry_follows_the_overflow_policy(
+    policy: Overflow, kept: list[int], dropped: int
+) -> None:
+    queue = ConsumerQueue(policy, 2)
+    await queue.put_latest("a", book(1, seq=1))
+    await queue.put(book(1, seq=2))
+    await queue.put_latest("b", book(1, seq=3))  # a new key: no room
+    assert drain(queue) == kept and queue.dropped == dropped
+    # Whatever was dropped took its key along: "a" queues anew.
+    await queue.put_latest("a", book(1, seq=7))
+    assert drain(queue) == [7]
+
+
+async def test_put_latest_under_block_waits_for_room_unless_it_replaces(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    queue = ConsumerQueue(Overflow.BLOCK, 1)
+    await queue.put_latest("a", book(1, seq=1))
+    await queue.put_latest("a", book(1, seq=2))  # replaces: never waits
+    with trio.move_on_after(5.0) as waited:
+        await queue.put_latest("b", book(1, seq=3))
+    assert waited.cancelled_caught and len(queue) == 1
+    assert drain(queue) == [2]

@@ -240,7 +240,8 @@ async def test_feed_latency_is_receive_time_minus_exchange_time(
     async with open_fake_exchange(
         name="okx", transport="memory", interval=0.25, handler=books
     ) as fake:
-        config = okx_config(channels=["book"], symbols=["BTC-USDT"])
+        # Updates without a snapshot, delivered as they come: this is about latency.
+        config = okx_config(channels=["book"], symbols=["BTC-USDT"], book_sync=False)
         with trio.fail_after(60):
             async with open_supervisor(config, connector=Dialer(fake), wall_clock=wall) as sup:
                 got = 0
@@ -264,7 +265,9 @@ async def lagging_books_stats(**keys: Any) -> ConnectionStats:
     async with open_fake_exchange(
         name="okx", transport="memory", interval=0.25, handler=books
     ) as fake:
-        config = okx_config(channels=["book"], symbols=["BTC-USDT", "ETH-USDT"], **keys)
+        config = okx_config(
+            channels=["book"], symbols=["BTC-USDT", "ETH-USDT"], book_sync=False, **keys
+        )
         with trio.fail_after(60):
             async with open_supervisor(config, connector=Dialer(fake), wall_clock=wall) as sup:
                 got = 0

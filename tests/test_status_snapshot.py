@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 from prometheus_client.parser import text_string_to_metric_families
 
+from actors.books import BookStats
 from actors.histogram import Buckets
 from actors.registry import RestStats, SubscriptionStats
 from supervisor import Config, ConnectionStats, Stats, config_from_dict
@@ -304,4 +305,61 @@ def test_histograms_and_subscription_counts_in_the_metrics() -> None:
     assert subs == {
         ("marketprism_subscription_messages_total", "trades:BTC-USDT"): 41.0,
         ("marketprism_subscription_last_message_age_seconds", "trades:BTC-USDT"): 0.5,
+    }
+
+
+def test_local_books_in_the_metrics() -> None:
+    valid = BookStats(
+        state="valid",
+        bids=40,
+        asks=38,
+        sequence=1234,
+        age=0.25,
+        resyncs=1,
+        reason="sequence gap: update 7->9 does not continue 5",
+        snapshots=2,
+    )
+    syncing = BookStats(
+        state="syncing",
+        bids=0,
+        asks=0,
+        sequence=None,
+        age=None,
+        resyncs=0,
+        reason="",
+        snapshots=0,
+    )
+    stats = Stats(
+        at=9.0,
+        connections=(conn("a", exchange="okx", books={"BTC-USDT": valid, "ETH-USDT": syncing}),),
+    )
+    text = render_metrics(stats).decode()
+    got = {
+        (
+            sample.name,
+            sample.labels["symbol"],
+            sample.labels.get("state", "") + sample.labels.get("side", ""),
+        ): sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name.startswith("marketprism_book_")
+        for sample in family.samples
+        if not sample.name.endswith("_created")
+    }
+    assert got == {
+        ("marketprism_book_state", "BTC-USDT", "syncing"): 0.0,
+        ("marketprism_book_state", "BTC-USDT", "valid"): 1.0,
+        ("marketprism_book_state", "BTC-USDT", "invalid"): 0.0,
+        ("marketprism_book_state", "ETH-USDT", "syncing"): 1.0,
+        ("marketprism_book_state", "ETH-USDT", "valid"): 0.0,
+        ("marketprism_book_state", "ETH-USDT", "invalid"): 0.0,
+        ("marketprism_book_resyncs_total", "BTC-USDT", ""): 1.0,
+        ("marketprism_book_resyncs_total", "ETH-USDT", ""): 0.0,
+        ("marketprism_book_snapshots_total", "BTC-USDT", ""): 2.0,
+        ("marketprism_book_snapshots_total", "ETH-USDT", ""): 0.0,
+        ("marketprism_book_levels", "BTC-USDT", "bid"): 40.0,
+        ("marketprism_book_levels", "BTC-USDT", "ask"): 38.0,
+        ("marketprism_book_levels", "ETH-USDT", "bid"): 0.0,
+        ("marketprism_book_levels", "ETH-USDT", "ask"): 0.0,
+        # Only a valid book has an age.
+        ("marketprism_book_last_update_age_seconds", "BTC-USDT", ""): 0.25,
     }

@@ -58,6 +58,7 @@ HEADER = [
     "malformed",
     "clock ms",
     "subs",
+    "books",
 ]
 
 
@@ -88,6 +89,18 @@ def connection(name: str, **fields: object) -> ConnectionStats:
     return msgspec.convert({**base, **fields}, ConnectionStats)
 
 
+#: One valid local book's stats.
+BOOK = {
+    "state": "valid",
+    "bids": 40,
+    "asks": 38,
+    "sequence": 1234,
+    "age": 0.1,
+    "resyncs": 0,
+    "reason": "",
+    "snapshots": 1,
+}
+
 #: A live connection with every value known, one in backoff through a proxy with every
 #: optional value unknown, and one failed with subscriptions in each state but live.
 STATS = Stats(
@@ -114,6 +127,16 @@ STATS = Stats(
             subscription_stats={
                 "btcusdt@trade": {"state": "live", "state_for": 700.0},
                 "btcusdt@depth": {"state": "pending", "state_for": 3.25},
+            },
+            books={
+                "BTC-USDT": BOOK,
+                "ETH-USDT": {**BOOK, "state": "syncing", "sequence": None, "age": None},
+                "BNB-USDT": {
+                    **BOOK,
+                    "state": "invalid",
+                    "resyncs": 2,
+                    "reason": "sequence gap: update 7->9 does not continue 5",
+                },
             },
         ),
         connection(
@@ -194,6 +217,7 @@ def test_one_row_per_connection_with_its_values() -> None:
             "1",
             "-8",
             "1/2",
+            "1/3",
         ],
         [
             "okx",
@@ -212,6 +236,7 @@ def test_one_row_per_connection_with_its_values() -> None:
             "0",
             "-",
             "0/0",
+            "-",
         ],
         [
             "deribit",
@@ -229,6 +254,7 @@ def test_one_row_per_connection_with_its_values() -> None:
             "0",
             "-",
             "1/3",
+            "-",
         ],
     ]
 
@@ -237,8 +263,8 @@ def test_one_row_per_connection_with_its_values() -> None:
     ("width", "dropped"),
     [
         (250, []),
-        (160, ["messages", "exchange", "clock ms", "route"]),
-        (100, ["messages", "exchange", "clock ms", "route", "malformed", "latency ms"]),
+        (160, ["messages", "exchange", "books", "clock ms", "route"]),
+        (100, ["messages", "exchange", "books", "clock ms", "route", "malformed", "latency ms"]),
     ],
 )
 def test_a_narrow_terminal_drops_whole_columns_least_useful_first(
@@ -259,6 +285,9 @@ def test_not_live_subscriptions_and_connections_are_listed_below() -> None:
     assert below == [
         "not live:",
         "  binance-spot btcusdt@depth: pending for 3.2 s",
+        "  binance-spot ETH-USDT: book syncing",
+        "  binance-spot BNB-USDT: book invalid (sequence gap: update 7->9 does not continue "
+        "5); 2 resyncs",
         "  okx: backoff; last error: ConnectionLost: reset by peer",
         "  deribit: failed; last error: HandshakeRejected: HTTP 403",
         "  deribit trades.BTC-PERPETUAL.raw: silent for 12 s, last data 42 s ago",

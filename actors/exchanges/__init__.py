@@ -11,7 +11,9 @@ from actors.exchanges.bybit import BybitProtocol as BybitProtocol
 from actors.exchanges.deribit import DeribitProtocol as DeribitProtocol
 from actors.exchanges.messages import Batch as Batch
 from actors.exchanges.messages import BookDelta as BookDelta
+from actors.exchanges.messages import BookInvalid as BookInvalid
 from actors.exchanges.messages import BookSnapshot as BookSnapshot
+from actors.exchanges.messages import BookTop as BookTop
 from actors.exchanges.messages import Command as Command
 from actors.exchanges.messages import MalformedFrame as MalformedFrame
 from actors.exchanges.messages import Message as Message
@@ -34,7 +36,9 @@ __all__ = [
     "BinanceProtocol",
     "BinanceUsdmProtocol",
     "BookDelta",
+    "BookInvalid",
     "BookSnapshot",
+    "BookTop",
     "BybitLinearProtocol",
     "BybitProtocol",
     "Command",

@@ -2,13 +2,14 @@
 
 Messages are tagged msgspec Structs: the tag field is ``kind`` and its value is what
 ``marketprism run --output jsonl`` prints: ``raw``, ``trade``, ``ticker``,
-``book_snapshot``, ``book_delta``. Prices and sizes are exact ``Decimal`` values (printed
-as strings in JSON), never floats, and always finite: a frame carrying a NaN, an infinity,
-a price at or below 0 where a price must be positive, a negative size or timestamp, or a
-sequence id outside ``[0, 2**64)`` is dropped as a ``MalformedFrame`` (kind
-``invalid_value``) and none of its messages is delivered (``sdk/stamp.py``). Every message
-carries the connection it came from, the exchange, and ``received_at`` (Unix time in
-seconds, taken when the frame was read from the socket).
+``book_snapshot``, ``book_delta``, ``book_invalid``, ``book_top``. Prices and sizes are
+exact ``Decimal`` values (printed as strings in JSON), never floats, and always finite: a
+frame carrying a NaN, an infinity, a price at or below 0 where a price must be positive, a
+negative size or timestamp, or a sequence id outside ``[0, 2**64)`` is dropped as a
+``MalformedFrame`` (kind ``invalid_value``) and none of its messages is delivered
+(``sdk/stamp.py``). Every message carries the connection it came from, the exchange,
+and ``received_at`` (Unix time in seconds, taken when the frame was read from the
+socket).
 
 Control events are what an adapter tells its actor besides data. They are tagged with
 their class name and never reach consumers directly.
@@ -26,6 +27,7 @@ __all__ = [
     "BookDelta",
     "BookInvalid",
     "BookSnapshot",
+    "BookTop",
     "Command",
     "Event",
     "HeartbeatMissed",
@@ -184,8 +186,29 @@ class BookInvalid(_Market, frozen=True, kw_only=True, tag="book_invalid"):
     sequence: int | None
 
 
+class BookTop(_Market, frozen=True, kw_only=True, tag="book_top"):
+    """The best levels of our book of ``symbol`` (a connection with ``book_top``).
+
+    Sent instead of the book's snapshots and deltas, at most once per ``book_interval``
+    per symbol and only when the book changed; a top still waiting for the consumer is
+    replaced by the newer one, never queued behind it. A :class:`BookInvalid` still
+    says when the book cannot be trusted; no top follows until it is valid again.
+
+    Attributes:
+        bids: the best ``book_top`` bid levels, best (highest) first.
+        asks: the best ``book_top`` ask levels, best (lowest) first.
+        sequence: the sequence of the book's last update.
+        timestamp: exchange time of the book's last update in Unix milliseconds, if sent.
+    """
+
+    bids: tuple[Level, ...]
+    asks: tuple[Level, ...]
+    sequence: int | None
+    timestamp: int | None
+
+
 #: Every message type a consumer can receive.
-Message: TypeAlias = RawMessage | Trade | Ticker | BookSnapshot | BookDelta | BookInvalid
+Message: TypeAlias = RawMessage | Trade | Ticker | BookSnapshot | BookDelta | BookInvalid | BookTop
 #: Everything decoded from one received frame, delivered together.
 Batch: TypeAlias = "tuple[Message, ...]"
 

@@ -108,12 +108,14 @@ _COLUMNS: Final[tuple[tuple[str, Literal["left", "right"]], ...]] = (
     ("malformed", "right"),
     ("clock ms", "right"),
     ("subs", "right"),
+    ("books", "right"),
 )
 
 #: The columns a narrow terminal drops, first to last.
 _DROP_ORDER: Final = (
     "messages",
     "exchange",
+    "books",
     "clock ms",
     "route",
     "malformed",
@@ -187,9 +189,10 @@ def status_table(stats: Stats, *, title: str, caption: str | None = None) -> Gro
     the proxy hops, passwords masked), messages per second over the last second,
     messages, age of the last frame, probe round trip, feed latency p50/p99, reconnects
     (restarts), backoff (current delay and attempt), drops, malformed frames, REST clock
-    offset, and live/all subscriptions. Below it, one line per subscription that is not
-    live (pending, failed with its code and message, silent with how long), and one per
-    connection that is not live with its last error. A value not known (``None``)
+    offset, live/all subscriptions and valid/all local books. Below it, one line per
+    subscription that is not live (pending, failed with its code and message, silent with
+    how long), one per local book that is not valid (syncing, or invalid with why), and
+    one per connection that is not live with its last error. A value not known (``None``)
     shows as ``-``. Where the table is wider than the console, whole columns are left
     out, least useful first (see ``_FittedTable``).
 
@@ -299,7 +302,16 @@ def _row(conn: ConnectionStats) -> tuple[Text | str, ...]:
         # Whole milliseconds: the offset's error bound is half a REST round trip.
         _NONE if conn.clock_offset is None else f"{conn.clock_offset * 1000:+.0f}",
         f"{live}/{len(conn.subscriptions)}",
+        _books(conn),
     )
+
+
+def _books(conn: ConnectionStats) -> str:
+    """Valid/all local books, ``-`` without any."""
+    if not conn.books:
+        return _NONE
+    valid = sum(book.state == "valid" for book in conn.books.values())
+    return f"{valid}/{len(conn.books)}"
 
 
 def _not_live(stats: Stats) -> list[Text]:
@@ -326,6 +338,20 @@ def _not_live(stats: Stats) -> list[Text]:
                 Text(
                     f"  {conn.name} {redact_text(topic)}: {shown}",
                     style=_SUBSCRIPTION_STYLES.get(state.split(" ", 1)[0], ""),
+                )
+            )
+        for symbol, book in conn.books.items():
+            if book.state == "valid" or conn.state == "stopped":
+                continue  # a stopped connection's books stopped with it
+            shown = f"book {book.state}"
+            if book.reason and book.state == "invalid":
+                shown += f" ({book.reason})"
+            if book.resyncs:
+                shown += f"; {book.resyncs} resync{'s' if book.resyncs > 1 else ''}"
+            lines.append(
+                Text(
+                    f"  {conn.name} {symbol}: {shown}",
+                    style="yellow" if book.state == "syncing" else "red",
                 )
             )
     return lines

@@ -286,6 +286,7 @@ def _check_connections(
             continue
         _check_plaintext(report, conn, own, spec)
         _check_rest(report, conn, own, spec)
+        _check_books(report, conn, own, spec)
         for key, problem in ADAPTERS[spec.exchange].check(spec):
             report.add((*conn, key), problem)
         specs.append(spec)
@@ -431,6 +432,29 @@ def _check_rest(report: Report, conn: Path, own: dict[str, Any], spec: Connectio
         "route can read and change the answers)",
         at=where("base_url"),
     )
+
+
+def _check_books(report: Report, conn: Path, own: dict[str, Any], spec: ConnectionConfig) -> None:
+    """``book_top`` and ``book_interval`` only mean something with a local book."""
+
+    def where(key: str) -> Path:
+        at: Path = (*conn, key) if key in own else ("defaults", key)
+        return at if report.line_of(at) is not None else conn
+
+    if spec.book_top is not None and not spec.book_sync:
+        report.add(
+            (*conn, "book_top"),
+            "needs book_sync = true (the tops are read from the local book; remove "
+            "book_sync = false, or book_top)",
+            at=where("book_top"),
+        )
+    if spec.book_interval and spec.book_top is None:
+        report.add(
+            (*conn, "book_interval"),
+            "applies only with book_top (set book_top = N for the N best levels, or "
+            "remove book_interval)",
+            at=where("book_interval"),
+        )
 
 
 def _check_plaintext(

@@ -27,13 +27,18 @@ aggregate them across connections and compute any quantile over any window
 ``_p50``/``_p99`` gauges are the registry's own last-minute percentiles, kept for quick
 reads.
 
+Local books (issue 15) get the same one-hot ``marketprism_book_state`` per
+``(connection, symbol)``, with ``_book_resyncs_total`` and ``_book_snapshots_total``
+(cumulative over the connection's life), ``_book_levels{side}`` and
+``_book_last_update_age_seconds``.
+
 Adding a field of :class:`~actors.registry.ConnectionStats` to the exposition is one
 line in :data:`COUNTERS`, :data:`GAUGES` or :data:`HISTOGRAMS`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from operator import attrgetter
 from typing import Final
 
@@ -278,6 +283,53 @@ class SnapshotCollector(Collector):
                     age.add_metric(labels, sub.last_message_age)
         yield messages
         yield age
+        yield from _book_families(conns)
+
+
+#: The states a local book can be in (actors/books.py).
+BOOK_STATES: Final = ("syncing", "valid", "invalid")
+
+
+def _book_families(conns: Sequence[ConnectionStats]) -> Iterator[Metric]:
+    """One-hot book states, resyncs, snapshots, levels and age, per local book."""
+    book_labels = (*LABELS, "symbol")
+    state = GaugeMetricFamily(
+        PREFIX + "book_state",
+        "1 for the state the local book is in (syncing, valid, invalid), 0 for the others.",
+        labels=(*book_labels, "state"),
+    )
+    resyncs = CounterMetricFamily(
+        PREFIX + "book_resyncs",
+        "Doubts found in the local book (gap, checksum, crossed, no bridge), each a resync.",
+        labels=book_labels,
+    )
+    snapshots = CounterMetricFamily(
+        PREFIX + "book_snapshots",
+        "Snapshots the local book was synced from (the stream's or REST), refreshes included.",
+        labels=book_labels,
+    )
+    levels = GaugeMetricFamily(
+        PREFIX + "book_levels",
+        "Price levels in the local book, per side.",
+        labels=(*book_labels, "side"),
+    )
+    age = GaugeMetricFamily(
+        PREFIX + "book_last_update_age_seconds",
+        "Seconds since the local book's last update arrived (valid books only).",
+        labels=book_labels,
+    )
+    for conn in conns:
+        for symbol, book in conn.books.items():
+            labels = [conn.name, conn.exchange, symbol]
+            for name in BOOK_STATES:
+                state.add_metric([*labels, name], float(book.state == name))
+            resyncs.add_metric(labels, book.resyncs)
+            snapshots.add_metric(labels, book.snapshots)
+            levels.add_metric([*labels, "bid"], book.bids)
+            levels.add_metric([*labels, "ask"], book.asks)
+            if book.age is not None:
+                age.add_metric(labels, book.age)
+    yield from (state, resyncs, snapshots, levels, age)
 
 
 def render_metrics(stats: Stats) -> bytes:

@@ -275,6 +275,36 @@ def test_a_new_session_starts_every_book_chain_afresh(exchange: str) -> None:
     assert [e for e in pair.proto.events() if isinstance(e, SequenceGap)] == []
 
 
+@pytest.mark.parametrize("exchange", WITH_BOOKS)
+def test_every_book_channel_stream_gets_a_local_book_and_a_way_to_resync(exchange: str) -> None:
+    pair = _started(exchange)
+    venue, proto = pair.venue, pair.proto
+    topics = proto.book_topics()
+    assert topics[venue.book_symbol] == venue.book_topic
+    assert len(topics) == len(venue.spec["symbols"])
+    rule = type(proto).book_rule
+    assert rule is not None
+    if rule.rest_snapshot:
+        # No snapshot on the stream: a REST one, of the symbol's native name.
+        call = proto.book_snapshot_call(venue.book_symbol)
+        assert call is not None and call.purpose == f"book {venue.book_symbol}"
+        assert not proto.resync_book(venue.book_symbol, pair.now)
+        return
+    # The stream starts with a snapshot: subscribe that one stream again.
+    live_before = dict(proto.subscriptions)
+    venue.requested, venue.unsubscribed = [], []
+    assert proto.resync_book(venue.book_symbol, pair.now)
+    pair.exchange_frames()
+    pair.settle()
+    assert venue.unsubscribed == [venue.book_topic]
+    assert venue.requested == [venue.book_topic]
+    assert proto.subscriptions == live_before  # still live: no state went back
+    assert proto.state is AdapterState.LIVE
+    assert not proto.resync_book("NOT-LISTED", pair.now)
+    pair.end()
+    assert not proto.resync_book(venue.book_symbol, pair.now)  # no session: next one will
+
+
 # -- budgets -----------------------------------------------------------------------------
 
 

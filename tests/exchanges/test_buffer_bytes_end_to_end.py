@@ -92,6 +92,7 @@ async def test_drop_oldest_holds_at_most_the_budget_and_counts_the_drops(
             symbols=["BTC-USDT"],
             overflow="drop_oldest",
             buffer_bytes=BUDGET,
+            book_sync=False,  # updates only: this is about the queue
         )
         with trio.fail_after(60):
             async with open_supervisor(config, connector=Dialer(fake)) as sup:
@@ -125,7 +126,11 @@ async def test_block_holds_at_most_the_budget_and_loses_nothing(
         name="okx", transport="memory", interval=0.1, handler=books
     ) as fake:
         config = okx_config(
-            channels=["book"], symbols=["BTC-USDT"], overflow="block", buffer_bytes=BUDGET
+            channels=["book"],
+            symbols=["BTC-USDT"],
+            overflow="block",
+            buffer_bytes=BUDGET,
+            book_sync=False,
         )
         with trio.fail_after(60):
             async with open_supervisor(config, connector=Dialer(fake)) as sup:

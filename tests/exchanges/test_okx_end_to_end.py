@@ -431,7 +431,8 @@ async def test_injected_gap_is_counted_and_the_session_goes_on(
     async with open_fake_exchange(
         name="okx", transport="memory", interval=1.0, handler=okx
     ) as fake:
-        config = okx_config(channels=["book"], symbols=["BTC-USDT"])
+        # The venue's stream as it comes, to see the gap (local books: test_books_*).
+        config = okx_config(channels=["book"], symbols=["BTC-USDT"], book_sync=False)
         chain: list[tuple[int | None, int | None]] = []
         with trio.fail_after(30):
             async with open_supervisor(config, connector=fake.connect) as sup:

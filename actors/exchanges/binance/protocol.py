@@ -13,8 +13,9 @@ import msgspec
 
 from actors._spec import ConnectionSpec
 from actors.exchanges.binance import config, routes, wire
-from actors.exchanges.messages import Batch, Message, ReconnectRequested, Trade
+from actors.exchanges.messages import Batch, BookSnapshot, Message, ReconnectRequested, Trade
 from actors.exchanges.sdk.books import Mark, default_mark
+from actors.exchanges.sdk.booksync import BINANCE_SPOT, BINANCE_USDM, SyncRule
 from actors.exchanges.sdk.pacing import Pacer
 from actors.exchanges.sdk.protocol import ExchangeProtocol, Frame
 from actors.exchanges.sdk.rest import INSTRUMENTS, TIME, RestCall
@@ -64,6 +65,9 @@ class BinanceProtocol(ExchangeProtocol):
     #: information). The whole list: ``symbols=[...]`` fails as a whole (-1121) if one
     #: of them is unknown, and then says nothing about which.
     rest_info_path: ClassVar[str] = "/api/v3/exchangeInfo"
+    #: ``{"lastUpdateId", "bids", "asks"}``, weight by ``limit`` (rest-api.md, Order book).
+    rest_depth_path: ClassVar[str] = "/api/v3/depth"
+    book_rule: ClassVar[SyncRule | None] = BINANCE_SPOT
 
     def __init__(self, spec: ConnectionSpec, *, pacer: Pacer | None = None) -> None:
         super().__init__(spec, pacer=pacer)
@@ -142,6 +146,40 @@ class BinanceProtocol(ExchangeProtocol):
             if native:
                 out.setdefault(native, []).append(topic)
         return out
+
+    # -- local books ------------------------------------------------------------------
+
+    def _book_topics(self) -> dict[str, str]:
+        suffix = "@" + config.CHANNEL_STREAM["book"]
+        return {
+            route.symbol: topic
+            for topic, route in self._routes.items()
+            if topic.endswith(suffix) and type(route) is routes.DepthRoute
+        }
+
+    def book_snapshot_call(self, symbol: str) -> RestCall | None:
+        topic = self.book_topics().get(symbol)
+        if topic is None:
+            return None
+        return RestCall(
+            purpose=f"book {symbol}",
+            path=self.rest_depth_path,
+            params=(("symbol", self._routes[topic].native), ("limit", str(self._depth_limit()))),
+        )
+
+    def _depth_limit(self) -> int:
+        """``limit`` for ``spec.book_depth`` (spot takes any value up to 5000)."""
+        return self.spec.book_depth
+
+    def book_snapshot(self, symbol: str, body: object, received_at: float) -> BookSnapshot:
+        try:
+            depth = msgspec.convert(body, wire.RestDepth)
+        except msgspec.ValidationError as exc:
+            raise ValueError(f"{self.rest_depth_path}: not a depth snapshot ({exc})") from None
+        timestamp = depth.T if depth.T is not None else depth.E
+        return self.stamp.snapshot(
+            received_at, symbol, depth.bids, depth.asks, depth.lastUpdateId, timestamp
+        )
 
     # -- session ----------------------------------------------------------------------
 
@@ -347,6 +385,16 @@ class BinanceUsdmProtocol(BinanceProtocol):
     #: Weight 1 each (reference §2).
     rest_time_path: ClassVar[str] = "/fapi/v1/time"
     rest_info_path: ClassVar[str] = "/fapi/v1/exchangeInfo"
+    #: Weight 2/5/10/20 by ``limit`` in {5, 10, 20, 50, 100, 500, 1000} (reference §2).
+    rest_depth_path: ClassVar[str] = "/fapi/v1/depth"
+    book_rule: ClassVar[SyncRule | None] = BINANCE_USDM
+    #: The ``limit`` values /fapi/v1/depth accepts (another is refused with -4021).
+    depth_limits: ClassVar[tuple[int, ...]] = (5, 10, 20, 50, 100, 500, 1000)
+
+    def _depth_limit(self) -> int:
+        """The smallest accepted ``limit`` holding ``spec.book_depth`` levels (1000 at most)."""
+        wanted = self.spec.book_depth
+        return next((n for n in self.depth_limits if n >= wanted), self.depth_limits[-1])
 
     @property
     def url(self) -> str:

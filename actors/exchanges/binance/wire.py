@@ -75,6 +75,16 @@ class PartialDepth(msgspec.Struct):
     asks: tuple[tuple[Decimal, Decimal], ...]
 
 
+class RestDepth(msgspec.Struct):
+    """``GET /api/v3/depth`` (spot) or ``/fapi/v1/depth`` (USD-M, adds ``E``/``T``)."""
+
+    lastUpdateId: int
+    bids: tuple[tuple[Decimal, Decimal], ...]
+    asks: tuple[tuple[Decimal, Decimal], ...]
+    E: int | None = None
+    T: int | None = None
+
+
 class Error(msgspec.Struct):
     """The inner error object of ``{"error":{"code":2,"msg":"..."},"id":N}``."""
 

@@ -15,6 +15,7 @@ import msgspec
 from actors._spec import ConnectionSpec
 from actors.exchanges.bybit import config, wire
 from actors.exchanges.messages import Batch
+from actors.exchanges.sdk.booksync import BYBIT, SyncRule
 from actors.exchanges.sdk.heartbeat import ClientPing, Heartbeat
 from actors.exchanges.sdk.pacing import Pacer
 from actors.exchanges.sdk.protocol import ExchangeProtocol, Frame
@@ -40,6 +41,8 @@ class BybitProtocol(ExchangeProtocol):
     """
 
     exchange: ClassVar[str] = "bybit"
+    #: The subscription's snapshot, then the exact chain; a gap subscribes again.
+    book_rule: ClassVar[SyncRule | None] = BYBIT
     default_url: ClassVar[str | None] = "wss://stream.bybit.com/v5/public/spot"
     rest_venue: ClassVar[str | None] = "bybit"
     #: https://bybit-exchange.github.io/docs/v5/guide (mainnet REST).
@@ -77,6 +80,16 @@ class BybitProtocol(ExchangeProtocol):
 
     def topics(self) -> list[str]:
         return list(self._routes)
+
+    # -- local books ------------------------------------------------------------------
+
+    def _book_topics(self) -> dict[str, str]:
+        prefix = config.CHANNEL_TOPICS["book"].format("")
+        return {
+            symbol: topic
+            for topic, (handler, symbol) in self._routes.items()
+            if topic.startswith(prefix) and handler == self._on_book
+        }
 
     # -- REST ------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from actors._spec import ConnectionSpec
 from actors.exchanges.deribit import config, wire
 from actors.exchanges.messages import Batch, Message, ReconnectRequested, Trade
 from actors.exchanges.sdk.books import Mark, default_mark, prefixed_mark
+from actors.exchanges.sdk.booksync import DERIBIT, SyncRule
 from actors.exchanges.sdk.heartbeat import Heartbeat, ServerHeartbeat
 from actors.exchanges.sdk.pacing import Pacer, Reservations
 from actors.exchanges.sdk.protocol import ExchangeProtocol, Frame
@@ -43,6 +44,8 @@ class DeribitProtocol(ExchangeProtocol):
     """
 
     exchange: ClassVar[str] = "deribit"
+    #: The subscription's snapshot, then the exact chain; a gap subscribes again.
+    book_rule: ClassVar[SyncRule | None] = DERIBIT
     # Subscribe credits are counted per IP (public traffic), not per connection.
     shared_pacing: ClassVar[tuple[int, float] | None] = (
         config.SUBSCRIBE_BURST_USED,
@@ -114,6 +117,15 @@ class DeribitProtocol(ExchangeProtocol):
         for topic in dict.fromkeys(spec.raw):
             self._routes[topic] = self._raw_route(topic)
             self._batches.append((topic,))
+
+    # -- local books ------------------------------------------------------------------
+
+    def _book_topics(self) -> dict[str, str]:
+        return {
+            symbol: topic
+            for topic, (handler, symbol) in self._routes.items()
+            if handler == self._on_book
+        }
 
     # -- REST ------------------------------------------------------------------------
 

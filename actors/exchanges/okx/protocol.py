@@ -13,8 +13,9 @@ from typing import ClassVar, TypeVar
 import msgspec
 
 from actors._spec import ConnectionSpec
-from actors.exchanges.messages import Batch, Level, Message, ReconnectRequested
+from actors.exchanges.messages import Batch, BookSnapshot, Level, Message, ReconnectRequested
 from actors.exchanges.okx import config, wire
+from actors.exchanges.sdk.booksync import OKX, SyncRule
 from actors.exchanges.sdk.heartbeat import ClientPing, Heartbeat
 from actors.exchanges.sdk.pacing import Pacer, WindowPacer
 from actors.exchanges.sdk.protocol import ExchangeProtocol, Frame
@@ -49,6 +50,12 @@ class OkxProtocol(ExchangeProtocol):
     rest_venue: ClassVar[str | None] = "okx"
     #: https://www.okx.com/docs-v5/en/#overview-production-trading-services
     rest_url: ClassVar[str | None] = "https://www.okx.com"
+    #: The ``books`` stream's snapshot, or a REST one when the stream sends none.
+    book_rule: ClassVar[SyncRule | None] = OKX
+    #: ``data[0]`` = ``{asks, bids, ts, seqId}``, 40 requests per 2 s per IP (reference §3.6).
+    rest_books_path: ClassVar[str] = "/api/v5/market/books"
+    #: Levels per side the REST book holds at most.
+    rest_books_max: ClassVar[int] = 400
     max_request_bytes: ClassVar[int] = config.DEFAULT_MAX_REQUEST_BYTES
     requests_per_window: ClassVar[int] = config.DEFAULT_REQUESTS_PER_WINDOW
     request_window: ClassVar[float] = config.DEFAULT_REQUEST_WINDOW
@@ -151,6 +158,48 @@ class OkxProtocol(ExchangeProtocol):
             if inst_id in self._symbols:
                 out.setdefault(inst_id, []).append(topic)
         return out
+
+    # -- local books ------------------------------------------------------------------
+
+    def _book_topics(self) -> dict[str, str]:
+        prefix = config.CHANNELS["book"] + ":"
+        return {
+            self._symbol(topic[len(prefix) :]): topic
+            for topic in self._targets
+            if topic.startswith(prefix)
+        }
+
+    def book_snapshot_call(self, symbol: str) -> RestCall | None:
+        topic = self.book_topics().get(symbol)
+        if topic is None:
+            return None
+        size = min(self.spec.book_depth, self.rest_books_max)
+        return RestCall(
+            purpose=f"book {symbol}",
+            path=self.rest_books_path,
+            params=(("instId", topic.partition(":")[2]), ("sz", str(size)), ("source", "0")),
+        )
+
+    def book_snapshot(self, symbol: str, body: object, received_at: float) -> BookSnapshot:
+        try:
+            answer = msgspec.convert(body, wire.RestBooks, strict=False)
+        except msgspec.ValidationError as exc:
+            raise ValueError(f"{self.rest_books_path}: not a book ({exc})") from None
+        if answer.code != "0" or not answer.data:
+            raise ValueError(
+                f"{self.rest_books_path}: OKX answered code {answer.code} {answer.msg!r}"
+            )
+        entry = answer.data[0]
+        if entry.seqId is None:
+            raise ValueError(f"{self.rest_books_path}: the book carries no seqId to sync on")
+        return self.stamp.snapshot(
+            received_at,
+            symbol,
+            tuple([(level.px, level.sz) for level in entry.bids]),
+            tuple([(level.px, level.sz) for level in entry.asks]),
+            entry.seqId,
+            entry.ts,
+        )
 
     def _on_start(self, now: float) -> None:
         # All requests are queued at the start of a session; the window pacer keeps any

@@ -73,3 +73,11 @@ class Book(msgspec.Struct, gc=False):
     prevSeqId: int | None = None
     #: CRC32 of the top 25 levels as a signed int; 0 on every frame since 2026-06-23.
     checksum: int | None = None
+
+
+class RestBooks(msgspec.Struct):
+    """``GET /api/v5/market/books``: ``{"code": "0", "msg": "", "data": [Book]}``."""
+
+    code: str
+    msg: str = ""
+    data: list[Book] = []

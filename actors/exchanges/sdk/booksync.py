@@ -98,6 +98,9 @@ class SyncRule:
 
     name: ClassVar[str] = "exact chain"
     rest_snapshot: ClassVar[bool] = False
+    #: The rule to switch to when a delta arrives on a new subscription before any
+    #: snapshot (OKX's announced REST mode); ``None``: such deltas are dropped.
+    fallback: ClassVar[SyncRule | None] = None
     #: Sequences only grow (so a delta at or below the book's sequence is a duplicate).
     monotonic: ClassVar[bool] = True
 
@@ -201,8 +204,9 @@ class _OkxRest(_Okx):
 #: The rules per venue.
 BINANCE_SPOT: Final[SyncRule] = _BinanceSpot()
 BINANCE_USDM: Final[SyncRule] = _BinanceUsdm()
-OKX: Final[SyncRule] = _Okx()
 OKX_REST: Final[SyncRule] = _OkxRest()
+_Okx.fallback = OKX_REST
+OKX: Final[SyncRule] = _Okx()
 #: Deribit ``book.{instrument}.100ms``: the first notification is the snapshot, then
 #: ``prev_change_id == previous change_id``.
 DERIBIT: Final[SyncRule] = SyncRule()
@@ -223,6 +227,7 @@ class BookSync:
         state: the :class:`BookState`.
         sequence: the sequence of the last update applied, ``None`` before.
         timestamp: the venue's time of the last update applied (Unix ms), if sent.
+        received_at: our Unix time when the last update applied arrived (0 before).
         resyncs: doubts found so far (each started a resync).
         reason: why the last resync started, empty before the first.
         wants_snapshot: the owner should get a snapshot now (REST, or subscribe again);
@@ -232,8 +237,10 @@ class BookSync:
     __slots__ = (
         "_bridged",
         "_buffer",
+        "_refreshing",
         "book",
         "reason",
+        "received_at",
         "resyncs",
         "rule",
         "sequence",
@@ -248,12 +255,69 @@ class BookSync:
         self.state = BookState.SYNCING
         self.sequence: int | None = None
         self.timestamp: int | None = None
+        self.received_at = 0.0
         self.resyncs = 0
         self.reason = ""
         self.wants_snapshot = rule.rest_snapshot
         self._buffer: collections.deque[BookDelta] = collections.deque(maxlen=buffer)
         # After a REST snapshot, until the first delta bridged it.
         self._bridged = True
+        # A valid book waiting for a fresh REST snapshot (refresh): deltas apply and
+        # are kept for it to bridge.
+        self._refreshing = False
+
+    @property
+    def ready(self) -> bool:
+        """Does the book want a snapshot that can be used now? A REST snapshot is worth
+        fetching only once a delta is buffered for it to bridge (fetched earlier, it
+        would likely be older than the stream's first delta and be fetched again)."""
+        return self.wants_snapshot and (not self.rule.rest_snapshot or bool(self._buffer))
+
+    def refresh(self) -> bool:
+        """Ask for a fresh REST snapshot while the book stays valid (levels that left
+        the snapshot's depth and came back unchanged are cleared by it).
+
+        Returns:
+            True if a refresh started (a valid book of a REST-snapshot venue, not
+            already refreshing).
+        """
+        if self.state is not BookState.VALID or not self.rule.rest_snapshot or self._refreshing:
+            return False
+        self._refreshing = True
+        self.wants_snapshot = True
+        self._buffer.clear()
+        return True
+
+    def lost(
+        self, reason: str, received_at: float, connection: str, exchange: str, symbol: str
+    ) -> BookInvalid | None:
+        """The stream stopped (the session ended): the book is no longer kept up to date.
+
+        Returns:
+            The :class:`BookInvalid` to deliver, or ``None`` when the book was not valid
+            (its consumers were told already, or it never synced).
+        """
+        was_valid = self.state is BookState.VALID
+        last = self.sequence
+        self._reset(BookState.SYNCING)
+        self.wants_snapshot = self.rule.rest_snapshot
+        if not was_valid:
+            return None
+        return BookInvalid(
+            connection=connection,
+            exchange=exchange,
+            received_at=received_at,
+            symbol=symbol,
+            reason=reason,
+            sequence=last,
+        )
+
+    def _reset(self, state: BookState) -> None:
+        self.state = state
+        self.book.clear()
+        self._buffer.clear()
+        self._bridged = True
+        self._refreshing = False
 
     def snapshot_requested(self) -> None:
         """The owner asked for a snapshot: do not ask again until a new doubt."""
@@ -268,11 +332,26 @@ class BookSync:
             wanted), or a :class:`BookInvalid` when the snapshot itself is crossed or
             fails its checksum.
         """
+        out = self._snapshot(snapshot)
+        if self.state is BookState.VALID and not self._refreshing:
+            self.wants_snapshot = False
+        return out
+
+    @property
+    def refreshing(self) -> bool:
+        """Is a valid book waiting for a refresh's snapshot (:meth:`refresh`)?"""
+        return self._refreshing
+
+    def _snapshot(self, snapshot: BookSnapshot) -> list[Message]:
         rule = self.rule
+        if self._refreshing and self.state is BookState.VALID:
+            return self._refreshed(snapshot)
+        self._refreshing = False
         book = self.book
         book.load(snapshot.bids, snapshot.asks)
         self.sequence = snapshot.sequence
         self.timestamp = snapshot.timestamp
+        self.received_at = snapshot.received_at
         if not rule.verify(book, snapshot.checksum):
             return self._doubt(snapshot, f"checksum mismatch on the snapshot at {self.sequence}")
         if not rule.rest_snapshot:
@@ -282,6 +361,29 @@ class BookSync:
                 return self._doubt(snapshot, "crossed snapshot")
             return [self._as_synced(snapshot)]
         return self._bridge(snapshot)
+
+    def _refreshed(self, snapshot: BookSnapshot) -> list[Message]:
+        """A refresh's snapshot: the deltas applied since the refresh started, on top
+        of it, become the book; a snapshot too old for them is fetched again while the
+        current book goes on."""
+        kept = (self.book, self.sequence, self.timestamp, self.received_at)
+        buffered = list(self._buffer)
+        self.book = OrderBook()
+        self.book.load(snapshot.bids, snapshot.asks)
+        self.sequence = snapshot.sequence
+        self.timestamp = snapshot.timestamp
+        self.received_at = snapshot.received_at
+        self._refreshing = False
+        out = self._bridge(snapshot)
+        if self.state is BookState.SYNCING and not out:
+            # Too old to bridge: keep the book we had, and keep refreshing.
+            self.book, self.sequence, self.timestamp, self.received_at = kept
+            self.state = BookState.VALID
+            self._bridged = True
+            self._refreshing = True
+            self._buffer.clear()
+            self._buffer.extend(buffered)
+        return out
 
     def _bridge(self, snapshot: BookSnapshot) -> list[Message]:
         rule = self.rule
@@ -329,7 +431,13 @@ class BookSync:
         """
         state = self.state
         if state is BookState.SYNCING:
-            if self.rule.rest_snapshot:
+            rule = self.rule
+            if not rule.rest_snapshot and rule.fallback is not None:
+                # A new subscription's first book message is a delta: the venue sends
+                # no snapshot (OKX's announced mode); sync from REST from now on.
+                self.rule = rule = rule.fallback
+                self.wants_snapshot = True
+            if rule.rest_snapshot:
                 self._buffer.append(delta)
             return []
         if state is BookState.INVALID:
@@ -342,6 +450,8 @@ class BookSync:
             return self._doubt(delta, verdict, keep=[delta])
         if self.book.crossed():
             return self._doubt(delta, f"crossed book after {delta.sequence}", keep=[delta])
+        if self._refreshing:
+            self._buffer.append(delta)
         if delta.prev_sequence == prev:
             return [delta]
         return [msgspec.structs.replace(delta, prev_sequence=prev)]
@@ -376,6 +486,7 @@ class BookSync:
         self._bridged = True
         self.sequence = delta.sequence
         self.timestamp = delta.timestamp
+        self.received_at = delta.received_at
         if not rule.verify(self.book, delta.checksum):
             return f"checksum mismatch after {delta.sequence}"
         return None
@@ -391,14 +502,12 @@ class BookSync:
         self.resyncs += 1
         self.reason = reason
         self.wants_snapshot = True
-        self.book.clear()
         last = self.sequence
-        self._buffer.clear()
         if self.rule.rest_snapshot:
-            self.state = BookState.SYNCING
+            self._reset(BookState.SYNCING)
             self._buffer.extend(keep or ())
         else:
-            self.state = BookState.INVALID
+            self._reset(BookState.INVALID)
         return [
             BookInvalid(
                 connection=cause.connection,

@@ -71,6 +71,7 @@ from actors._errors import ConfigError, LocalProtocolError
 from actors._spec import ConnectionSpec
 from actors.exchanges.messages import (
     Batch,
+    BookSnapshot,
     Command,
     Event,
     HeartbeatMissed,
@@ -83,6 +84,7 @@ from actors.exchanges.messages import (
     SubscriptionSilent,
 )
 from actors.exchanges.sdk.books import BookChain, Mark, default_mark
+from actors.exchanges.sdk.booksync import SyncRule
 from actors.exchanges.sdk.heartbeat import Heartbeat, ServerPings
 from actors.exchanges.sdk.liveness import AckClock, DataClocks
 from actors.exchanges.sdk.pacing import Pacer
@@ -673,7 +675,65 @@ class ExchangeProtocol(abc.ABC):
         """The topics of each configured native symbol (what an unknown symbol fails)."""
         return {}
 
+    # -- local books (actors/books.py keeps them; sdk/booksync.py the rules) -----------
+
+    def book_topics(self) -> dict[str, str]:
+        """The ``book`` channel's streams this spec subscribes: message symbol -> native
+        topic. Only these symbols get a local book (raw topics never do). Empty when
+        :attr:`book_rule` is ``None`` or the spec has no ``book`` channel."""
+        if self.book_rule is None or "book" not in self.spec.channels:
+            return {}
+        return self._book_topics()
+
+    def book_snapshot_call(self, symbol: str) -> RestCall | None:
+        """The REST request for a snapshot of ``symbol``'s book (``spec.book_depth``
+        levels where the venue lets us choose), for rules with ``rest_snapshot``; its
+        purpose is ``book SYMBOL``. ``None``: the venue has no such call."""
+        return None
+
+    def book_snapshot(self, symbol: str, body: object, received_at: float) -> BookSnapshot:
+        """The answer to :meth:`book_snapshot_call` as a :class:`BookSnapshot`.
+
+        Raises:
+            ValueError: the answer is not a book (an error body, a missing sequence).
+        """
+        raise ValueError(f"{self.exchange} has no REST book snapshot")
+
+    def resync_book(self, symbol: str, now: float) -> bool:
+        """Subscribe ``symbol``'s book stream again, for a fresh snapshot (venues whose
+        stream starts with one: OKX, Deribit, Bybit). The unsubscribe and subscribe are
+        paced like every request.
+
+        Side effects for the caller: write :meth:`frames_to_send`.
+
+        Returns:
+            False if nothing was sent: the venue's stream has no snapshot (REST it is),
+            no session, or the topic is not live (its next subscription brings a
+            snapshot anyway).
+        """
+        rule = self.book_rule
+        topic = self.book_topics().get(symbol)
+        if rule is None or rule.rest_snapshot or topic is None:
+            return False
+        if self._state is AdapterState.IDLE:
+            return False
+        if self.book.states.get(topic) != "live":
+            return False
+        self._now = now
+        self._unsubscribe(now, [topic])
+        self._subscribe(now, [topic])
+        self._release(now)
+        return True
+
     # -- for subclasses ------------------------------------------------------------
+
+    #: The sync rule of the ``book`` channel's stream (:mod:`~actors.exchanges.sdk.booksync`);
+    #: ``None``: this adapter keeps no local books.
+    book_rule: ClassVar[SyncRule | None] = None
+
+    def _book_topics(self) -> dict[str, str]:
+        """Message symbol -> native topic of each ``book`` channel stream of the spec."""
+        return {}
 
     @abc.abstractmethod
     def decode(self, data: Frame, now: float, received_at: float) -> Batch:
