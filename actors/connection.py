@@ -273,6 +273,8 @@ class ConnectionActor:
         self._rest_failing: set[str] = set()
         #: The connection's local books (actors/books.py), or None.
         self.books = self._book_keeper()
+        if self.books is not None:
+            self._traffic.silent_gaps = frozenset(self.books.syncs)
         # Snapshots from REST and the stream's deltas reach the queue in the order the
         # books took them.
         self._books_lock = trio.Lock()
@@ -375,9 +377,9 @@ class ConnectionActor:
         finally:
             self._forget_lineage()
             with trio.CancelScope(shield=True), trio.move_on_after(self._close_timeout):
-                await self._traffic.flush(trio.current_time())
                 if self.books is not None:
                     await self._books_lost()
+                await self._traffic.flush(trio.current_time())
 
     def _forget_lineage(self) -> None:
         self._session = self._handover = self._filtering = None
@@ -801,8 +803,10 @@ class ConnectionActor:
                     await wake.wait()
 
     async def _deliver_books(self, messages: list[Message]) -> None:
-        """Deliver what the books said outside the stream (a REST snapshot, a loss)."""
+        """Deliver what the books said outside the stream (a REST snapshot, a loss):
+        messages produced like the stream's, so they count in ``messages``."""
         if messages:
+            self._traffic.messages += len(messages)
             await self.queue.put(tuple(messages))
 
     async def _books_lost(self) -> None:

@@ -297,7 +297,8 @@ class ConnectionStats(msgspec.Struct, frozen=True, kw_only=True):
         disconnects: sessions that ended.
         restarts: restarts scheduled by the supervisor.
         frames: WebSocket messages received.
-        messages: normalized messages produced.
+        messages: normalized messages produced (from frames, and by the local books:
+            REST snapshots, and the BookInvalid of each valid book when a session ends).
         bytes: payload size received.
         dropped: messages discarded by the overflow policy.
         queued_bytes: estimated bytes of decoded messages waiting in the consumer queue

@@ -128,6 +128,7 @@ class TrafficCounter:
         "next_flush",
         "rtt",
         "rtt_smoothed",
+        "silent_gaps",
         "wall_clock",
     )
 
@@ -159,6 +160,9 @@ class TrafficCounter:
         #: The newest probe round trip not yet reported, and the smoothed one.
         self.rtt: float | None = None
         self.rtt_smoothed: float | None = None
+        #: Symbols whose gaps are counted but not logged: their local book logs the
+        #: doubt and its resync (actors/books.py), one line instead of two.
+        self.silent_gaps: frozenset[str] = frozenset()
 
     def count_rtt(self, rtt: float, now: float) -> None:
         """A probe (or heartbeat ping) was answered after ``rtt`` seconds."""
@@ -193,8 +197,10 @@ class TrafficCounter:
         )
 
     def count_gap(self, event: SequenceGap) -> None:
-        """Count and log a book sequence gap."""
+        """Count and log a book sequence gap (log it only if no local book does)."""
         self.gaps += 1
+        if event.symbol in self.silent_gaps:
+            return
         logger.warning(
             "%s: %s book sequence gap: expected to continue from %d, got %d",
             self._name,

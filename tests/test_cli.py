@@ -34,6 +34,7 @@ import trio.testing
 import supervisor.tree
 from supervisor.cli import main as cli_main
 from supervisor.testing import FakeBinance, FakeExchange, open_fake_exchange
+from supervisor.testing.fakes.rest import open_fake_rest
 
 #: The real entry point, exactly as the ``marketprism`` console script calls it.
 CLI: Final = [
@@ -525,6 +526,46 @@ async def test_run_jsonl_prints_normalized_exchange_messages(tmp_path: Path) -> 
     assert isinstance(trade["price"], str) and isinstance(trade["amount"], str)
     Decimal(trade["price"])
     assert trade["side"] in ("buy", "sell")
+
+
+async def test_run_jsonl_prints_a_checked_book_chain(tmp_path: Path) -> None:
+    # Local books over loopback TCP: the WebSocket fake and its REST depth endpoint.
+    binance = FakeBinance(combined=True)
+    with trio.fail_after(DEADLINE):
+        async with (
+            open_fake_exchange(name="binance", interval=0.05, handler=binance) as fake,
+            open_fake_rest() as rest,
+        ):
+            rest.serve_venue("binance", ["BTCUSDT"])
+            rest.serve_books(binance)
+            (tmp_path / "books.toml").write_text(
+                "[connections.spot]\n"
+                'exchange = "binance"\n'
+                f'url = "{fake.url.removesuffix("/ws")}/stream"\n'
+                'channels = ["book"]\n'
+                'symbols = ["BTC-USDT"]\n'
+                "[connections.spot.rest]\n"
+                f'base_url = "{rest.url}"\n',
+                encoding="utf-8",
+            )
+            result = await run_cli_async(
+                "run", "books.toml", "--output", "jsonl", "--duration", "1.5", cwd=tmp_path
+            )
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    books = [line for line in lines if line["kind"].startswith("book")]
+    # A snapshot, then deltas chained on it, until the stop's BookInvalid.
+    assert books[0]["kind"] == "book_snapshot" and isinstance(books[0]["sequence"], int)
+    assert books[-1]["kind"] == "book_invalid"
+    assert books[-1]["reason"] == "the connection was lost"
+    deltas = books[1:-1]
+    assert len(deltas) >= 5 and {d["kind"] for d in deltas} == {"book_delta"}
+    previous = books[0]["sequence"]
+    for delta in deltas:
+        assert delta["prev_sequence"] == previous
+        previous = delta["sequence"]
+    assert books[-1]["sequence"] == previous
+    assert [r.path for r in rest.requests].count("/api/v3/depth") == 1
 
 
 async def test_run_output_none_prints_nothing_but_delivers(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -20,11 +21,15 @@ import trio.testing
 
 from actors.exchanges.messages import BookDelta, BookInvalid, BookSnapshot, BookTop, Message
 from actors.exchanges.sdk.orderbook import OrderBook
-from exchanges.helpers import Dialer, exchange_config
+from exchanges.helpers import Dialer, exchange_config, okx_config
 from supervisor import BookView, Config, Supervisor, open_supervisor
 from supervisor.testing import FakeExchange, open_fake_exchange
+from supervisor.testing.fakes.binance import FakeBinance, FakeBinanceUsdm
 from supervisor.testing.fakes.bybit import FakeBybit
 from supervisor.testing.fakes.deribit import FakeDeribit
+from supervisor.testing.fakes.okx import FakeOkx
+from supervisor.testing.fakes.rest import DEFAULT_EPOCH, Reply, open_fake_rest
+from supervisor.testing.fakes.venue_book import VenueBook
 
 
 class Rebuilt:
@@ -221,3 +226,384 @@ async def test_book_top_at_most_once_per_interval(
                         break
     # The book changes every second (snapshot at 1): tops at 1, then every 2.5 s.
     assert times == [1.0, 3.5, 6.0, 8.5]
+
+
+# -- venues whose stream has no snapshot: REST ---------------------------------------------
+
+
+def venue_levels(book: VenueBook, sequence: int | None) -> tuple[tuple[Any, ...], ...]:
+    """The venue's book at ``sequence`` as our views show it (Decimals, best first)."""
+    assert sequence is not None
+    levels = book.at(sequence)
+    assert levels is not None, f"the fake no longer remembers {sequence}"
+    bids, asks = levels
+    return (
+        tuple((Decimal(p), Decimal(s)) for p, s in bids),
+        tuple((Decimal(p), Decimal(s)) for p, s in asks),
+    )
+
+
+def wall() -> float:
+    return DEFAULT_EPOCH.timestamp() + trio.current_time()
+
+
+async def test_binance_syncs_from_rest_resyncs_one_book_after_a_gap_and_matches_the_venue(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    binance = FakeBinance()
+    async with (
+        open_fake_exchange(
+            name="binance", transport="memory", interval=1.0, handler=binance
+        ) as fake,
+        open_fake_rest() as rest,
+    ):
+        rest.serve_venue("binance", ["BTCUSDT", "ETHUSDT"])
+        rest.serve_books(binance)
+        config = exchange_config(
+            b={
+                "exchange": "binance",
+                "url": "ws://binance.fake.invalid/stream",
+                "channels": ["book"],
+                "symbols": ["BTC-USDT", "ETH-USDT"],
+                "book_depth": 100,
+                "rest": {"base_url": rest.url},
+            }
+        )
+        matched: dict[str, int] = {"BTC-USDT": 0, "ETH-USDT": 0}
+        with trio.fail_after(60):
+            async with open_supervisor(config, connector=fake.connect, wall_clock=wall) as sup:
+                rebuilt = Rebuilt(sup, "b")
+                gapped = False
+                async for message in sup.messages():
+                    symbol = rebuilt.take(message)
+                    if symbol is None or symbol not in rebuilt.books:
+                        continue
+                    native = symbol.replace("-", "")
+                    # Our book at every sequence is the venue's book at that sequence.
+                    ours = rebuilt.books[symbol].top()
+                    assert ours == venue_levels(
+                        binance.venue_book(native), rebuilt.sequence[symbol]
+                    )
+                    matched[symbol] += 1
+                    if symbol == "BTC-USDT" and matched[symbol] == 3 and not gapped:
+                        binance.inject_gap("BTCUSDT")
+                        gapped = True
+                    seen = rebuilt.seen["BTC-USDT"]
+                    if gapped and seen.count("snapshot") == 2 and seen[-1] == "delta":
+                        break
+                stats = (await sup.stats()).connections[0]
+    btc, eth = rebuilt.seen["BTC-USDT"], rebuilt.seen["ETH-USDT"]
+    (invalid,) = [entry for entry in btc if entry.startswith("invalid")]
+    assert invalid.startswith("invalid: sequence gap: update ")
+    assert btc[btc.index(invalid) + 1] == "snapshot"
+    assert eth[0] == "snapshot" and set(eth[1:]) == {"delta"}
+    depth = [r for r in rest.requests if r.path == "/api/v3/depth"]
+    # One snapshot per book at the start, one more for the gapped book only.
+    assert sorted(r.query["symbol"] for r in depth) == ["BTCUSDT", "BTCUSDT", "ETHUSDT"]
+    assert {r.query["limit"] for r in depth} == {"100"}
+    assert (stats.books["BTC-USDT"].resyncs, stats.books["ETH-USDT"].resyncs) == (1, 0)
+    assert stats.books["BTC-USDT"].snapshots == 2
+    assert min(matched.values()) >= 3
+    assert len(fake.sessions) == 1
+
+
+async def test_binance_a_snapshot_older_than_the_stream_is_fetched_again(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    binance = FakeBinance()
+    async with (
+        open_fake_exchange(
+            name="binance", transport="memory", interval=1.0, handler=binance
+        ) as fake,
+        open_fake_rest() as rest,
+    ):
+        rest.serve_venue("binance", ["BTCUSDT"])
+        rest.serve_books(binance)
+        # The first answer is older than anything the stream will send (a lagging
+        # replica): lastUpdateId below the first diff's U - 1.
+        stale = binance.depth_body("BTCUSDT", 1000)
+        rest.script(
+            "/api/v3/depth", Reply(body={**stale, "lastUpdateId": stale["lastUpdateId"] - 9})
+        )
+        config = exchange_config(
+            b={
+                "exchange": "binance",
+                "url": "ws://binance.fake.invalid/stream",
+                "channels": ["book"],
+                "symbols": ["BTC-USDT"],
+                "rest": {"base_url": rest.url},
+            }
+        )
+        with trio.fail_after(60):
+            async with open_supervisor(config, connector=fake.connect, wall_clock=wall) as sup:
+                rebuilt = Rebuilt(sup, "b")
+                async for message in sup.messages():
+                    rebuilt.take(message)
+                    if rebuilt.seen.get("BTC-USDT", [])[-1:] == ["delta"]:
+                        break
+                stats = (await sup.stats()).connections[0]
+    depth = [r.at for r in rest.requests if r.path == "/api/v3/depth"]
+    # Asked once the first diff was buffered (t=1), and at once again when the answer
+    # was too old to bridge it; that is no doubt in the book, nothing was delivered.
+    assert depth == [1.0, 1.0]
+    assert rebuilt.seen["BTC-USDT"][:2] == ["snapshot", "delta"]
+    assert (stats.books["BTC-USDT"].resyncs, stats.books["BTC-USDT"].snapshots) == (0, 1)
+
+
+async def test_okx_with_real_checksums_verifies_each_and_resyncs_a_gap_by_resubscribing(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    okx = FakeOkx(checksums=True)
+    async with open_fake_exchange(
+        name="okx", transport="memory", interval=1.0, handler=okx
+    ) as fake:
+        config = okx_config(channels=["book"], symbols=["BTC-USDT", "ETH-USDT"])
+        checksums = 0
+        with trio.fail_after(60):
+            async with open_supervisor(config, connector=fake.connect) as sup:
+                rebuilt = Rebuilt(sup, "okx")
+                gapped = False
+                async for message in sup.messages():
+                    if isinstance(message, BookDelta | BookSnapshot) and message.checksum:
+                        checksums += 1
+                    symbol = rebuilt.take(message)
+                    if symbol is None or symbol not in rebuilt.books:
+                        continue
+                    ours = rebuilt.books[symbol].top()
+                    assert ours == venue_levels(okx.venue_book(symbol), rebuilt.sequence[symbol])
+                    seen = rebuilt.seen["BTC-USDT"]
+                    if not gapped and seen.count("delta") == 2:
+                        okx.inject_gap("BTC-USDT")
+                        gapped = True
+                    if gapped and seen.count("snapshot") == 2 and seen[-1] == "delta":
+                        break
+                stats = (await sup.stats()).connections[0]
+    btc = rebuilt.seen["BTC-USDT"]
+    (invalid,) = [entry for entry in btc if entry.startswith("invalid")]
+    assert invalid.startswith("invalid: sequence gap: update ")
+    assert btc[btc.index(invalid) + 1] == "snapshot"
+    # Every message carried a non-zero checksum and every one matched (a mismatch is
+    # a doubt, and there was exactly one: the gap).
+    assert checksums >= 6
+    assert (stats.books["BTC-USDT"].resyncs, stats.books["ETH-USDT"].resyncs) == (1, 0)
+    assert len(fake.sessions) == 1
+
+
+async def test_okx_without_a_stream_snapshot_syncs_from_rest(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    okx = FakeOkx(book_snapshots=False)
+    async with (
+        open_fake_exchange(name="okx", transport="memory", interval=1.0, handler=okx) as fake,
+        open_fake_rest() as rest,
+    ):
+        rest.serve_venue("okx", ["BTC-USDT"])
+        rest.serve_books(okx)
+        config = okx_config(
+            url="ws://okx.fake.invalid/ws/v5/public",
+            channels=["book"],
+            symbols=["BTC-USDT"],
+            rest={"base_url": rest.url},
+        )
+        with trio.fail_after(60):
+            async with open_supervisor(config, connector=fake.connect, wall_clock=wall) as sup:
+                rebuilt = Rebuilt(sup, "okx")
+                async for message in sup.messages():
+                    symbol = rebuilt.take(message)
+                    if symbol is not None and symbol in rebuilt.books:
+                        ours = rebuilt.books[symbol].top()
+                        assert ours == venue_levels(
+                            okx.venue_book(symbol), rebuilt.sequence[symbol]
+                        )
+                    if rebuilt.seen.get("BTC-USDT", []).count("delta") == 3:
+                        break
+                stats = (await sup.stats()).connections[0]
+    books = [r for r in rest.requests if r.path == "/api/v5/market/books"]
+    assert [(r.query["instId"], r.query["sz"], r.query["source"]) for r in books] == [
+        ("BTC-USDT", "400", "0")
+    ]
+    assert rebuilt.seen["BTC-USDT"] == ["snapshot", "delta", "delta", "delta"]
+    assert (stats.books["BTC-USDT"].state, stats.books["BTC-USDT"].resyncs) == ("valid", 0)
+
+
+async def test_a_reconnect_resyncs_every_binance_book_once_within_the_weight_budget(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    natives = [f"C{i:02d}USDT" for i in range(30)]
+    binance = FakeBinance(symbols=natives)
+    async with (
+        open_fake_exchange(
+            name="binance", transport="memory", interval=1.0, handler=binance
+        ) as fake,
+        open_fake_rest() as rest,
+    ):
+        rest.serve_venue("binance", natives)
+        rest.serve_books(binance)
+        # The venue's own budget: 6,000 weight per minute; a 5,000-level depth weighs 250.
+        rest.weigh({"/api/v3/depth": 250, "/api/v3/exchangeInfo": 20}, limit=6000)
+        config = exchange_config(
+            b={
+                "exchange": "binance",
+                "url": "ws://binance.fake.invalid/stream",
+                "channels": ["book"],
+                "symbols": natives,
+                "book_depth": 5000,
+                "rest": {"base_url": rest.url},
+            }
+        )
+
+        async def all_valid(sup: Supervisor, count: int) -> float:
+            while True:
+                stats = (await sup.stats()).connections[0]
+                books = stats.books.values()
+                if all(b.state == "valid" and b.snapshots == count for b in books):
+                    return trio.current_time()
+                await trio.sleep(0.5)
+
+        async def consume(sup: Supervisor) -> None:
+            async for _ in sup.messages():
+                pass
+
+        with trio.fail_after(600):
+            async with (
+                open_supervisor(config, connector=fake.connect, wall_clock=wall) as sup,
+                trio.open_nursery() as nursery,
+            ):
+                nursery.start_soon(consume, sup)
+                first = await all_valid(sup, 1)
+                await fake.close(1011, "restart")
+                second = await all_valid(sup, 2)
+                stats = (await sup.stats()).connections[0]
+                nursery.cancel_scope.cancel()
+    assert 429 not in rest.statuses and 418 not in rest.statuses
+    depth = [r.at for r in rest.requests if r.path == "/api/v3/depth"]
+    assert len(depth) == 60  # each book once at the start and once after the reconnect
+    # 23 fit the first minute beside /time (1) and /exchangeInfo (20); the rest waited
+    # for the next minute instead of being refused.
+    assert depth[:23] == [1.0] * 23 and min(depth[23:30]) == 60.0
+    assert 60.0 <= first < 62.0
+    assert second > first
+    assert all(book.resyncs == 0 for book in stats.books.values())  # losses, no doubts
+    assert stats.connects == 2
+
+
+async def test_a_make_before_break_handover_keeps_the_binance_book_without_a_resync(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    binance = FakeBinance()
+    async with (
+        open_fake_exchange(
+            name="binance", transport="memory", interval=1.0, handler=binance
+        ) as fake,
+        open_fake_rest() as rest,
+    ):
+        rest.serve_venue("binance", ["BTCUSDT"])
+        rest.serve_books(binance)
+        config = exchange_config(
+            b={
+                "exchange": "binance",
+                "url": "ws://binance.fake.invalid/stream",
+                "channels": ["book"],
+                "symbols": ["BTC-USDT"],
+                "rest": {"base_url": rest.url},
+            }
+        )
+        with trio.fail_after(60):
+            async with open_supervisor(config, connector=fake.connect, wall_clock=wall) as sup:
+                rebuilt = Rebuilt(sup, "b")
+                noticed = False
+                async for message in sup.messages():
+                    symbol = rebuilt.take(message)
+                    if symbol is not None and symbol in rebuilt.books:
+                        assert rebuilt.books[symbol].top() == venue_levels(
+                            binance.venue_book("BTCUSDT"), rebuilt.sequence[symbol]
+                        )
+                    seen = rebuilt.seen.get("BTC-USDT", [])
+                    if not noticed and seen.count("delta") == 2:
+                        await binance.server_shutdown()
+                        noticed = True
+                    switched = len(fake.sessions) == 2 and not fake.sessions[0].open
+                    if noticed and switched and seen.count("delta") >= 8:
+                        break
+                stats = (await sup.stats()).connections[0]
+    # The successor took over and the one book went on: one snapshot, deltas only, no
+    # BookInvalid, no second REST snapshot.
+    assert rebuilt.seen["BTC-USDT"][0] == "snapshot"
+    assert set(rebuilt.seen["BTC-USDT"][1:]) == {"delta"}
+    assert [r.query["symbol"] for r in rest.requests if r.path == "/api/v3/depth"] == ["BTCUSDT"]
+    assert (stats.books["BTC-USDT"].resyncs, stats.books["BTC-USDT"].snapshots) == (0, 1)
+    assert (stats.restarts, stats.connects) == (0, 2)
+
+
+async def test_an_okx_handover_restarts_the_chain_from_the_successors_snapshot(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    okx = FakeOkx()
+    async with open_fake_exchange(
+        name="okx", transport="memory", interval=1.0, handler=okx
+    ) as fake:
+        config = okx_config(channels=["book"], symbols=["BTC-USDT"])
+        with trio.fail_after(60):
+            async with open_supervisor(config, connector=fake.connect) as sup:
+                rebuilt = Rebuilt(sup, "okx")
+                noticed = False
+                async for message in sup.messages():
+                    symbol = rebuilt.take(message)
+                    if symbol is not None and symbol in rebuilt.books:
+                        assert rebuilt.books[symbol].top() == venue_levels(
+                            okx.venue_book(symbol), rebuilt.sequence[symbol]
+                        )
+                    seen = rebuilt.seen.get("BTC-USDT", [])
+                    if not noticed and seen.count("delta") == 2:
+                        await okx.notice()
+                        noticed = True
+                    switched = len(fake.sessions) == 2 and not fake.sessions[0].open
+                    if noticed and switched and seen[-3:] == ["delta"] * 3:
+                        break
+                stats = (await sup.stats()).connections[0]
+    seen = rebuilt.seen["BTC-USDT"]
+    # No BookInvalid: the successor's own snapshot starts a new chain where the old
+    # session's ended.
+    assert not [entry for entry in seen if entry.startswith("invalid")]
+    assert seen.count("snapshot") == 2
+    assert stats.books["BTC-USDT"].resyncs == 0
+    assert stats.restarts == 0
+
+
+async def test_binance_usdm_bridges_its_rest_snapshot_on_pu(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    binance = FakeBinanceUsdm()
+    async with (
+        open_fake_exchange(
+            name="binance", transport="memory", interval=1.0, handler=binance
+        ) as fake,
+        open_fake_rest() as rest,
+    ):
+        rest.serve_venue("binance_usdm", ["BTCUSDT"])
+        rest.serve_books(binance)
+        config = exchange_config(
+            f={
+                "exchange": "binance_usdm",
+                "url": "ws://fstream.fake.invalid/public/stream",
+                "channels": ["book"],
+                "symbols": ["BTC-USDT-PERP"],
+                "book_depth": 200,
+                "rest": {"base_url": rest.url},
+            }
+        )
+        with trio.fail_after(60):
+            async with open_supervisor(config, connector=fake.connect, wall_clock=wall) as sup:
+                rebuilt = Rebuilt(sup, "f")
+                async for message in sup.messages():
+                    symbol = rebuilt.take(message)
+                    if symbol is not None and symbol in rebuilt.books:
+                        assert rebuilt.books[symbol].top() == venue_levels(
+                            binance.venue_book("BTCUSDT"), rebuilt.sequence[symbol]
+                        )
+                    if rebuilt.seen.get("BTC-USDT-PERP", []).count("delta") == 4:
+                        break
+    (depth,) = [r for r in rest.requests if r.path == "/fapi/v1/depth"]
+    # 200 levels are not a limit USD-M takes: the next one that holds them is asked for.
+    assert (depth.query["symbol"], depth.query["limit"]) == ("BTCUSDT", "500")
+    assert rebuilt.seen["BTC-USDT-PERP"] == ["snapshot"] + ["delta"] * 4

@@ -477,6 +477,9 @@ class FakeOkx:
         ack = _encode({"event": op, "arg": arg, "connId": session.conn_id}).decode()
         if op == "unsubscribe":
             session.topics.pop(key, None)
+            if channel == "books":
+                # A later subscribe starts the book afresh, with a snapshot (as OKX does).
+                session.books.pop(inst_id, None)
             await session.send(ack, data=False)
             return
         session.topics[key] = arg
