@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 from actors.exchanges.sdk.orderbook import OrderBook, okx_checksum
 from supervisor.testing import FakeExchange, open_fake_exchange
 from supervisor.testing.fakes.binance import FakeBinance, FakeBinanceUsdm
+from supervisor.testing.fakes.bybit import FIRST_UPDATE_ID, FakeBybit
 from supervisor.testing.fakes.deribit import FakeDeribit
 from supervisor.testing.fakes.okx import FakeOkx
 from supervisor.testing.fakes.rest import DEFAULT_EPOCH, FakeRest, Reply, open_fake_rest
@@ -239,10 +240,10 @@ def _loaded(bids: Levels, asks: Levels) -> OrderBook:
 
 @asynccontextmanager
 async def _client(
-    fake: FakeExchange, path: str
+    fake: FakeExchange, path: str, url: str | None = None
 ) -> AsyncIterator[trio_websocket.WebSocketConnection]:
     async with trio.open_nursery() as nursery:
-        stream = await fake.connect(fake.url)
+        stream = await fake.connect(url or fake.url)
         ws = await trio_websocket.wrap_client_stream(
             nursery,
             stream,  # type: ignore[arg-type]  # any trio Stream works
@@ -489,6 +490,45 @@ async def test_deribit_snapshot_and_changes_rebuild_the_venue_book(
     assert [[Decimal(str(p)), Decimal(str(a))] for _, p, a in again["bids"]] == [
         list(level) for level in decimals(top[0])
     ]
+
+
+async def test_bybit_top_50_snapshot_and_deltas_rebuild_the_venue_books_top(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    bybit = FakeBybit()
+    topic = "orderbook.50.ETHUSDT"
+    frames: list[dict[str, Any]] = []
+    with trio.fail_after(DEADLINE):
+        async with (
+            open_fake_exchange(
+                name="bybit", transport="memory", interval=1.0, handler=bybit
+            ) as fake,
+            _client(fake, "/v5/public/linear", "wss://stream.bybit.com/v5/public/linear") as ws,
+        ):
+            await ws.send_message(f'{{"op":"subscribe","args":["{topic}","orderbook.1.ETHUSDT"]}}')
+            assert msgspec.json.decode(await ws.get_message())["success"] is True
+            while len(frames) < 80:
+                frame = msgspec.json.decode(await ws.get_message())
+                if frame["topic"] == topic:
+                    frames.append(frame)
+                if len(frames) == 60:
+                    bybit.inject_gap(topic)
+    venue = bybit.venue_book("linear", "ETHUSDT")
+    assert frames[0]["type"] == "snapshot" and frames[0]["data"]["u"] == FIRST_UPDATE_ID
+    book = OrderBook()
+    book.load(decimals(frames[0]["data"]["b"]), decimals(frames[0]["data"]["a"]))
+    gaps = []
+    for prev, frame in itertools.pairwise(frames):
+        data = frame["data"]
+        assert frame["type"] == "delta"
+        if data["u"] != prev["data"]["u"] + 1:
+            gaps.append((prev["data"]["u"], data["u"]))
+            break
+        book.apply(decimals(data["b"]), decimals(data["a"]))
+        state = venue.at(data["u"])
+        assert state is not None
+        assert as_sent(book) == (state[0][:50], state[1][:50])  # the venue's top 50
+    assert gaps == [(FIRST_UPDATE_ID + 59, FIRST_UPDATE_ID + 61)]  # one delta lost
 
 
 # -- the REST bodies, over loopback HTTP -------------------------------------------------

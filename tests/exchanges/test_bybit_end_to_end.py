@@ -7,7 +7,9 @@ subscribed topic gets one frame, in subscription order; ``orderbook`` and ``tick
 topics also send a frame right after the ack. Trade ``n`` of a symbol (counted across
 sessions) has price ``{base + n}.50``, side Buy for even ``n``, id ``FIRST_TRADE_ID + n``
 on spot and a UUID ending in ``n`` on linear. A book's first ``u`` is ``FIRST_UPDATE_ID`` and
-rises by 1 per frame; depth 1 sends a snapshot every time. ``ts`` is
+rises by 1 per frame; depth 1 sends a snapshot every time. The levels are the fake's true
+book (``FakeBybit.venue_book``): a snapshot is its top levels at ``u``, a delta the change
+of those levels from ``u - 1``. ``ts`` is
 ``DEFAULT_EPOCH_MS + 1000 t`` and a trade's ``T`` is 1 ms earlier.
 """
 
@@ -27,7 +29,12 @@ from actors.exchanges.messages import BookDelta, BookSnapshot, Message, RawMessa
 from exchanges.helpers import Dialer, bare, bybit_subscribe, exchange_config, levels
 from supervisor import open_supervisor
 from supervisor.testing import FakeBybit, FakeExchange, open_fake_exchange
-from supervisor.testing.fakes.bybit import DEFAULT_EPOCH_MS, FIRST_TRADE_ID, FIRST_UPDATE_ID
+from supervisor.testing.fakes.bybit import (
+    DEFAULT_EPOCH_MS,
+    FIRST_TRADE_ID,
+    FIRST_UPDATE_ID,
+    Category,
+)
 
 D = Decimal
 SPOT_URL = "wss://stream.bybit.com/v5/public/spot"
@@ -44,36 +51,65 @@ def common(connection: str, exchange: str, symbol: str) -> dict[str, Any]:
     return {"connection": connection, "exchange": exchange, "received_at": 0.0, "symbol": symbol}
 
 
-def e2e_top(who: dict[str, Any], base: int, at: float) -> Ticker:
-    """The fake's orderbook.1 frame at ``at`` (a book whose u started at FIRST_UPDATE_ID)."""
-    price = base + FIRST_UPDATE_ID % 100
+def venue_top(
+    bybit: FakeBybit, category: Category, native: str, u: int, depth: int
+) -> tuple[list[list[str]], list[list[str]]]:
+    """The venue book's top ``depth`` levels a side at ``u`` (the fake's true book)."""
+    state = bybit.venue_book(category, native).at(u)
+    assert state is not None
+    return state[0][:depth], state[1][:depth]
+
+
+def e2e_top(
+    who: dict[str, Any], bybit: FakeBybit, category: Category, native: str, u: int, at: float
+) -> Ticker:
+    """The fake's orderbook.1 frame with ``u`` at ``at``: the venue book's best levels."""
+    (bid,), (ask,) = venue_top(bybit, category, native, u, 1)
     return Ticker(
         **who,
-        bid=D(f"{price}.40"),
-        bid_size=D("1.000"),
-        ask=D(f"{price}.60"),
-        ask_size=D("2.000"),
+        bid=D(bid[0]),
+        bid_size=D(bid[1]),
+        ask=D(ask[0]),
+        ask_size=D(ask[1]),
         timestamp=EPOCH + int(at * 1000),
     )
 
 
-def e2e_snapshot(who: dict[str, Any], base: int, u: int = FIRST_UPDATE_ID) -> BookSnapshot:
-    price = base + u % 100
+def e2e_snapshot(
+    who: dict[str, Any], bybit: FakeBybit, category: Category, native: str, u: int = FIRST_UPDATE_ID
+) -> BookSnapshot:
+    bids, asks = venue_top(bybit, category, native, u, 50)
     return BookSnapshot(
         **who,
-        bids=levels(*((f"{price - i}.40", f"{i + 1}.000") for i in range(3))),
-        asks=levels(*((f"{price + i}.60", f"{i + 2}.000") for i in range(3))),
+        bids=levels(*((p, s) for p, s in bids)),
+        asks=levels(*((p, s) for p, s in asks)),
         sequence=u,
         timestamp=EPOCH,
     )
 
 
-def e2e_delta(who: dict[str, Any], base: int, u: int, at: float) -> BookDelta:
-    price = base + (u - 1) % 100
+def e2e_delta(
+    who: dict[str, Any], bybit: FakeBybit, category: Category, native: str, u: int, at: float
+) -> BookDelta:
+    """The change of the venue book's top 50 from ``u - 1`` to ``u`` (removals: size 0)."""
+    before = venue_top(bybit, category, native, u - 1, 50)
+    after = venue_top(bybit, category, native, u, 50)
+    sides = []
+    for old_side, new_side, descending in (
+        (before[0], after[0], True),
+        (before[1], after[1], False),
+    ):
+        old = {p: s for p, s in old_side}
+        new = {p: s for p, s in new_side}
+        changed = [(p, s) for p, s in new.items() if old.get(p) != s]
+        changed += [(p, "0") for p in old if p not in new]
+        changed.sort(key=lambda level: D(level[0]), reverse=descending)
+        sides.append(levels(*changed))
+    assert sides != [(), ()]
     return BookDelta(
         **who,
-        bids=levels((f"{price}.40", f"{u % 7 + 1}.000")),
-        asks=levels((f"{price + 1}.60", "0")),
+        bids=sides[0],
+        asks=sides[1],
         sequence=u,
         prev_sequence=u - 1,
         timestamp=EPOCH + int(at * 1000),
@@ -122,22 +158,23 @@ async def test_spot_and_linear_go_live_and_deliver_typed_messages(
     )
     # BTCUSDT and ETHBTC are symbols 0 and 3 of the fake's spot list
     assert got["spot"] == [
-        (0.0, e2e_top(btc, 10_000, 0.0)),  # orderbook snapshots right after the ack
-        (0.0, e2e_snapshot(btc, 10_000)),
-        (0.0, e2e_top(ethbtc, 40_000, 0.0)),
-        (0.0, e2e_snapshot(ethbtc, 40_000)),
+        # orderbook snapshots right after the ack
+        (0.0, e2e_top(btc, bybit, "spot", "BTCUSDT", FIRST_UPDATE_ID, 0.0)),
+        (0.0, e2e_snapshot(btc, bybit, "spot", "BTCUSDT")),
+        (0.0, e2e_top(ethbtc, bybit, "spot", "ETHBTC", FIRST_UPDATE_ID, 0.0)),
+        (0.0, e2e_snapshot(ethbtc, bybit, "spot", "ETHBTC")),
         (1.0, spot_trade),
-        (1.0, e2e_top(btc, 10_000, 1.0)),
-        (1.0, e2e_delta(btc, 10_000, FIRST_UPDATE_ID + 1, 1.0)),
+        (1.0, e2e_top(btc, bybit, "spot", "BTCUSDT", FIRST_UPDATE_ID + 1, 1.0)),
+        (1.0, e2e_delta(btc, bybit, "spot", "BTCUSDT", FIRST_UPDATE_ID + 1, 1.0)),
         (1.0, msgspec.structs.replace(spot_trade, **ethbtc, price=D("40000.50"))),
-        (1.0, e2e_top(ethbtc, 40_000, 1.0)),
-        (1.0, e2e_delta(ethbtc, 40_000, FIRST_UPDATE_ID + 1, 1.0)),
+        (1.0, e2e_top(ethbtc, bybit, "spot", "ETHBTC", FIRST_UPDATE_ID + 1, 1.0)),
+        (1.0, e2e_delta(ethbtc, bybit, "spot", "ETHBTC", FIRST_UPDATE_ID + 1, 1.0)),
     ]
     eth = common("perp", "bybit_linear", "ETH-USDT-PERP")
     perp = got["perp"]
     assert perp[:2] + perp[3:6] == [
-        (0.0, e2e_top(eth, 20_000, 0.0)),
-        (0.0, e2e_snapshot(eth, 20_000)),
+        (0.0, e2e_top(eth, bybit, "linear", "ETHUSDT", FIRST_UPDATE_ID, 0.0)),
+        (0.0, e2e_snapshot(eth, bybit, "linear", "ETHUSDT")),
         (
             1.0,
             Trade(
@@ -149,8 +186,8 @@ async def test_spot_and_linear_go_live_and_deliver_typed_messages(
                 timestamp=EPOCH + 999,
             ),
         ),
-        (1.0, e2e_top(eth, 20_000, 1.0)),
-        (1.0, e2e_delta(eth, 20_000, FIRST_UPDATE_ID + 1, 1.0)),
+        (1.0, e2e_top(eth, bybit, "linear", "ETHUSDT", FIRST_UPDATE_ID + 1, 1.0)),
+        (1.0, e2e_delta(eth, bybit, "linear", "ETHUSDT", FIRST_UPDATE_ID + 1, 1.0)),
     ]
     assert len(perp) == 7
     raw = [(t, m) for t, m in perp if isinstance(m, RawMessage)]
@@ -266,7 +303,7 @@ async def test_an_unknown_symbol_fails_its_topics_and_the_rest_go_live(
         "orderbook.50.ETHUSDT": "live",
     }
     assert stats.state == "live"
-    assert first == e2e_snapshot(common("spot", "bybit", "BTC-USDT"), 10_000)
+    assert first == e2e_snapshot(common("spot", "bybit", "BTC-USDT"), bybit, "spot", "BTCUSDT")
     logged = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert logged == [
         f"spot: the exchange refused subscription {topic!r}: handler not found "

@@ -464,12 +464,25 @@ async def test_spot_trades_book_and_ticker_frames(autojump_clock: trio.testing.M
     assert stamps == [0.0, 0.0, 1.0, 1.0, 1.0]
     snapshot, ticker, trade, delta, ticker2 = (text for _, text in texts)
     u0, s0 = FIRST_UPDATE_ID, FIRST_SEQ
+    # The levels are the venue's true book: its top 50 at u0, then the change to u0 + 1.
+    venue = bybit.venue_book("spot", "BTCUSDT")
+    start, then = venue.at(u0), venue.at(u0 + 1)
+    assert start is not None and then is not None
+    bids, asks = (msgspec.json.encode(side[:50]).decode() for side in start)
+    assert bids.startswith('[["10000.40","') and asks.startswith('[["1000')
     assert snapshot == (
         f'{{"topic":"orderbook.50.BTCUSDT","ts":{ms(0)},"type":"snapshot","data":{{"s":"BTCUSDT",'
-        f'"b":[["10088.40","1.000"],["10087.40","2.000"],["10086.40","3.000"]],'
-        f'"a":[["10088.60","2.000"],["10089.60","3.000"],["10090.60","4.000"]],'
+        f'"b":{bids},"a":{asks},'
         f'"u":{u0},"seq":{s0}}},"cts":{ms(0) - 2}}}'
     )
+    change = []
+    for old_side, new_side, descending in ((start[0], then[0], True), (start[1], then[1], False)):
+        old = {p: s for p, s in old_side[:50]}
+        new = {p: s for p, s in new_side[:50]}
+        levels = [[p, s] for p, s in new.items() if old.get(p) != s]
+        levels += [[p, "0"] for p in old if p not in new]
+        change.append(sorted(levels, key=lambda level: float(level[0]), reverse=descending))
+    assert change != [[], []]
     assert ticker == (
         f'{{"topic":"tickers.BTCUSDT","ts":{ms(0)},"type":"snapshot","cs":{s0 + 3},'
         f'"data":{{"symbol":"BTCUSDT","lastPrice":"10001.50","highPrice24h":"10500.00",'
@@ -488,8 +501,8 @@ async def test_spot_trades_book_and_ticker_frames(autojump_clock: trio.testing.M
         "type": "delta",
         "data": {
             "s": "BTCUSDT",
-            "b": [["10088.40", f"{(u0 + 1) % 7 + 1}.000"]],
-            "a": [["10089.60", "0"]],
+            "b": change[0],
+            "a": change[1],
             "u": u0 + 1,
             "seq": s0 + 9,
         },
@@ -554,7 +567,15 @@ async def test_linear_book_puts_type_before_ts_and_depth_1_is_all_snapshots(
         ("snapshot", FIRST_UPDATE_ID + 1),
         ("snapshot", FIRST_UPDATE_ID + 2),
     ]
-    assert [len(f["data"]["b"]) for f in frames if f["type"] == "snapshot"] == [3, 1, 1, 1]
+    # Level 50: the venue book's whole top 50 (it holds fewer); level 1: the best bid.
+    btc = bybit.venue_book("linear", "BTCUSDT").at(FIRST_UPDATE_ID)
+    assert btc is not None and 5 <= len(btc[0]) <= 50
+    assert [len(f["data"]["b"]) for f in frames if f["type"] == "snapshot"] == [
+        len(btc[0]),
+        1,
+        1,
+        1,
+    ]
 
 
 async def test_linear_ticker_snapshot_then_deltas(autojump_clock: trio.testing.MockClock) -> None:

@@ -60,6 +60,14 @@ then deltas carrying ``bid1Price``/``bid1Size``/``ask1Price``/``ask1Size``/``las
 ``orderbook`` a snapshot then deltas whose ``u`` rises by exactly 1 (depth 1: every frame
 a snapshot) and whose ``seq`` rises, with ``cts`` 2 ms before ``ts``.
 
+The books are real (:mod:`supervisor.testing.fakes.venue_book`): one
+:class:`VenueBook` per category and symbol, shared by every session, whose sequence is
+the ``u`` sent. A snapshot is that book's top ``depth`` levels, a delta the change of
+those levels since the previous frame (levels that left the top are sent with size
+``"0"``); :meth:`FakeBybit.venue_book` tells a test what the book was at any recent
+``u``. A service restart (:meth:`FakeBybit.restart_books`) renumbers a session's frames
+from 1 (its ``u`` is then the venue's sequence minus a per-session offset).
+
 Trade ids and book ``u`` already continue across sessions (one exchange-wide count per
 symbol). Numbered mode (``numbered=True``, for soaks that account for every message)
 also makes a depth-1 book's best bid size its ``u``, so that the top-of-book ticker
@@ -70,7 +78,9 @@ from __future__ import annotations
 
 import collections
 import math
+import zlib
 from collections.abc import Iterable, Mapping
+from decimal import Decimal
 from typing import Any, Final, Literal, final
 from urllib.parse import urlsplit
 
@@ -79,6 +89,7 @@ import trio
 from trio_websocket import ConnectionClosed
 
 from supervisor.testing.fake import SessionIO
+from supervisor.testing.fakes.venue_book import BYBIT, VenueBook
 
 __all__ = [
     "DEFAULT_EPOCH_MS",
@@ -147,15 +158,18 @@ _decode = msgspec.json.Decoder().decode
 
 
 class _Book:
-    """One book topic of one session: where its ``u`` chain is, and the price its last
-    snapshot was built around (deltas change that snapshot's levels, so the book a
-    client keeps is never crossed)."""
+    """One book topic of one session: where it stands on the venue book's line.
 
-    __slots__ = ("base", "gap", "restart", "snapshot_sent", "u")
+    ``u`` is the venue book's sequence of the last frame sent (or lost); the session's
+    ``u`` is that minus ``offset``, which a service restart (:meth:`FakeBybit.restart_books`)
+    sets so that the session's numbering starts again at 1.
+    """
+
+    __slots__ = ("gap", "offset", "restart", "snapshot_sent", "u")
 
     def __init__(self, u: int) -> None:
         self.u = u
-        self.base = 0
+        self.offset = 0
         self.snapshot_sent = False
         self.gap = False
         self.restart = False
@@ -300,7 +314,10 @@ class FakeBybit:
                 self._prices[(category, symbol)] = 10_000 * (i + 1)
         self._trade_ids: collections.Counter[tuple[Category, str]] = collections.Counter()
         self._seqs: collections.Counter[tuple[Category, str]] = collections.Counter()
-        self._update_ids: collections.Counter[tuple[Category, str]] = collections.Counter()
+        #: One true book per (category, symbol), shared by every session (made on first use).
+        self._venue: dict[tuple[Category, str], VenueBook] = {}
+        #: Per (category, symbol): the venue sequence of the newest book frame sent.
+        self._sent: dict[tuple[Category, str], int] = {}
 
     # -- what tests see ------------------------------------------------------------
 
@@ -315,6 +332,30 @@ class FakeBybit:
         for index in closed:
             del self.sessions[index]
         return len(closed)
+
+    def venue_book(self, category: Category, symbol: str) -> VenueBook:
+        """The venue's true book of ``symbol`` in ``category`` (shared by every session).
+
+        Its sequence is the ``u`` the fake sends (until :meth:`restart_books`).
+
+        Raises:
+            ValueError: ``category`` does not list ``symbol``.
+        """
+        key = (category, symbol)
+        book = self._venue.get(key)
+        if book is None:
+            if symbol not in self._symbols.get(category, ()):
+                raise ValueError(
+                    f"venue_book({category!r}, {symbol!r}): {category} lists only "
+                    f"{sorted(self._symbols.get(category, ()))}"
+                )
+            book = self._venue[key] = VenueBook(
+                seed=zlib.crc32(f"{category}:{symbol}".encode()),
+                price=self._prices[key] * 100 + 40,
+                sequence=FIRST_UPDATE_ID,
+                fmt=BYBIT,
+            )
+        return book
 
     # -- what tests do -------------------------------------------------------------
 
@@ -478,8 +519,11 @@ class FakeBybit:
         for topic in topics:
             state.topics[topic] = None
             if topic.startswith("orderbook."):
-                key = self._key(state, topic)
-                state._books[topic] = _Book(FIRST_UPDATE_ID + self._update_ids[key])
+                # Where the venue's ids stand: a fresh u unless nothing was sent at the
+                # head yet (two topics of one request start together, as they did).
+                venue = self.venue_book(*self._key(state, topic))
+                fresh = self._sent.get(self._key(state, topic), -1) >= venue.sequence
+                state._books[topic] = _Book(venue.sequence + 1 if fresh else venue.sequence)
         state._poke()
         for topic in topics:
             if topic in state.topics and not topic.startswith("publicTrade."):
@@ -659,41 +703,59 @@ class FakeBybit:
         return _encode({"topic": topic, "type": kind, "data": data, "cs": cs, "ts": now}).decode()
 
     def _book_frame(self, state: BybitSessionState, topic: str, key: tuple[Category, str]) -> str:
+        """The topic's next frame: a snapshot of the venue book's top ``depth`` levels, or
+        the change of those levels since the last frame (depth 1: always a snapshot)."""
         category, symbol = key
         book = state._books[topic]
         depth = int(topic.split(".")[1])
         now = self._now_ms()
-        price = self._prices[key] + book.u % 100
-        if book.restart:
+        venue = self.venue_book(category, symbol)
+        if book.restart:  # a service restart: a fresh snapshot, and u starts again at 1
             book.restart = False
             book.snapshot_sent = False
-            book.u = 0  # the snapshot below takes u = 1
-        step = 2 if book.gap else 1
-        book.gap = False
+            book.u = venue.next_after(venue.sequence)
+            book.offset = book.u - 1
+        elif not book.snapshot_sent:
+            if book.u > venue.sequence:  # a fresh u: the book changes once first
+                book.u = venue.next_after(venue.sequence)
+        else:
+            if book.gap:
+                book.gap = False
+                book.u = venue.next_after(book.u)  # this delta is lost
+            book.u = venue.next_after(book.u)
+        state_now = venue.at(book.u)
+        assert state_now is not None  # just made or read: within the history
         if not book.snapshot_sent or depth == 1:
             kind = "snapshot"
-            if book.snapshot_sent:
-                book.u += step  # depth 1: every frame is a snapshot
-            elif book.u == 0:
-                book.u = 1
             book.snapshot_sent = True
-            levels = min(depth, 3)
-            bids = [[f"{price - i}.40", f"{i + 1}.000"] for i in range(levels)]
+            bids, asks = (side[:depth] for side in state_now)
             if self._numbered and depth == 1:
-                bids[0][1] = str(book.u)  # the normalized ticker's bid size names it
-            asks = [[f"{price + i}.60", f"{i + 2}.000"] for i in range(levels)]
-            book.base = price
+                bids = [[bids[0][0], str(book.u - book.offset)]]  # the ticker's bid size names it
         else:
-            # The snapshot's best bid changes size; its second ask goes (and stays gone).
             kind = "delta"
-            book.u += step
-            bids = [[f"{book.base}.40", f"{book.u % 7 + 1}.000"]]
-            asks = [[f"{book.base + 1}.60", "0"]]
-        self._update_ids[key] = max(self._update_ids[key], book.u - FIRST_UPDATE_ID + 1)
-        data = {"s": symbol, "b": bids, "a": asks, "u": book.u, "seq": self._next_seq(key)}
+            before = venue.at(book.u - venue.seq_step)
+            if before is None:  # the session fell too far behind: resend the whole top
+                before = ([], [])
+            bids = _top_change(before[0], state_now[0], depth, descending=True)
+            asks = _top_change(before[1], state_now[1], depth, descending=False)
+        u = book.u - book.offset
+        self._sent[key] = max(self._sent.get(key, book.u), book.u)
+        data = {"s": symbol, "b": bids, "a": asks, "u": u, "seq": self._next_seq(key)}
         if category == "spot" or depth == 1:
             body: dict[str, Any] = {"topic": topic, "ts": now, "type": kind, "data": data}
         else:
             body = {"topic": topic, "type": kind, "ts": now, "data": data}
         body["cts"] = now - 2
         return _encode(body).decode()
+
+
+def _top_change(
+    before: list[list[str]], after: list[list[str]], depth: int, *, descending: bool
+) -> list[list[str]]:
+    """What changed in the top ``depth`` levels of one side, best first: new or resized
+    levels with their size, levels that left the top with size ``"0"`` (Bybit's removal)."""
+    old = {price: size for price, size in before[:depth]}
+    new = {price: size for price, size in after[:depth]}
+    levels = [[price, size] for price, size in new.items() if old.get(price) != size]
+    levels += [[price, "0"] for price in old if price not in new]
+    return sorted(levels, key=lambda level: Decimal(level[0]), reverse=descending)

@@ -40,6 +40,7 @@ from typing import Final, final
 __all__ = [
     "BINANCE_SPOT",
     "BINANCE_USDM",
+    "BYBIT",
     "CHECKPOINT",
     "DEFAULT_HISTORY",
     "DEFAULT_MAX_LEVELS",
@@ -104,6 +105,9 @@ BINANCE_USDM: Final = BookFormat(tick_decimals=2, price_decimals=2, lot_decimals
 OKX: Final = BookFormat(
     tick_decimals=1, price_decimals=1, lot_decimals=8, size_decimals=8, plain=True
 )
+#: Bybit: the tick's and the lot's decimals (``["10088.40","1.000"]``, like the fake's
+#: earlier frames and ``tests/data/bybit``).
+BYBIT: Final = BookFormat(tick_decimals=2, price_decimals=2, lot_decimals=3, size_decimals=3)
 #: Deribit: JSON numbers (the fake writes them from these plain strings), prices on a
 #: 0.25 grid (``92294.5``, ``3120.25``, ``tests/data/deribit``).
 DERIBIT: Final = BookFormat(
