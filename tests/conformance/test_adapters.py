@@ -434,3 +434,33 @@ def test_hostile_frames_are_malformed_never_an_exception(exchange: str, frame: s
     assert pair.proto.receive_frame(frame, 1.0, RECEIVED_AT) == ()
     events = pair.proto.events()
     assert events and all(isinstance(event, MalformedFrame) for event in events)
+
+
+@pytest.mark.parametrize(
+    ("exchange", "symbol", "raw", "kept"),
+    [
+        ("binance", "BTC-USDT", "btcusdt@depth5", "btcusdt@depth@100ms"),
+        ("binance_usdm", "BTC-USDT-PERP", "btcusdt@depth@500ms", "btcusdt@depth@100ms"),
+        ("okx", "BTC-USDT", "books5:BTC-USDT", "books:BTC-USDT"),
+        ("deribit", "BTC-USD-PERP", "book.BTC-PERPETUAL.agg2", "book.BTC-PERPETUAL.100ms"),
+        ("bybit", "BTC-USDT", "orderbook.200.BTCUSDT", "orderbook.50.BTCUSDT"),
+        ("bybit_linear", "BTC-USDT-PERP", "orderbook.1.BTCUSDT", "orderbook.50.BTCUSDT"),
+    ],
+)
+def test_a_raw_topic_may_not_feed_a_kept_book_a_second_stream(
+    exchange: str, symbol: str, raw: str, kept: str
+) -> None:
+    values = {"name": "c", "exchange": exchange, "channels": ["book"], "symbols": [symbol]}
+    spec = msgspec.convert({**values, "raw": [raw]}, ConnectionSpec)
+    assert ADAPTERS[exchange].check(spec) == [
+        (
+            "raw",
+            f"{raw!r} delivers book messages of {symbol}, whose local book the book channel "
+            f"keeps from {kept!r}, and one book cannot follow two streams (remove it from "
+            "raw, or set book_sync = false to get both streams unchecked)",
+        )
+    ]
+    # Unchecked, both streams are fine; so is a raw book of another symbol.
+    unchecked = msgspec.convert({**values, "raw": [raw], "book_sync": False}, ConnectionSpec)
+    assert ADAPTERS[exchange].check(unchecked) == []
+    assert ADAPTERS[exchange].check(msgspec.convert(values, ConnectionSpec)) == []

@@ -157,6 +157,10 @@ class BinanceProtocol(ExchangeProtocol):
             if topic.endswith(suffix) and type(route) is routes.DepthRoute
         }
 
+    def _book_streams(self) -> dict[str, str]:
+        kinds = (routes.DepthRoute, routes.SpotPartialRoute, routes.UsdmPartialRoute)
+        return {t: r.symbol for t, r in self._routes.items() if type(r) in kinds}
+
     def book_snapshot_call(self, symbol: str) -> RestCall | None:
         topic = self.book_topics().get(symbol)
         if topic is None:

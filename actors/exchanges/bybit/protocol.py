@@ -91,6 +91,13 @@ class BybitProtocol(ExchangeProtocol):
             if topic.startswith(prefix) and handler == self._on_book
         }
 
+    def _book_streams(self) -> dict[str, str]:
+        return {
+            topic: symbol
+            for topic, (handler, symbol) in self._routes.items()
+            if handler == self._on_book
+        }
+
     # -- REST ------------------------------------------------------------------------
 
     def _time_call(self) -> RestCall | None:

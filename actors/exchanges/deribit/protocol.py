@@ -121,8 +121,16 @@ class DeribitProtocol(ExchangeProtocol):
     # -- local books ------------------------------------------------------------------
 
     def _book_topics(self) -> dict[str, str]:
+        template = config.CHANNELS["book"]
         return {
             symbol: topic
+            for topic, (handler, symbol) in self._routes.items()
+            if handler == self._on_book and topic == template.format(topic.split(".")[1])
+        }
+
+    def _book_streams(self) -> dict[str, str]:
+        return {
+            topic: symbol
             for topic, (handler, symbol) in self._routes.items()
             if handler == self._on_book
         }

@@ -23,6 +23,9 @@ from actors.exchanges.sdk.rest import INSTRUMENTS, TIME, RestCall
 
 __all__ = ["OkxProtocol"]
 
+#: Channels whose frames become BookSnapshot/BookDelta messages.
+_BOOK_CHANNELS = frozenset({"books", "books-l2-tbt", "books50-l2-tbt", "books5"})
+
 _E = TypeVar("_E")
 _Route = Callable[[wire.Arg, str | None, msgspec.Raw, float, Frame], Batch]
 
@@ -168,6 +171,14 @@ class OkxProtocol(ExchangeProtocol):
             for topic in self._targets
             if topic.startswith(prefix)
         }
+
+    def _book_streams(self) -> dict[str, str]:
+        out = {}
+        for topic in self._targets:
+            channel, _, inst_id = topic.partition(":")
+            if channel in _BOOK_CHANNELS and inst_id:
+                out[topic] = self._symbol(inst_id)
+        return out
 
     def book_snapshot_call(self, symbol: str) -> RestCall | None:
         topic = self.book_topics().get(symbol)

@@ -232,7 +232,10 @@ class ExchangeProtocol(abc.ABC):
                     "has no default endpoint)",
                 )
             )
-        return problems + cls._check(spec)
+        problems += cls._check(spec)
+        if not problems and cls.book_rule is not None and spec.book_sync:
+            problems += cls(spec)._book_conflicts()
+        return problems
 
     @classmethod
     def _check(cls, spec: ConnectionSpec) -> list[tuple[str, str]]:
@@ -685,6 +688,23 @@ class ExchangeProtocol(abc.ABC):
             return {}
         return self._book_topics()
 
+    def _book_conflicts(self) -> list[tuple[str, str]]:
+        """Raw topics that would feed a kept book a second stream of book messages."""
+        kept = self.book_topics()
+        problems = []
+        for topic, symbol in self._book_streams().items():
+            if symbol in kept and kept[symbol] != topic:
+                problems.append(
+                    (
+                        "raw",
+                        f"{topic!r} delivers book messages of {symbol}, whose local book "
+                        f"the book channel keeps from {kept[symbol]!r}, and one book "
+                        "cannot follow two streams (remove it from raw, or set "
+                        "book_sync = false to get both streams unchecked)",
+                    )
+                )
+        return problems
+
     def book_snapshot_call(self, symbol: str) -> RestCall | None:
         """The REST request for a snapshot of ``symbol``'s book (``spec.book_depth``
         levels where the venue lets us choose), for rules with ``rest_snapshot``; its
@@ -733,6 +753,12 @@ class ExchangeProtocol(abc.ABC):
 
     def _book_topics(self) -> dict[str, str]:
         """Message symbol -> native topic of each ``book`` channel stream of the spec."""
+        return {}
+
+    def _book_streams(self) -> dict[str, str]:
+        """Every topic of the spec (channel or raw) whose frames become BookSnapshot or
+        BookDelta messages -> their symbol (the check that no raw topic feeds a kept
+        book a second stream)."""
         return {}
 
     @abc.abstractmethod
