@@ -687,6 +687,8 @@ def not_a_symbol(symbol: str, exchange: str) -> tuple[str, str]:
                 "symbols": ["BTC-USDT", "ETH-BTC", "BTCUSDT"],
                 "raw": ["tickers.BTCUSDT", "orderbook.1000.BTCUSDT", "kline.5.BTCUSDT"],
                 "heartbeat": 599.5,
+                # orderbook.1000 beside the book channel's orderbook.50: unchecked only.
+                "book_sync": False,
             },
             [],
         ),
