@@ -464,7 +464,7 @@ def test_the_ledger_checks_the_order_of_what_arrives() -> None:
 
 def check_clean(result: Any) -> dict[str, Any]:
     summary, violations = summarize(result)
-    assert [v.text for v in violations] == []
+    assert [v.text for v in violations] == [], "\n".join(v.text for v in violations)
     assert summary["supervisor"]["stopped_early"] is None
     messages = summary["messages"]
     assert messages["silent_losses"] == 0
