@@ -10,7 +10,7 @@ the sequence ``sup.book()`` shows, the two hold the same levels.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
@@ -28,16 +28,25 @@ from supervisor.testing.fakes.binance import FakeBinance, FakeBinanceUsdm
 from supervisor.testing.fakes.bybit import FakeBybit
 from supervisor.testing.fakes.deribit import FakeDeribit
 from supervisor.testing.fakes.okx import FakeOkx
-from supervisor.testing.fakes.rest import DEFAULT_EPOCH, Reply, open_fake_rest
+from supervisor.testing.fakes.rest import DEFAULT_EPOCH, FakeRest, Reply, open_fake_rest
 from supervisor.testing.fakes.venue_book import VenueBook
 
 
 class Rebuilt:
     """One consumer's books, built only from delivered messages, checking the chain."""
 
-    def __init__(self, sup: Supervisor, connection: str) -> None:
+    def __init__(
+        self,
+        sup: Supervisor,
+        connection: str,
+        venue: Callable[[str], VenueBook] | None = None,
+    ) -> None:
         self.sup = sup
         self.connection = connection
+        #: The fake venue's true book of a symbol: ours must equal it at every sequence.
+        self.venue = venue
+        #: Per symbol, the sequences at which ours was compared with the venue's.
+        self.matched: dict[str, int] = {}
         self.books: dict[str, OrderBook] = {}
         self.sequence: dict[str, int | None] = {}
         #: Per symbol, what arrived: ``snapshot``, ``delta``, ``invalid: REASON``.
@@ -71,6 +80,10 @@ class Rebuilt:
         else:
             return None
         self.check(symbol)
+        if self.venue is not None and symbol in self.books:
+            ours = self.books[symbol].top()
+            assert ours == venue_levels(self.venue(symbol), self.sequence[symbol])
+            self.matched[symbol] = self.matched.get(symbol, 0) + 1
         return symbol
 
     def check(self, symbol: str) -> None:
@@ -247,48 +260,55 @@ def wall() -> float:
     return DEFAULT_EPOCH.timestamp() + trio.current_time()
 
 
+@asynccontextmanager
+async def with_rest(
+    handler: FakeBinance | FakeOkx, venue: str, natives: list[str]
+) -> AsyncIterator[tuple[FakeExchange, FakeRest]]:
+    """The fake venue on the memory transport (data every second), and its REST API
+    (server time, instruments, book snapshots from the same books)."""
+    async with (
+        open_fake_exchange(name=venue, transport="memory", interval=1.0, handler=handler) as fake,
+        open_fake_rest() as rest,
+    ):
+        rest.serve_venue(venue, natives)
+        rest.serve_books(handler)
+        yield fake, rest
+
+
+def rest_config(rest: FakeRest, name: str, exchange: str, url: str, **keys: Any) -> Config:
+    """One connection ``name`` with the book channel, its REST API at ``rest``."""
+    table = {"exchange": exchange, "url": url, "channels": ["book"], **keys}
+    return exchange_config(**{name: {**table, "rest": {"base_url": rest.url}}})
+
+
+def binance_config(rest: FakeRest, symbols: list[str], **keys: Any) -> Config:
+    return rest_config(rest, "b", "binance", BINANCE_URL, symbols=symbols, **keys)
+
+
+def native(symbol: str) -> str:
+    """BTC-USDT (or BTC-USDT-PERP) -> BTCUSDT."""
+    return "".join(symbol.split("-")[:2])
+
+
+BINANCE_URL = "ws://binance.fake.invalid/stream"
+
+
 async def test_binance_syncs_from_rest_resyncs_one_book_after_a_gap_and_matches_the_venue(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     binance = FakeBinance()
-    async with (
-        open_fake_exchange(
-            name="binance", transport="memory", interval=1.0, handler=binance
-        ) as fake,
-        open_fake_rest() as rest,
-    ):
-        rest.serve_venue("binance", ["BTCUSDT", "ETHUSDT"])
-        rest.serve_books(binance)
-        config = exchange_config(
-            b={
-                "exchange": "binance",
-                "url": "ws://binance.fake.invalid/stream",
-                "channels": ["book"],
-                "symbols": ["BTC-USDT", "ETH-USDT"],
-                "book_depth": 100,
-                "rest": {"base_url": rest.url},
-            }
-        )
-        matched: dict[str, int] = {"BTC-USDT": 0, "ETH-USDT": 0}
+    async with with_rest(binance, "binance", ["BTCUSDT", "ETHUSDT"]) as (fake, rest):
+        config = binance_config(rest, ["BTC-USDT", "ETH-USDT"], book_depth=100)
         with trio.fail_after(60):
             async with open_supervisor(config, connector=fake.connect, wall_clock=wall) as sup:
-                rebuilt = Rebuilt(sup, "b")
+                rebuilt = Rebuilt(sup, "b", lambda s: binance.venue_book(native(s)))
                 gapped = False
                 async for message in sup.messages():
-                    symbol = rebuilt.take(message)
-                    if symbol is None or symbol not in rebuilt.books:
-                        continue
-                    native = symbol.replace("-", "")
-                    # Our book at every sequence is the venue's book at that sequence.
-                    ours = rebuilt.books[symbol].top()
-                    assert ours == venue_levels(
-                        binance.venue_book(native), rebuilt.sequence[symbol]
-                    )
-                    matched[symbol] += 1
-                    if symbol == "BTC-USDT" and matched[symbol] == 3 and not gapped:
+                    rebuilt.take(message)
+                    seen = rebuilt.seen.get("BTC-USDT", [])
+                    if not gapped and seen.count("delta") == 2:
                         binance.inject_gap("BTCUSDT")
                         gapped = True
-                    seen = rebuilt.seen["BTC-USDT"]
                     if gapped and seen.count("snapshot") == 2 and seen[-1] == "delta":
                         break
                 stats = (await sup.stats()).connections[0]
@@ -303,7 +323,7 @@ async def test_binance_syncs_from_rest_resyncs_one_book_after_a_gap_and_matches_
     assert {r.query["limit"] for r in depth} == {"100"}
     assert (stats.books["BTC-USDT"].resyncs, stats.books["ETH-USDT"].resyncs) == (1, 0)
     assert stats.books["BTC-USDT"].snapshots == 2
-    assert min(matched.values()) >= 3
+    assert min(rebuilt.matched["BTC-USDT"], rebuilt.matched["ETH-USDT"]) >= 3
     assert len(fake.sessions) == 1
 
 
@@ -311,32 +331,16 @@ async def test_binance_a_snapshot_older_than_the_stream_is_fetched_again(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     binance = FakeBinance()
-    async with (
-        open_fake_exchange(
-            name="binance", transport="memory", interval=1.0, handler=binance
-        ) as fake,
-        open_fake_rest() as rest,
-    ):
-        rest.serve_venue("binance", ["BTCUSDT"])
-        rest.serve_books(binance)
+    async with with_rest(binance, "binance", ["BTCUSDT"]) as (fake, rest):
         # The first answer is older than anything the stream will send (a lagging
         # replica): lastUpdateId below the first diff's U - 1.
         stale = binance.depth_body("BTCUSDT", 1000)
-        rest.script(
-            "/api/v3/depth", Reply(body={**stale, "lastUpdateId": stale["lastUpdateId"] - 9})
-        )
-        config = exchange_config(
-            b={
-                "exchange": "binance",
-                "url": "ws://binance.fake.invalid/stream",
-                "channels": ["book"],
-                "symbols": ["BTC-USDT"],
-                "rest": {"base_url": rest.url},
-            }
-        )
+        older = {**stale, "lastUpdateId": stale["lastUpdateId"] - 9}
+        rest.script("/api/v3/depth", Reply(body=older))
         with trio.fail_after(60):
+            config = binance_config(rest, ["BTC-USDT"])
             async with open_supervisor(config, connector=fake.connect, wall_clock=wall) as sup:
-                rebuilt = Rebuilt(sup, "b")
+                rebuilt = Rebuilt(sup, "b", lambda s: binance.venue_book(native(s)))
                 async for message in sup.messages():
                     rebuilt.take(message)
                     if rebuilt.seen.get("BTC-USDT", [])[-1:] == ["delta"]:
@@ -361,17 +365,13 @@ async def test_okx_with_real_checksums_verifies_each_and_resyncs_a_gap_by_resubs
         checksums = 0
         with trio.fail_after(60):
             async with open_supervisor(config, connector=fake.connect) as sup:
-                rebuilt = Rebuilt(sup, "okx")
+                rebuilt = Rebuilt(sup, "okx", okx.venue_book)
                 gapped = False
                 async for message in sup.messages():
                     if isinstance(message, BookDelta | BookSnapshot) and message.checksum:
                         checksums += 1
-                    symbol = rebuilt.take(message)
-                    if symbol is None or symbol not in rebuilt.books:
-                        continue
-                    ours = rebuilt.books[symbol].top()
-                    assert ours == venue_levels(okx.venue_book(symbol), rebuilt.sequence[symbol])
-                    seen = rebuilt.seen["BTC-USDT"]
+                    rebuilt.take(message)
+                    seen = rebuilt.seen.get("BTC-USDT", [])
                     if not gapped and seen.count("delta") == 2:
                         okx.inject_gap("BTC-USDT")
                         gapped = True
@@ -393,28 +393,14 @@ async def test_okx_without_a_stream_snapshot_syncs_from_rest(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     okx = FakeOkx(book_snapshots=False)
-    async with (
-        open_fake_exchange(name="okx", transport="memory", interval=1.0, handler=okx) as fake,
-        open_fake_rest() as rest,
-    ):
-        rest.serve_venue("okx", ["BTC-USDT"])
-        rest.serve_books(okx)
-        config = okx_config(
-            url="ws://okx.fake.invalid/ws/v5/public",
-            channels=["book"],
-            symbols=["BTC-USDT"],
-            rest={"base_url": rest.url},
-        )
+    async with with_rest(okx, "okx", ["BTC-USDT"]) as (fake, rest):
+        url = "ws://okx.fake.invalid/ws/v5/public"
+        config = rest_config(rest, "okx", "okx", url, symbols=["BTC-USDT"])
         with trio.fail_after(60):
             async with open_supervisor(config, connector=fake.connect, wall_clock=wall) as sup:
-                rebuilt = Rebuilt(sup, "okx")
+                rebuilt = Rebuilt(sup, "okx", okx.venue_book)
                 async for message in sup.messages():
-                    symbol = rebuilt.take(message)
-                    if symbol is not None and symbol in rebuilt.books:
-                        ours = rebuilt.books[symbol].top()
-                        assert ours == venue_levels(
-                            okx.venue_book(symbol), rebuilt.sequence[symbol]
-                        )
+                    rebuilt.take(message)
                     if rebuilt.seen.get("BTC-USDT", []).count("delta") == 3:
                         break
                 stats = (await sup.stats()).connections[0]
@@ -431,26 +417,10 @@ async def test_a_reconnect_resyncs_every_binance_book_once_within_the_weight_bud
 ) -> None:
     natives = [f"C{i:02d}USDT" for i in range(30)]
     binance = FakeBinance(symbols=natives)
-    async with (
-        open_fake_exchange(
-            name="binance", transport="memory", interval=1.0, handler=binance
-        ) as fake,
-        open_fake_rest() as rest,
-    ):
-        rest.serve_venue("binance", natives)
-        rest.serve_books(binance)
+    async with with_rest(binance, "binance", natives) as (fake, rest):
         # The venue's own budget: 6,000 weight per minute; a 5,000-level depth weighs 250.
         rest.weigh({"/api/v3/depth": 250, "/api/v3/exchangeInfo": 20}, limit=6000)
-        config = exchange_config(
-            b={
-                "exchange": "binance",
-                "url": "ws://binance.fake.invalid/stream",
-                "channels": ["book"],
-                "symbols": natives,
-                "book_depth": 5000,
-                "rest": {"base_url": rest.url},
-            }
-        )
+        config = binance_config(rest, natives, book_depth=5000)
 
         async def all_valid(sup: Supervisor, count: int) -> float:
             while True:
@@ -491,33 +461,14 @@ async def test_a_make_before_break_handover_keeps_the_binance_book_without_a_res
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     binance = FakeBinance()
-    async with (
-        open_fake_exchange(
-            name="binance", transport="memory", interval=1.0, handler=binance
-        ) as fake,
-        open_fake_rest() as rest,
-    ):
-        rest.serve_venue("binance", ["BTCUSDT"])
-        rest.serve_books(binance)
-        config = exchange_config(
-            b={
-                "exchange": "binance",
-                "url": "ws://binance.fake.invalid/stream",
-                "channels": ["book"],
-                "symbols": ["BTC-USDT"],
-                "rest": {"base_url": rest.url},
-            }
-        )
+    async with with_rest(binance, "binance", ["BTCUSDT"]) as (fake, rest):
+        config = binance_config(rest, ["BTC-USDT"])
         with trio.fail_after(60):
             async with open_supervisor(config, connector=fake.connect, wall_clock=wall) as sup:
-                rebuilt = Rebuilt(sup, "b")
+                rebuilt = Rebuilt(sup, "b", lambda s: binance.venue_book(native(s)))
                 noticed = False
                 async for message in sup.messages():
-                    symbol = rebuilt.take(message)
-                    if symbol is not None and symbol in rebuilt.books:
-                        assert rebuilt.books[symbol].top() == venue_levels(
-                            binance.venue_book("BTCUSDT"), rebuilt.sequence[symbol]
-                        )
+                    rebuilt.take(message)
                     seen = rebuilt.seen.get("BTC-USDT", [])
                     if not noticed and seen.count("delta") == 2:
                         await binance.server_shutdown()
@@ -545,14 +496,10 @@ async def test_an_okx_handover_restarts_the_chain_from_the_successors_snapshot(
         config = okx_config(channels=["book"], symbols=["BTC-USDT"])
         with trio.fail_after(60):
             async with open_supervisor(config, connector=fake.connect) as sup:
-                rebuilt = Rebuilt(sup, "okx")
+                rebuilt = Rebuilt(sup, "okx", okx.venue_book)
                 noticed = False
                 async for message in sup.messages():
-                    symbol = rebuilt.take(message)
-                    if symbol is not None and symbol in rebuilt.books:
-                        assert rebuilt.books[symbol].top() == venue_levels(
-                            okx.venue_book(symbol), rebuilt.sequence[symbol]
-                        )
+                    rebuilt.take(message)
                     seen = rebuilt.seen.get("BTC-USDT", [])
                     if not noticed and seen.count("delta") == 2:
                         await okx.notice()
@@ -574,33 +521,15 @@ async def test_binance_usdm_bridges_its_rest_snapshot_on_pu(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     binance = FakeBinanceUsdm()
-    async with (
-        open_fake_exchange(
-            name="binance", transport="memory", interval=1.0, handler=binance
-        ) as fake,
-        open_fake_rest() as rest,
-    ):
-        rest.serve_venue("binance_usdm", ["BTCUSDT"])
-        rest.serve_books(binance)
-        config = exchange_config(
-            f={
-                "exchange": "binance_usdm",
-                "url": "ws://fstream.fake.invalid/public/stream",
-                "channels": ["book"],
-                "symbols": ["BTC-USDT-PERP"],
-                "book_depth": 200,
-                "rest": {"base_url": rest.url},
-            }
-        )
+    async with with_rest(binance, "binance_usdm", ["BTCUSDT"]) as (fake, rest):
+        url = "ws://fstream.fake.invalid/public/stream"
+        symbols = ["BTC-USDT-PERP"]
+        config = rest_config(rest, "f", "binance_usdm", url, symbols=symbols, book_depth=200)
         with trio.fail_after(60):
             async with open_supervisor(config, connector=fake.connect, wall_clock=wall) as sup:
-                rebuilt = Rebuilt(sup, "f")
+                rebuilt = Rebuilt(sup, "f", lambda s: binance.venue_book(native(s)))
                 async for message in sup.messages():
-                    symbol = rebuilt.take(message)
-                    if symbol is not None and symbol in rebuilt.books:
-                        assert rebuilt.books[symbol].top() == venue_levels(
-                            binance.venue_book("BTCUSDT"), rebuilt.sequence[symbol]
-                        )
+                    rebuilt.take(message)
                     if rebuilt.seen.get("BTC-USDT-PERP", []).count("delta") == 4:
                         break
     (depth,) = [r for r in rest.requests if r.path == "/fapi/v1/depth"]
@@ -613,33 +542,13 @@ async def test_a_valid_binance_book_is_refreshed_from_rest_and_stays_delivered(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     binance = FakeBinance()
-    async with (
-        open_fake_exchange(
-            name="binance", transport="memory", interval=1.0, handler=binance
-        ) as fake,
-        open_fake_rest() as rest,
-    ):
-        rest.serve_venue("binance", ["BTCUSDT"])
-        rest.serve_books(binance)
-        config = exchange_config(
-            b={
-                "exchange": "binance",
-                "url": "ws://binance.fake.invalid/stream",
-                "channels": ["book"],
-                "symbols": ["BTC-USDT"],
-                "book_refresh": 5.0,
-                "rest": {"base_url": rest.url},
-            }
-        )
+    async with with_rest(binance, "binance", ["BTCUSDT"]) as (fake, rest):
+        config = binance_config(rest, ["BTC-USDT"], book_refresh=5.0)
         with trio.fail_after(60):
             async with open_supervisor(config, connector=fake.connect, wall_clock=wall) as sup:
-                rebuilt = Rebuilt(sup, "b")
+                rebuilt = Rebuilt(sup, "b", lambda s: binance.venue_book(native(s)))
                 async for message in sup.messages():
-                    symbol = rebuilt.take(message)
-                    if symbol is not None and symbol in rebuilt.books:
-                        assert rebuilt.books[symbol].top() == venue_levels(
-                            binance.venue_book("BTCUSDT"), rebuilt.sequence[symbol]
-                        )
+                    rebuilt.take(message)
                     if trio.current_time() >= 12.0:
                         break
                 stats = (await sup.stats()).connections[0]
