@@ -755,11 +755,8 @@ class ConnectionActor:
         name = self.spec.name
         for symbol, text, doubt in notes:
             if doubt:
-                how = (
-                    "fetching a REST snapshot"
-                    if books.syncs[symbol].rule.rest_snapshot
-                    else ("subscribing its stream again")
-                )
+                rest = books.syncs[symbol].rule.rest_snapshot
+                how = "fetching a REST snapshot" if rest else "subscribing its stream again"
                 logger.warning(
                     "%s: book %s invalid (%s); %s",
                     name,
@@ -797,8 +794,6 @@ class ConnectionActor:
                 if tops:
                     continue
                 wake = self._tops_wanted = trio.Event()
-                if books.changed and later == math.inf:
-                    continue  # changed while the lock was held
                 with trio.move_on_at(later):
                     await wake.wait()
 
@@ -855,6 +850,18 @@ class ConnectionActor:
         proto = self.protocol
         call = proto.book_snapshot_call(symbol)
         if client is None or call is None:
+            # OKX stopped sending its snapshot and this connection has no REST API.
+            if self._book_failures.setdefault(symbol, 0) == 0:
+                self._book_failures[symbol] = 1
+                logger.warning(
+                    "%s: book %s needs a REST snapshot (the stream sent none) and the "
+                    "connection has no REST API: it stays syncing (set [connections.%s.rest] "
+                    "base_url)",
+                    self.spec.name,
+                    symbol,
+                    self.spec.name,
+                    extra=self._log_fields(event="book_snapshot_failed", symbol=symbol),
+                )
             return
         try:
             body = await client.get(call.path, params=dict(call.params))

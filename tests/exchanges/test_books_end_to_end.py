@@ -558,3 +558,24 @@ async def test_a_valid_binance_book_is_refreshed_from_rest_and_stays_delivered(
     seen = rebuilt.seen["BTC-USDT"]
     assert seen.count("snapshot") == 3 and not [e for e in seen if e.startswith("invalid")]
     assert (stats.books["BTC-USDT"].resyncs, stats.books["BTC-USDT"].snapshots) == (0, 3)
+
+
+async def test_okx_without_a_snapshot_and_without_rest_says_so_once_and_stays_syncing(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    okx = FakeOkx(book_snapshots=False)
+    async with open_fake_exchange(
+        name="okx", transport="memory", interval=1.0, handler=okx
+    ) as fake:
+        # Off the venue's domain and no rest.base_url: no REST API at all.
+        config = okx_config(url="ws://okx.fake.invalid/ws", channels=["book"], symbols=["BTC-USDT"])
+        with trio.fail_after(60):
+            async with open_supervisor(config, connector=fake.connect) as sup:
+                await trio.sleep(10)
+                stats = (await sup.stats()).connections[0]
+    assert stats.books["BTC-USDT"].state == "syncing"
+    lines = [r.getMessage() for r in caplog.records if "needs a REST snapshot" in r.getMessage()]
+    assert lines == [
+        "okx: book BTC-USDT needs a REST snapshot (the stream sent none) and the connection "
+        "has no REST API: it stays syncing (set [connections.okx.rest] base_url)"
+    ]
