@@ -78,9 +78,12 @@ def raw_frame(
 def run_ours(chunks: list[bytes], limit: int = NO_LIMIT) -> tuple[list[list[Message]], int | None]:
     reader = FrameReader(limit)
     per_feed: list[list[Message]] = []
-    for chunk in chunks:
+    for i, chunk in enumerate(chunks):
+        # bytes are parsed in place when nothing is pending; the others are copied:
+        # cycle the three types so every path meets every cut.
+        data = chunk if i % 3 == 0 else bytearray(chunk) if i % 3 == 1 else memoryview(chunk)
         try:
-            per_feed.append(reader.feed(chunk))
+            per_feed.append(reader.feed(data))
         except FrameError as exc:
             per_feed.append(exc.events)
             # Dead from here on: the same code again, nothing delivered.
@@ -364,6 +367,18 @@ def test_accepts_bytearray_and_memoryview_and_empty_chunks() -> None:
     assert reader.feed(b"") == []
     assert reader.feed(bytearray(raw_frame(1, b"a"))) == ["a"]
     assert reader.feed(memoryview(raw_frame(2, b"b"))) == [b"b"]
+
+
+def test_an_unfinished_tail_is_kept_and_the_callers_buffer_is_not() -> None:
+    first, second = raw_frame(1, b"one"), raw_frame(2, b"x" * 300)
+    reader = FrameReader(1000)
+    assert reader.feed(first + second[:5]) == ["one"]  # bytes, parsed in place
+    chunk = bytearray(second[5:-1])
+    assert reader.feed(chunk) == []
+    chunk[:] = b"\x00" * len(chunk)  # the caller reuses its read buffer
+    assert reader.feed(second[-1:] + first) == [b"x" * 300, "one"]
+    assert reader.feed(b"\x81") == []  # one byte of a header, nothing pending before
+    assert reader.feed(b"\x02hi") == ["hi"]
 
 
 def test_fragments_with_control_frames_between_them() -> None:

@@ -18,7 +18,9 @@ in one loop over one buffer:
 
 - the buffer is one ``bytearray`` and an offset: a chunk is appended once, frames are
   sliced out of it at their offset, and the consumed prefix is deleted once per
-  :meth:`FrameReader.feed`, not once per frame;
+  :meth:`FrameReader.feed`, not once per frame; when nothing is pending and the chunk is
+  ``bytes`` (a paced feed, whole frames per read), it is parsed in place and only an
+  unfinished tail is copied;
 - a final, unmasked, RSV-free text or binary frame with a short or 16-bit length while
   no fragmented message is open takes a fast branch: two or four byte reads, one slice,
   one UTF-8 decode;
@@ -270,11 +272,21 @@ class FrameReader:
             raise FrameError(self._error.code, self._error.reason)
         if self._closed:
             return []
-        buf = self._buf
-        buf += data
-        n = len(buf)
-        if n < self._need:
-            return []
+        buf: bytes | bytearray
+        if not self._buf and type(data) is bytes:
+            # Nothing pending (a paced feed: whole frames per read): parse the caller's
+            # bytes in place and keep only an unfinished tail.
+            buf = data
+            n = len(buf)
+            if n < self._need:
+                self._buf += data
+                return []
+        else:
+            buf = self._buf
+            buf += data
+            n = len(buf)
+            if n < self._need:
+                return []
         out: list[Message] = []
         append = out.append
         limit = self._max
@@ -320,19 +332,22 @@ class FrameReader:
                     break
                 pos = end
                 if self._closed:
-                    buf.clear()
+                    self._buf.clear()
                     return out
             else:
                 self._need = 2
         except FrameError as exc:
             exc.events = out
             self._error = exc
-            buf.clear()
+            self._buf.clear()
             raise
-        del buf[:pos]
+        if buf is self._buf:
+            del self._buf[:pos]
+        elif pos < n:
+            self._buf += buf[pos:]
         return out
 
-    def _frame(self, buf: bytearray, pos: int, n: int, out: list[Message]) -> int:
+    def _frame(self, buf: bytes | bytearray, pos: int, n: int, out: list[Message]) -> int:
         """Parse one frame at ``pos`` on the general path.
 
         Returns:
@@ -405,7 +420,7 @@ class FrameReader:
             self._data(opcode, fin, payload, out)
         return end
 
-    def _data(self, opcode: int, fin: int, payload: bytearray, out: list[Message]) -> None:
+    def _data(self, opcode: int, fin: int, payload: bytes | bytearray, out: list[Message]) -> None:
         """Add a text, binary or continuation frame to the message it belongs to."""
         if opcode:
             self._opcode = opcode
@@ -442,7 +457,7 @@ class FrameReader:
 _OPCODES: Final = frozenset(int(op) for op in Opcode)
 
 
-def _parse_close(payload: bytearray) -> Close:
+def _parse_close(payload: bytes | bytearray) -> Close:
     """The :class:`Close` a close frame's payload says (RFC 6455 section 5.5.1)."""
     if not payload:
         return Close(code=None, reason="")
