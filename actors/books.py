@@ -272,7 +272,7 @@ class BookKeeper:
                     answer = sync.on_delta(message)
                     if sync.resyncs != resyncs:
                         self._noted_doubt(message.symbol, sync.reason)
-                    if self.refresh and sync.state is _VALID:
+                    if self.refresh and sync.state is _VALID and sync.rule.rest_snapshot:
                         self._maybe_refresh(message.symbol, sync, message.received_at)
                     out += answer if self.top is None else self._topped(message.symbol, answer)
                     continue
