@@ -257,10 +257,7 @@ class ConsumerQueue:
         await trio.lowlevel.checkpoint_if_cancelled()
         self._check_open()
         size = batch_bytes(batch)
-        entry = self._latest.get(key)
-        if entry is not None:
-            self.queued_bytes += size - entry[1]
-            entry[0], entry[1] = batch, size
+        if self._replaced(key, batch, size):
             await trio.lowlevel.cancel_shielded_checkpoint()
             return
         if not self._fits(size):
@@ -268,10 +265,7 @@ class ConsumerQueue:
                 while not self._fits(size):
                     await self._room.park()
                     self._check_open()
-                    entry = self._latest.get(key)
-                    if entry is not None:  # put meanwhile by another task
-                        self.queued_bytes += size - entry[1]
-                        entry[0], entry[1] = batch, size
+                    if self._replaced(key, batch, size):  # put meanwhile by another task
                         return
             elif self.policy is Overflow.DROP_NEWEST:
                 self.dropped += len(batch)
@@ -288,6 +282,15 @@ class ConsumerQueue:
         if self._ready:
             self._ready.unpark()
         await trio.lowlevel.cancel_shielded_checkpoint()
+
+    def _replaced(self, key: Hashable, batch: Batch, size: int) -> bool:
+        """Put ``batch`` in the place of the entry queued under ``key``, if there is one."""
+        entry = self._latest.get(key)
+        if entry is None:
+            return False
+        self.queued_bytes += size - entry[1]
+        entry[0], entry[1] = batch, size
+        return True
 
     def seal(self, key: Hashable) -> None:
         """The batch queued under ``key`` (if any) stays as it is: the next
