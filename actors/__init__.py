@@ -21,6 +21,7 @@ from actors._errors import SupervisorError as SupervisorError
 from actors._errors import TransportError as TransportError
 from actors._spec import ConnectionSpec as ConnectionSpec
 from actors._spec import Overflow as Overflow
+from actors._spec import Transport as Transport
 from actors.connection import ConnectionActor as ConnectionActor
 from actors.consumer_queue import ConsumerQueue as ConsumerQueue
 from actors.registry import ConnectionState as ConnectionState
@@ -50,5 +51,6 @@ __all__ = [
     "RestartLimitExceeded",
     "ServerClosing",
     "SupervisorError",
+    "Transport",
     "TransportError",
 ]

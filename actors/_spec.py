@@ -58,6 +58,17 @@ class Overflow(enum.Enum):
     DROP_NEWEST = "drop_newest"
 
 
+class Transport(enum.Enum):
+    """Which WebSocket implementation a connection's sessions use."""
+
+    #: Our own: one read per wake-up, every frame in it parsed at once
+    #: (:mod:`actors.net.fast_websocket`).
+    FAST = "fast"
+    #: trio-websocket with wsproto, a reader task and a message channel: the reference
+    #: the fast one is tested against.
+    REFERENCE = "reference"
+
+
 class TlsSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One ``[connections.NAME.tls]`` table.
 
@@ -153,6 +164,9 @@ class ConnectionSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
             book's snapshots and deltas (``None``: deltas).
         book_interval: with ``book_top``, at most one ``BookTop`` per symbol per this
             many seconds (the newest; a slow consumer never gets a queue of old tops).
+        transport: the WebSocket implementation: ``fast`` (our own frame parser, one
+            read per wake-up, :mod:`actors.net.fast_websocket`) or ``reference``
+            (trio-websocket and wsproto, as before issue 16).
 
     Its ``repr`` (and so ``str``, and rich's pretty printing) shows every value
     redacted (:func:`actors.redact.redacted_repr`): a URL's token, a login frame's keys.
@@ -182,6 +196,7 @@ class ConnectionSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     book_refresh: Annotated[float, msgspec.Meta(ge=0, le=86_400.0)] = DEFAULT_BOOK_REFRESH
     book_top: Annotated[int, msgspec.Meta(ge=1, le=1000)] | None = None
     book_interval: Annotated[float, msgspec.Meta(ge=0, le=3600.0)] = 0.0
+    transport: Transport = Transport.FAST
 
     def __repr__(self) -> str:
         return redacted_repr(self)

@@ -426,6 +426,7 @@ class ConnectionActor:
                         connect_timeout=self.spec.connect_timeout,
                         max_message_size=self.spec.max_message_size,
                         close_timeout=self._close_timeout,
+                        transport=self.spec.transport.value,
                     ) as ws,
                 ):
                     now = trio.current_time()

@@ -62,6 +62,7 @@ from actors.exchanges.messages import (
     Event,
     HeartbeatMissed,
     MalformedFrame,
+    Message,
     ProbeAnswered,
     ReconnectRequested,
     SequenceGap,
@@ -171,12 +172,6 @@ class TrafficCounter:
         self.rtt_smoothed = rtt if smoothed is None else smoothed + RTT_WEIGHT * (rtt - smoothed)
         if self.next_flush == math.inf:
             self.next_flush = now + DEFAULT_FLUSH_INTERVAL
-
-    def count_frame(self, size: int, now: float) -> None:
-        """A frame of ``size`` characters (text) or bytes (binary) arrived at ``now``."""
-        self.frames += 1
-        self.bytes += size
-        self.last_frame_at = now
 
     def count_malformed(self, event: MalformedFrame) -> None:
         """Count a bad frame; log the first of its kind on this connection."""
@@ -373,7 +368,7 @@ class Session:
         stale_after = self._stale_after
         probe_after = self._probe_after
         while True:
-            data: str | bytes | None = None
+            frames: list[str | bytes] | None = None
             with trio.CancelScope() as waiting:
                 self._waiting = waiting
                 while True:
@@ -397,17 +392,17 @@ class Session:
                     waiting.deadline = wake_at
                     self._receiving = True
                     try:
-                        data = await ws.receive()
+                        frames = await ws.receive_batch()
                     finally:
                         self._receiving = False
                     waiting.deadline = math.inf
                     if waiting.cancel_called:
-                        break  # woken as the frame arrived: take it outside this scope
-                    await self._take(data)
-                    data = None
+                        break  # woken as the frames arrived: take them outside this scope
+                    await self._take(frames)
+                    frames = None
             self._waiting = None
-            if data is not None:
-                await self._take(data)
+            if frames is not None:
+                await self._take(frames)
                 continue
             if until():
                 return True
@@ -436,38 +431,68 @@ class Session:
     def _pong(self, rtt: float) -> None:
         self._traffic.count_rtt(rtt, trio.current_time())
 
-    async def _take(self, data: str | bytes) -> None:
-        """Feed one frame, route what it caused, then deliver its batch."""
+    async def _take(self, frames: list[str | bytes]) -> None:
+        """Feed the frames of one read, route what each caused, deliver their messages.
+
+        The messages of all the frames go in one batch, except where a frame caused
+        events: the messages of the frames before it are delivered first, then its
+        events routed (they may switch where delivery goes, or end the session), so
+        every message is delivered where and when one frame at a time would have.
+        """
         now = trio.current_time()
         self.last_frame = now
         traffic = self._traffic
-        traffic.count_frame(len(data), now)
-        try:
-            batch = self.proto.receive_frame(data, now, traffic.wall_clock())
-        except Exception as exc:
-            # Adapters report bad frames as MalformedFrame; anything that still escapes
-            # (a hostile frame deep enough to hit RecursionError, an adapter bug) is
-            # counted and logged the same way, never fatal.
-            batch = ()
-            sample = data if isinstance(data, str) else data.decode("utf-8", "replace")
-            traffic.count_malformed(
-                MalformedFrame(
-                    kind=f"adapter raised {type(exc).__name__}",
-                    detail=str(exc),
-                    sample=sample[:200],
+        proto = self.proto
+        receive_frame = proto.receive_frame
+        wall = traffic.wall_clock()
+        size = 0
+        out: Batch | list[Message] = ()
+        for data in frames:
+            size += len(data)
+            try:
+                batch = receive_frame(data, now, wall)
+            except Exception as exc:
+                # Adapters report bad frames as MalformedFrame; anything that still
+                # escapes (a hostile frame deep enough to hit RecursionError, an adapter
+                # bug) is counted and logged the same way, never fatal.
+                batch = ()
+                sample = data if isinstance(data, str) else data.decode("utf-8", "replace")
+                traffic.count_malformed(
+                    MalformedFrame(
+                        kind=f"adapter raised {type(exc).__name__}",
+                        detail=str(exc),
+                        sample=sample[:200],
+                    )
                 )
-            )
-        if self.proto.has_output:
-            await self._write_and_route()
-        if batch:
-            traffic.messages += len(batch)
-            traffic.last_batch = batch
-            await self.deliver(batch)
-            # Time spent blocked on the consumer is not silence from the exchange: the
-            # stale clock restarts once we can read again.
-            self.last_frame = trio.current_time()
+            if proto.has_output:
+                if out:
+                    await self._deliver(out)
+                    out = ()
+                await self._write_and_route()
+            if batch:
+                if not out:
+                    out = batch
+                elif type(out) is tuple:
+                    out = [*out, *batch]
+                else:
+                    out += batch  # type: ignore[operator]  # a list here
+        traffic.frames += len(frames)
+        traffic.bytes += size
+        traffic.last_frame_at = now
+        if out:
+            await self._deliver(out)
         if traffic.frame_done(now):
-            await traffic.flush(now, self.proto.data)
+            await traffic.flush(now, proto.data)
+
+    async def _deliver(self, messages: Batch | list[Message]) -> None:
+        batch = messages if type(messages) is tuple else tuple(messages)
+        traffic = self._traffic
+        traffic.messages += len(batch)
+        traffic.last_batch = batch
+        await self.deliver(batch)
+        # Time spent blocked on the consumer is not silence from the exchange: the
+        # stale clock restarts once we can read again.
+        self.last_frame = trio.current_time()
 
     async def _write_and_route(self) -> bool:
         """Write the frames the adapter queued and route its events; False if none."""

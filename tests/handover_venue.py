@@ -89,6 +89,9 @@ class Lagging(trio.abc.Stream):
     def __init__(self, inner: trio.abc.Stream) -> None:
         self.inner = inner
         self.delay = 0.0
+        #: Bytes read and held back, and when they are due: a cancelled read loses
+        #: nothing (a route does not drop bytes when the reader stops waiting).
+        self.held: tuple[bytes | bytearray, float] | None = None
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         await self.inner.send_all(data)
@@ -97,9 +100,12 @@ class Lagging(trio.abc.Stream):
         await self.inner.wait_send_all_might_not_block()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        data = await self.inner.receive_some(max_bytes)
-        if self.delay:
-            await trio.sleep(self.delay)
+        if self.held is None:
+            data = await self.inner.receive_some(max_bytes)
+            self.held = (data, trio.current_time() + self.delay)
+        data, due = self.held
+        await trio.sleep_until(due)
+        self.held = None
         return data
 
     async def aclose(self) -> None:

@@ -36,7 +36,7 @@ CONN_KEYS = (
     "allow_plaintext, backoff, book_depth, book_interval, book_refresh, book_sync, book_top, "
     "buffer, buffer_bytes, channels, connect_timeout, exchange, "
     "give_up_after, heartbeat, max_message_size, overflow, proxy, raw, rest, restart, "
-    "silent_after, stale_after, subscribe, symbols, tls, url"
+    "silent_after, stale_after, subscribe, symbols, tls, transport, url"
 )
 BACKOFF_KEYS = "initial, jitter, max, multiplier, reset_after"
 
@@ -257,6 +257,7 @@ BAD = [
         restart = "always"
         overflow = "DROP_OLDEST"
         backoff.jitter = "gaussian"
+        transport = "fastest"
         """,
         [
             "config.toml:2: supervisor.strategy: unknown strategy 'one_for_on'; "
@@ -268,6 +269,8 @@ BAD = [
             "did you mean 'drop_oldest'? (expected one of: block, drop_oldest, drop_newest)",
             "config.toml:8: connections.a.backoff.jitter: unknown jitter 'gaussian' "
             "(expected one of: none, full, equal, decorrelated)",
+            "config.toml:9: connections.a.transport: unknown transport 'fastest'; "
+            "did you mean 'fast'? (expected one of: fast, reference)",
         ],
         id="bad-enums",
     ),

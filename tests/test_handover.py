@@ -154,10 +154,16 @@ class SharedIdBinance(FakeBinance):
 
 
 class Delayed(trio.abc.Stream):
-    """A stream whose data arrives ``delay`` seconds late (a slower route)."""
+    """A stream whose data arrives ``delay`` seconds late (a slower route).
+
+    A read cancelled while its bytes are held back loses nothing: the next read
+    returns them when they are due (a route does not drop bytes when the reader stops
+    waiting; trio's socket streams are atomic under cancellation too).
+    """
 
     def __init__(self, inner: trio.abc.Stream, delay: float) -> None:
         self.inner, self.delay = inner, delay
+        self.held: tuple[bytes | bytearray, float] | None = None
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         await self.inner.send_all(data)
@@ -166,8 +172,12 @@ class Delayed(trio.abc.Stream):
         await self.inner.wait_send_all_might_not_block()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        data = await self.inner.receive_some(max_bytes)
-        await trio.sleep(self.delay)
+        if self.held is None:
+            data = await self.inner.receive_some(max_bytes)
+            self.held = (data, trio.current_time() + self.delay)
+        data, due = self.held
+        await trio.sleep_until(due)
+        self.held = None
         return data
 
     async def aclose(self) -> None:

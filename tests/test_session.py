@@ -75,6 +75,10 @@ class ScriptedSocket:
         await trio.lowlevel.checkpoint()
         return self.frames.pop(0)
 
+    async def receive_batch(self) -> list[str | bytes]:
+        """One frame per read, as a paced feed delivers them."""
+        return [await self.receive()]
+
     async def send(self, frame: Frame) -> None:
         self.sent.append(frame)
         await trio.lowlevel.checkpoint()

@@ -134,16 +134,19 @@ async def reject_429_then_close(fake: FakeExchange) -> None:
     ],
     ids=["close", "reset", "stall", "oversized", "refuse", "reject-429"],
 )
+@pytest.mark.parametrize("transport", ["fast", "reference"])
 async def test_fault_recovers_with_subscription_resent(
     autojump_clock: trio.testing.MockClock,
     fault: Fault,
     error: str,
     resumed_at: float,
     attempts: list[float],
+    transport: str,
 ) -> None:
+    # Both WebSocket transports fail, recover and report alike (actors/net/_closing.py).
     async with open_fake_exchange(name="a", transport="memory", interval=1.0) as fake:
         connector = RecordingConnector(fake)
-        config = make_config(fake, max_message_size=1024)
+        config = make_config(fake, max_message_size=1024, transport=transport)
         with trio.fail_after(60):
             async with open_supervisor(config, connector=connector) as sup:
                 stream = sup.messages()

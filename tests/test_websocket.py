@@ -14,9 +14,10 @@ from actors.net.websocket import ClosedNormally, open_websocket
 from supervisor.testing import open_fake_exchange
 
 
+@pytest.mark.parametrize("transport", ["fast", "reference"])
 @pytest.mark.parametrize("code", [1000, 1001])
 async def test_the_peers_close_code_decides_the_error(
-    autojump_clock: trio.testing.MockClock, code: int
+    autojump_clock: trio.testing.MockClock, code: int, transport: str
 ) -> None:
     async with open_fake_exchange(name="a", transport="memory", interval=1.0) as fake:
         with trio.fail_after(10):
@@ -29,6 +30,7 @@ async def test_the_peers_close_code_decides_the_error(
                     connect_timeout=5.0,
                     max_message_size=1 << 20,
                     close_timeout=1.0,
+                    transport=transport,
                 ) as ws,
             ):
                 await ws.send(SUBSCRIBE)

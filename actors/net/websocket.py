@@ -40,35 +40,38 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Final
+from typing import Final, Protocol
 
 import trio
 import trio_websocket
 import wsproto.utilities
 
-from actors._errors import ConnectError, ConnectionLost, HandshakeRejected
+from actors._errors import ConnectError, HandshakeRejected
+from actors.net._closing import NORMAL_CLOSURE, ClosedNormally, closed_by_peer
 from actors.net._connect import Connector
+from actors.net.fast_websocket import FastWebSocket, client_handshake
 from actors.net.urls import redact_url, split_ws_url
 
-__all__ = ["NORMAL_CLOSURE", "ClosedNormally", "WebSocket", "open_websocket"]
+__all__ = [
+    "NORMAL_CLOSURE",
+    "TRANSPORTS",
+    "ClosedNormally",
+    "ReferenceWebSocket",
+    "WebSocket",
+    "open_websocket",
+]
+
+#: The transports :func:`open_websocket` knows: ``fast`` (:mod:`actors.net.fast_websocket`)
+#: and ``reference`` (trio-websocket, with wsproto's parser and its own reader task).
+TRANSPORTS: Final = ("fast", "reference")
 
 logger = logging.getLogger("marketprism.connection")
 
-#: RFC 6455 section 7.4.1: 1000 is a normal closure.
-NORMAL_CLOSURE: Final = 1000
 #: trio-websocket reads the socket in chunks of this size (its default is 4 KiB, which
 #: costs one extra read per few frames on busy depth streams).
 _RECEIVE_BUFFER: Final = 64 * 1024
 #: Frames trio-websocket may hold between its reader and ours.
 _MESSAGE_QUEUE: Final = 64
-
-
-class ClosedNormally(Exception):
-    """The peer closed the WebSocket with code 1000: the session is over, nothing failed.
-
-    Not a :class:`~actors._errors.SupervisorError`: it never leaves the actor, which
-    turns it into a normal return of ``run()``.
-    """
 
 
 class _WatchedStream(trio.abc.Stream):
@@ -144,8 +147,43 @@ class _ShieldedReaderNursery:
                 logger.debug("WebSocket reader ended during close: %s", exc)
 
 
-class WebSocket:
-    """One open client WebSocket; owned by the task that opened it.
+class WebSocket(Protocol):
+    """One open client WebSocket, on either transport; owned by the task that opened it.
+
+    Get one from :func:`open_websocket`. Messages are ``str`` (text) or ``bytes``
+    (binary).
+    """
+
+    #: The URL this socket was opened to (may hold credentials: log it redacted).
+    url: str
+
+    @property
+    def last_received(self) -> float:
+        """trio time bytes last arrived: data or control frames (pings) alike."""
+
+    async def receive(self) -> str | bytes:
+        """The next message (see :meth:`ReferenceWebSocket.receive`)."""
+
+    async def receive_batch(self) -> list[str | bytes]:
+        """The next messages, at least one: all that one read of the socket completed
+        on the fast transport, one on the reference transport. Raises as
+        :meth:`receive`; atomic under cancellation."""
+
+    async def send(self, frame: str | bytes) -> None:
+        """Write one message (see :meth:`ReferenceWebSocket.send`)."""
+
+    def ping(self, on_pong: Callable[[float], None]) -> None:
+        """Send a ping; ``on_pong(seconds)`` gets its round trip."""
+
+    async def abort(self) -> None:
+        """Drop the socket without a closing handshake."""
+
+    async def close(self, close_timeout: float) -> None:
+        """Close with 1000, waiting at most ``close_timeout`` for the peer's answer."""
+
+
+class ReferenceWebSocket:
+    """One open client WebSocket on trio-websocket (``transport = "reference"``).
 
     Get one from :func:`open_websocket`. Frames are ``str`` (text) or ``bytes``
     (binary).
@@ -213,6 +251,13 @@ class WebSocket:
         except trio_websocket.ConnectionClosed as exc:
             raise self._converted(exc) from exc
 
+    async def receive_batch(self) -> list[str | bytes]:
+        """The next message, in a list (trio-websocket hands them out one by one).
+
+        Raises and cancellation: as :meth:`receive`.
+        """
+        return [await self.receive()]
+
     async def send(self, frame: str | bytes) -> None:
         """Write one message (text for ``str``, binary for ``bytes``).
 
@@ -236,7 +281,9 @@ class WebSocket:
         self._forget_ping()
         await trio.aclose_forcefully(self._stream)
 
-    async def _close(self, close_timeout: float) -> None:
+    async def close(self, close_timeout: float) -> None:
+        """Close with 1000 and wait (shielded, at most ``close_timeout``) for the answer;
+        then close the stream."""
         self._forget_ping()
         with trio.CancelScope(shield=True), trio.move_on_after(close_timeout):
             await self._ws.aclose(NORMAL_CLOSURE)
@@ -246,18 +293,9 @@ class WebSocket:
 
     def _converted(self, exc: trio_websocket.ConnectionClosed) -> Exception:
         reason = exc.reason
-        code = reason.code if reason is not None else None
-        if code == NORMAL_CLOSURE:
-            return ClosedNormally()
-        text = (reason.reason or "") if reason is not None else ""
-        name = reason.name if reason is not None else "UNKNOWN"
-        return ConnectionLost(
-            f"connection lost: close code {code} ({name})"
-            + (f" {text!r}" if text else "")
-            + f" from {redact_url(self.url)}",
-            code=code,
-            reason=text,
-        )
+        if reason is None:
+            return closed_by_peer(None, "", self.url)
+        return closed_by_peer(reason.code, reason.reason or "", self.url)
 
 
 @contextlib.asynccontextmanager
@@ -269,29 +307,37 @@ async def open_websocket(
     connect_timeout: float,
     max_message_size: int,
     close_timeout: float,
+    transport: str = "fast",
 ) -> AsyncIterator[WebSocket]:
     """Connect and upgrade to a WebSocket; close it when the block is left.
 
     Args:
-        nursery: where trio-websocket's reader task runs (shielded; see the module
-            docstring). It is released when the block is left.
+        nursery: where the socket's background tasks run (trio-websocket's reader,
+            shielded, see the module docstring; the fast transport's pings). They are
+            released when the block is left.
         url: ``ws://`` or ``wss://`` URL.
         connector: opens the stream under the WebSocket.
         connect_timeout: seconds connect and handshake together may take.
         max_message_size: larger messages close the connection with code 1009.
         close_timeout: seconds the closing handshake may take.
+        transport: ``"fast"`` (:class:`~actors.net.fast_websocket.FastWebSocket`) or
+            ``"reference"`` (:class:`ReferenceWebSocket`, trio-websocket).
 
     Raises:
         ConnectError: the connector failed, the peer hung up during the handshake, or
             connect + handshake took longer than ``connect_timeout``.
         HandshakeRejected: the server refused the upgrade with an HTTP status.
+        ValueError: ``transport`` is not one of :data:`TRANSPORTS`.
 
     Cancellation: the socket is closed on every way out. Once open, leaving the block
     sends a close frame with code 1000 and waits for the answer, shielded but bounded
     by ``close_timeout``; call :meth:`WebSocket.abort` first to skip that.
     """
+    if transport not in TRANSPORTS:
+        raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}")
     shown = redact_url(url)
     _, host, port, resource = split_ws_url(url)
+    host_header = host if port in (80, 443) else f"{host}:{port}"
     reader = _ShieldedReaderNursery(nursery)
     try:
         with trio.move_on_after(connect_timeout) as deadline:
@@ -301,30 +347,50 @@ async def open_websocket(
                 raise ConnectError(f"cannot connect to {shown}: {exc}") from exc
         if deadline.cancelled_caught:
             raise ConnectError(f"connecting to {shown} took longer than {connect_timeout:g} s")
-        watched = _WatchedStream(stream)
-        try:
-            with trio.move_on_at(deadline.deadline) as deadline:
-                host_header = host if port in (80, 443) else f"{host}:{port}"
-                ws = await _handshake(reader, watched, host_header, resource, max_message_size)
-            if reader.rejected is not None:
-                status = reader.rejected.status_code
-                raise HandshakeRejected(
-                    f"{shown} rejected the WebSocket upgrade with HTTP {status}", status=status
-                ) from reader.rejected
-            if deadline.cancelled_caught:
-                raise ConnectError(f"connecting to {shown} took longer than {connect_timeout:g} s")
-            if ws is None:
-                raise ConnectError(f"{shown} closed the connection during the WebSocket handshake")
-        except BaseException:
-            # Rejected, timed out, cancelled: trio-websocket does not close the stream
-            # on any of these, so the socket would leak.
-            await trio.aclose_forcefully(watched)
-            raise
-        socket = WebSocket(ws, watched, url, nursery)
+        socket: WebSocket
+        if transport == "fast":
+            try:
+                with trio.move_on_at(deadline.deadline) as deadline:
+                    trailing = await client_handshake(stream, host_header, resource, url)
+                if deadline.cancelled_caught:
+                    raise ConnectError(
+                        f"connecting to {shown} took longer than {connect_timeout:g} s"
+                    )
+            except BaseException:
+                await trio.aclose_forcefully(stream)
+                raise
+            socket = FastWebSocket(
+                stream, url, nursery, max_message_size=max_message_size, trailing=trailing
+            )
+        else:
+            watched = _WatchedStream(stream)
+            try:
+                with trio.move_on_at(deadline.deadline) as deadline:
+                    ws = await _handshake(reader, watched, host_header, resource, max_message_size)
+                if reader.rejected is not None:
+                    status = reader.rejected.status_code
+                    raise HandshakeRejected(
+                        f"{shown} rejected the WebSocket upgrade with HTTP {status}",
+                        status=status,
+                    ) from reader.rejected
+                if deadline.cancelled_caught:
+                    raise ConnectError(
+                        f"connecting to {shown} took longer than {connect_timeout:g} s"
+                    )
+                if ws is None:
+                    raise ConnectError(
+                        f"{shown} closed the connection during the WebSocket handshake"
+                    )
+            except BaseException:
+                # Rejected, timed out, cancelled: trio-websocket does not close the
+                # stream on any of these, so the socket would leak.
+                await trio.aclose_forcefully(watched)
+                raise
+            socket = ReferenceWebSocket(ws, watched, url, nursery)
         try:
             yield socket
         finally:
-            await socket._close(close_timeout)
+            await socket.close(close_timeout)
     finally:
         reader.scope.cancel(reason="WebSocket closed")
 

@@ -571,6 +571,7 @@ async def _websocket(target: ProbeTarget, route: Route, stages: _Stages) -> None
                 connect_timeout=math.inf,  # the stages' own deadlines apply
                 max_message_size=limits.max_message_size,
                 close_timeout=_CLOSE_TIMEOUT,
+                transport=limits.transport.value,
             ) as ws:
                 stages.passed("HTTP 101 Switching Protocols", status=101)
                 if spec is None:

@@ -922,12 +922,14 @@ class FakeExchange:
         if request is None:
             return  # the client left before completing its upgrade request
         if refuse_status is not None:
+            # Counted before the answer is written: a client may hang up as soon as it
+            # has read the status line, before the body is through.
+            self._refused += 1
+            self._changed()
             await request.reject(
                 refuse_status,
                 body=f"refused by fake exchange {self._name!r}".encode(),
             )
-            self._refused += 1
-            self._changed()
             return
         if self._closing:
             return  # shutting down: drop the connection instead of opening a session
