@@ -24,6 +24,7 @@ from actors._spec import Overflow as Overflow
 from actors._spec import Transport as Transport
 from actors.connection import ConnectionActor as ConnectionActor
 from actors.consumer_queue import ConsumerQueue as ConsumerQueue
+from actors.consumer_queue import MergedReceiver as MergedReceiver
 from actors.registry import ConnectionState as ConnectionState
 from actors.registry import RegistryActor as RegistryActor
 from actors.registry import RegistryClient as RegistryClient
@@ -40,6 +41,7 @@ __all__ = [
     "GaveUp",
     "HandshakeRejected",
     "LocalProtocolError",
+    "MergedReceiver",
     "Overflow",
     "ProtocolError",
     "ProxyError",

@@ -32,12 +32,14 @@ session's ``deliver(batch)`` needs no size, and costs about 0.2 microseconds for
 one-trade batch: far less than decoding the frame did.
 
 What one connection can hold at most, then: the queue (``buffer_bytes``, or one batch
-bigger than that), plus the batch the supervisor's forwarder has taken out of the queue
-and not yet handed to the consumer, plus, under ``block``, the batch a waiting ``put``
-holds; and before decoding, trio-websocket's queue of up to 64 received messages of up to
-``max_message_size`` each (``actors/net/websocket.py``). With the defaults (64 MiB, 4 MiB
-messages decoding to at most about 33 MiB): about 64 + 2 x 33 + 256 = 386 MiB, where the
-batch count alone allowed about 33 GiB.
+bigger than that), plus, under ``block``, the batch a waiting ``put`` holds; and before
+decoding, one read of the socket (256 KiB) and the frame parser's one unfinished message
+(at most ``max_message_size``) on the fast transport, or trio-websocket's queue of up to
+64 received messages of up to ``max_message_size`` each on the reference transport
+(``actors/net/websocket.py``). The consumer reads every queue through one
+:class:`MergedReceiver`, which holds no batch of its own. With the defaults (64 MiB, 4 MiB
+messages decoding to at most about 33 MiB), fast transport: about 64 + 33 + 4 = 101 MiB,
+where the batch count alone allowed about 33 GiB.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ from actors.exchanges.messages import (
     Trade,
 )
 
-__all__ = ["ConsumerQueue", "QueueReceiver", "batch_bytes", "json_bytes"]
+__all__ = ["ConsumerQueue", "MergedReceiver", "QueueReceiver", "batch_bytes", "json_bytes"]
 
 # Estimated bytes, measured with tracemalloc on CPython 3.11 (64-bit) for messages built
 # by the adapters from real frames; see tests/test_consumer_queue_bytes.py.
@@ -192,6 +194,10 @@ class ConsumerQueue:
         self._ready = trio.lowlevel.ParkingLot()
         #: The consumer's end: a trio ``ReceiveChannel`` of batches.
         self.receive = QueueReceiver(self)
+        #: The receiver this queue is read through instead, if it was added to one.
+        self._merged: MergedReceiver | None = None
+        #: Entries the merged receiver still has a turn for that were dropped since.
+        self._stale = 0
 
     def __len__(self) -> int:
         """Batches queued now."""
@@ -279,8 +285,7 @@ class ConsumerQueue:
         self._latest[key] = entry
         self._batches.append(entry)
         self.queued_bytes += size
-        if self._ready:
-            self._ready.unpark()
+        self._announce()
         await trio.lowlevel.cancel_shielded_checkpoint()
 
     def _replaced(self, key: Hashable, batch: Batch, size: int) -> bool:
@@ -303,13 +308,22 @@ class ConsumerQueue:
         batch, size = oldest
         self.queued_bytes -= size
         self.dropped += len(batch)
+        if self._merged is not None:
+            self._stale += 1  # its turn in the merged order comes first: skipped then
         if type(oldest) is _Latest and self._latest.get(oldest.key) is oldest:
             del self._latest[oldest.key]
 
     def _append(self, batch: Batch, size: int) -> None:
         self._batches.append((batch, size))
         self.queued_bytes += size
-        if self._ready:
+        self._announce()
+
+    def _announce(self) -> None:
+        """A new entry was queued: wake whoever reads this queue."""
+        merged = self._merged
+        if merged is not None:
+            merged._queued(self)
+        elif self._ready:
             self._ready.unpark()
 
     def _take_nowait(self) -> Batch:
@@ -399,4 +413,106 @@ class QueueReceiver(trio.abc.ReceiveChannel[Batch]):
         Cancellation: the end is closed even if this call is cancelled.
         """
         self._queue._close_receiving()
+        await trio.lowlevel.checkpoint()
+
+
+class MergedReceiver(trio.abc.ReceiveChannel[Batch]):
+    """One consumer's end of many :class:`ConsumerQueue`, in the order batches were queued.
+
+    Theory of operation: each queue added with :meth:`add` tells this receiver whenever it
+    queues a new entry, and the receiver keeps the queues' turns in one FIFO: a turn is a
+    queue, and taking a turn takes that queue's oldest batch. So the consumer reads
+    every connection's batches in the order they were put, with no task in between (a
+    task per queue moving batches into one channel cost a task switch per batch and held
+    one batch per connection outside any bound). Each queue's overflow policy, bounds
+    and back-pressure are its own, as before: a batch stays in its queue until the
+    consumer takes it.
+
+    An entry a queue drops (``drop_oldest``) is its oldest, whose turn is the queue's
+    first in the FIFO: the queue counts it, and that turn is skipped. A conflated entry
+    replaced in place (:meth:`ConsumerQueue.put_latest`) keeps its turn.
+
+    The stream ends (``trio.EndOfChannel``) once :meth:`close` was called and every turn
+    is taken.
+    """
+
+    def __init__(self) -> None:
+        self._turns: collections.deque[ConsumerQueue] = collections.deque()
+        self._queues: list[ConsumerQueue] = []
+        self._ready = trio.lowlevel.ParkingLot()
+        self._closed = False
+        self._receiver_closed = False
+
+    def add(self, queue: ConsumerQueue) -> None:
+        """Read ``queue`` through this receiver from now on (not through its own)."""
+        queue._merged = self
+        self._queues.append(queue)
+        for _ in range(len(queue)):
+            self._turns.append(queue)
+
+    def _queued(self, queue: ConsumerQueue) -> None:
+        self._turns.append(queue)
+        if self._ready:
+            self._ready.unpark()
+
+    def close(self) -> None:
+        """No more queues will be read: the stream ends once what is queued is taken."""
+        self._closed = True
+        self._ready.unpark_all()
+
+    def receive_nowait(self) -> Batch:
+        """The batch whose turn is next, without waiting.
+
+        Raises:
+            trio.WouldBlock: nothing is queued.
+            trio.EndOfChannel: :meth:`close` was called and everything was taken.
+            trio.ClosedResourceError: this end was closed with :meth:`aclose`.
+        """
+        if self._receiver_closed:
+            raise trio.ClosedResourceError("this receiving end was closed")
+        turns = self._turns
+        while turns:
+            queue = turns.popleft()
+            if queue._stale:
+                queue._stale -= 1
+                continue
+            try:
+                return queue._take_nowait()
+            except trio.WouldBlock:
+                continue  # its entry was cleared with the queue's receiving end
+        if self._closed:
+            raise trio.EndOfChannel
+        raise trio.WouldBlock
+
+    async def receive(self) -> Batch:
+        """The batch whose turn is next, waiting for one if need be.
+
+        Cancellation: atomic; a cancelled call took nothing.
+
+        Raises:
+            trio.EndOfChannel: :meth:`close` was called and everything was taken.
+            trio.ClosedResourceError: this end was closed with :meth:`aclose`.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            try:
+                batch = self.receive_nowait()
+            except trio.WouldBlock:
+                await self._ready.park()
+                continue
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return batch
+
+    async def aclose(self) -> None:
+        """Close the consumer's end: every queue's batches are discarded and later puts
+        raise ``trio.BrokenResourceError``. Idempotent.
+
+        Cancellation: the end is closed even if this call is cancelled.
+        """
+        if not self._receiver_closed:
+            self._receiver_closed = True
+            self._turns.clear()
+            for queue in self._queues:
+                queue._close_receiving()
+            self._ready.unpark_all()
         await trio.lowlevel.checkpoint()

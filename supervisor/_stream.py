@@ -19,7 +19,7 @@ class MessageStream:
         batches: the supervisor's batch channel.
     """
 
-    def __init__(self, batches: trio.MemoryReceiveChannel[Batch]) -> None:
+    def __init__(self, batches: trio.abc.ReceiveChannel[Batch]) -> None:
         self._batches = batches
         self._pending: Batch = ()
         self._next = 0

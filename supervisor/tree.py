@@ -46,9 +46,12 @@ Logging: each end of a session is one line, written here with what happens next
 REASON"); the actor logs the matching "live" line. See :mod:`actors.logs` for the list
 of events that produce a line.
 
-Delivery: each child's actor writes batches into its own bounded ConsumerQueue (overflow policy
-applied there); one forwarder per child moves batches into a single unbuffered channel
-that the consumer reads, so a full consumer blocks forwarders, and the policy decides.
+Delivery: each child's actor writes batches into its own bounded ConsumerQueue (overflow
+policy applied there); the consumer reads them all through one
+:class:`~actors.consumer_queue.MergedReceiver`, in the order they were queued, with no
+task in between: a batch stays in its connection's queue, under its bounds, until the
+consumer takes it, and the stream ends once the supervisor has stopped and the consumer
+has taken what was still queued.
 """
 
 from __future__ import annotations
@@ -68,10 +71,10 @@ from actors import (
     ConnectError,
     ConnectionActor,
     ConnectionLost,
-    ConsumerQueue,
     FeedStale,
     GaveUp,
     HandshakeRejected,
+    MergedReceiver,
     ProxyError,
     ProxyRejected,
     RestartLimitExceeded,
@@ -353,10 +356,10 @@ class Supervisor:
             connect_attempts=settings.connect_attempts,
             connect_interval=settings.connect_interval,
         )
-        self._merged_send, self._merged_receive = trio.open_memory_channel[Batch](0)
+        self._merged = MergedReceiver()
         # One iterator for the supervisor, so a batch half-consumed by one `async for`
         # is continued by the next instead of being lost.
-        self._stream = MessageStream(self._merged_receive)
+        self._stream = MessageStream(self._merged)
         connectors: list[Connector]
         routes: list[tuple[tuple[str, ...], str]]
         if connector is not None:
@@ -424,13 +427,13 @@ class Supervisor:
         """
         return self._stream
 
-    def batches(self) -> trio.MemoryReceiveChannel[Batch]:
+    def batches(self) -> trio.abc.ReceiveChannel[Batch]:
         """The stream of batches (all messages decoded from one frame), in arrival order.
 
         Iterating ends when the supervisor stops. Prefer :meth:`messages` unless you
         process many messages per frame and want to skip a per-message step.
         """
-        return self._merged_receive
+        return self._merged
 
     async def stats(self) -> Stats:
         """A snapshot of every connection's state and counters.
@@ -582,7 +585,9 @@ class Supervisor:
                     # Also when cancelled from outside: close every session cleanly.
                     await self._shutdown("supervisor cancelled")
         finally:
-            # Last: every connection (and its REST task) has stopped by now.
+            # Last: every connection (and its REST task) has stopped by now. The
+            # message stream ends once the consumer has taken what is still queued.
+            self._merged.close()
             await self._rest_holder.aclose()
 
     async def _run_registry(self) -> None:
@@ -592,29 +597,28 @@ class Supervisor:
             await self._registry_actor.run(self._registry_receive)
 
     async def _supervise(self, nursery: trio.Nursery, task_status: trio.TaskStatus[None]) -> None:
-        async with self._merged_send:
-            for child in self._children:
-                spec = child.config
-                hops, reason = self._routes[child.index]
-                await self._registry.report(
-                    Registered(
-                        connection=spec.name,
-                        exchange=spec.exchange,
-                        url=redact_url(child.actor.protocol.url),
-                        route=hops,
-                        route_reason=reason,
-                    )
+        for child in self._children:
+            spec = child.config
+            hops, reason = self._routes[child.index]
+            await self._registry.report(
+                Registered(
+                    connection=spec.name,
+                    exchange=spec.exchange,
+                    url=redact_url(child.actor.protocol.url),
+                    route=hops,
+                    route_reason=reason,
                 )
-                nursery.start_soon(self._forward, child.actor.queue, self._merged_send.clone())
-            started = trio.current_time()
-            for child in self._children:
-                child.not_live_since = started
-                self._spawn(child, 0.0)
-            task_status.started()
-            if not self._children:
-                await self._shutdown("no connections")
-            async for ended in self._exits_receive:
-                await self._on_exit(ended)
+            )
+            self._merged.add(child.actor.queue)
+        started = trio.current_time()
+        for child in self._children:
+            child.not_live_since = started
+            self._spawn(child, 0.0)
+        task_status.started()
+        if not self._children:
+            await self._shutdown("no connections")
+        async for ended in self._exits_receive:
+            await self._on_exit(ended)
 
     def _child(self, name: str) -> _Child:
         for child in self._children:
@@ -622,11 +626,6 @@ class Supervisor:
                 return child
         known = ", ".join(c.name for c in self._children)
         raise ValueError(f"no connection named {name!r} (connections: {known})")
-
-    async def _forward(self, queue: ConsumerQueue, send: trio.MemorySendChannel[Batch]) -> None:
-        async with send:
-            async for batch in queue.receive:
-                await send.send(batch)
 
     def _spawn(self, child: _Child, delay: float) -> None:
         assert self._nursery is not None

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 import trio
 
-from actors import ConsumerQueue, Overflow, RegistryActor
+from actors import ConsumerQueue, MergedReceiver, Overflow, RegistryActor
 from actors.consumer_queue import batch_bytes
 from actors.exchanges import BookDelta, RawMessage
 from actors.registry import (
@@ -425,3 +425,77 @@ async def test_put_latest_under_block_waits_for_room_unless_it_replaces(
         await queue.put_latest("b", book(1, seq=3))
     assert waited.cancelled_caught and len(queue) == 1
     assert drain(queue) == [2]
+
+
+# -- one consumer reading every connection's queue (MergedReceiver) ----------------------
+
+
+def merged_data(merged: MergedReceiver) -> list[object]:
+    out: list[object] = []
+    while True:
+        try:
+            taken = merged.receive_nowait()
+        except trio.WouldBlock:
+            return out
+        out.extend(m.data for m in taken if isinstance(m, RawMessage))
+
+
+async def test_the_merged_receiver_hands_out_batches_in_the_order_they_were_queued() -> None:
+    a, b = ConsumerQueue(Overflow.BLOCK, 10), ConsumerQueue(Overflow.BLOCK, 10)
+    merged = MergedReceiver()
+    await a.put(batch("a0"))  # queued before it was added: its turn is kept
+    merged.add(a)
+    merged.add(b)
+    for name in ("b1", "a2", "a3", "b4"):
+        await (a if name[0] == "a" else b).put(batch(name))
+    assert merged_data(merged) == ["a0", "b1", "a2", "a3", "b4"]
+    assert (len(a), len(b), a.queued_bytes, b.queued_bytes) == (0, 0, 0, 0)
+
+
+async def test_a_dropped_batch_loses_its_turn_and_a_replaced_one_keeps_it() -> None:
+    a = ConsumerQueue(Overflow.DROP_OLDEST, 2)
+    b = ConsumerQueue(Overflow.BLOCK, 10)
+    merged = MergedReceiver()
+    merged.add(a)
+    merged.add(b)
+    await a.put(batch("a0"))
+    await b.put(batch("b1"))
+    await a.put(batch("a2"))
+    await a.put(batch("a3"))  # a0 dropped: a's first turn (before b1) is skipped
+    await b.put_latest("top", batch("b4"))
+    await a.put(batch("a5"))  # a2 dropped
+    await b.put_latest("top", batch("b6"))  # replaces b4 in its turn
+    assert merged_data(merged) == ["b1", "a3", "b6", "a5"]
+    assert a.dropped == 2
+
+
+async def test_the_merged_stream_ends_once_closed_and_drained_and_its_end_breaks_puts(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    a = ConsumerQueue(Overflow.BLOCK, 1)
+    merged = MergedReceiver()
+    merged.add(a)
+    got: list[object] = []
+
+    async def consume() -> None:
+        async for taken in merged:
+            got.extend(m.data for m in taken if isinstance(m, RawMessage))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(consume)
+        await a.put(batch(0))
+        await a.put(batch(1))  # waits until the consumer took 0 (capacity 1)
+        merged.close()
+    assert got == [0, 1]
+    with pytest.raises(trio.EndOfChannel):
+        merged.receive_nowait()
+
+    b = ConsumerQueue(Overflow.BLOCK, 1)
+    broken = MergedReceiver()
+    broken.add(b)
+    await b.put(batch(0))
+    await broken.aclose()
+    with pytest.raises(trio.BrokenResourceError):
+        await b.put(batch(1))
+    with pytest.raises(trio.ClosedResourceError):
+        broken.receive_nowait()

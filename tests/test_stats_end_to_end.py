@@ -180,9 +180,8 @@ async def test_queue_depth_counts_the_batches_waiting_for_the_consumer(
                 for _ in range(5):
                     await stream.__anext__()
                 (drained,) = (await sup.stats()).connections
-    # One batch is in the forwarder's hands (it waits to pass it on); four wait in the
-    # connection's queue.
-    assert (waiting.messages, waiting.queue_depth) == (5, 4)
+    # All five wait in the connection's queue: nothing holds a batch outside it.
+    assert (waiting.messages, waiting.queue_depth) == (5, 5)
     assert drained.queue_depth == 0
 
 

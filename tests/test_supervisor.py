@@ -454,9 +454,10 @@ async def test_strategy_restarts_the_right_siblings(
     ("overflow", "expected_seqs", "dropped"),
     [
         # frame k arrives at t=k+1; the consumer takes 0, then sleeps until 10.5.
-        # The forwarder holds frame 1, the buffer (2) holds two more.
-        ("drop_newest", [0, 1, 2, 3, 10, 11], 6),
-        ("drop_oldest", [0, 1, 8, 9, 10, 11], 6),
+        # The buffer (2) holds two of frames 1-9 (nothing waits outside it), the other
+        # seven are dropped.
+        ("drop_newest", [0, 1, 2, 10, 11, 12], 7),
+        ("drop_oldest", [0, 8, 9, 10, 11, 12], 7),
         ("block", [0, 1, 2, 3, 4, 5], 0),
     ],
 )

@@ -208,12 +208,11 @@ async def test_book_top_conflates_for_a_slow_consumer(
                 now = {
                     s: (v.sequence, tuple(v.bids(2)), tuple(v.asks(2))) for s, v in views.items()
                 }
-    # Two queued tops, one per symbol, each the book as it is now; before them only the
-    # one batch the forwarder had taken before the consumer stalled.
+    # Two queued tops, one per symbol, each the book as it is now, and nothing else:
+    # no batch waits outside the queue.
     assert stats.queue_depth == 2
-    # The forwarder's batch (the first top it took) and one top per symbol.
-    assert len(got) == 3
-    assert sorted(top.symbol for top in got[1:]) == ["BTC-USD-PERP", "ETH-USD-PERP"]
+    assert len(got) == 2
+    assert sorted(top.symbol for top in got) == ["BTC-USD-PERP", "ETH-USD-PERP"]
     newest = {top.symbol: top for top in got}
     for symbol, (sequence, bids, asks) in now.items():
         top = newest[symbol]

@@ -101,7 +101,7 @@ async def test_drop_oldest_holds_at_most_the_budget_and_counts_the_drops(
                 got: list[tuple[Any, ...]] = []
                 async for batch in sup.batches():
                     got.append(batch)
-                    if len(got) == 5:
+                    if len(got) == 4:
                         break
                 assert trio.current_time() == STALL_UNTIL
                 # The queue is empty now and no frame has come since the consumer drained
@@ -109,13 +109,12 @@ async def test_drop_oldest_holds_at_most_the_budget_and_counts_the_drops(
                 (drained,) = (await sup.stats()).connections
     assert books.sent == COUNT
     assert (stalled.frames, stalled.messages) == (COUNT + 1, COUNT)  # the ack, the books
-    # One batch waits in the forwarder's hands for the consumer; four fill the budget;
-    # every other one was dropped, oldest first, and counted.
+    # Four fill the budget (nothing waits outside the queue); every other one was
+    # dropped, oldest first, and counted.
     assert stalled.queued_bytes == 4 * BATCH <= BUDGET
-    assert stalled.dropped == COUNT - 5
+    assert stalled.dropped == COUNT - 4
     assert (drained.queued_bytes, drained.frames) == (0, stalled.frames)
-    first = FIRST_SEQ + 1
-    assert sequences(got) == [first, 1097, 1098, 1099, 1100]
+    assert sequences(got) == [1097, 1098, 1099, 1100]
 
 
 async def test_block_holds_at_most_the_budget_and_loses_nothing(
@@ -143,10 +142,11 @@ async def test_block_holds_at_most_the_budget_and_loses_nothing(
                     if sum(map(len, got)) == COUNT:
                         break
                 assert trio.current_time() == STALL_UNTIL
-    # The session has waited on the sixth batch since 0.6 s (the rest wait in the socket's
-    # queue and the fake's send), so stats show the last traffic report, after the fifth
-    # at 0.5 s: one batch in the forwarder's hands, four in the queue, nothing dropped.
-    assert (stalled.frames, stalled.messages, stalled.idle_for) == (6, 5, 10.5)
+    # Four batches fill the queue; the session has waited to put the fifth since 0.5 s
+    # (the rest wait in the socket and the fake's send). Stats show the last traffic
+    # report, due at 0.25 s (a quarter second after the ack): the ack and the books of
+    # 0.1 and 0.2 s; the report due at 0.55 s waits for the pump, which waits for room.
+    assert (stalled.frames, stalled.messages, stalled.idle_for) == (3, 2, 10.8)
     assert stalled.queued_bytes == 4 * BATCH <= BUDGET
     assert (stalled.dropped, stalled.restarts) == (0, 0)
     assert sequences(got) == list(range(FIRST_SEQ + 1, FIRST_SEQ + COUNT + 1))
