@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 import trio
+import trio.testing
 
 from actors import ConsumerQueue, MergedReceiver, Overflow, RegistryActor
 from actors.consumer_queue import batch_bytes
@@ -499,3 +500,32 @@ async def test_the_merged_stream_ends_once_closed_and_drained_and_its_end_breaks
         await b.put(batch(1))
     with pytest.raises(trio.ClosedResourceError):
         broken.receive_nowait()
+
+
+async def test_the_merged_receiver_takes_ready_batches_in_a_row_then_yields() -> None:
+    # A consumer behind many busy connections must not be held to one batch per
+    # scheduling round (MergedReceiver's docstring): 64 ready batches come without a
+    # schedule point, the 65th lets the other tasks run.
+    queue = ConsumerQueue(Overflow.BLOCK, 1000)
+    merged = MergedReceiver()
+    merged.add(queue)
+    for n in range(100):
+        await queue.put(batch(n))
+    steps = 0
+
+    async def other_task() -> None:
+        nonlocal steps
+        while True:
+            steps += 1
+            await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(other_task)
+        await trio.testing.wait_all_tasks_blocked()
+        before = steps
+        taken = [(await merged.receive())[0].data for _ in range(64)]
+        assert steps == before  # no schedule point while batches were ready
+        taken.append((await merged.receive())[0].data)
+        assert steps > before
+        nursery.cancel_scope.cancel()
+    assert taken == list(range(65))
