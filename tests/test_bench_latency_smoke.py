@@ -159,3 +159,25 @@ def test_transport_is_added_only_when_given() -> None:
     ]
     assert latency.config_toml(9, "fast").count('\ntransport = "fast"\n') == 1
     assert paced.config_toml(9, 3, "reference").count('\ntransport = "reference"\n') == 3
+
+
+def test_write_section_adds_then_replaces_by_label(tmp_path: pathlib.Path) -> None:
+    sys.path.insert(0, str(BENCH))
+    try:
+        import _paced_server as paced_server
+    finally:
+        sys.path.remove(str(BENCH))
+    path = tmp_path / "BENCHMARKS.md"
+
+    def section(label: str, body: str) -> str:
+        begin, end = paced_server.markers("latency", label)
+        return f"{begin}\n## Latency: {label}\n{body}\n{end}"
+
+    paced_server.write_section(path, "latency", section("a", "one"), "a", "# Benchmarks\n")
+    paced_server.write_section(path, "latency", section("b", "two"), "b", "# Benchmarks\n")
+    paced_server.write_section(path, "latency", section("a", "three"), "a", "# Benchmarks\n")
+    assert path.read_text() == (
+        "# Benchmarks\n\n"
+        "<!-- latency: a -->\n## Latency: a\nthree\n<!-- /latency: a -->\n\n"
+        "<!-- latency: b -->\n## Latency: b\ntwo\n<!-- /latency: b -->\n"
+    )
