@@ -9,7 +9,7 @@ connection (spread evenly over the second). Two clients, each in a fresh process
 ``ours``
     ``open_supervisor(config)`` with one ``binance`` connection per feed (the TOML is
     generated: ``channels=["trades"]``, ``symbols=["BTC-USDT"]``, the default backoff,
-    ``stale_after`` and buffer) and a consumer task draining ``sup.messages()``.
+    ``stale_after`` and buffer) and a consumer task draining ``sup.batches()``.
 ``trio-websocket``
     ``open_websocket`` + subscribe + a ``get_message()`` loop per feed, one task each, in
     one process; on a lost connection it reconnects at once (no backoff, no pacing).
@@ -28,14 +28,20 @@ RSS per connection
     before connecting (imports done, config loaded), divided by the connection count.
 idle CPU
     CPU time of the client process (``time.process_time``) over a ``--window`` (10 s)
-    wall window at the trickle, started ``SETTLE`` s after setup, as % of one core.
+    wall window at the trickle, started ``SETTLE`` s after setup, as % of one core, next
+    to the messages the consumer got in the window against those the server sent
+    (connections x window): fewer means the client could not keep up (CPU-starved).
 storm
     The server closes every connection at once (TCP close, no closing handshake). The
     server counts accepted connections per 100 ms bucket from that moment (attempts per
     second) and the peak of connections accepted but not yet upgraded (handshakes in
-    flight); the client reports when every connection is live again (ours: each logged
+    flight), and the seconds by which half, 90 % and all of the reconnects were
+    accepted; the client reports when every connection is live again (ours: each logged
     ``live`` again, checked against ``sup.stats()``: one more ``disconnects`` each and
-    every state ``live``; trio-websocket: each task subscribed again).
+    every state ``live``; trio-websocket: each task subscribed again) and, for ours, by
+    when half, 90 % and all of the sessions' ends were logged (``session_ended``: a
+    session noticed the drop and the control loop handled its exit), which separates
+    noticing the drop from reconnecting.
 stats snapshot
     For ours, the CPU time of one ``sup.stats()`` call with every connection live
     (median of 3), since a status endpoint or a monitoring loop pays it per scrape.
@@ -70,14 +76,16 @@ Caveats
 - The log handler that stamps ``live`` is the benchmark's, not the product's; its cost
   (a set insertion per record) is noise. The records themselves (a ``LogRecord`` per
   state change) are made in production too, whatever the handlers.
-- On a shared two-CPU machine the idle CPU of other processes leaks into wall times
+- On a shared two-CPU machine the load of other processes leaks into wall times
   (setup, storm), less into CPU time; the ``other load`` column says how busy it was.
+  A client pinned to a CPU that others use gets only part of it: compare ``messages in
+  the window`` with what was sent before reading the idle CPU as a cost.
 
 Usage::
 
     python bench/scale.py                      # 1,000 connections, 3 repetitions
     python bench/scale.py --quick              # 50 connections, 1 repetition, 3 s window
-    python bench/scale.py --connections 20 --reps 1 --window 0.5   # the smoke test's size
+    python bench/scale.py --connections 20 --per-host 10 --reps 1 --window 0.5  # smoke size
     python bench/scale.py --write --label "commit abc1234"
 """
 
@@ -102,6 +110,7 @@ from _ws_server import (
     Hub,
     WsConn,
     listen,
+    percentile,
     raise_fd_limit,
     reply,
     serve_control,
@@ -136,7 +145,7 @@ BINANCE_CONNECT_RATE = (300, 300.0)
 STEP_TIMEOUT = 600.0
 
 KINDS: list[tuple[str, str]] = [
-    ("ours", "ours: `open_supervisor`, binance adapter, `sup.messages()`"),
+    ("ours", "ours: `open_supervisor`, binance adapter, `sup.batches()`"),
     ("trio_ws", "trio-websocket `open_websocket` + `get_message()` per connection"),
 ]
 
@@ -192,7 +201,8 @@ class ScaleHub(Hub):
         while True:
             if slot == 0:
                 batch = list(self.subs)
-            for conn in batch[slot::100]:
+            size = len(batch)
+            for conn in batch[slot * size // 100 : (slot + 1) * size // 100]:
                 if conn.live:
                     conn.send_trade(conn.sent)
             slot = (slot + 1) % 100
@@ -227,6 +237,7 @@ class ScaleHub(Hub):
                     buckets[int(t / BUCKET)] += 1
                 return {
                     "accepts": len(times),
+                    "offsets": sorted(round(t, 4) for t in times),
                     "buckets": buckets,
                     "first": min(times, default=math.nan),
                     "last": max(times, default=math.nan),
@@ -316,9 +327,13 @@ class _LiveLog(logging.Handler):
         self.live: set[str] = set()
         self.all_live = trio.Event()
         self.at = math.nan
+        self.ends: list[float] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        if getattr(record, "event", None) != "live":
+        event = getattr(record, "event", None)
+        if event in ("session_ended", "failures_summarized", "crashed"):
+            self.ends.append(time.monotonic())
+        if event != "live":
             return
         self.live.add(getattr(record, "connection", ""))
         if len(self.live) == self.n and not self.all_live.is_set():
@@ -392,6 +407,7 @@ async def client_ours(
             {
                 "ev": "storm",
                 "all_live": t_again - storm_at,
+                "ends": sorted(round(t - storm_at, 4) for t in live_log.ends),
                 "max_delay": max(c.backoff for c in stats.connections),
                 "connects": sum(c.connects for c in stats.connections),
                 "n": n,
@@ -544,10 +560,12 @@ def measure(
                     **ready,
                     "dropped": storm["dropped"],
                     "all_live": again["all_live"],
+                    "ends": again.get("ends", []),
                     "max_delay": again["max_delay"],
                     "client_connects": again["connects"],
                     "accepts": report["accepts"],
                     "buckets": report["buckets"],
+                    "offsets": report["offsets"],
                     "accept_first": report["first"],
                     "accept_last": report["last"],
                     "peak_in_handshake": report["peak_in_handshake"],
@@ -602,7 +620,7 @@ def render_tables(run: dict[str, Any]) -> str:
     labels = dict(KINDS)
     rows = [
         "| client | setup s | RSS KiB per connection | idle CPU % of a core "
-        "| messages in the window | `sup.stats()` CPU ms | other load |",
+        "| messages in the window (of sent) | `sup.stats()` CPU ms | other load |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for kind, _ in KINDS:
@@ -613,16 +631,18 @@ def render_tables(run: dict[str, Any]) -> str:
             f"| {labels[kind]} | {_spread([t['setup'] for t in trials], '.2f')} "
             f"| {_spread([(t['rss1'] - t['rss0']) / n for t in trials], '.1f')} "
             f"| {_spread([t['idle_cpu'] * 100 for t in trials], '.1f')} "
-            f"| {statistics.median([t['idle_messages'] for t in trials]):,.0f} "
+            f"| {statistics.median([t['idle_messages'] for t in trials]):,.0f} of "
+            f"{statistics.median([t['window'] for t in trials]) * n:,.0f} "
             f"| {snapshot} "
             f"| {statistics.median([t['other_load'] for t in trials]):.2f} |"
         )
     rows += [
         "",
         "| storm: client | dropped | reconnects seen by the server | peak attempts/s (100 ms) "
-        "| mean attempts/s (first to last) | peak handshakes in flight | all live again s "
-        "| largest backoff drawn s |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| mean attempts/s (first to last) | half / 90 % / all ends logged s "
+        "| half / 90 % / all reconnected s "
+        "| peak handshakes in flight | all live again s | largest backoff drawn s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for kind, _ in KINDS:
         trials = run["trials"][kind]
@@ -634,11 +654,25 @@ def render_tables(run: dict[str, Any]) -> str:
             f"| {statistics.median([t['accepts'] for t in trials]):,.0f} "
             f"| {_spread([max(t['buckets']) / BUCKET for t in trials], ',.0f')} "
             f"| {_spread(mean_rate, ',.0f')} "
+            f"| {_marks(trials, 'ends')} "
+            f"| {_marks(trials, 'offsets')} "
             f"| {_spread([t['peak_in_handshake'] for t in trials], ',.0f')} "
             f"| {_spread([t['all_live'] for t in trials], '.2f')} "
             f"| {_spread([t['max_delay'] for t in trials], '.2f')} |"
         )
     return "\n".join(rows)
+
+
+def _marks(trials: list[dict[str, Any]], key: str) -> str:
+    """Seconds after the storm by which half, 90 % and all of ``key`` happened (medians
+    over the trials): ``offsets``, the server's accepts; ``ends``, ours' session ends
+    logged (a session noticed the drop and the supervisor handled its exit)."""
+    if not all(t[key] for t in trials):
+        return "-"
+    marks = [
+        statistics.median(percentile(t[key], share) for t in trials) for share in (50, 90, 100)
+    ]
+    return " / ".join(f"{mark:.2f}" for mark in marks)
 
 
 def permit_note(run: dict[str, Any]) -> str:

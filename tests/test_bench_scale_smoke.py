@@ -87,9 +87,11 @@ def test_scale_runs_a_storm_and_counts_right() -> None:
         # Two sessions per connection: the setup's and the storm's.
         assert trial["client_connects"] == 40
         assert trial["rss1"] > 0 and trial["rss0"] > 0
+    # Every drop was noticed and its session's end handled (logged) once.
+    assert len(trials["ours"][0]["ends"]) == 20
     assert trials["ours"][0]["max_delay"] <= 0.5  # the default backoff's first delay
     labels = _table_labels(done.stdout)
-    assert labels.count("| ours: `open_supervisor`, binance adapter, `sup.messages()`") == 2
+    assert labels.count("| ours: `open_supervisor`, binance adapter, `sup.batches()`") == 2
     assert labels.count("| trio-websocket `open_websocket` + `get_message()` per connection") == 2
 
 
