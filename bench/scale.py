@@ -3,8 +3,10 @@
 What is measured
 ----------------
 A local server holds ``--connections`` (1,000) WebSocket connections, each a quiet
-Binance combined-stream feed: after the subscription ack, one trade frame per second per
-connection (spread evenly over the second). Two clients, each in a fresh process:
+Binance combined-stream feed: after the subscription ack, ``--trickle`` (one) trade
+frame per second per connection, spread evenly over the second (``--trickle 0``: silent
+feeds, to separate the cost of idling from that of the trickle). Two clients, each in a
+fresh process:
 
 ``ours``
     ``open_supervisor(config)`` with one ``binance`` connection per feed (the TOML is
@@ -194,8 +196,10 @@ class ScaleHub(Hub):
         if not self.conns:
             self.empty.set()
 
-    async def trickle(self) -> None:
-        """One trade per second per connection, in 100 slices of 10 ms."""
+    async def trickle(self, rate: float) -> None:
+        """``rate`` trades per second per connection, each round in 100 slices."""
+        if rate <= 0:
+            return
         loop = asyncio.get_running_loop()
         at = loop.time()
         batch: list[WsConn] = []
@@ -208,7 +212,7 @@ class ScaleHub(Hub):
                 if conn.live:
                     conn.send_trade(conn.sent)
             slot = (slot + 1) % 100
-            at += 0.01
+            at += 0.01 / rate
             await asyncio.sleep(max(0.0, at - loop.time()))
 
     async def command(self, words: list[str]) -> dict[str, Any] | None:
@@ -251,14 +255,14 @@ class ScaleHub(Hub):
         return {"error": f"unknown command {words!r}"}
 
 
-async def serve(hosts: list[str]) -> None:
+async def serve(hosts: list[str], rate: float) -> None:
     _, warning = raise_fd_limit()
     if warning:
         print(f"server: {warning}", file=sys.stderr, flush=True)
     hub = ScaleHub()
     addresses = await listen(hub, hosts)
     reply({"targets": [f"{host}:{port}" for host, port in addresses]})
-    trickle = asyncio.create_task(hub.trickle())
+    trickle = asyncio.create_task(hub.trickle(rate))
     try:
         await serve_control(hub.command)
     finally:
@@ -510,7 +514,13 @@ def _command(server: subprocess.Popen[bytes], lines: Any, command: str) -> dict[
 
 
 def measure(
-    connections: int, per_host: int, reps: int, window: float, pin: bool, transport: str | None
+    connections: int,
+    per_host: int,
+    reps: int,
+    window: float,
+    pin: bool,
+    transport: str | None,
+    trickle: float = 1.0,
 ) -> dict[str, Any]:
     from recovery import _Lines
 
@@ -522,7 +532,10 @@ def measure(
     hosts = hosts_for(connections, per_host)
     run_meter = _LoadMeter()
     server = subprocess.Popen(
-        [sys.executable, me, "_serve", "--hosts", ",".join(hosts), *_pin_args(server_cpu)],
+        [
+            *(sys.executable, me, "_serve", "--hosts", ",".join(hosts)),
+            *("--trickle", str(trickle), *_pin_args(server_cpu)),
+        ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
     )
@@ -594,6 +607,7 @@ def measure(
     other_load, steal = run_meter.read()
     return {
         "connections": connections,
+        "trickle": trickle,
         "per_host": per_host,
         "hosts": len(hosts),
         "reps": reps,
@@ -635,7 +649,7 @@ def render_tables(run: dict[str, Any]) -> str:
             f"| {_spread([(t['rss1'] - t['rss0']) / n for t in trials], '.1f')} "
             f"| {_spread([t['idle_cpu'] * 100 for t in trials], '.1f')} "
             f"| {statistics.median([t['idle_messages'] for t in trials]):,.0f} of "
-            f"{statistics.median([t['window'] for t in trials]) * n:,.0f} "
+            f"{statistics.median([t['window'] for t in trials]) * n * run['trickle']:,.0f} "
             f"| {snapshot} "
             f"| {statistics.median([t['other_load'] for t in trials]):.2f} |"
         )
@@ -711,7 +725,8 @@ def render_body(run: dict[str, Any], command: str) -> str:
         f"{platform.python_version()}, trio {_version('trio')}, trio-websocket "
         f"{_version('trio-websocket')}, wsproto {_version('wsproto')}",
         f"- Code: commit {_git_commit()}; transport {run['transport'] or '(not set: the default)'}",
-        f"- {run['connections']:,} connections, 1 trade/s each; {run['reps']} interleaved "
+        f"- {run['connections']:,} connections, {run['trickle']:g} trade/s each; "
+        f"{run['reps']} interleaved "
         f"repetition{'s' if run['reps'] != 1 else ''}, median [min-max]; idle window "
         f"{run['window']:g} s; run took "
         f"{run['run_seconds']:.0f} s; other load {run['other_load']:.2f} CPUs (steal "
@@ -742,6 +757,7 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="internal")
     serve_p = sub.add_parser("_serve", help=argparse.SUPPRESS)
     serve_p.add_argument("--hosts", required=True)
+    serve_p.add_argument("--trickle", type=float, required=True)
     serve_p.add_argument("--cpu", type=int)
     client_p = sub.add_parser("_client", help=argparse.SUPPRESS)
     client_p.add_argument("kind", choices=[kind for kind, _ in KINDS])
@@ -767,6 +783,12 @@ def main(argv: list[str] | None = None) -> None:
         "--per-host", type=int, default=100, help="connections per loopback address (100)"
     )
     parser.add_argument(
+        "--trickle",
+        type=float,
+        default=1.0,
+        help="trades per second per connection (1; 0 for silent feeds)",
+    )
+    parser.add_argument(
         "--transport", help='adds transport = "NAME" to our connections (only when given)'
     )
     parser.add_argument(
@@ -782,7 +804,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.internal == "_serve":
         if args.cpu is not None:
             os.sched_setaffinity(0, {args.cpu})
-        asyncio.run(serve(args.hosts.split(",")))
+        asyncio.run(serve(args.hosts.split(","), args.trickle))
         return
     if args.internal == "_client":
         if args.cpu is not None:
@@ -804,6 +826,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--connections must be 1 or more, got {connections}")
     if reps < 1:
         parser.error(f"--reps must be 1 or more, got {reps}")
+    if not 0 <= args.trickle <= 100:
+        parser.error(f"--trickle must be within [0, 100] trades/s, got {args.trickle:g}")
     if not window > 0:
         parser.error(f"--window must be more than 0 s, got {window:g}")
     if not 1 <= args.per_host <= BINANCE_CONNECT_RATE[0]:
@@ -817,7 +841,7 @@ def main(argv: list[str] | None = None) -> None:
             f"--connections {connections} with --per-host {args.per_host} needs more than "
             "254 loopback addresses; raise --per-host"
         )
-    run = measure(connections, args.per_host, reps, window, args.pin, args.transport)
+    run = measure(connections, args.per_host, reps, window, args.pin, args.transport, args.trickle)
     given = sys.argv[1:] if argv is None else argv
     command = ".venv/bin/python " + shlex.join(["bench/scale.py", *given])
     label = args.label or f"commit {_git_commit()}"
