@@ -126,23 +126,32 @@ ACTOR_RECEIVE_BUFFER = 64 * 1024
 CLIENTS: list[tuple[str, str]] = [
     ("ours_messages", "ours: `sup.messages()`"),
     ("ours_batches", "ours: `sup.batches()`"),
+    ("ours_reference", 'ours, `transport = "reference"`: `sup.messages()`'),
     ("trio_ws_adapter", "trio-websocket `get_message()` + adapter `receive_frame`"),
     ("trio_ws", "trio-websocket `get_message()`, no decode"),
     ("websockets", "websockets `recv()`, no decode"),
     ("websockets_msgspec", "websockets `recv()` + `msgspec.json.decode`"),
+    ("aiohttp_msgspec", "aiohttp `receive()` + `msgspec.json.decode`"),
+    ("picows_msgspec", "picows `on_ws_frame` + `msgspec.json.decode`"),
 ]
+#: Clients whose library may be missing (``pip install -e '.[bench]'`` has them): a
+#: run without it leaves their rows out and says so.
+OPTIONAL: dict[str, str] = {"aiohttp_msgspec": "aiohttp", "picows_msgspec": "picows"}
 
 
 def _clients() -> list[tuple[str, str]]:
     """The client kinds of this run: CLIENTS, and the baseline's "ours" beside ours."""
+    import importlib.util
+
+    clients = [(k, v) for k, v in CLIENTS if importlib.util.find_spec(OPTIONAL.get(k, "json"))]
     if not BASELINE:
-        return CLIENTS
+        return clients
     label = BASELINE["label"]
     extra = [
         ("base_ours_messages", f"{label}: `sup.messages()`"),
         ("base_ours_batches", f"{label}: `sup.batches()`"),
     ]
-    return CLIENTS[:2] + extra + CLIENTS[2:]
+    return clients[:2] + extra + clients[2:]
 
 
 #: Average CPUs busy with other work above which a section carries a caution.
@@ -331,10 +340,15 @@ def _check_raw(message: str | bytes, n: int) -> None:
         raise AssertionError(f"unexpected last frame {text!r}")
 
 
-async def client_ours(port: int, n: int, clock: _Clock, *, batches: bool) -> None:
+async def client_ours(
+    port: int, n: int, clock: _Clock, *, batches: bool, transport: str | None = None
+) -> None:
     from supervisor import loads_config, open_supervisor
 
-    config = loads_config(config_toml(port), source="bench")
+    toml = config_toml(port)
+    if transport is not None:
+        toml += f'transport = "{transport}"\n'
+    config = loads_config(toml, source="bench")
     count = 0
     last: Any = None
     clock.start()
@@ -415,13 +429,91 @@ async def client_websockets(port: int, n: int, clock: _Clock, *, decode: bool) -
             _check_raw(message, n)
 
 
+async def client_aiohttp(port: int, n: int, clock: _Clock) -> None:
+    import aiohttp
+    import msgspec
+
+    decode = msgspec.json.decode
+    clock.start()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(
+            f"ws://127.0.0.1:{port}/stream", compress=0, max_msg_size=2**22, autoping=True
+        ) as ws,
+    ):
+        await ws.send_str(subscribe_request())
+        ack = (await ws.receive()).data
+        if json.loads(ack) != {"result": None, "id": 1}:
+            raise AssertionError(f"unexpected ack {ack!r}")
+        receive = ws.receive
+        for _ in range(n):
+            decoded = decode((await receive()).data)
+        clock.stop()
+    if decoded["data"]["t"] != last_trade_id(n):
+        raise AssertionError(f"unexpected last message {decoded!r}")
+
+
+async def client_picows(port: int, n: int, clock: _Clock) -> None:
+    """picows (Cython WebSocket on asyncio): frames arrive by callback, no await each."""
+    import asyncio
+
+    import msgspec
+    import picows
+
+    decode = msgspec.json.decode
+    done = asyncio.get_running_loop().create_future()
+
+    class Listener(picows.WSListener):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.count = -1  # the ack comes first
+            self.last: Any = None
+
+        def on_ws_connected(self, transport: Any) -> None:
+            transport.send(picows.WSMsgType.TEXT, subscribe_request().encode())
+
+        def on_ws_frame(self, transport: Any, frame: Any) -> None:
+            if frame.msg_type is not picows.WSMsgType.TEXT:
+                return
+            if self.count < 0:
+                ack = frame.get_payload_as_bytes()
+                if json.loads(ack) != {"result": None, "id": 1}:
+                    done.set_exception(AssertionError(f"unexpected ack {ack!r}"))
+                self.count = 0
+                return
+            self.last = decode(frame.get_payload_as_memoryview())
+            self.count += 1
+            if self.count == n:
+                clock.stop()
+                done.set_result(self.last)
+
+    clock.start()
+    transport, _ = await picows.ws_connect(Listener, f"ws://127.0.0.1:{port}/stream")
+    last = await done
+    transport.disconnect()
+    await transport.wait_disconnected()
+    if last["data"]["t"] != last_trade_id(n):
+        raise AssertionError(f"unexpected last message {last!r}")
+
+
 def run_client(kind: str, port: int, n: int) -> dict[str, float]:
     """One trial in this process; returns wall and CPU seconds."""
     clock = _Clock()
-    if kind.startswith("ours"):
+    if kind == "ours_reference":
+        import trio
+
+        trio.run(lambda: client_ours(port, n, clock, batches=False, transport="reference"))
+    elif kind.startswith("ours"):
         import trio
 
         trio.run(lambda: client_ours(port, n, clock, batches=kind == "ours_batches"))
+    elif kind == "aiohttp_msgspec":
+        import asyncio
+
+        asyncio.run(client_aiohttp(port, n, clock))
+    elif kind == "picows_msgspec":
+        import asyncio
+
+        asyncio.run(client_picows(port, n, clock))
     elif kind.startswith("trio_ws"):
         import trio
 

@@ -428,7 +428,8 @@ class Supervisor:
         return self._stream
 
     def batches(self) -> trio.abc.ReceiveChannel[Batch]:
-        """The stream of batches (all messages decoded from one frame), in arrival order.
+        """The stream of batches (all messages decoded from one read of one connection's
+        socket: one frame on a paced feed, hundreds on a busy one), in arrival order.
 
         Iterating ends when the supervisor stops. Prefer :meth:`messages` unless you
         process many messages per frame and want to skip a per-message step.

@@ -521,7 +521,8 @@ async def test_the_merged_receiver_takes_ready_batches_in_a_row_then_yields() ->
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(other_task)
-        await trio.testing.wait_all_tasks_blocked()
+        while not steps:  # let it start (it never blocks, so no wait_all_tasks_blocked)
+            await trio.lowlevel.checkpoint()
         before = steps
         taken = [(await merged.receive())[0].data for _ in range(64)]
         assert steps == before  # no schedule point while batches were ready
