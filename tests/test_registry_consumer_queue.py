@@ -505,7 +505,7 @@ async def test_the_merged_stream_ends_once_closed_and_drained_and_its_end_breaks
 async def test_the_merged_receiver_takes_ready_batches_in_a_row_then_yields() -> None:
     # A consumer behind many busy connections must not be held to one batch per
     # scheduling round (MergedReceiver's docstring): 64 ready batches come without a
-    # schedule point, the 65th lets the other tasks run.
+    # schedule point (another runnable task does not run meanwhile), the 65th yields.
     queue = ConsumerQueue(Overflow.BLOCK, 1000)
     merged = MergedReceiver()
     merged.add(queue)
@@ -519,14 +519,16 @@ async def test_the_merged_receiver_takes_ready_batches_in_a_row_then_yields() ->
             steps += 1
             await trio.lowlevel.checkpoint()
 
+    taken: list[object] = []
     async with trio.open_nursery() as nursery:
         nursery.start_soon(other_task)
-        while not steps:  # let it start (it never blocks, so no wait_all_tasks_blocked)
+        while not steps:  # let it start (it never blocks: always runnable from now on)
             await trio.lowlevel.checkpoint()
         before = steps
-        taken = [(await merged.receive())[0].data for _ in range(64)]
-        assert steps == before  # no schedule point while batches were ready
-        taken.append((await merged.receive())[0].data)
-        assert steps > before
+        for _ in range(64):
+            taken.append((await merged.receive())[0].data)
+        assert steps == before
+        with trio.testing.assert_checkpoints():
+            taken.append((await merged.receive())[0].data)
         nursery.cancel_scope.cancel()
     assert taken == list(range(65))
