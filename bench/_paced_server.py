@@ -44,12 +44,9 @@ CPU and wall time, and writing a section into ``BENCHMARKS.md``.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import math
 import os
-import re
 import select
 import selectors
 import socket
@@ -58,7 +55,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from receive_path import _WS_GUID, STREAM, _Reader, server_frame
+from receive_path import STREAM, _Reader, accept_upgrade, server_frame
 
 #: At most this many frames go into one write when the server wakes up late.
 MAX_BURST: Final = 64
@@ -92,15 +89,7 @@ def accept_subscriber(conn: socket.socket) -> _Reader:
     """
     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     reader = _Reader(conn)
-    request = reader.read_until(b"\r\n\r\n").decode("latin-1")
-    match = re.search(r"(?im)^sec-websocket-key:\s*(\S+)\s*$", request)
-    if match is None:
-        raise ValueError(f"not a WebSocket upgrade: {request[:200]!r}")
-    accept = base64.b64encode(hashlib.sha1(match.group(1).encode() + _WS_GUID).digest())
-    conn.sendall(
-        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
-    )
+    accept_upgrade(conn, reader)
     while True:
         opcode, payload = reader.frame()
         if opcode == 0x8:

@@ -255,8 +255,12 @@ class _Reader:
         return first & 0x0F, payload
 
 
-def _serve_one(conn: socket.socket, stream_bytes: bytes) -> None:
-    reader = _Reader(conn)
+def accept_upgrade(conn: socket.socket, reader: _Reader) -> None:
+    """Read the client's upgrade request and answer 101 (RFC 6455 section 4.2.2).
+
+    Raises:
+        ValueError: the request is not a WebSocket upgrade.
+    """
     request = reader.read_until(b"\r\n\r\n").decode("latin-1")
     match = re.search(r"(?im)^sec-websocket-key:\s*(\S+)\s*$", request)
     if match is None:
@@ -266,6 +270,11 @@ def _serve_one(conn: socket.socket, stream_bytes: bytes) -> None:
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
     )
+
+
+def _serve_one(conn: socket.socket, stream_bytes: bytes) -> None:
+    reader = _Reader(conn)
+    accept_upgrade(conn, reader)
     while True:
         opcode, payload = reader.frame()
         if opcode == 0x8:
