@@ -68,6 +68,9 @@ LATENCY_WINDOW: Final = 60.0
 #: At most this many latency samples are kept per connection (one per traffic flush:
 #: at most 4 a second while frames flow, 240 a minute; the cap only bounds memory).
 LATENCY_SAMPLES: Final = 1024
+#: Queued events :meth:`RegistryActor.run` applies in a row before it yields (fairness:
+#: see there).
+_READY_STREAK: Final = 64
 
 
 class ConnectionState(enum.Enum):
@@ -621,7 +624,28 @@ class RegistryActor:
         task_status.started()
         async with events:
             try:
-                async for event in events:
+                streak = 0
+                while True:
+                    # Up to _READY_STREAK queued events without a schedule point: trio
+                    # runs each runnable task one step per round, and a registry that
+                    # yielded on every event would fall behind a hundred busy
+                    # connections' reports (a stats() request waits behind them).
+                    event: RegistryEvent | None = None
+                    if streak < _READY_STREAK:
+                        try:
+                            event = events.receive_nowait()
+                        except trio.WouldBlock:
+                            pass
+                        except trio.EndOfChannel:
+                            return
+                    if event is None:
+                        streak = 0
+                        try:
+                            event = await events.receive()
+                        except trio.EndOfChannel:
+                            return
+                    else:
+                        streak += 1
                     self.handle(event, trio.current_time())
             finally:
                 # A stop cancels this task with requests still queued; an unread

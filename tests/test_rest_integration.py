@@ -158,9 +158,13 @@ async def test_sup_rest_shares_the_adapters_client_and_weight_budget(
                 budget = client.limiter.budget("weight")
                 used = budget.used
     # Both adapters' time (1 + 1) and exchangeInfo (20 + 20), then ours (1): one budget,
-    # counted alike by the venue (its header) and by the shared limiter.
+    # counted by the venue (its header) and by the shared limiter. The limiter adds the
+    # calls it still has in flight to a header it reads (it cannot know whether the venue
+    # counted them yet), so when the first time answer comes back while the other time
+    # call is in flight (an order the scheduler decides), that call's 1 is counted twice
+    # until the window ends: never less than the venue, at most the overlap more.
     assert rest.used == 43
-    assert used == 43
+    assert used in (43, 44)
     assert set(answer) == {"serverTime"}
 
 
