@@ -69,6 +69,7 @@ import msgspec
 import trio
 
 from actors import (
+    ConfigError,
     ConnectError,
     ConnectionActor,
     ConnectionLost,
@@ -80,11 +81,12 @@ from actors import (
     ProxyRejected,
     RestartLimitExceeded,
     ServerClosing,
+    SubscriptionRefused,
     SupervisorError,
     TransportError,
 )
 from actors.books import BookKeeper, BookStats, BookView
-from actors.exchanges import Batch, Pacer, Subscribe, Unsubscribe
+from actors.exchanges import ADAPTERS, Batch, Pacer, Subscribe, Unsubscribe
 from actors.logs import log_fields
 from actors.net import Connector, TcpTlsConnector, redact_url
 from actors.net.rest import RestClient, RestClients
@@ -104,6 +106,7 @@ from supervisor._stream import MessageStream
 from supervisor.config import Config, ConnectionConfig
 from supervisor.config.load import connection_config
 from supervisor.policy import Backoff, RestartIntensity, RestartType, Strategy
+from supervisor.shards import base_name, place, shard_name
 from supervisor.wiring import build_actors, resolve_routes, rest_clients
 
 __all__ = ["Supervisor"]
@@ -614,7 +617,12 @@ class Supervisor:
         the wait only.
         """
         command = Subscribe(**_lists(channels=channels, symbols=symbols, raw=topics))
-        await self._running(connection).actor.change(command)
+        child = self._running(connection)
+        group = self._shards(child)
+        if group is None:
+            await child.actor.change(command)
+        else:
+            await self._subscribe_shards(connection, group, command)
 
     async def unsubscribe(
         self,
@@ -639,7 +647,94 @@ class Supervisor:
         Cancellation: atomic before its first checkpoint; the change is made.
         """
         command = Unsubscribe(**_lists(channels=channels, symbols=symbols, raw=topics))
-        await self._running(connection).actor.change(command)
+        child = self._running(connection)
+        group = self._shards(child)
+        if group is None:
+            await child.actor.change(command)
+            return
+        for shard in group:
+            spec = shard.actor.protocol.spec
+            mine = Unsubscribe(
+                channels=command.channels,
+                symbols=tuple(s for s in command.symbols if s in spec.symbols),
+                raw=tuple(t for t in command.raw if t in spec.raw),
+            )
+            if shard is not group[0] and not (set(spec.symbols) - set(mine.symbols)):
+                await self.remove_connection(shard.name)  # a shard left with nothing
+            elif mine.channels or mine.symbols or mine.raw:
+                await shard.actor.change(mine)
+
+    def _shards(self, child: _Child) -> list[_Child] | None:
+        """The shards of a sharded connection named by its configured name, in order;
+        None for any other connection (or a shard named as such)."""
+        if not child.config.shard or base_name(child.name) != child.name:
+            return None
+        return [c for c in self._children if base_name(c.name) == child.name]
+
+    async def _subscribe_shards(self, name: str, group: list[_Child], command: Subscribe) -> None:
+        """Subscribe on a sharded connection: new symbols (and raw topics) go to the
+        shards with room, or to new shards; new channels go to every shard."""
+        specs = [shard.actor.protocol.spec for shard in group]
+        if command.channels:
+            problems = [
+                f"connections.{spec.name}.{key}: {problem}"
+                for spec in specs
+                for key, problem in ADAPTERS[spec.exchange].check(
+                    msgspec.structs.replace(
+                        spec, channels=tuple(dict.fromkeys(spec.channels + command.channels))
+                    )
+                )
+            ]
+            if problems:
+                raise ConfigError(
+                    [f"Subscribe on sharded connection {name!r}: {p}" for p in problems]
+                    + [f"(a channel added at run time must fit every shard of {name!r})"]
+                )
+        plan = place(
+            [(shard.actor.protocol.spec, len(shard.actor.protocol.topics())) for shard in group],
+            command.symbols,
+            command.raw,
+        )
+        refused: list[SubscriptionRefused] = []
+        changes = 0
+
+        async def change(shard: _Child, what: Subscribe) -> None:
+            try:
+                await shard.actor.change(what)
+            except SubscriptionRefused as exc:
+                refused.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            for shard in group:
+                what = Subscribe(
+                    channels=command.channels,
+                    symbols=tuple(plan.symbols.get(shard.name, ())),
+                    raw=tuple(plan.raw.get(shard.name, ())),
+                )
+                if what.channels or what.symbols or what.raw:
+                    changes += 1
+                    nursery.start_soon(change, shard, what)
+            if plan.new:
+                last = max(int(c.name.partition("#")[2] or 1) for c in group)
+                first = group[0].config
+                channels = tuple(dict.fromkeys(specs[0].channels + command.channels))
+                new = [
+                    msgspec.structs.replace(
+                        first,
+                        name=shard_name(name, last + i),
+                        channels=channels,
+                        symbols=tuple(chunk),
+                        raw=(),
+                    )
+                    for i, chunk in enumerate(plan.new, start=1)
+                ]
+                for shard in await self._start_children(new):
+                    changes += 1
+                    nursery.start_soon(shard.actor.went_live.wait)
+        if refused:
+            topics = {t: state for exc in refused for t, state in exc.refused.items()}
+            kept = len(refused) < changes or any(exc.kept for exc in refused)
+            raise SubscriptionRefused(name, topics, kept=kept)
 
     async def add_connection(self, name: str, table: Mapping[str, Any]) -> None:
         """Start one more connection; returns once it is live (subscriptions confirmed).
@@ -670,18 +765,24 @@ class Supervisor:
                 f"add_connection() takes the connection's keys as a mapping shaped like its "
                 f"[connections.{name}] table, not {type(table).__name__}"
             )
-        spec = connection_config(self._config, name, table)
-        config = msgspec.structs.replace(self._config, connections=(spec,))
-        (child,) = self._build_children(config)
+        specs = connection_config(self._config, name, table)
+        for child in await self._start_children(specs):
+            await child.actor.went_live.wait()
+
+    async def _start_children(self, specs: Sequence[ConnectionConfig]) -> list[_Child]:
+        """Build, register and start a child per spec (checked already), last in order."""
+        config = msgspec.structs.replace(self._config, connections=tuple(specs))
+        children = self._build_children(config)
         self._config = msgspec.structs.replace(
-            self._config, connections=(*self._config.connections, spec)
+            self._config, connections=(*self._config.connections, *specs)
         )
-        self._children.append(child)
-        await self._register(child)  # no checkpoint before it is queued
-        child.not_live_since = trio.current_time()
-        self._spawn(child, 0.0)
-        logger.info("%s: added at run time", name, extra=_fields(child, event="added"))
-        await child.actor.went_live.wait()
+        for child in children:
+            self._children.append(child)
+            await self._register(child)  # no checkpoint before it is queued
+            child.not_live_since = trio.current_time()
+            self._spawn(child, 0.0)
+            logger.info("%s: added at run time", child.name, extra=_fields(child, event="added"))
+        return children
 
     async def remove_connection(self, name: str) -> None:
         """Stop one connection cleanly and forget it; returns once its socket is closed.

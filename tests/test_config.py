@@ -36,7 +36,7 @@ CONN_KEYS = (
     "allow_plaintext, backoff, book_depth, book_interval, book_refresh, book_sync, book_top, "
     "buffer, buffer_bytes, channels, connect_timeout, exchange, "
     "give_up_after, heartbeat, max_message_size, overflow, proxy, raw, rest, restart, "
-    "silent_after, stale_after, subscribe, symbols, tls, transport, url"
+    "shard, silent_after, stale_after, subscribe, symbols, tls, transport, url"
 )
 BACKOFF_KEYS = "initial, jitter, max, multiplier, reset_after"
 

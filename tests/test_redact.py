@@ -411,7 +411,7 @@ def test_config_reprs_mask_urls_and_frames() -> None:
         "backoff=BackoffPolicy(initial=0.5, max=30.0, multiplier=2.0, "
         "jitter=<Jitter.FULL: 'full'>, reset_after=60.0), "
         "rest=RestSettings(base_url=None, venue=None, connect_timeout=10.0, "
-        "read_timeout=10.0, total_timeout=30.0, attempts=4), give_up_after=None)"
+        "read_timeout=10.0, total_timeout=30.0, attempts=4), give_up_after=None, shard=False)"
     )
     assert repr(conn) == str(conn) == shown
     assert repr(config) == (

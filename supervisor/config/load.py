@@ -48,6 +48,7 @@ from supervisor.config._check import (
 from supervisor.config._toml import dotted, key_lines, nesting_problem, syntax_problem
 from supervisor.config.schema import Config, ConnectionConfig, SupervisorSettings
 from supervisor.policy import DEFAULT_INITIAL, DEFAULT_MAX
+from supervisor.shards import base_name, split
 
 __all__ = ["config_from_dict", "connection_config", "load_config", "loads_config"]
 
@@ -161,10 +162,15 @@ def config_from_dict(data: Mapping[str, Any], *, source: str = "<dict>") -> Conf
         ) from exc
 
 
-def connection_config(config: Config, name: str, table: Mapping[str, Any]) -> ConnectionConfig:
+def connection_config(
+    config: Config, name: str, table: Mapping[str, Any]
+) -> list[ConnectionConfig]:
     """Validate one more connection for ``config``, as its ``[connections.NAME]`` table
     would be in the file: every check, under the file's ``[defaults]``, and a name that
     no connection of ``config`` has (ignoring case).
+
+    Returns:
+        The connection, or with ``shard = true`` its shards (``NAME``, ``NAME#2``...).
 
     Args:
         config: the configuration the connection joins.
@@ -176,7 +182,7 @@ def connection_config(config: Config, name: str, table: Mapping[str, Any]) -> Co
             ``add_connection: connections.NAME.key: what is wrong (expected)``.
     """
     report = Report("add_connection", None)
-    taken = {spec.name.casefold(): spec.name for spec in config.connections}
+    taken = {base_name(spec.name).casefold(): spec.name for spec in config.connections}
     if not isinstance(name, str):
         raise ConfigError([f"add_connection: the name {name!r} is not a string"])
     if name.casefold() in taken:
@@ -188,7 +194,7 @@ def connection_config(config: Config, name: str, table: Mapping[str, Any]) -> Co
     specs = _check_connections(report, {name: table}, config.defaults, config.defaults)
     if report.problems:
         raise ConfigError(report.messages())
-    return specs[0]
+    return specs
 
 
 def _build(data: Mapping[str, Any], *, source: str, lines: dict[Path, int] | None) -> Config:
@@ -318,10 +324,38 @@ def _check_connections(
         _check_plaintext(report, conn, own, spec)
         _check_rest(report, conn, own, spec)
         _check_books(report, conn, own, spec)
-        for key, problem in ADAPTERS[spec.exchange].check(spec):
-            report.add((*conn, key), problem)
-        specs.append(spec)
+        specs.extend(_checked_shards(report, conn, spec))
     return specs
+
+
+def _checked_shards(report: Report, conn: Path, spec: ConnectionConfig) -> list[ConnectionConfig]:
+    """``spec`` checked by its adapter; with ``shard``, as the shards it runs as."""
+    adapter = ADAPTERS[spec.exchange]
+    if not spec.shard:
+        shards = [spec]
+    elif adapter.max_topics is None:
+        report.add(
+            (*conn, "shard"),
+            f"{spec.exchange} has no per-connection topic limit to shard over (its "
+            "requests are batched within the exchange's limits; remove the key)",
+        )
+        return []
+    else:
+        # Checked on one symbol first: a spec the adapter refuses cannot be split.
+        one = msgspec.structs.replace(spec, symbols=spec.symbols[:1])
+        problems = adapter.check(one)
+        for key, problem in problems:
+            report.add((*conn, key), problem)
+        if problems:
+            return []
+        shards = split(spec)
+    seen: set[tuple[str, str]] = set()
+    for shard in shards:
+        for key, problem in adapter.check(shard):
+            if (key, problem) not in seen:
+                seen.add((key, problem))
+                report.add((*conn, key), problem)
+    return shards
 
 
 #: Tables of a connection that are merged with ``[defaults]`` key by key.

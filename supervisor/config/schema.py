@@ -125,6 +125,10 @@ class ConnectionConfig(ConnectionSpec, frozen=True, kw_only=True, forbid_unknown
             it is not live: when an attempt ends (an attempt in progress is not cut
             short), and when a backoff wait would pass the deadline (it then ends at
             the deadline). At most a week.
+        shard: spread the connection's symbols over as many sibling connections as
+            the exchange's per-connection topic limit needs (Binance: 1024 streams),
+            named ``NAME``, ``NAME#2``, ``NAME#3``..., at start and when symbols are
+            subscribed at run time; without it, more than the limit is a config error.
     """
 
     restart: RestartType = RestartType.PERMANENT
@@ -132,6 +136,7 @@ class ConnectionConfig(ConnectionSpec, frozen=True, kw_only=True, forbid_unknown
     rest: RestSettings = RestSettings()
     # A week: an outage longer than that is an operator's decision, not a timeout's.
     give_up_after: Annotated[float, msgspec.Meta(gt=0, le=604_800.0)] | None = None
+    shard: bool = False
 
 
 class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -54,6 +54,7 @@ class BinanceProtocol(ExchangeProtocol):
     #: (web-socket-streams.md §General WSS information).
     default_url: ClassVar[str | None] = "wss://stream.binance.com:9443/stream"
     #: Seconds between SUBSCRIBE requests.
+    max_topics: ClassVar[int | None] = config.DEFAULT_MAX_STREAMS
     subscribe_spacing: ClassVar[float] = config.DEFAULT_SUBSCRIBE_SPACING
     #: Whether symbols are perpetual swaps (USD-M) rather than spot.
     perp: ClassVar[bool] = False

@@ -172,6 +172,10 @@ class ExchangeProtocol(abc.ABC):
     rest_venue: ClassVar[str | None] = None
     #: The venue's REST origin when config gives no ``rest.base_url``.
     rest_url: ClassVar[str | None] = None
+    #: Topics the venue allows on one connection (Binance: 1024 streams), which
+    #: ``shard = true`` spreads a connection over siblings to stay within; ``None``:
+    #: no per-connection limit (per-request limits are the adapter's batching).
+    max_topics: ClassVar[int | None] = None
 
     def __init__(self, spec: ConnectionSpec, *, pacer: Pacer | None = None) -> None:
         self.spec = spec
