@@ -130,14 +130,18 @@ class _Options(NamedTuple):
 
 @final
 class _Call(Generic[T]):
-    """One call across the bridge: its Trio cancel scope and, once ended, its outcome."""
+    """One call across the bridge: its Trio cancel scope and, once ended, its outcome.
+
+    The scope is made only when the call needs a Trio task (a call answered at once by
+    ``nowait`` needs none; a scope costs about as much as the rest of the round trip).
+    """
 
     __slots__ = ("result", "scope", "waiter", "what")
 
     def __init__(self, what: str, waiter: asyncio.Future[None]) -> None:
         self.what = what
         self.waiter = waiter
-        self.scope = trio.CancelScope()
+        self.scope: trio.CancelScope | None = None
         self.result: outcome.Outcome[T] | None = None
 
     def resolve(self, result: outcome.Outcome[T]) -> None:
@@ -167,6 +171,8 @@ class _Guest:
         self._leaving = False
         #: Whether the body was cancelled because the run ended on its own.
         self.cancelled_body = False
+        #: The supervisor's final snapshot, once it stopped.
+        self.final_stats: Stats | None = None
 
     # -- host side ------------------------------------------------------------------
 
@@ -262,7 +268,7 @@ class _Guest:
                 await call.waiter
             except asyncio.CancelledError:
                 if call.result is None:
-                    self._soon(call.scope.cancel, f"{what} was cancelled in asyncio")
+                    self._soon(self._cancel, call)
                     await self._settle(call)
                 if orphan is not None and isinstance(call.result, outcome.Value):
                     orphan(call.result.value)
@@ -281,10 +287,10 @@ class _Guest:
             except asyncio.CancelledError:
                 continue
 
-    def _soon(self, fn: Callable[[str], object], reason: str) -> None:
+    def _soon(self, fn: Callable[[T], object], arg: T) -> None:
         # Already over: the done callback resolved everything.
         with contextlib.suppress(trio.RunFinishedError):
-            self._token.run_sync_soon(fn, reason)
+            self._token.run_sync_soon(fn, arg)
 
     # -- guest side (Trio) ----------------------------------------------------------
 
@@ -302,17 +308,24 @@ class _Guest:
 
     async def _supervise(self) -> None:
         o = self._options
-        async with api.open_supervisor(
-            self._config,
-            connector=o.connector,
-            rng=o.rng,
-            environ=o.environ,
-            wall_clock=o.wall_clock,
-        ) as sup:
-            if not self._ready.done():
-                self._ready.set_result(sup)
-            with self._body:
-                await trio.sleep_forever()
+        sup: Supervisor | None = None
+        try:
+            async with api.open_supervisor(
+                self._config,
+                connector=o.connector,
+                rng=o.rng,
+                environ=o.environ,
+                wall_clock=o.wall_clock,
+            ) as sup:
+                if not self._ready.done():
+                    self._ready.set_result(sup)
+                with self._body:
+                    await trio.sleep_forever()
+        finally:
+            if sup is not None and sup.finished.is_set():
+                # Kept for stats() after the run (as the Trio API answers it).
+                with trio.CancelScope(shield=True):
+                    self.final_stats = await sup.stats()
 
     def _spawn(
         self,
@@ -325,7 +338,7 @@ class _Guest:
         if self._calls is None:
             call.resolve(outcome.Error(self._stopped(call)))
             return
-        if nowait is not None and not call.scope.cancel_called:
+        if nowait is not None:
             try:
                 result: outcome.Outcome[T] = outcome.Value(nowait())
             except trio.WouldBlock:
@@ -337,13 +350,23 @@ class _Guest:
             else:
                 call.resolve(result)
                 return
-        self._calls.start_soon(self._run, call, fn, args, name=f"supervisor.aio: {call.what}")
+        call.scope = trio.CancelScope()
+        self._calls.start_soon(self._run, call, call.scope, fn, args, name=call.what)
+
+    def _cancel(self, call: _Call[T]) -> None:
+        # Runs inside the guest after the call's _spawn (Trio's entry queue is FIFO).
+        if call.scope is not None:
+            call.scope.cancel(reason=f"{call.what} was cancelled in asyncio")
 
     async def _run(
-        self, call: _Call[T], fn: Callable[[*Ts], Awaitable[T]], args: tuple[*Ts]
+        self,
+        call: _Call[T],
+        scope: trio.CancelScope,
+        fn: Callable[[*Ts], Awaitable[T]],
+        args: tuple[*Ts],
     ) -> None:
         try:
-            with call.scope:
+            with scope:
                 try:
                     value = await fn(*args)
                 except trio.Cancelled:
@@ -520,8 +543,14 @@ class AioSupervisor:
     async def stats(self) -> Stats:
         """A snapshot of every connection's state and counters.
 
+        Once the supervisor has stopped, its final snapshot, also after the ``async
+        with`` (the same object every time).
+
         Cancellation: atomic.
         """
+        final = self._guest.final_stats
+        if final is not None:
+            return final
         return await self._guest.call("sup.stats()", self._sup.stats)
 
     def book(self, connection: str, symbol: str) -> BookView:

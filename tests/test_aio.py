@@ -406,9 +406,13 @@ def test_a_call_the_shutdown_cancels_raises_a_clear_error(run: Run[None]) -> Non
                     await stuck
                 with pytest.raises(
                     RuntimeError,
-                    match=r"^cannot call sup.stats\(\): the supervisor is not running$",
+                    match=r"^cannot call sup.restart\('a'\): the supervisor is not running$",
                 ):
-                    await sup.stats()
+                    await sup.restart("a")
+                # The final snapshot stays readable, as with the Trio API.
+                final = await sup.stats()
+                assert final is await sup.stats()
+                assert final.connections[0].state == "stopped"
 
         run(main())
 
