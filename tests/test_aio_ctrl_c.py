@@ -7,14 +7,17 @@ handler cancels the main task, the body sees the cancellation, the supervisor cl
 connection cleanly (close code 1000) and the Trio run ends before the ``async with`` is
 left, then ``asyncio.run`` raises ``KeyboardInterrupt``: uncaught, the process prints
 asyncio's usual traceback (the cancelled await, then ``KeyboardInterrupt``) and ends by
-SIGINT (status 130 in a shell, -2 here).
+SIGINT (status 130 in a shell, -2 here). The same on a uvloop loop
+(``asyncio.Runner(loop_factory=uvloop.new_event_loop)``).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import signal
 import sys
 
+import pytest
 import trio
 
 from supervisor.testing import open_fake_exchange
@@ -43,7 +46,13 @@ async def main() -> None:
             print("body cancelled", flush=True)
             raise
 
-asyncio.run(main())
+if sys.argv[2] == "uvloop":
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())
+else:
+    asyncio.run(main())
 """
 
 
@@ -54,11 +63,24 @@ async def read_all(stream: trio.abc.ReceiveStream) -> bytes:
     return data
 
 
-async def test_ctrl_c_stops_the_supervisor_cleanly_and_exits_by_sigint() -> None:
+@pytest.mark.parametrize(
+    "loop",
+    [
+        "asyncio",
+        pytest.param(
+            "uvloop",
+            marks=pytest.mark.skipif(
+                importlib.util.find_spec("uvloop") is None,
+                reason="uvloop is not installed (pip install uvloop)",
+            ),
+        ),
+    ],
+)
+async def test_ctrl_c_stops_the_supervisor_cleanly_and_exits_by_sigint(loop: str) -> None:
     async with open_fake_exchange(name="a", interval=0.05) as fake:
         with trio.fail_after(30):
             process = await trio.lowlevel.open_process(
-                [sys.executable, "-c", PROGRAM, fake.url],
+                [sys.executable, "-c", PROGRAM, fake.url, loop],
                 stdout=-1,  # subprocess.PIPE
                 stderr=-1,
             )
