@@ -24,6 +24,8 @@ from aio_helpers import FakeThread, one_byte_reads, open_fds
 from helpers import make_config
 
 from supervisor import (
+    BookDelta,
+    BookSnapshot,
     ConfigError,
     ConnectError,
     GaveUp,
@@ -33,7 +35,7 @@ from supervisor import (
 )
 from supervisor import open_supervisor as open_trio_supervisor
 from supervisor.aio import AioSupervisor, open_supervisor
-from supervisor.testing import SessionIO
+from supervisor.testing import FakeOkx, SessionIO
 
 try:
     import uvloop
@@ -139,6 +141,44 @@ def test_book_is_a_plain_call_raising_the_trio_error(run: Run[None]) -> None:
                     sup.book("a", "BTC-USDT")
                 with pytest.raises(ValueError, match=r"^no connection named 'b'"):
                     sup.book("b", "BTC-USDT")
+
+        run(main())
+
+
+def test_book_is_a_live_view_read_on_the_loops_thread(run: Run[None]) -> None:
+    with FakeThread(name="okx", interval=0.05, handler=FakeOkx()) as fake:
+        config = config_from_dict(
+            {
+                "connections": {
+                    "okx": {
+                        "exchange": "okx",
+                        "url": f"{fake.url}/ws/v5/public",
+                        "channels": ["book"],
+                        "symbols": ["BTC-USDT"],
+                    }
+                }
+            },
+            source="<test>",
+        )
+
+        async def main() -> None:
+            async with asyncio.timeout(DEADLINE), open_supervisor(config) as sup:
+                snapshot = None
+                async for msg in sup.messages():
+                    if isinstance(msg, BookSnapshot):
+                        snapshot = msg
+                        break
+                assert snapshot is not None and snapshot.sequence is not None
+                view = sup.book("okx", "BTC-USDT")  # no await: a plain call
+                assert view.valid
+                assert view.sequence is not None and view.sequence >= snapshot.sequence
+                assert view.best_bid() == view.bids()[0]
+                # The same view follows the book as the guest applies later updates.
+                async for msg in sup.messages():
+                    if isinstance(msg, BookDelta):
+                        assert msg.sequence is not None
+                        assert view.sequence >= msg.sequence
+                        break
 
         run(main())
 
