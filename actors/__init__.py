@@ -17,6 +17,7 @@ from actors._errors import RateLimited as RateLimited
 from actors._errors import RestartLimitExceeded as RestartLimitExceeded
 from actors._errors import RestError as RestError
 from actors._errors import ServerClosing as ServerClosing
+from actors._errors import SubscriptionRefused as SubscriptionRefused
 from actors._errors import SupervisorError as SupervisorError
 from actors._errors import TransportError as TransportError
 from actors._spec import ConnectionSpec as ConnectionSpec
@@ -52,6 +53,7 @@ __all__ = [
     "RestError",
     "RestartLimitExceeded",
     "ServerClosing",
+    "SubscriptionRefused",
     "SupervisorError",
     "Transport",
     "TransportError",

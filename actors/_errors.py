@@ -63,6 +63,7 @@ __all__ = [
     "RestError",
     "RestartLimitExceeded",
     "ServerClosing",
+    "SubscriptionRefused",
     "SupervisorError",
     "TransportError",
 ]
@@ -213,6 +214,35 @@ class GaveUp(SupervisorError):
     def __init__(self, message: str, *, last_errors: Mapping[str, str]) -> None:
         self.last_errors = dict(last_errors)
         super().__init__(message)
+
+
+class SubscriptionRefused(SupervisorError):
+    """The exchange refused topics asked for at run time (``sup.subscribe``).
+
+    Attributes:
+        connection: the connection's name.
+        refused: every refused native topic -> the exchange's code and message, as
+            stats show it (``failed: CODE MESSAGE``, secrets masked).
+        kept: True when other topics of the same request went live: the refused ones
+            then stay in the connection's plan (shown failed in stats, asked again at
+            the next session) until unsubscribed; False when everything asked for was
+            refused and taken out of the plan again.
+    """
+
+    def __init__(self, connection: str, refused: Mapping[str, str], *, kept: bool) -> None:
+        self.connection = connection
+        self.refused = dict(refused)
+        self.kept = kept
+        listed = "; ".join(f"{topic}: {state}" for topic, state in self.refused.items())
+        what = (
+            "they stay planned, shown failed in stats, until unsubscribed"
+            if kept
+            else "nothing asked for was kept"
+        )
+        super().__init__(
+            f"{connection}: the exchange refused {len(self.refused)} "
+            f"topic{'' if len(self.refused) == 1 else 's'} ({listed}); {what}"
+        )
 
 
 class RestError(SupervisorError):

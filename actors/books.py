@@ -252,6 +252,27 @@ class BookKeeper:
                 self._snapshots[symbol] = 0
         return dropped
 
+    def follow(self, symbols: Iterable[str], received_at: float) -> list[Message]:
+        """The ``book`` channel's symbols changed at run time: keep books for exactly
+        ``symbols`` (new ones start syncing) and drop the others.
+
+        Returns:
+            A :class:`BookInvalid` (reason ``unsubscribed``) for each dropped book that
+            was valid: its chain ends there, and no message of it follows.
+        """
+        wanted = dict.fromkeys(symbols)
+        out: list[Message] = []
+        for symbol, sync in self.syncs.items():
+            if symbol not in wanted:
+                invalid = sync.lost(
+                    "unsubscribed", received_at, self.connection, self.exchange, symbol
+                )
+                if invalid is not None:
+                    out.append(invalid)
+                self._doubted.discard(symbol)
+        self.track(wanted)
+        return out
+
     # -- the stream ----------------------------------------------------------------
 
     def process(self, batch: Batch) -> Batch:

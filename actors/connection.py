@@ -69,11 +69,25 @@ from typing import Final
 
 import trio
 
-from actors._errors import ConnectionLost, FeedStale, RateLimited, ServerClosing
+from actors._errors import (
+    ConnectionLost,
+    FeedStale,
+    RateLimited,
+    ServerClosing,
+    SubscriptionRefused,
+)
 from actors._spec import ConnectionSpec
 from actors.books import BookKeeper
 from actors.consumer_queue import ConsumerQueue
-from actors.exchanges.messages import Batch, BookInvalid, Message, ReconnectRequested
+from actors.exchanges.messages import (
+    Batch,
+    BookInvalid,
+    Command,
+    Message,
+    ReconnectRequested,
+    Subscribe,
+    Unsubscribe,
+)
 from actors.exchanges.sdk.protocol import AdapterState, ExchangeProtocol
 from actors.exchanges.sdk.rest import TIME, RestCall
 from actors.handover import ContinuityLedger
@@ -151,6 +165,8 @@ class _Handover:
         #: connection and hears a notice in turn); the successor's task closes it.
         self.requests = requests
         self.successor: Session | None = None
+        #: The successor's adapter once built (run-time changes go to it too).
+        self.proto: ExchangeProtocol | None = None
         self.done = trio.Event()
         self.succeeded = False
         #: trio time the successor's subscriptions were confirmed, or None.
@@ -248,6 +264,8 @@ class ConnectionActor:
         self._close_timeout = close_timeout
         #: trio time the current/last session's subscriptions were confirmed, or None.
         self.live_since: float | None = None
+        #: Set once the connection was first live (it stays set).
+        self.went_live = trio.Event()
         self._traffic = TrafficCounter(
             spec.name, registry, queue, wall_clock=wall_clock, exchange=spec.exchange
         )
@@ -284,17 +302,26 @@ class ConnectionActor:
         self._tops_wanted = trio.Event()
         #: Consecutive snapshot failures per book symbol.
         self._book_failures: dict[str, int] = {}
+        # Set (and replaced) whenever the connection's subscription states changed:
+        # run-time subscribe calls wait on it for their topics' acks.
+        self._subscriptions_changed = trio.Event()
 
     def _book_keeper(self) -> BookKeeper | None:
         """Local books for the ``book`` channel, when the spec wants them and they can be
-        synced (a venue whose stream has no snapshot needs the REST client)."""
+        synced (a venue whose stream has no snapshot needs the REST client).
+
+        Kept also while the channel has no symbol, so that one subscribed at run time
+        gets its book; delivery bypasses the keeper while it keeps none (``_put``).
+        """
         proto = self.protocol
         rule = proto.book_rule
         symbols = proto.book_topics()
         spec = self.spec
-        if rule is None or not symbols or not spec.book_sync:
+        if rule is None or not spec.book_sync:
             return None
         if rule.rest_snapshot and self.rest is None:
+            if not symbols:
+                return None
             logger.warning(
                 "%s: the %s book stream has no snapshot and this connection has no REST "
                 "API to fetch one, so its books are delivered unchecked (set "
@@ -596,6 +623,7 @@ class ConnectionActor:
                 extra=fields,
             )
         await self._set_state(ConnectionState.LIVE)
+        self.went_live.set()
         started, self._started = self._started, None
         if started is not None:
             started()
@@ -664,7 +692,7 @@ class ConnectionActor:
     async def _successor(self, handover: _Handover) -> None:
         # A fresh adapter for the new socket, built like the first one (so it draws on
         # the same shared request budget), for what the connection subscribes now.
-        proto = self._new_adapter(self.protocol.spec)
+        proto = handover.proto = self._new_adapter(self.protocol.spec)
         proto.adopt_rest(self.protocol)
         try:
             await self._registry.permit(split_ws_url(proto.url)[1], proto.connect_rate)
@@ -727,12 +755,122 @@ class ConnectionActor:
             extra=self._log_fields(event="handover"),
         )
 
+    # -- run-time changes --------------------------------------------------------------
+
+    async def change(self, command: Command) -> None:
+        """Change the subscriptions at run time; they then hold for every later session,
+        make-before-break successor and restart.
+
+        ``Subscribe`` returns once every topic it added is confirmed by the exchange
+        (at once if it added none). Outside a session the plan changes and the call
+        waits for the next session to confirm it (the caller owns the timeout:
+        ``trio.fail_after``). ``Unsubscribe`` returns once the plan changed and the
+        session was woken to write the requests (their replies confirm nothing).
+        Books of the ``book`` channel follow: a symbol added gets a book that syncs, a
+        symbol dropped loses its book, and a :class:`BookInvalid` (reason
+        ``unsubscribed``) tells consumers if it was valid.
+
+        Raises:
+            ConfigError: the changed connection would not be valid (as in config);
+                nothing changed.
+            SubscriptionRefused: the exchange refused topics this call added. When it
+                refused all of them, the channels, symbols and raw topics this call
+                added are taken out of the plan again; otherwise the refused topics stay
+                planned (``kept``), shown failed in stats.
+
+        Cancellation: the change is made before the first checkpoint; a cancelled
+        ``Subscribe`` stops waiting, and the topics stay planned.
+        """
+        proto = self.protocol
+        before_spec = proto.spec
+        before = set(proto.topics())
+        now = trio.current_time()
+        proto.send(command, now)  # ConfigError: nothing changed
+        # Read before any checkpoint: concurrent calls add topics of their own.
+        added = [topic for topic in proto.topics() if topic not in before]
+        self.spec = proto.spec
+        pending = self._handover
+        if pending is not None and pending.proto is not None:
+            pending.proto.send(command, now)
+        self._wake_sessions(f"{type(command).__name__} at run time")
+        await self._follow_books()
+        await self._report_subscriptions()
+        if isinstance(command, Unsubscribe) or not added:
+            return
+        refused = await self._confirmed(added)
+        if not refused:
+            return
+        kept = len(refused) < len(added)
+        if not kept:
+            await self._undo(command, before_spec)
+        raise SubscriptionRefused(self.spec.name, refused, kept=kept)
+
+    async def _confirmed(self, topics: list[str]) -> dict[str, str]:
+        """Wait until no topic of ``topics`` is pending; the refused ones' states."""
+        while True:
+            proto = self.protocol
+            states = proto.subscriptions
+            planned = set(proto.topics())
+            waiting = False
+            refused = {}
+            for topic in topics:
+                if topic not in planned:
+                    continue  # unsubscribed meanwhile: nothing to wait for
+                state = states.get(topic)
+                if state is None or state == "pending":
+                    waiting = True  # not asked yet (no session), or not answered yet
+                    break
+                if state.startswith("failed"):
+                    refused[topic] = state
+            if not waiting:
+                return refused
+            await self._subscriptions_changed.wait()
+
+    async def _undo(self, command: Subscribe, before: ConnectionSpec) -> None:
+        """Take what ``command`` added back out of the plan (no frames: its topics were
+        all refused, so there is nothing to unsubscribe)."""
+        undo = Unsubscribe(
+            channels=tuple(c for c in command.channels if c not in before.channels),
+            symbols=tuple(s for s in command.symbols if s not in before.symbols),
+            raw=tuple(t for t in command.raw if t not in before.raw),
+        )
+        if undo.channels or undo.symbols or undo.raw:
+            await self.change(undo)
+
+    def _wake_sessions(self, why: str) -> None:
+        """Make the current session (and a successor being built) write what the
+        adapter has to send now rather than at its next frame."""
+        if self._session is not None:
+            self._session.wake(why)
+        pending = self._handover
+        if pending is not None and pending.successor is not None:
+            pending.successor.wake(why)
+
+    async def _follow_books(self) -> None:
+        """The books follow the ``book`` channel's symbols (see :meth:`change`)."""
+        books = self.books
+        if books is None:
+            return
+        async with self._books_lock:
+            await self._deliver_books(books.follow(self.protocol.book_topics(), self._wall_clock()))
+        self._traffic.silent_gaps = frozenset(books.syncs)
+        if books.pending:
+            self._books_wanted.set()
+        # Delivery goes through the books only while there are books to keep.
+        self._recompose()
+
+    def _recompose(self) -> None:
+        session = self._session
+        if session is not None and not session.retiring:
+            session.deliver = self._deliver_for(session)
+
     # -- local books -----------------------------------------------------------------
 
     @property
     def _put(self) -> _Deliver:
         """The innermost delivery: through the books, if any, to the queue."""
-        return self.queue.put if self.books is None else self._put_books
+        books = self.books
+        return self.queue.put if books is None or not books.syncs else self._put_books
 
     async def _put_books(self, batch: Batch) -> None:
         books = self.books
@@ -994,6 +1132,8 @@ class ConnectionActor:
         )
 
     async def _report_subscriptions(self) -> None:
+        changed, self._subscriptions_changed = self._subscriptions_changed, trio.Event()
+        changed.set()
         states = tuple(self.protocol.subscriptions.items())
         if states:
             await self._registry.report(

@@ -461,6 +461,13 @@ class MergedReceiver(trio.abc.ReceiveChannel[Batch]):
         for _ in range(len(queue)):
             self._turns.append(queue)
 
+    def remove(self, queue: ConsumerQueue) -> None:
+        """Stop reading ``queue``: what it still holds is discarded, later puts raise
+        ``trio.BrokenResourceError``."""
+        self._queues.remove(queue)
+        self._turns = collections.deque(q for q in self._turns if q is not queue)
+        queue._close_receiving()
+
     def _queued(self, queue: ConsumerQueue) -> None:
         self._turns.append(queue)
         if self._ready:

@@ -54,6 +54,7 @@ __all__ = [
     "SubscriptionStats",
     "Totals",
     "Traffic",
+    "Unregistered",
     "percentile",
 ]
 
@@ -86,6 +87,13 @@ class ConnectionState(enum.Enum):
     FAILED = "failed"
     #: Not running and not going to restart (temporary/transient end, or shutdown).
     STOPPED = "stopped"
+
+
+class Unregistered(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """A connection leaves the registry (``sup.remove_connection``): its record, queue
+    and books are forgotten; later events about it are ignored."""
+
+    connection: str
 
 
 class Registered(msgspec.Struct, frozen=True, kw_only=True, tag=True):
@@ -235,6 +243,7 @@ class PermitRequest(msgspec.Struct, frozen=True, kw_only=True, tag=True):
 
 RegistryEvent = (
     Registered
+    | Unregistered
     | StateChanged
     | Connected
     | Disconnected
@@ -622,6 +631,10 @@ class RegistryActor:
 
     def handle(self, event: RegistryEvent, now: float) -> None:
         """Apply one event at trio time ``now`` (answers requests with ``send_nowait``)."""
+        if type(event) is not Registered:
+            about = getattr(event, "connection", None)
+            if about is not None and about not in self._records:
+                return  # removed (Unregistered) while this was on its way
         if isinstance(event, Traffic):
             rec = self._records[event.connection]
             rec.frames += event.frames
@@ -683,6 +696,10 @@ class RegistryActor:
             self._records[event.connection] = _Record(
                 event.exchange, event.url, now, event.route, event.route_reason
             )
+        elif isinstance(event, Unregistered):
+            del self._records[event.connection]
+            self._queues.pop(event.connection, None)
+            self._books.pop(event.connection, None)
         elif isinstance(event, PermitRequest):
             self._answer(event.reply, self.grant(event.host, now, event.rate))
         elif isinstance(event, SnapshotRequest):

@@ -23,6 +23,7 @@ from actors import RateLimited as RateLimited
 from actors import RestartLimitExceeded as RestartLimitExceeded
 from actors import RestError as RestError
 from actors import ServerClosing as ServerClosing
+from actors import SubscriptionRefused as SubscriptionRefused
 from actors import SupervisorError as SupervisorError
 from actors import TransportError as TransportError
 from actors.books import BookStats as BookStats
@@ -94,6 +95,7 @@ __all__ = [
     "ServerClosing",
     "Stats",
     "Strategy",
+    "SubscriptionRefused",
     "SubscriptionStats",
     "Supervisor",
     "SupervisorError",

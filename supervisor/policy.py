@@ -160,8 +160,11 @@ class Backoff:
             case Jitter.FULL:
                 delay = self._rng.uniform(0.0, self._capped(n))
             case Jitter.EQUAL:
-                half = self._capped(n) / 2
-                delay = half + self._rng.uniform(0.0, half)
+                capped = self._capped(n)
+                half = capped / 2
+                # min(): halving and adding round up near the smallest floats (a
+                # hypothesis case: initial 5e-324 gave 6e-323 over a cap of 5.4e-323).
+                delay = min(capped, half + self._rng.uniform(0.0, half))
             case Jitter.DECORRELATED:
                 prev = self._last_delay if n > 0 else policy.initial
                 upper = max(policy.initial, prev * policy.multiplier)

@@ -62,9 +62,10 @@ import os
 import random
 import ssl
 import time
-from collections.abc import Callable, Iterator, Mapping
-from typing import Final, NamedTuple
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Final, NamedTuple
 
+import msgspec
 import trio
 
 from actors import (
@@ -83,7 +84,7 @@ from actors import (
     TransportError,
 )
 from actors.books import BookKeeper, BookStats, BookView
-from actors.exchanges import Batch
+from actors.exchanges import Batch, Pacer, Subscribe, Unsubscribe
 from actors.logs import log_fields
 from actors.net import Connector, TcpTlsConnector, redact_url
 from actors.net.rest import RestClient, RestClients
@@ -97,9 +98,11 @@ from actors.registry import (
     Restarting,
     StateChanged,
     Stats,
+    Unregistered,
 )
 from supervisor._stream import MessageStream
 from supervisor.config import Config, ConnectionConfig
+from supervisor.config.load import connection_config
 from supervisor.policy import Backoff, RestartIntensity, RestartType, Strategy
 from supervisor.wiring import build_actors, resolve_routes, rest_clients
 
@@ -132,20 +135,33 @@ class _Child:
         "config_failures",
         "done",
         "gave_up",
-        "index",
         "last_error",
         "not_live_since",
+        "removed",
+        "rest",
+        "route",
         "scope",
         "stopped",
     )
 
     def __init__(
-        self, index: int, config: ConnectionConfig, actor: ConnectionActor, backoff: Backoff
+        self,
+        config: ConnectionConfig,
+        actor: ConnectionActor,
+        backoff: Backoff,
+        *,
+        rest: RestClient | None,
+        route: tuple[tuple[str, ...], str],
     ) -> None:
-        self.index = index
         self.config = config
         self.actor = actor
         self.backoff = backoff
+        #: The connection's REST client (shared with its adapter), or None.
+        self.rest = rest
+        #: (masked proxy hops, why that route), for stats.
+        self.route = route
+        #: Taken out by remove_connection(): its exits are not acted on.
+        self.removed = False
         self.scope: trio.CancelScope | None = None
         self.done = trio.Event()
         self.done.set()
@@ -170,6 +186,17 @@ class _Child:
         """The trio time at which it gives up if not live by then; None: never."""
         after = self.config.give_up_after
         return None if after is None else self.not_live_since + after
+
+
+def _lists(**lists: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """The lists of a run-time change as tuples, refusing a bare string."""
+    for key, value in lists.items():
+        if isinstance(value, str):
+            name = "topics" if key == "raw" else key
+            raise TypeError(f"{name} must be a list of strings: {name}=[{value!r}]")
+    if not any(lists.values()):
+        raise ValueError("name at least one of channels, symbols or topics")
+    return {key: tuple(value) for key, value in lists.items()}
 
 
 class _Exit(NamedTuple):
@@ -317,8 +344,10 @@ def describe_error(exc: BaseException | None) -> str:
 class Supervisor:
     """Runs the supervision tree for one :class:`~supervisor.config.Config`.
 
-    Users get one from :func:`supervisor.open_supervisor`; they call :meth:`messages`,
-    :meth:`stats`, :meth:`rest`, :meth:`restart` and :meth:`stop`.
+    Users get one from :func:`supervisor.open_supervisor`; they call :meth:`messages`
+    (or :meth:`batches`), :meth:`stats`, :meth:`rest`, :meth:`book`, :meth:`restart` and
+    :meth:`stop`, and change what runs with :meth:`subscribe`, :meth:`unsubscribe`,
+    :meth:`add_connection` and :meth:`remove_connection`.
 
     Args:
         config: what to run.
@@ -360,40 +389,16 @@ class Supervisor:
         # One iterator for the supervisor, so a batch half-consumed by one `async for`
         # is continued by the next instead of being lost.
         self._stream = MessageStream(self._merged)
-        connectors: list[Connector]
-        routes: list[tuple[tuple[str, ...], str]]
-        if connector is not None:
-            connectors = [connector] * len(config.connections)
-            routes = [((), "connector supplied by the caller")] * len(config.connections)
-        else:
-            resolved = resolve_routes(config, os.environ if environ is None else environ)
-            connectors = [
-                TcpTlsConnector(route=route, tls=spec.tls, name=spec.name, exchange=spec.exchange)
-                for spec, route in zip(config.connections, resolved, strict=True)
-            ]
-            routes = [(route.masked_hops, route.reason) for route in resolved]
         # One holder for every REST client: the adapters' calls and sup.rest(name) share
         # one client and one budget per (venue, host, route). Closed last, in run().
         self._rest_holder = RestClients()
-        env = os.environ if environ is None else environ
-        self._rest = rest_clients(config, self._rest_holder, env)
-        actors = build_actors(
-            config,
-            registry=self._registry,
-            connectors=connectors,
-            rest=self._rest,
-            wall_clock=wall_clock,
-        )
-        self._children = [
-            _Child(index, spec, actor, Backoff(spec.backoff, self._rng))
-            for index, (spec, actor) in enumerate(zip(config.connections, actors, strict=True))
-        ]
-        for spec, actor in zip(config.connections, actors, strict=True):
-            self._registry_actor.watch_queue(spec.name, actor.queue)
-            if actor.books is not None:
-                self._registry_actor.watch_books(spec.name, _book_stats(actor.books, wall_clock))
-        #: Per child: (masked hops, why), for stats.
-        self._routes = routes
+        self._connector = connector
+        self._environ = os.environ if environ is None else environ
+        self._wall_clock = wall_clock
+        # One request pacer per (exchange, host) for exchanges whose limits are per IP,
+        # shared with connections added at run time.
+        self._pacers: dict[tuple[str, str], Pacer] = {}
+        self._children = self._build_children(config)
         # Each incarnation sends exactly one tiny exit record and never waits to do so;
         # the control loop drains them. Unbounded is safe: incarnations are only created
         # by the control loop and restart(), and each ends before sending.
@@ -406,6 +411,62 @@ class Supervisor:
         #: Set when restart intensity was exceeded, or when connections gave up and none
         #: that must run is left; open_supervisor raises it.
         self.fatal: RestartLimitExceeded | GaveUp | None = None
+
+    def _build_children(self, config: Config) -> list[_Child]:
+        """A child per connection of ``config``, watched by the registry; not started.
+
+        Raises:
+            ConfigError: an environment proxy variable holds an invalid URL.
+        """
+        n = len(config.connections)
+        connectors: list[Connector]
+        routes: list[tuple[tuple[str, ...], str]]
+        if self._connector is not None:
+            connectors = [self._connector] * n
+            routes = [((), "connector supplied by the caller")] * n
+        else:
+            resolved = resolve_routes(config, self._environ)
+            connectors = [
+                TcpTlsConnector(route=route, tls=spec.tls, name=spec.name, exchange=spec.exchange)
+                for spec, route in zip(config.connections, resolved, strict=True)
+            ]
+            routes = [(route.masked_hops, route.reason) for route in resolved]
+        rest = rest_clients(config, self._rest_holder, self._environ)
+        actors = build_actors(
+            config,
+            registry=self._registry,
+            connectors=connectors,
+            rest=rest,
+            wall_clock=self._wall_clock,
+            pacers=self._pacers,
+        )
+        children = []
+        for spec, actor, client, route in zip(
+            config.connections, actors, rest, routes, strict=True
+        ):
+            children.append(
+                _Child(spec, actor, Backoff(spec.backoff, self._rng), rest=client, route=route)
+            )
+            self._registry_actor.watch_queue(spec.name, actor.queue)
+            if actor.books is not None:
+                self._registry_actor.watch_books(
+                    spec.name, _book_stats(actor.books, self._wall_clock)
+                )
+        return children
+
+    async def _register(self, child: _Child) -> None:
+        spec = child.config
+        hops, reason = child.route
+        await self._registry.report(
+            Registered(
+                connection=spec.name,
+                exchange=spec.exchange,
+                url=redact_url(child.actor.protocol.url),
+                route=hops,
+                route_reason=reason,
+            )
+        )
+        self._merged.add(child.actor.queue)
 
     # -- public handle -------------------------------------------------------------
 
@@ -478,7 +539,7 @@ class Supervisor:
                 URL is not on the venue's domain and sets no ``rest.base_url``).
         """
         child = self._child(name)
-        client = self._rest[child.index]
+        client = child.rest
         if client is None:
             spec = child.config
             raise ValueError(
@@ -519,6 +580,154 @@ class Supervisor:
                 )
             )
         return view
+
+    async def subscribe(
+        self,
+        connection: str,
+        *,
+        channels: Sequence[str] = (),
+        symbols: Sequence[str] = (),
+        topics: Sequence[str] = (),
+    ) -> None:
+        """Subscribe more on a running connection; returns when it is live.
+
+        ``channels`` and ``symbols`` are added to the connection's lists (so every
+        channel is subscribed for every symbol, as in config), ``topics`` to its ``raw``
+        topics. The requests are paced and batched within the exchange's limits like
+        the opening ones, and the call returns once the exchange confirmed every topic
+        added; the change then holds for every later session, make-before-break
+        successor and restart. Books of the ``book`` channel follow. Callers own
+        timeouts: while the connection is down the call waits for the next session to
+        confirm (``with trio.fail_after(10): await sup.subscribe(...)``).
+
+        Raises:
+            ValueError: no connection is called ``connection``, or nothing was named.
+            TypeError: a list was given as one string (``symbols="BTC-USDT"``).
+            ConfigError: the connection would not be valid with the change (an unknown
+                channel, a raw topic of a kept book, more streams than the exchange
+                allows on one connection); nothing changed.
+            SubscriptionRefused: the exchange refused topics, each with its code and
+                message (see its ``kept``).
+            RuntimeError: the supervisor or the connection is not running.
+
+        Cancellation: the change is made before the first checkpoint; cancelling stops
+        the wait only.
+        """
+        command = Subscribe(**_lists(channels=channels, symbols=symbols, raw=topics))
+        await self._running(connection).actor.change(command)
+
+    async def unsubscribe(
+        self,
+        connection: str,
+        *,
+        channels: Sequence[str] = (),
+        symbols: Sequence[str] = (),
+        topics: Sequence[str] = (),
+    ) -> None:
+        """Stop subscriptions on a running connection; the change holds from then on.
+
+        ``channels`` and ``symbols`` are removed from the connection's lists (every
+        topic made of them ends), ``topics`` from its ``raw`` topics. Returns once the
+        plan changed and the session was told to write the requests. A dropped symbol
+        of the ``book`` channel loses its local book; consumers get a ``BookInvalid``
+        (reason ``unsubscribed``) if it was valid.
+
+        Raises:
+            ValueError, TypeError, ConfigError, RuntimeError: as :meth:`subscribe`
+                (a connection left with nothing to subscribe is a ConfigError).
+
+        Cancellation: atomic before its first checkpoint; the change is made.
+        """
+        command = Unsubscribe(**_lists(channels=channels, symbols=symbols, raw=topics))
+        await self._running(connection).actor.change(command)
+
+    async def add_connection(self, name: str, table: Mapping[str, Any]) -> None:
+        """Start one more connection; returns once it is live (subscriptions confirmed).
+
+        ``table`` holds the connection's keys as a ``[connections.NAME]`` table of the
+        file would (``{"exchange": "okx", "channels": ["trades"], "symbols": [...]}``),
+        and is checked the same way, under the file's ``[defaults]``; the route comes
+        from its ``proxy``, the file's default proxy or the environment, as at start.
+        Its messages join ``messages()``/``batches()``, its stats ``stats()``, and
+        :attr:`config` lists it. It is supervised like the others (restart type,
+        backoff, ``give_up_after``; last in ``rest_for_one`` order). Callers own
+        timeouts: while the venue cannot be reached the call waits (the connection
+        keeps trying; :meth:`remove_connection` takes it out).
+
+        Raises:
+            ConfigError: the table is not a valid connection, or the name is taken;
+                ``problems`` lists every problem (``add_connection: connections.NAME.key:
+                ...``); nothing was started.
+            RuntimeError: the supervisor is not running.
+
+        Cancellation: the connection is started before the first checkpoint; a cancelled
+        call stops waiting for it to be live, and it keeps running.
+        """
+        if self._stopping or self._nursery is None:
+            raise RuntimeError(f"cannot add {name!r}: the supervisor is not running")
+        if not isinstance(table, Mapping):
+            raise TypeError(
+                f"add_connection() takes the connection's keys as a mapping shaped like its "
+                f"[connections.{name}] table, not {type(table).__name__}"
+            )
+        spec = connection_config(self._config, name, table)
+        config = msgspec.structs.replace(self._config, connections=(spec,))
+        (child,) = self._build_children(config)
+        self._config = msgspec.structs.replace(
+            self._config, connections=(*self._config.connections, spec)
+        )
+        self._children.append(child)
+        await self._register(child)  # no checkpoint before it is queued
+        child.not_live_since = trio.current_time()
+        self._spawn(child, 0.0)
+        logger.info("%s: added at run time", name, extra=_fields(child, event="added"))
+        await child.actor.went_live.wait()
+
+    async def remove_connection(self, name: str) -> None:
+        """Stop one connection cleanly and forget it; returns once its socket is closed.
+
+        Its session closes as at a stop (close frame, bounded by ``shutdown_timeout``);
+        what it still had queued for the consumer is discarded, so no message of it is
+        delivered after this returns; it leaves ``stats()`` and :attr:`config`. The
+        supervisor keeps running with the others (also with none: add more, or stop).
+
+        Raises:
+            ValueError: no connection is called ``name``.
+            RuntimeError: the supervisor is not running.
+
+        Cancellation: shielded, bounded by ``shutdown_timeout``: the connection is
+        removed whether or not the caller is cancelled meanwhile.
+        """
+        child = self._child(name)
+        if self._stopping or self._nursery is None:
+            raise RuntimeError(f"cannot remove {name!r}: the supervisor is not running")
+        child.removed = child.stopped = True
+        self._children.remove(child)
+        self._config = msgspec.structs.replace(
+            self._config,
+            connections=tuple(c for c in self._config.connections if c is not child.config),
+        )
+        timeout = self._config.supervisor.shutdown_timeout
+        with trio.CancelScope(shield=True):
+            if child.scope is not None:
+                child.scope.cancel(reason="removed")
+            with trio.move_on_after(timeout + _STOP_GRACE):
+                await child.done.wait()
+            self._merged.remove(child.actor.queue)
+            await self._registry.report(Unregistered(connection=name))
+        logger.info("%s: removed", name, extra=_fields(child, event="removed"))
+
+    def _running(self, name: str) -> _Child:
+        child = self._child(name)
+        if self._stopping or self._nursery is None:
+            raise RuntimeError(f"cannot change {name!r}: the supervisor is not running")
+        if child.stopped:
+            why = f" ({child.gave_up})" if child.gave_up else ""
+            raise RuntimeError(
+                f"cannot change {name!r}: the connection is stopped{why}; "
+                f"sup.restart({name!r}) starts it again"
+            )
+        return child
 
     async def restart(self, name: str) -> None:
         """Restart one connection now: close its session cleanly and reconnect at once.
@@ -599,18 +808,7 @@ class Supervisor:
 
     async def _supervise(self, nursery: trio.Nursery, task_status: trio.TaskStatus[None]) -> None:
         for child in self._children:
-            spec = child.config
-            hops, reason = self._routes[child.index]
-            await self._registry.report(
-                Registered(
-                    connection=spec.name,
-                    exchange=spec.exchange,
-                    url=redact_url(child.actor.protocol.url),
-                    route=hops,
-                    route_reason=reason,
-                )
-            )
-            self._merged.add(child.actor.queue)
+            await self._register(child)
         started = trio.current_time()
         for child in self._children:
             child.not_live_since = started
@@ -690,7 +888,7 @@ class Supervisor:
         child = ended.child
         # Exits the supervisor caused (group restart, restart(), stop) and exits of
         # incarnations already replaced are not failures to act on.
-        if ended.cancelled or self._stopping or child.scope is not ended.scope:
+        if ended.cancelled or self._stopping or child.scope is not ended.scope or child.removed:
             return
         now = trio.current_time()
         name = child.name
@@ -875,7 +1073,7 @@ class Supervisor:
         if strategy is Strategy.ONE_FOR_ALL:
             return list(self._children)
         if strategy is Strategy.REST_FOR_ONE:
-            return self._children[child.index :]
+            return self._children[self._children.index(child) :]
         return [child]
 
     async def _retire(self, child: _Child, why: str, *, log: bool = True) -> None:

@@ -172,6 +172,7 @@ def build_actors(
     connectors: Sequence[Connector],
     rest: Sequence[RestClient | None] | None = None,
     wall_clock: Callable[[], float] = time.time,
+    pacers: dict[tuple[str, str], Pacer] | None = None,
 ) -> list[ConnectionActor]:
     """One actor per connection of ``config``, in file order.
 
@@ -183,6 +184,9 @@ def build_actors(
         rest: each connection's REST client (``None``: no REST API), index for index;
             default none.
         wall_clock: Unix time, for the clock offsets.
+        pacers: the request pacers shared per (exchange, host), filled as needed; pass
+            the same dict when building more actors later so that they share them too.
+            Default: a fresh one.
 
     Returns:
         The actors, index for index with ``config.connections``. Nothing is started.
@@ -193,7 +197,8 @@ def build_actors(
     """
     settings = config.supervisor
     # One request pacer per (exchange, host) for exchanges whose limits are per IP.
-    pacers: dict[tuple[str, str], Pacer] = {}
+    if pacers is None:
+        pacers = {}
     return [
         ConnectionActor(
             spec,

@@ -174,6 +174,8 @@ def test_all_is_sorted_and_complete() -> None:
         "FakeSession",
         "SessionHandler",
         "SessionIO",
+        "ThreadedFake",
+        "fake_exchange_in_thread",
         "open_fake_exchange",
         "route",
     ]

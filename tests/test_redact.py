@@ -416,7 +416,7 @@ def test_config_reprs_mask_urls_and_frames() -> None:
     assert repr(conn) == str(conn) == shown
     assert repr(config) == (
         f"Config(supervisor={config.supervisor!r}, connections=({shown},), "
-        "default_proxy=None, source='<dict>')"
+        "default_proxy=None, source='<dict>', defaults={})"
     )
     rich = dict(conn.__rich_repr__())
     assert rich["url"] == "wss://h.example/ws/***?token=***&streams=a"
@@ -479,3 +479,17 @@ async def test_a_malformed_frame_sample_is_logged_redacted(
     assert "dropped a malformed frame" in caplog.text
     for secret in ("AK-ECHO", "SIG-ECHO", "TOK-ECHO"):
         assert secret not in caplog.text
+
+
+def test_config_defaults_kept_for_run_time_connections_are_masked_in_reprs() -> None:
+    login = '{"op":"login","args":"DEFAULTS-SECRET"}'
+    config = config_from_dict(
+        {
+            "defaults": {"subscribe": [login], "url": "wss://h.example/ws?token=DEFAULTS-TK"},
+            "connections": {"x": {"exchange": "raw"}},
+        }
+    )
+    assert config.defaults["subscribe"] == [login]  # kept as written, shown masked
+    shown = repr(config)
+    assert 'defaults={\'subscribe\': [\'{"op":"login","args":"***"}\']' in shown
+    assert "DEFAULTS-" not in shown and "DEFAULTS-" not in str(dict(config.__rich_repr__()))

@@ -49,7 +49,7 @@ from supervisor.config._toml import dotted, key_lines, nesting_problem, syntax_p
 from supervisor.config.schema import Config, ConnectionConfig, SupervisorSettings
 from supervisor.policy import DEFAULT_INITIAL, DEFAULT_MAX
 
-__all__ = ["config_from_dict", "load_config", "loads_config"]
+__all__ = ["config_from_dict", "connection_config", "load_config", "loads_config"]
 
 _TOP_LEVEL: Final = ("connections", "defaults", "supervisor")
 _NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
@@ -161,6 +161,36 @@ def config_from_dict(data: Mapping[str, Any], *, source: str = "<dict>") -> Conf
         ) from exc
 
 
+def connection_config(config: Config, name: str, table: Mapping[str, Any]) -> ConnectionConfig:
+    """Validate one more connection for ``config``, as its ``[connections.NAME]`` table
+    would be in the file: every check, under the file's ``[defaults]``, and a name that
+    no connection of ``config`` has (ignoring case).
+
+    Args:
+        config: the configuration the connection joins.
+        name: the new connection's name.
+        table: the connection's keys, shaped like the TOML table.
+
+    Raises:
+        ConfigError: ``problems`` lists every problem, as
+            ``add_connection: connections.NAME.key: what is wrong (expected)``.
+    """
+    report = Report("add_connection", None)
+    taken = {spec.name.casefold(): spec.name for spec in config.connections}
+    if not isinstance(name, str):
+        raise ConfigError([f"add_connection: the name {name!r} is not a string"])
+    if name.casefold() in taken:
+        report.add(
+            ("connections", name),
+            f"same name as the running connection {taken[name.casefold()]!r} (names must "
+            "be unique, ignoring case; remove_connection() it first to replace it)",
+        )
+    specs = _check_connections(report, {name: table}, config.defaults, config.defaults)
+    if report.problems:
+        raise ConfigError(report.messages())
+    return specs[0]
+
+
 def _build(data: Mapping[str, Any], *, source: str, lines: dict[Path, int] | None) -> Config:
     report = Report(source, lines)
     for key, value in data.items():
@@ -205,6 +235,7 @@ def _build(data: Mapping[str, Any], *, source: str, lines: dict[Path, int] | Non
                 "connections": specs,
                 "default_proxy": defaults.get("proxy"),
                 "source": source,
+                "defaults": {k: v for k, v in defaults.items() if k != "proxy"},
             },
             type=Config,
         )

@@ -144,6 +144,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             connection that sets none itself. Kept apart from the connections' own
             ``proxy`` so that the route says which of the two it came from.
         source: the file it was read from, or ``"<dict>"``/``"<string>"``.
+        defaults: the checked ``[defaults]`` values but ``proxy`` (that is
+            ``default_proxy``), kept so that a connection added at run time
+            (``sup.add_connection``) inherits them like the file's connections.
 
     Its ``repr`` shows every value redacted, as :class:`ConnectionSpec`'s does (the
     ``default_proxy`` may hold a password).
@@ -153,6 +156,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     connections: tuple[ConnectionConfig, ...] = ()
     default_proxy: ProxySetting | None = None
     source: str = "<dict>"
+    defaults: dict[str, Any] = msgspec.field(default_factory=dict)
 
     def __repr__(self) -> str:
         return redacted_repr(self)

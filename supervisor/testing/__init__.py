@@ -10,6 +10,9 @@ Layout: :mod:`supervisor.testing.fake` is the generic fault-injecting server;
 also export each fake's cited constants (e.g. ``fakes.binance.DEFAULT_EPOCH_MS``);
 :mod:`supervisor.testing.soak` drives those fakes through the supervisor with
 randomized faults and accounts for every message (``python -m supervisor.testing.soak``).
+:mod:`supervisor.testing.pytest_plugin` (installed as a pytest plugin) gives bot authors
+the fixtures ``fake_binance``, ``fake_okx``, ``fake_deribit``, ``fake_bybit`` and
+``supervisor_for``; :func:`fake_exchange_in_thread` runs a fake beside an asyncio test.
 """
 
 from supervisor.testing.fake import FakeExchange as FakeExchange
@@ -23,6 +26,8 @@ from supervisor.testing.fakes.binance import FakeBinanceUsdm as FakeBinanceUsdm
 from supervisor.testing.fakes.bybit import FakeBybit as FakeBybit
 from supervisor.testing.fakes.deribit import FakeDeribit as FakeDeribit
 from supervisor.testing.fakes.okx import FakeOkx as FakeOkx
+from supervisor.testing.threaded import ThreadedFake as ThreadedFake
+from supervisor.testing.threaded import fake_exchange_in_thread as fake_exchange_in_thread
 
 __all__ = [
     "FakeBinance",
@@ -34,6 +39,8 @@ __all__ = [
     "FakeSession",
     "SessionHandler",
     "SessionIO",
+    "ThreadedFake",
+    "fake_exchange_in_thread",
     "open_fake_exchange",
     "route",
 ]

@@ -496,6 +496,13 @@ class FakeExchange:
         return self._name
 
     @property
+    def handler(self) -> SessionHandler | None:
+        """The session handler given to :func:`open_fake_exchange` (a venue's rules,
+        such as a :class:`~supervisor.testing.FakeOkx`, to inject gaps or notices), or
+        ``None`` for the generic numbered feed."""
+        return self._handler
+
+    @property
     def url(self) -> str:
         """Where clients connect.
 

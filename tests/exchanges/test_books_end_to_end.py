@@ -578,3 +578,40 @@ async def test_okx_without_a_snapshot_and_without_rest_says_so_once_and_stays_sy
         "okx: book BTC-USDT needs a REST snapshot (the stream sent none) and the connection "
         "has no REST API: it stays syncing (set [connections.okx.rest] base_url)"
     ]
+
+
+async def test_binance_book_subscribed_and_dropped_at_run_time_matches_the_venue(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # The connection starts with trades only; the book channel comes at run time, is
+    # synced from REST like one configured at start, and goes again with its book.
+    binance = FakeBinance()
+    async with with_rest(binance, "binance", ["BTCUSDT"]) as (fake, rest):
+        config = binance_config(rest, ["BTC-USDT"], channels=["trades"])
+        with trio.fail_after(60):
+            async with open_supervisor(config, connector=fake.connect, wall_clock=wall) as sup:
+                rebuilt = Rebuilt(sup, "b", lambda s: binance.venue_book(native(s)))
+                stream = sup.messages()
+                await stream.__anext__()
+                await sup.subscribe("b", channels=["book"])
+                async for message in stream:
+                    rebuilt.take(message)
+                    if rebuilt.seen.get("BTC-USDT", []).count("delta") == 3:
+                        break
+                await sup.unsubscribe("b", channels=["book"])
+                later: list[Message] = []
+                with trio.move_on_after(3):
+                    async for message in stream:
+                        later.append(message)
+                stats = (await sup.stats()).connections[0]
+    assert rebuilt.seen["BTC-USDT"] == ["snapshot", "delta", "delta", "delta"]
+    books = [m for m in later if isinstance(m, BookSnapshot | BookDelta | BookInvalid)]
+    assert len(books) == 1  # nothing of the book after its end
+    (end,) = books
+    assert isinstance(end, BookInvalid)
+    assert (end.reason, end.sequence) == ("unsubscribed", rebuilt.sequence["BTC-USDT"])
+    assert {type(m).__name__ for m in later} == {"Trade", "BookInvalid"}
+    assert rebuilt.matched["BTC-USDT"] >= 3
+    assert [r.query["symbol"] for r in rest.requests if r.path == "/api/v3/depth"] == ["BTCUSDT"]
+    assert (stats.books, stats.subscriptions) == ({}, {"btcusdt@trade": "live"})
+    assert len(fake.sessions) == 1

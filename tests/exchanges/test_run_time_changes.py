@@ -119,3 +119,44 @@ def test_okx_error_answering_an_unsubscribe_is_not_blamed_on_a_pending_subscribe
     ack = {"event": "subscribe", "arg": {"channel": "trades", "instId": "SOL-USDT"}}
     proto.receive_frame(json.dumps(ack), 4.0, 0.0)
     assert proto.subscriptions == {"trades:BTC-USDT": "live", "trades:SOL-USDT": "live"}
+
+
+def test_binance_data_still_on_its_way_for_an_unsubscribed_stream_is_dropped_quietly() -> None:
+    spec = connection_spec("b", "binance", channels=["trades"], symbols=["BTC-USDT", "ETH-USDT"])
+    proto = BinanceProtocol(spec)
+    proto.start_session(0.0)
+    request = json.loads(proto.frames_to_send()[0])
+    proto.receive_frame(json.dumps({"result": None, "id": request["id"]}), 0.5, 0.0)
+    proto.events()
+    proto.send(Unsubscribe(symbols=("ETH-USDT",)), 1.0)
+    trade = {"e": "trade", "E": 1, "s": "ETHUSDT", "t": 7, "p": "1.5", "q": "2", "T": 1, "m": True}
+    late = json.dumps({"stream": "ethusdt@trade", "data": trade})
+    never = json.dumps({"stream": "solusdt@trade", "data": {**trade, "s": "SOLUSDT"}})
+    assert proto.receive_frame(late, 1.1, 0.0) == ()
+    assert [e for e in proto.events() if isinstance(e, MalformedFrame)] == []
+    assert proto.receive_frame(never, 1.2, 0.0) == ()
+    (bad,) = [e for e in proto.events() if isinstance(e, MalformedFrame)]
+    assert bad.kind == "unknown_stream"
+    # A new session forgets it: data for it then is unexpected again.
+    proto.end_session()
+    proto.start_session(2.0)
+    proto.receive_frame(late, 2.1, 0.0)
+    assert [e.kind for e in proto.events() if isinstance(e, MalformedFrame)] == ["unknown_stream"]
+
+
+def test_unsubscribing_a_refused_topic_writes_nothing() -> None:
+    spec = connection_spec("o", "okx", channels=["trades"], symbols=["BTC-USDT"])
+    proto = OkxProtocol(spec)
+    proto.start_session(0.0)
+    proto.frames_to_send()
+    ack = {"event": "subscribe", "arg": {"channel": "trades", "instId": "BTC-USDT"}}
+    proto.receive_frame(json.dumps(ack), 0.1, 0.0)
+    proto.send(Subscribe(symbols=("NOPE-USDT",)), 1.0)
+    proto.frames_to_send()
+    error = {"event": "error", "code": "60018", "msg": "doesn't exist"}
+    proto.receive_frame(json.dumps(error), 1.1, 0.0)
+    assert proto.subscriptions["trades:NOPE-USDT"] == "failed: 60018 doesn't exist"
+    proto.send(Unsubscribe(symbols=("NOPE-USDT",)), 2.0)
+    proto.tick(2.0)
+    assert proto.frames_to_send() == []
+    assert proto.subscriptions == {"trades:BTC-USDT": "live"}

@@ -19,6 +19,7 @@ from actors.exchanges.sdk.booksync import BINANCE_SPOT, BINANCE_USDM, SyncRule
 from actors.exchanges.sdk.pacing import Pacer
 from actors.exchanges.sdk.protocol import ExchangeProtocol, Frame
 from actors.exchanges.sdk.rest import INSTRUMENTS, TIME, RestCall
+from actors.exchanges.sdk.subscriptions import Request
 from actors.exchanges.sdk.symbols import parse_symbol
 
 __all__ = ["BinanceProtocol", "BinanceUsdmProtocol"]
@@ -80,6 +81,8 @@ class BinanceProtocol(ExchangeProtocol):
         self._has_raw = False
         # Requests on one connection: one every subscribe_spacing, per session.
         self._spacing = Pacer(1, self.subscribe_spacing)
+        #: The last request queued and its frame (see :meth:`_request`).
+        self._tail: tuple[Request, str] | None = None
         self._configure(spec)
 
     def _configure(self, spec: ConnectionSpec) -> None:
@@ -194,19 +197,51 @@ class BinanceProtocol(ExchangeProtocol):
     def _subscribe(self, now: float, topics: list[str]) -> None:
         step = config.DEFAULT_MAX_PARAMS
         for start in range(0, len(topics), step):
-            self._request(now, topics[start : start + step])
+            self._request(now, topics[start : start + step], join=True)
 
     def _unsubscribe(self, now: float, topics: list[str]) -> None:
         step = config.DEFAULT_MAX_PARAMS
         for start in range(0, len(topics), step):
-            self._request(now, topics[start : start + step], _UNSUBSCRIBE)
+            self._request(now, topics[start : start + step], _UNSUBSCRIBE, join=True)
 
-    def _request(self, now: float, params: Iterable[str], method: str = _SUBSCRIBE) -> None:
-        """Queue one SUBSCRIBE (or UNSUBSCRIBE) for ``params``, paced after the last one."""
-        request = self.book.request(list(params), method)
+    def _request(
+        self, now: float, params: Iterable[str], method: str = _SUBSCRIBE, *, join: bool = False
+    ) -> None:
+        """Queue one SUBSCRIBE (or UNSUBSCRIBE) for ``params``, paced after the last one.
+
+        With ``join``, changes made while the last queued request still waits for its
+        turn join it, up to ``DEFAULT_MAX_PARAMS`` names: twelve callers subscribing at
+        once cost two requests, not twelve spaced ``subscribe_spacing`` apart. The two
+        halves of a bisected refusal never join (each must be asked on its own).
+        """
+        topics = list(params)
+        tail = self._tail
+        scheduled = self._scheduled
+        if (
+            join
+            and tail is not None
+            and scheduled
+            and scheduled[-1][1] is tail[1]
+            and tail[0].method == method
+            and len(tail[0].topics) + len(topics) <= config.DEFAULT_MAX_PARAMS
+        ):
+            request, _ = tail
+            self.book.extend(request, topics)
+            frame = self._frame(request)
+            scheduled[-1] = (scheduled[-1][0], frame)
+            self._tail = (request, frame)
+            return
+        request = self.book.request(topics, method)
         at, _ = self._spacing.reserve(now)
-        frame = msgspec.json.encode({"method": method, "params": request.topics, "id": request.id})
-        self.send_at(at, frame.decode())
+        frame = self._frame(request)
+        self.send_at(at, frame)
+        self._tail = (request, frame) if join else None
+
+    @staticmethod
+    def _frame(request: Request) -> str:
+        return msgspec.json.encode(
+            {"method": request.method, "params": request.topics, "id": request.id}
+        ).decode()
 
     # -- make-before-break ------------------------------------------------------------
 
@@ -279,8 +314,11 @@ class BinanceProtocol(ExchangeProtocol):
         if probe.stream is not None:
             route = self._routes.get(probe.stream)
             if route is None or not probe.data:
-                self.malformed(
-                    "unknown_stream", f"data for stream {probe.stream!r}, not subscribed", data
+                self.unrouted(
+                    probe.stream,
+                    "unknown_stream",
+                    f"data for stream {probe.stream!r}, not subscribed",
+                    data,
                 )
                 return ()
             try:

@@ -206,7 +206,9 @@ class BybitProtocol(ExchangeProtocol):
         if topic is not None:
             route = self._routes.get(topic)
             if route is None:
-                self.malformed("unknown_topic", f"data for topic {topic!r}, not subscribed", data)
+                self.unrouted(
+                    topic, "unknown_topic", f"data for topic {topic!r}, not subscribed", data
+                )
                 return ()
             if envelope.data is wire.NO_DATA:
                 self.malformed("invalid_frame", f"{topic} frame without data", data)

@@ -276,7 +276,8 @@ class DeribitProtocol(ExchangeProtocol):
             if route is not None:
                 self.heard(params.channel)
                 return route[0](params, route[1], received_at, data)
-            self.malformed(
+            self.unrouted(
+                params.channel,
                 "unknown_channel",
                 f"notification for channel {params.channel!r}, which this connection did not "
                 "subscribe",

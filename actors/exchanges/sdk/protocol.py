@@ -189,6 +189,8 @@ class ExchangeProtocol(abc.ABC):
         self.heartbeat = self._heartbeat()
         self._state = AdapterState.IDLE
         self._pending_frames: list[Frame] = []
+        #: Topics unsubscribed at run time this session (see :meth:`unrouted`).
+        self._dropped: set[str] = set()
         self._events: list[Event] = []
         self._scheduled: collections.deque[tuple[float, Frame]] = collections.deque()
         self._released_at = -math.inf
@@ -316,6 +318,7 @@ class ExchangeProtocol(abc.ABC):
     def _forget_session(self) -> None:
         self._pending_frames.clear()
         self._scheduled.clear()
+        self._dropped.clear()
         self.book.new_session()
         self.chains.clear()
         self.data.reset()
@@ -511,11 +514,16 @@ class ExchangeProtocol(abc.ABC):
         removed = [t for t in before if t not in kept]
         existing = set(before)
         added = [t for t in after if t not in existing]
+        states = self.book.states
+        # Topics refused or never confirmed (an unknown symbol) have nothing to end.
+        active = [t for t in removed if not states.get(t, "failed").startswith("failed")]
         self.book.forget(removed)
         if self._state is AdapterState.IDLE:
             return
-        if removed:
-            self._unsubscribe(now, removed)
+        self._dropped.update(removed)
+        self._dropped.difference_update(added)
+        if active:
+            self._unsubscribe(now, active)
         if added:
             if self._state is AdapterState.LIVE:
                 self._move(AdapterState.SUBSCRIBING, f"{type(command).__name__} at run time")
@@ -923,6 +931,13 @@ class ExchangeProtocol(abc.ABC):
         except msgspec.DecodeError as exc:
             self.malformed("invalid_json", str(exc), data)
         return None
+
+    def unrouted(self, topic: str, kind: str, detail: str, data: Frame) -> None:
+        """Data for ``topic``, which the adapter has no route for: a malformed frame,
+        unless the topic was unsubscribed at run time this session (frames the exchange
+        sent before it took the unsubscribe are still on their way: dropped quietly)."""
+        if topic not in self._dropped:
+            self.malformed(kind, detail, data)
 
     def malformed(self, kind: str, detail: str, data: Frame) -> None:
         """Queue a MalformedFrame event for ``data``."""

@@ -141,6 +141,14 @@ class SubscriptionBook:
             index[topic] = request
         return request
 
+    def extend(self, request: Request, topics: Sequence[str]) -> None:
+        """Add ``topics`` to ``request``, not yet written (an adapter merging a later
+        change into a request still waiting for its turn)."""
+        request.topics = (*request.topics, *topics)
+        index = self._unsubscribe_of if request.method == "unsubscribe" else self._request_of
+        for topic in topics:
+            index[topic] = request
+
     # -- per-request acks ----------------------------------------------------------
 
     def answer(self, request_id: object) -> Request | None:
