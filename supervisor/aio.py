@@ -89,7 +89,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final, Generic, NamedTuple, TypeVar, TypeVarTuple, final
 
@@ -566,6 +566,96 @@ class AioSupervisor:
         """
         return self._sup.book(connection, symbol)
 
+    async def subscribe(
+        self,
+        connection: str,
+        *,
+        channels: Sequence[str] = (),
+        symbols: Sequence[str] = (),
+        topics: Sequence[str] = (),
+    ) -> None:
+        """Subscribe more on a running connection; returns when the exchange confirmed it.
+
+        See :meth:`supervisor.tree.Supervisor.subscribe`: the change holds for every
+        later session; callers own timeouts (``async with asyncio.timeout(10):``).
+
+        Raises:
+            ValueError: no connection is called ``connection``, or nothing was named.
+            TypeError: a list was given as one string (``symbols="BTC-USDT"``).
+            ConfigError: the connection would not be valid with the change; nothing
+                changed.
+            SubscriptionRefused: the exchange refused topics, each with its code and
+                message.
+            RuntimeError: the supervisor or the connection is not running.
+
+        Cancellation: the change is made in the guest before its first checkpoint;
+        cancelling stops the wait only (the Trio call is cancelled and awaited).
+        """
+        call = functools.partial(
+            self._sup.subscribe, connection, channels=channels, symbols=symbols, topics=topics
+        )
+        await self._guest.call(f"sup.subscribe({connection!r})", call)
+
+    async def unsubscribe(
+        self,
+        connection: str,
+        *,
+        channels: Sequence[str] = (),
+        symbols: Sequence[str] = (),
+        topics: Sequence[str] = (),
+    ) -> None:
+        """Stop subscriptions on a running connection (see
+        :meth:`supervisor.tree.Supervisor.unsubscribe`).
+
+        Raises:
+            ValueError, TypeError, ConfigError, RuntimeError: as :meth:`subscribe`.
+
+        Cancellation: the change is made in the guest before its first checkpoint.
+        """
+        call = functools.partial(
+            self._sup.unsubscribe, connection, channels=channels, symbols=symbols, topics=topics
+        )
+        await self._guest.call(f"sup.unsubscribe({connection!r})", call)
+
+    async def add_connection(self, name: str, table: Mapping[str, Any]) -> None:
+        """Start one more connection; returns once it is live (see
+        :meth:`supervisor.tree.Supervisor.add_connection`).
+
+        Args:
+            name: the new connection's name.
+            table: its keys, as its ``[connections.NAME]`` table in the file would hold
+                them (checked the same way, under the file's ``[defaults]``).
+
+        Raises:
+            ConfigError: the table is not a valid connection, or the name is taken
+                (``problems`` lists every problem); nothing was started.
+            TypeError: ``table`` is not a mapping.
+            RuntimeError: the supervisor is not running.
+
+        Cancellation: the connection is started in the guest before its first
+        checkpoint; a cancelled call stops waiting for it to be live, and it keeps
+        running.
+        """
+        await self._guest.call(
+            f"sup.add_connection({name!r})", self._sup.add_connection, name, table
+        )
+
+    async def remove_connection(self, name: str) -> None:
+        """Stop one connection cleanly and forget it; returns once its socket is closed
+        (see :meth:`supervisor.tree.Supervisor.remove_connection`).
+
+        Raises:
+            ValueError: no connection is called ``name``.
+            RuntimeError: the supervisor is not running.
+
+        Cancellation: the removal completes in the guest (shielded there, bounded by
+        ``shutdown_timeout``); a cancelled caller waits for it before the cancellation
+        propagates.
+        """
+        await self._guest.call(
+            f"sup.remove_connection({name!r})", self._sup.remove_connection, name
+        )
+
     async def restart(self, name: str) -> None:
         """Restart one connection now (see :meth:`supervisor.tree.Supervisor.restart`).
 
@@ -630,7 +720,7 @@ def open_supervisor(
     rng: random.Random | None = None,
     environ: Mapping[str, str] | None = None,
     wall_clock: Callable[[], float] = time.time,
-) -> _FrontDoor:
+) -> contextlib.AbstractAsyncContextManager[AioSupervisor]:
     """Run a supervision tree for ``config`` in the running asyncio loop, for the body.
 
     ``async with open_supervisor(config) as sup:`` runs :func:`supervisor.open_supervisor`

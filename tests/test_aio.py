@@ -29,8 +29,11 @@ from supervisor import (
     ConfigError,
     ConnectError,
     GaveUp,
+    Message,
     RawMessage,
     RestartLimitExceeded,
+    SubscriptionRefused,
+    Trade,
     config_from_dict,
 )
 from supervisor import open_supervisor as open_trio_supervisor
@@ -99,7 +102,10 @@ def test_messages_batches_stats_restart_and_stop_cross_the_bridge(run: Run[None]
                 assert got == [{"seq": n, "session": 0} for n in range(3)]
                 batch = await anext(sup.batches())
                 assert isinstance(batch, tuple)
-                assert [data(m) for m in batch] == [{"seq": 3, "session": 0}]
+                # One read's frames (one, unless the machine was slow to read them).
+                assert [data(m) for m in batch] == [
+                    {"seq": n, "session": 0} for n in range(3, 3 + len(batch))
+                ]
                 assert sup.messages() is sup.messages()
                 assert sup.batches() is sup.batches()
                 assert sup.config.connections[0].name == "a"
@@ -418,7 +424,7 @@ def test_a_cancelled_step_cancels_the_trio_call_and_loses_nothing(run: Run[None]
                 await wait_state(sup, "live")
                 guest = sup._guest
                 waiting = asyncio.create_task(anext(sup.messages()))
-                await sup.stats()  # the step's call reached the guest first (FIFO)
+                await sup.stats()  # the step's call was spawned before stats answers
                 assert [c.what for c in guest._pending] == ["sup.batches()"]
                 waiting.cancel()
                 with pytest.raises(asyncio.CancelledError):
@@ -533,3 +539,99 @@ def test_trios_keyboard_interrupt_handler_is_not_left_installed_under_a_bare_loo
         finally:
             loop.close()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+# -- run-time changes ----------------------------------------------------------------------
+# Against the fake OKX, which sends one trade per subscribed topic every ``interval``
+# seconds and refuses unknown instruments with its code 60018.
+
+
+def okx_config(url: str, symbols: list[str]) -> Any:
+    return config_from_dict(
+        {
+            "supervisor": {"shutdown_timeout": 2.0},
+            "connections": {
+                "okx": {"exchange": "okx", "url": url, "channels": ["trades"], "symbols": symbols}
+            },
+        },
+        source="<test>",
+    )
+
+
+async def next_trade(sup: AioSupervisor, connection: str, symbol: str) -> Message:
+    async for msg in sup.messages():
+        if isinstance(msg, Trade) and (msg.connection, msg.symbol) == (connection, symbol):
+            return msg
+    raise AssertionError(f"the stream ended before a trade of {symbol} on {connection}")
+
+
+def test_subscribe_and_unsubscribe_at_run_time_or_refused(run: Run[None]) -> None:
+    with FakeThread(name="okx", interval=0.02, handler=FakeOkx()) as fake:
+        config = okx_config(fake.url, ["BTC-USDT"])
+
+        async def main() -> None:
+            async with asyncio.timeout(DEADLINE), open_supervisor(config) as sup:
+                await next_trade(sup, "okx", "BTC-USDT")
+                await sup.subscribe("okx", symbols=["ETH-USDT"])  # returns once acked
+                live = (await sup.stats()).connections[0].subscriptions
+                assert live == {"trades:BTC-USDT": "live", "trades:ETH-USDT": "live"}
+                await next_trade(sup, "okx", "ETH-USDT")
+
+                with pytest.raises(SubscriptionRefused) as refused:
+                    await sup.subscribe("okx", symbols=["NOPE-USDT"])
+                error = refused.value
+                assert (error.connection, error.kept) == ("okx", False)
+                assert list(error.refused) == ["trades:NOPE-USDT"]
+                assert error.refused["trades:NOPE-USDT"].startswith("failed: 60018 ")
+
+                await sup.unsubscribe("okx", symbols=["ETH-USDT"])
+                left = (await sup.stats()).connections[0].subscriptions
+                assert left == {"trades:BTC-USDT": "live"}
+                with pytest.raises(
+                    ValueError, match=r"^no connection named 'nope' \(connections: okx\)$"
+                ):
+                    await sup.unsubscribe("nope", symbols=["ETH-USDT"])
+                with pytest.raises(TypeError):
+                    await sup.subscribe("okx", symbols="BTC-USDT")  # type: ignore[arg-type]
+
+        run(main())
+
+
+def test_add_and_remove_a_connection_at_run_time_or_refused(run: Run[None]) -> None:
+    with FakeThread(name="okx", interval=0.02, handler=FakeOkx()) as fake:
+        config = okx_config(fake.url, ["BTC-USDT"])
+        table = {
+            "exchange": "okx",
+            "url": fake.url,
+            "channels": ["trades"],
+            "symbols": ["ETH-USDT"],
+        }
+
+        async def main() -> None:
+            async with asyncio.timeout(DEADLINE), open_supervisor(config) as sup:
+                await next_trade(sup, "okx", "BTC-USDT")
+                await sup.add_connection("okx2", table)  # returns once live
+                assert [c.name for c in sup.config.connections] == ["okx", "okx2"]
+                await next_trade(sup, "okx2", "ETH-USDT")
+                states = {c.name: c.state for c in (await sup.stats()).connections}
+                assert states == {"okx": "live", "okx2": "live"}
+
+                with pytest.raises(ConfigError) as taken:
+                    await sup.add_connection("OKX", table)
+                assert taken.value.problems == [
+                    "add_connection: connections.OKX: same name as the running connection "
+                    "'okx' (names must be unique, ignoring case; remove_connection() it "
+                    "first to replace it)"
+                ]
+
+                await sup.remove_connection("okx2")  # returns once its socket is closed
+                assert [c.name for c in (await sup.stats()).connections] == ["okx"]
+                with pytest.raises(
+                    ValueError, match=r"^no connection named 'okx2' \(connections: okx\)$"
+                ):
+                    await sup.remove_connection("okx2")
+                await next_trade(sup, "okx", "BTC-USDT")  # the others run on
+
+        run(main())
+    # okx2's session, then okx's at the end: both closed cleanly.
+    assert sorted(s.close_code for s in fake.fake.sessions) == [1000, 1000]
