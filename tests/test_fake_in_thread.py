@@ -9,6 +9,8 @@ import threading
 import pytest
 import websockets
 
+from supervisor import config_from_dict
+from supervisor.aio import open_supervisor
 from supervisor.testing import FakeOkx
 from supervisor.testing.threaded import fake_exchange_in_thread
 
@@ -48,3 +50,29 @@ def test_a_fake_that_cannot_start_says_so() -> None:
     ):
         pass  # pragma: no cover - never entered
     assert failed.value.__cause__ is not None
+
+
+def test_the_asyncio_front_door_reconnects_to_a_threaded_fake() -> None:
+    # docs/testing.md's asyncio example, as a test.
+    with fake_exchange_in_thread("okx", FakeOkx(), interval=0.05) as venue:
+        table = {
+            "exchange": "okx",
+            "url": venue.url,
+            "channels": ["trades"],
+            "symbols": ["BTC-USDT"],
+            "backoff": {"initial": 0.05, "jitter": "none"},
+        }
+        config = config_from_dict({"connections": {"okx": table}})
+
+        async def bot() -> int:
+            async with open_supervisor(config) as sup:
+                await anext(sup.messages())
+                await asyncio.to_thread(venue.call, venue.fake.close, 1001, "restarting")
+                async for _ in sup.messages():  # until a message of the new session
+                    stats = (await sup.stats()).connections[0]
+                    if stats.connects == 2:
+                        return stats.disconnects
+            raise AssertionError("the stream ended")
+
+        assert asyncio.run(bot()) == 1
+        assert venue.read(lambda fake: [s.subscribed for s in fake.sessions]) == [True, True]

@@ -450,3 +450,46 @@ async def test_binance_raw_topic_subscribed_at_run_time(
     at, ticker = first
     assert isinstance(ticker, Ticker)
     assert (at, ticker.symbol, ticker.connection) == (2.0, "ETH-USDT", "b")
+
+
+async def test_okx_a_subscribe_while_a_successor_connects_reaches_the_successor_too(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    okx = FakeOkx()
+    async with open_fake_exchange(
+        name="okx", transport="memory", interval=1.0, handler=okx
+    ) as fake:
+        attempts: list[float] = []
+        connecting = trio.Event()
+
+        async def slow_second_connect(url: str) -> trio.abc.Stream:
+            # The socket boundary: the successor's connect takes 5 s.
+            attempts.append(trio.current_time())
+            if len(attempts) == 2:
+                connecting.set()
+                await trio.sleep(5)
+            return await fake.connect(url)
+
+        config = okx_config(channels=["trades"], symbols=["BTC-USDT"])
+        with trio.fail_after(60):
+            async with open_supervisor(config, connector=slow_second_connect) as sup:
+                await sup.messages().__anext__()  # t=1
+                await okx.notice()
+                await connecting.wait()  # the successor's adapter is built: it connects
+                await sup.subscribe("okx", symbols=["ETH-USDT"])  # acked on the old one
+                returned_at = trio.current_time()
+                await fake.wait_until(lambda f: len(f.sessions) == 2)
+                both = {"trades:BTC-USDT", "trades:ETH-USDT"}
+                await fake.wait_until(lambda f: okx.subscribed(1) == both)
+                switched_at = trio.current_time()
+                stats = (await sup.stats()).connections[0]
+    assert attempts == [0.0, 1.0]
+    assert returned_at == 1.0
+    assert okx_args(fake.sessions[0].received[1]) == ["subscribe trades:ETH-USDT"]
+    # The successor asks for what the connection subscribes now, in one request.
+    assert okx_args(fake.sessions[1].received[0]) == [
+        "subscribe trades:BTC-USDT",
+        "subscribe trades:ETH-USDT",
+    ]
+    assert switched_at == 6.0  # the successor connected after its 5 s and acked both
+    assert stats.subscriptions == {"trades:BTC-USDT": "live", "trades:ETH-USDT": "live"}
