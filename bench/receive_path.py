@@ -927,7 +927,12 @@ def render_section(results: dict[str, Any], label: str, command: str) -> str:
         f"- Python {platform.python_version()} ({platform.python_implementation()}), "
         f"trio {_version('trio')}, trio-websocket {_version('trio-websocket')}, "
         f"wsproto {_version('wsproto')}, msgspec {_version('msgspec')}, "
-        f"websockets {_version('websockets')}",
+        f"websockets {_version('websockets')}"
+        + (
+            f", cryptofeed {_version('cryptofeed')} (on uvloop {_version('uvloop')})"
+            if "cryptofeed" in results["trials"]
+            else ""
+        ),
         f"- Code: commit {_git_commit()}",
         f"- N = {results['n']:,} messages per trial, {results['reps']} interleaved "
         f"repetitions; median [min-max]; run took {results['run_seconds']:.0f} s",
