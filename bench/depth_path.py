@@ -51,6 +51,12 @@ Clients, per stream:
     ``dict``) of every frame: the decode any Python client pays, no book.
 ``picows + msgspec`` (when picows is installed)
     picows' ``on_ws_frame`` callback with the same decode.
+``cryptofeed`` (Binance only, when cryptofeed is installed)
+    cryptofeed's ``FeedHandler`` with its ``Binance`` feed, ``L2_BOOK``: its own REST
+    snapshot from the same server, its ``U``/``u`` check, its ``OrderBook`` (a C
+    extension) updated with ``Decimal`` levels, the book handed to a callback per diff;
+    no crossed-book check (its ``cross_check`` is off by default). The peer with a local
+    book (``client_cryptofeed`` says how it is pointed at the local server).
 
 Plus a micro-benchmark without I/O, one process, per stream, on the same frames as
 ``str``: the adapter alone (``ADAPTERS[venue](spec).receive_frame``, subscription
@@ -163,18 +169,26 @@ CLIENTS: list[tuple[str, str]] = [
     ("ours_nosync", "ours, `book_sync = false`: `sup.messages()`"),
     ("websockets_msgspec", "websockets `recv()` + `msgspec.json.decode`"),
     ("picows_msgspec", "picows `on_ws_frame` + `msgspec.json.decode`"),
+    ("cryptofeed", "cryptofeed `FeedHandler` + `Binance` feed, `L2_BOOK` (its own book)"),
 ]
 #: Clients whose library may be missing: a run without it leaves their rows out.
-OPTIONAL: dict[str, str] = {"picows_msgspec": "picows"}
+OPTIONAL: dict[str, str] = {"picows_msgspec": "picows", "cryptofeed": "cryptofeed"}
+#: Clients of one venue only.
+VENUE_ONLY: dict[str, str] = {"cryptofeed": "binance"}
 
 HEADER = """# Benchmarks
 """
 
 
-def _clients() -> list[tuple[str, str]]:
+def _clients(venue: str) -> list[tuple[str, str]]:
+    """The client kinds of ``venue`` in this run (those whose library is installed)."""
     import importlib.util
 
-    return [(k, v) for k, v in CLIENTS if importlib.util.find_spec(OPTIONAL.get(k, "json"))]
+    return [
+        (k, v)
+        for k, v in CLIENTS
+        if importlib.util.find_spec(OPTIONAL.get(k, "json")) and VENUE_ONLY.get(k, venue) == venue
+    ]
 
 
 # -- the generated book ----------------------------------------------------------------
@@ -434,7 +448,8 @@ class _Server:
         path = request_line.split(" ")[1]
         venue = "okx" if path.startswith("/ws/v5/") else "binance"
         stream = self.streams[venue]
-        self._await_subscribe(conn, reader, venue)
+        if "streams=" not in path:  # else subscribed in the URL (cryptofeed)
+            self._await_subscribe(conn, reader, venue)
         conn.sendall(stream.first)
         if path.startswith("/sync/"):
             # Ours with book_sync: its book asks for the REST snapshot once it holds the
@@ -683,6 +698,80 @@ async def client_picows(venue: str, port: int, expect: dict[str, Any], clock: _C
         raise AssertionError(f"unexpected last frame {str(last)[:300]}")
 
 
+def client_cryptofeed(port: int, expect: dict[str, Any], clock: _Clock) -> None:
+    """cryptofeed's ``FeedHandler`` with its ``Binance`` feed keeping its own book.
+
+    ``L2_BOOK`` for ``BTC-USDT``: on the first diff the feed fetches its REST snapshot
+    (``limit=1000``, from the same server), then applies every diff to its ``OrderBook``
+    (the ``order_book`` C extension, ``Decimal`` keys and values) after its ``U``/``u``
+    check and hands the book to our callback, counted here. Pointed at the local server
+    as in ``bench/receive_path.py``'s cryptofeed row (symbol table set in advance, the
+    ``wss://`` endpoint rewritten to ``ws://`` in ``connect()``, an event loop set for
+    uvloop), plus its REST endpoint at ``http://127.0.0.1:PORT``. At the end its book is
+    checked like ours: the last ``u``, and the 25 best levels a side.
+    """
+    import asyncio
+
+    from cryptofeed import FeedHandler
+    from cryptofeed.connection import RestEndpoint, Routes, WebsocketEndpoint
+    from cryptofeed.defines import ASK, BID, BINANCE, L2_BOOK, SPOT
+    from cryptofeed.exchanges import Binance
+    from cryptofeed.symbols import Symbols
+
+    Symbols.set(
+        BINANCE,
+        {"BTC-USDT": "BTCUSDT"},
+        {"tick_size": {"BTC-USDT": "0.01"}, "instrument_type": {"BTC-USDT": SPOT}},
+    )
+
+    class LocalBinance(Binance):  # type: ignore[misc]
+        # /sync/: the server holds the stream after the first diff until the snapshot.
+        websocket_endpoints = [WebsocketEndpoint(f"wss://127.0.0.1:{port}/sync")]
+        rest_endpoints = [
+            RestEndpoint(
+                f"http://127.0.0.1:{port}",
+                routes=Routes("/api/v3/exchangeInfo", l2book="/api/v3/depth?symbol={}&limit={}"),
+            )
+        ]
+
+        def connect(self) -> list[Any]:
+            connections: list[Any] = super().connect()
+            for connection, *_ in connections:
+                connection.address = "ws://" + connection.address.removeprefix("wss://")
+            return connections
+
+    last = expect["last"]
+    count = 0
+    top: dict[str, list[tuple[Decimal, Decimal]]] = {}
+
+    async def on_book(book: Any, receipt_timestamp: float) -> None:
+        nonlocal count
+        count += 1
+        if book.sequence_number == last:
+            clock.stop()
+            for side, name in ((book.book[BID], "bids"), (book.book[ASK], "asks")):
+                top[name] = [side.index(i) for i in range(CHECK_DEPTH)]
+            asyncio.get_running_loop().stop()
+
+    handler = FeedHandler(config={"uvloop": True, "log": {"disabled": True}})
+    handler.add_feed(
+        LocalBinance(symbols=["BTC-USDT"], channels=[L2_BOOK], callbacks={L2_BOOK: on_book})
+    )
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    clock.start()
+    handler.run(install_signal_handlers=False)
+    want = expect["top"]
+    if not (
+        count == expect["frames"]
+        and top
+        and _levels_equal(top["bids"], want["bids"])
+        and _levels_equal(top["asks"], want["asks"])
+    ):
+        raise AssertionError(
+            f"{count} books, expected {expect['frames']}; top {str(top)[:300]} is not the venue's"
+        )
+
+
 def run_client(kind: str, venue: str, port: int, expect: dict[str, Any]) -> dict[str, float]:
     """One trial in this process; returns wall and CPU seconds."""
     clock = _Clock()
@@ -698,6 +787,8 @@ def run_client(kind: str, venue: str, port: int, expect: dict[str, Any]) -> dict
         import asyncio
 
         asyncio.run(client_picows(venue, port, expect, clock))
+    elif kind == "cryptofeed" and venue == "binance":
+        client_cryptofeed(port, expect, clock)
     else:
         raise ValueError(f"unknown client {kind!r}")
     return {"wall": clock.wall, "cpu": clock.cpu}
@@ -845,7 +936,7 @@ def measure(n: int, reps: int, pin: bool) -> dict[str, Any]:
             assert server.stdout is not None
             port = int(server.stdout.readline())
             expect = json.loads(Path(expect_path).read_text())
-            kinds = [(venue, kind) for venue in VENUES for kind, _ in _clients()]
+            kinds = [(venue, kind) for venue in VENUES for kind, _ in _clients(venue)]
             trials: dict[str, list[dict[str, float]]] = {f"{v}:{k}": [] for v, k in kinds}
             for rep in range(reps):
                 for venue, kind in kinds:
@@ -911,7 +1002,7 @@ def render_table(results: dict[str, Any]) -> str:
             "| client | CPU µs/frame | CPU µs/level | frames/s (wall) | cpu/wall | other load |",
             "| --- | ---: | ---: | ---: | ---: | ---: |",
         ]
-        for kind, label in _clients():
+        for kind, label in _clients(venue):
             trials = results["trials"][f"{venue}:{kind}"]
             cpu_us = [t["cpu"] / frames * 1e6 for t in trials]
             per_level = [t["cpu"] / levels * 1e6 for t in trials]
