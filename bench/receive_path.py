@@ -24,6 +24,14 @@ process only, CPU microseconds per message and messages per second:
 ``websockets`` / ``websockets + msgspec``
     The ``websockets`` asyncio client's ``recv()`` loop, no decode, and the same loop
     plus a generic ``msgspec.json.decode`` (to ``dict``) of every message.
+``cryptofeed`` (when installed: ``pip install cryptofeed``, a C build of about a minute)
+    cryptofeed's ``FeedHandler`` with its ``Binance`` feed, ``TRADES`` for ``BTC-USDT``,
+    counting the ``Trade`` objects its callback gets: its whole receive path (websockets,
+    its connection handler, its JSON decode with ``Decimal`` floats, its ``Trade``
+    build) on uvloop, its default loop. Its Binance trades are ``aggTrade`` frames
+    subscribed in the URL, so the server sends it the same stream as aggTrade frames
+    (same values, about 200 bytes each). What is set up differently for the local
+    server, none of it per frame, is in ``client_cryptofeed``'s docstring.
 
 Plus a micro-benchmark of the adapter alone, in one process without I/O: an adapter built
 from the public API (``ADAPTERS["binance"](spec)``, ``start_session``, subscriptions
@@ -79,6 +87,7 @@ Usage::
     python bench/receive_path.py                  # full run: N=200000, 5 repetitions
     python bench/receive_path.py --quick          # smoke run: N=20000, 2 repetitions
     python bench/receive_path.py --write --label "before (commit 593178c)"
+    python bench/receive_path.py --clients cryptofeed,websockets   # only these rows
 
 ``--write`` adds (or replaces, by label) a section in ``BENCHMARKS.md`` at the repo root.
 Only public API is used: ``supervisor.open_supervisor``, ``supervisor.loads_config``,
@@ -133,17 +142,29 @@ CLIENTS: list[tuple[str, str]] = [
     ("websockets_msgspec", "websockets `recv()` + `msgspec.json.decode`"),
     ("aiohttp_msgspec", "aiohttp `receive()` + `msgspec.json.decode`"),
     ("picows_msgspec", "picows `on_ws_frame` + `msgspec.json.decode`"),
+    ("cryptofeed", "cryptofeed `FeedHandler` + `Binance` feed → `Trade` (aggTrade frames)"),
 ]
-#: Clients whose library may be missing (``pip install -e '.[bench]'`` has them): a
-#: run without it leaves their rows out and says so.
-OPTIONAL: dict[str, str] = {"aiohttp_msgspec": "aiohttp", "picows_msgspec": "picows"}
+#: Clients whose library may be missing (``pip install -e '.[bench]'`` has aiohttp and
+#: picows; cryptofeed, a C build of about a minute with its own dependencies, is left to
+#: ``pip install cryptofeed``): a run without it leaves their rows out.
+OPTIONAL: dict[str, str] = {
+    "aiohttp_msgspec": "aiohttp",
+    "picows_msgspec": "picows",
+    "cryptofeed": "cryptofeed",
+}
+#: The client kinds of this run when ``--clients`` names some (all of CLIENTS otherwise).
+ONLY: set[str] = set()
 
 
 def _clients() -> list[tuple[str, str]]:
     """The client kinds of this run: CLIENTS, and the baseline's "ours" beside ours."""
     import importlib.util
 
-    clients = [(k, v) for k, v in CLIENTS if importlib.util.find_spec(OPTIONAL.get(k, "json"))]
+    clients = [
+        (k, v)
+        for k, v in CLIENTS
+        if importlib.util.find_spec(OPTIONAL.get(k, "json")) and (not ONLY or k in ONLY)
+    ]
     if not BASELINE:
         return clients
     label = BASELINE["label"]
@@ -170,6 +191,24 @@ def trade_frame(i: int) -> bytes:
         b'{"stream":"btcusdt@trade","data":{"e":"trade","E":1700000000000,"s":"BTCUSDT",'
         b'"t":%d,"p":"37000.01","q":"0.001","T":1700000000000,"m":true,"M":true}}'
         % (FIRST_TRADE_ID + i)
+    )
+
+
+AGG_STREAM = "btcusdt@aggTrade"
+
+
+def agg_trade_frame(i: int) -> bytes:
+    """The ``i``-th aggTrade frame (0-based), for the ``cryptofeed`` client.
+
+    cryptofeed's Binance ``TRADES`` channel is ``<symbol>@aggTrade`` (subscribed in the
+    URL, ``/stream?streams=btcusdt@aggTrade``), so its connection gets these instead of
+    :func:`trade_frame`: the same price, quantity and times, the id in ``a`` (about 200
+    bytes against 170).
+    """
+    return (
+        b'{"stream":"btcusdt@aggTrade","data":{"e":"aggTrade","E":1700000000000,'
+        b'"s":"BTCUSDT","a":%d,"p":"37000.01","q":"0.001","f":100,"l":100,'
+        b'"T":1700000000000,"m":true,"M":true}}' % (FIRST_TRADE_ID + i)
     )
 
 
@@ -272,9 +311,15 @@ def accept_upgrade(conn: socket.socket, reader: _Reader) -> None:
     )
 
 
-def _serve_one(conn: socket.socket, stream_bytes: bytes) -> None:
+def _serve_one(conn: socket.socket, stream_bytes: bytes, agg_bytes: bytes) -> None:
     reader = _Reader(conn)
+    request = reader.read_until(b"\r\n\r\n")
+    reader.buf = request + reader.buf  # accept_upgrade reads it again
     accept_upgrade(conn, reader)
+    if f"streams={AGG_STREAM}".encode() in request.partition(b"\r\n")[0]:
+        # Subscribed in the URL (cryptofeed): no SUBSCRIBE request, no ack.
+        _stream_and_close(conn, reader, agg_bytes)
+        return
     while True:
         opcode, payload = reader.frame()
         if opcode == 0x8:
@@ -287,6 +332,10 @@ def _serve_one(conn: socket.socket, stream_bytes: bytes) -> None:
         raise ValueError(f"unexpected request {payload!r}")
     ack = json.dumps({"result": None, "id": request_json["id"]}, separators=(",", ":"))
     conn.sendall(server_frame(ack.encode()))
+    _stream_and_close(conn, reader, stream_bytes)
+
+
+def _stream_and_close(conn: socket.socket, reader: _Reader, stream_bytes: bytes) -> None:
     conn.sendall(stream_bytes)
     conn.sendall(server_frame(struct.pack("!H", 1000), opcode=0x8))
     # Wait for the client's close frame (or hang-up) before closing the socket.
@@ -303,6 +352,7 @@ def serve(n: int, cpu: int | None) -> None:
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
     stream_bytes = b"".join(server_frame(trade_frame(i)) for i in range(n))
+    agg_bytes = b"".join(server_frame(agg_trade_frame(i)) for i in range(n))
     listener = socket.create_server(("127.0.0.1", 0))
     print(listener.getsockname()[1], flush=True)
     while True:
@@ -310,7 +360,7 @@ def serve(n: int, cpu: int | None) -> None:
         with conn:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             try:
-                _serve_one(conn, stream_bytes)
+                _serve_one(conn, stream_bytes, agg_bytes)
             except (ConnectionError, OSError, ValueError) as exc:
                 print(f"server: {exc!r}", file=sys.stderr, flush=True)
 
@@ -504,6 +554,77 @@ async def client_picows(port: int, n: int, clock: _Clock) -> None:
         raise AssertionError(f"unexpected last message {last!r}")
 
 
+def client_cryptofeed(port: int, n: int, clock: _Clock) -> None:
+    """cryptofeed's ``FeedHandler`` running its ``Binance`` feed, as a user runs it.
+
+    The feed subscribes ``TRADES`` for ``BTC-USDT`` (``/stream?streams=btcusdt@aggTrade``),
+    and every frame takes cryptofeed's own path: its ``websockets`` connection, its
+    connection handler, ``Binance.message_handler`` (``yapic.json.loads`` with
+    ``parse_float=Decimal``) and ``Binance._trade``, which builds its ``Trade`` (Cython,
+    ``Decimal`` price and amount) and awaits our callback. FeedHandler's defaults stand
+    (uvloop as the event loop, the 10 s ping, the 120 s stale-feed watcher). Three things
+    are changed to point it at the local server, neither on the per-frame path: the
+    symbol table is set in advance (cryptofeed reads it from ``/api/v3/exchangeInfo`` over
+    HTTPS otherwise), and the endpoint is ``ws://127.0.0.1:PORT``: its ``WSAsyncConn``
+    refuses anything but ``wss://``, so the feed is given ``wss://127.0.0.1:PORT`` and
+    its ``connect()`` rewrites the scheme of the connections it makes; and an event loop
+    is set before ``FeedHandler.run()``, which fails with uvloop >= 0.22 otherwise ("There
+    is no current event loop").
+    """
+    import asyncio
+    from decimal import Decimal
+
+    from cryptofeed import FeedHandler
+    from cryptofeed.connection import WebsocketEndpoint
+    from cryptofeed.defines import BINANCE, SPOT, TRADES
+    from cryptofeed.exchanges import Binance
+    from cryptofeed.symbols import Symbols
+
+    Symbols.set(
+        BINANCE,
+        {"BTC-USDT": "BTCUSDT"},
+        {"tick_size": {"BTC-USDT": "0.01"}, "instrument_type": {"BTC-USDT": SPOT}},
+    )
+
+    class LocalBinance(Binance):  # type: ignore[misc]
+        websocket_endpoints = [WebsocketEndpoint(f"wss://127.0.0.1:{port}")]
+
+        def connect(self) -> list[Any]:
+            connections: list[Any] = super().connect()
+            for connection, *_ in connections:
+                connection.address = "ws://" + connection.address.removeprefix("wss://")
+            return connections
+
+    count = 0
+    last: Any = None
+
+    async def on_trade(trade: Any, receipt_timestamp: float) -> None:
+        nonlocal count, last
+        count += 1
+        if count == n:
+            clock.stop()
+            last = trade
+            asyncio.get_running_loop().stop()
+
+    handler = FeedHandler(config={"uvloop": True, "log": {"disabled": True}})
+    handler.add_feed(
+        LocalBinance(symbols=["BTC-USDT"], channels=[TRADES], callbacks={TRADES: on_trade})
+    )
+    # FeedHandler.run() asks for the current loop, which uvloop >= 0.22's policy no longer
+    # makes up: set one (a uvloop loop: FeedHandler() installed uvloop's policy).
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    clock.start()
+    handler.run(install_signal_handlers=False)
+    if not (
+        count == n
+        and last is not None
+        and last.id == str(last_trade_id(n))
+        and last.price == Decimal("37000.01")
+        and last.symbol == "BTC-USDT"
+    ):
+        raise AssertionError(f"unexpected last trade {last!r} after {count} trades")
+
+
 def run_client(kind: str, port: int, n: int) -> dict[str, float]:
     """One trial in this process; returns wall and CPU seconds."""
     clock = _Clock()
@@ -523,6 +644,8 @@ def run_client(kind: str, port: int, n: int) -> dict[str, float]:
         import asyncio
 
         asyncio.run(client_picows(port, n, clock))
+    elif kind == "cryptofeed":
+        client_cryptofeed(port, n, clock)
     elif kind.startswith("trio_ws"):
         import trio
 
@@ -804,7 +927,12 @@ def render_section(results: dict[str, Any], label: str, command: str) -> str:
         f"- Python {platform.python_version()} ({platform.python_implementation()}), "
         f"trio {_version('trio')}, trio-websocket {_version('trio-websocket')}, "
         f"wsproto {_version('wsproto')}, msgspec {_version('msgspec')}, "
-        f"websockets {_version('websockets')}",
+        f"websockets {_version('websockets')}"
+        + (
+            f", cryptofeed {_version('cryptofeed')} (on uvloop {_version('uvloop')})"
+            if "cryptofeed" in results["trials"]
+            else ""
+        ),
         f"- Code: commit {_git_commit()}",
         f"- N = {results['n']:,} messages per trial, {results['reps']} interleaved "
         f"repetitions; median [min-max]; run took {results['run_seconds']:.0f} s",
@@ -881,6 +1009,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--no-pin", dest="pin", action="store_false", help="do not pin server and client CPUs"
     )
+    parser.add_argument(
+        "--clients",
+        metavar="KIND,...",
+        help="run only these clients (default: all); one of "
+        + ", ".join(kind for kind, _ in CLIENTS),
+    )
     parser.add_argument("--write", action="store_true", help="add/replace a BENCHMARKS.md section")
     parser.add_argument("--label", help="section title in BENCHMARKS.md (default: the commit)")
     parser.add_argument(
@@ -893,6 +1027,15 @@ def main(argv: list[str] | None = None) -> None:
         "--baseline-label", default="baseline", help="what the baseline rows are called"
     )
     args = parser.parse_args(argv)
+    if args.clients:
+        known = {kind for kind, _ in CLIENTS}
+        wanted = set(args.clients.split(","))
+        if wanted - known:
+            parser.error(
+                f"--clients: unknown client {sorted(wanted - known)[0]!r} "
+                f"(known: {', '.join(kind for kind, _ in CLIENTS)})"
+            )
+        ONLY.update(wanted)
     if args.baseline:
         BASELINE.update(python=args.baseline, label=args.baseline_label)
 
