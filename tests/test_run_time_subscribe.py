@@ -493,3 +493,61 @@ async def test_okx_a_subscribe_while_a_successor_connects_reaches_the_successor_
     ]
     assert switched_at == 6.0  # the successor connected after its 5 s and acked both
     assert stats.subscriptions == {"trades:BTC-USDT": "live", "trades:ETH-USDT": "live"}
+
+
+@pytest.mark.parametrize(
+    ("exchange", "handler", "symbol", "bad", "refusal"),
+    [
+        (
+            "binance",
+            FakeBinance,
+            "BTC-USDT",
+            "NOPE-USDT",
+            {"nopeusdt@trade": "failed: 2 Invalid request: invalid stream"},
+        ),
+        (
+            "bybit",
+            FakeBybit,
+            "BTC-USDT",
+            "NOPE-USDT",
+            {
+                "publicTrade.NOPEUSDT": "failed: handler not found "
+                "error:handler not found,topic:publicTrade.NOPEUSDT"
+            },
+        ),
+        (
+            "deribit",
+            FakeDeribit,
+            "BTC-USD-PERP",
+            "NOPE-USD-PERP",
+            {"trades.NOPE-PERPETUAL.100ms": "failed: -32602 Invalid params"},
+        ),
+    ],
+)
+async def test_each_venue_refuses_an_unknown_symbol_with_its_own_code_and_it_is_undone(
+    autojump_clock: trio.testing.MockClock,
+    exchange: str,
+    handler: Any,
+    symbol: str,
+    bad: str,
+    refusal: dict[str, str],
+) -> None:
+    async with open_fake_exchange(
+        name=exchange, transport="memory", interval=1.0, handler=handler()
+    ) as fake:
+        config = exchange_config(
+            c={"exchange": exchange, "channels": ["trades"], "symbols": [symbol]}
+        )
+        with trio.fail_after(30):
+            async with open_supervisor(config, connector=Dialer(fake)) as sup:
+                await sup.messages().__anext__()
+                with pytest.raises(SubscriptionRefused) as refused:
+                    await sup.subscribe("c", symbols=[bad])
+                stats = (await sup.stats()).connections[0]
+    assert (refused.value.refused, refused.value.kept) == (refusal, False)
+    live = {
+        "binance": "btcusdt@trade",
+        "bybit": "publicTrade.BTCUSDT",
+        "deribit": "trades.BTC-PERPETUAL.100ms",
+    }
+    assert stats.subscriptions == {live[exchange]: "live"}  # the refused one is gone
