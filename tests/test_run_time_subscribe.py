@@ -7,7 +7,9 @@ session ``k`` has tradeId ``1_000_000 * (k + 1) + n``.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -24,7 +26,13 @@ from actors.exchanges.messages import (
     Trade,
 )
 from supervisor import ConfigError, SubscriptionRefused, open_supervisor
-from supervisor.testing import FakeBinance, FakeBybit, FakeDeribit, open_fake_exchange
+from supervisor.testing import (
+    FakeBinance,
+    FakeBybit,
+    FakeDeribit,
+    FakeExchange,
+    open_fake_exchange,
+)
 from supervisor.testing.fakes.okx import FakeOkx
 
 
@@ -38,13 +46,20 @@ def trades(got: list[tuple[float, Message]], symbol: str) -> list[tuple[float, i
     return [(t, int(m.trade_id)) for t, m in got if isinstance(m, Trade) and m.symbol == symbol]
 
 
-async def test_okx_subscribe_returns_when_acked_and_the_data_flows(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
+@contextlib.asynccontextmanager
+async def okx_venue() -> AsyncIterator[tuple[FakeOkx, FakeExchange]]:
+    """FakeOkx in memory, one frame per subscribed topic per second."""
     okx = FakeOkx()
     async with open_fake_exchange(
         name="okx", transport="memory", interval=1.0, handler=okx
     ) as fake:
+        yield okx, fake
+
+
+async def test_okx_subscribe_returns_when_acked_and_the_data_flows(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with okx_venue() as (okx, fake):
         config = okx_config(channels=["trades"], symbols=["BTC-USDT"])
         got: list[tuple[float, Message]] = []
         with trio.fail_after(30):
@@ -75,10 +90,7 @@ async def test_okx_subscribe_returns_when_acked_and_the_data_flows(
 async def test_okx_refusal_raises_with_the_exchanges_code_and_undoes_the_change(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    okx = FakeOkx()
-    async with open_fake_exchange(
-        name="okx", transport="memory", interval=1.0, handler=okx
-    ) as fake:
+    async with okx_venue() as (_okx, fake):
         config = okx_config(channels=["trades"], symbols=["BTC-USDT"])
         with trio.fail_after(30):
             async with open_supervisor(config, connector=Dialer(fake)) as sup:
@@ -104,10 +116,7 @@ async def test_okx_refusal_raises_with_the_exchanges_code_and_undoes_the_change(
 async def test_okx_a_run_time_change_holds_across_reconnect_and_handover(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    okx = FakeOkx()
-    async with open_fake_exchange(
-        name="okx", transport="memory", interval=1.0, handler=okx
-    ) as fake:
+    async with okx_venue() as (okx, fake):
         config = okx_config(channels=["trades"], symbols=["BTC-USDT"])
         dialer = Dialer(fake)
         with trio.fail_after(60):
@@ -137,10 +146,7 @@ async def test_okx_a_run_time_change_holds_across_reconnect_and_handover(
 async def test_okx_unsubscribe_stops_the_topic_and_nothing_is_malformed(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    okx = FakeOkx()
-    async with open_fake_exchange(
-        name="okx", transport="memory", interval=1.0, handler=okx
-    ) as fake:
+    async with okx_venue() as (okx, fake):
         config = okx_config(channels=["trades"], symbols=["BTC-USDT", "ETH-USDT"])
         got: list[tuple[float, Message]] = []
         with trio.fail_after(30):
@@ -167,10 +173,7 @@ async def test_okx_unsubscribe_stops_the_topic_and_nothing_is_malformed(
 async def test_a_subscribe_while_the_connection_is_down_returns_once_the_next_session_acks(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    okx = FakeOkx()
-    async with open_fake_exchange(
-        name="okx", transport="memory", interval=1.0, handler=okx
-    ) as fake:
+    async with okx_venue() as (_okx, fake):
         config = okx_config(channels=["trades"], symbols=["BTC-USDT"])
         with trio.fail_after(30):
             async with open_supervisor(config, connector=Dialer(fake)) as sup:
@@ -225,10 +228,7 @@ async def test_each_venue_subscribes_at_run_time_and_confirms(
 async def test_okx_book_channel_added_and_dropped_at_run_time(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    okx = FakeOkx()
-    async with open_fake_exchange(
-        name="okx", transport="memory", interval=1.0, handler=okx
-    ) as fake:
+    async with okx_venue() as (_okx, fake):
         config = okx_config(channels=["trades"], symbols=["BTC-USDT"])
         books: list[Message] = []
         with trio.fail_after(30):
@@ -263,10 +263,7 @@ async def test_okx_book_channel_added_and_dropped_at_run_time(
 async def test_bad_calls_name_the_problem_and_change_nothing(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    okx = FakeOkx()
-    async with open_fake_exchange(
-        name="okx", transport="memory", interval=1.0, handler=okx
-    ) as fake:
+    async with okx_venue() as (_okx, fake):
         config = okx_config(channels=["trades"], symbols=["BTC-USDT"])
         with trio.fail_after(30):
             async with open_supervisor(config, connector=Dialer(fake)) as sup:
@@ -305,10 +302,7 @@ async def test_bad_calls_name_the_problem_and_change_nothing(
 async def test_okx_partial_refusal_keeps_what_went_live_and_says_so(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    okx = FakeOkx()
-    async with open_fake_exchange(
-        name="okx", transport="memory", interval=1.0, handler=okx
-    ) as fake:
+    async with okx_venue() as (okx, fake):
         config = okx_config(channels=["trades"], symbols=["BTC-USDT"])
         with trio.fail_after(30):
             async with open_supervisor(config, connector=Dialer(fake)) as sup:
@@ -328,10 +322,7 @@ async def test_okx_partial_refusal_keeps_what_went_live_and_says_so(
 async def test_add_and_remove_a_connection_at_run_time(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    okx = FakeOkx()
-    async with open_fake_exchange(
-        name="okx", transport="memory", interval=1.0, handler=okx
-    ) as fake:
+    async with okx_venue() as (_okx, fake):
         config = okx_config(channels=["trades"], symbols=["BTC-USDT"])
         got: list[tuple[float, str, str]] = []
         with trio.fail_after(30):
@@ -455,10 +446,7 @@ async def test_binance_raw_topic_subscribed_at_run_time(
 async def test_okx_a_subscribe_while_a_successor_connects_reaches_the_successor_too(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    okx = FakeOkx()
-    async with open_fake_exchange(
-        name="okx", transport="memory", interval=1.0, handler=okx
-    ) as fake:
+    async with okx_venue() as (okx, fake):
         attempts: list[float] = []
         connecting = trio.Event()
 
