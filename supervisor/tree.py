@@ -62,10 +62,11 @@ import os
 import random
 import ssl
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any, Final, NamedTuple
 
 import msgspec
+import outcome
 import trio
 
 from actors import (
@@ -611,7 +612,8 @@ class Supervisor:
                 allows on one connection); nothing changed.
             SubscriptionRefused: the exchange refused topics, each with its code and
                 message (see its ``kept``).
-            RuntimeError: the supervisor or the connection is not running.
+            RuntimeError: the supervisor or the connection is not running, or the
+                supervisor stopped while the call waited.
 
         Cancellation: the change is made before the first checkpoint; cancelling stops
         the wait only.
@@ -619,10 +621,37 @@ class Supervisor:
         command = Subscribe(**_lists(channels=channels, symbols=symbols, raw=topics))
         child = self._running(connection)
         group = self._shards(child)
+        what = f"sup.subscribe({connection!r}, ...)"
         if group is None:
-            await child.actor.change(command)
+            await self._unless_stopped(what, child.actor.change(command))
         else:
-            await self._subscribe_shards(connection, group, command)
+            await self._unless_stopped(what, self._subscribe_shards(connection, group, command))
+
+    async def _unless_stopped(self, what: str, wait: Awaitable[None]) -> None:
+        """Await ``wait``, unless the supervisor stops first: then raise RuntimeError.
+
+        ``wait`` runs in the caller's task up to its first checkpoint, as if awaited
+        directly (a change is made before it waits)."""
+        stopped = False
+        async with trio.open_nursery() as nursery:
+
+            async def on_stop() -> None:
+                nonlocal stopped
+                await self._finished.wait()
+                stopped = True
+                nursery.cancel_scope.cancel(reason="the supervisor stopped")
+
+            nursery.start_soon(on_stop)
+
+            async def waited() -> None:
+                await wait
+
+            # Captured, so that its error leaves unwrapped (not in an exception group).
+            result = await outcome.acapture(waited)
+            nursery.cancel_scope.cancel(reason="done")
+        if stopped:
+            raise RuntimeError(f"{what} did not complete: the supervisor stopped")
+        result.unwrap()
 
     async def unsubscribe(
         self,
@@ -753,7 +782,8 @@ class Supervisor:
             ConfigError: the table is not a valid connection, or the name is taken;
                 ``problems`` lists every problem (``add_connection: connections.NAME.key:
                 ...``); nothing was started.
-            RuntimeError: the supervisor is not running.
+            RuntimeError: the supervisor is not running, or it stopped while the call
+                waited.
 
         Cancellation: the connection is started before the first checkpoint; a cancelled
         call stops waiting for it to be live, and it keeps running.
@@ -766,8 +796,13 @@ class Supervisor:
                 f"[connections.{name}] table, not {type(table).__name__}"
             )
         specs = connection_config(self._config, name, table)
-        for child in await self._start_children(specs):
-            await child.actor.went_live.wait()
+        children = await self._start_children(specs)
+
+        async def live() -> None:
+            for child in children:
+                await child.actor.went_live.wait()
+
+        await self._unless_stopped(f"sup.add_connection({name!r}, ...)", live())
 
     async def _start_children(self, specs: Sequence[ConnectionConfig]) -> list[_Child]:
         """Build, register and start a child per spec (checked already), last in order."""

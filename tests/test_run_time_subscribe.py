@@ -539,3 +539,29 @@ async def test_each_venue_refuses_an_unknown_symbol_with_its_own_code_and_it_is_
         "deribit": "trades.BTC-PERPETUAL.100ms",
     }
     assert stats.subscriptions == {live[exchange]: "live"}  # the refused one is gone
+
+
+async def test_a_subscribe_still_waiting_when_the_supervisor_stops_raises(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with okx_venue() as (_okx, fake):
+        config = okx_config(channels=["trades"], symbols=["BTC-USDT"])
+        with trio.fail_after(60):
+            async with open_supervisor(config, connector=Dialer(fake)) as sup:
+                await sup.messages().__anext__()  # t=1
+                fake.refuse(100.0)  # the venue is down: no session to confirm it
+                await fake.close(4000, "maintenance")
+
+                async def stop_at_5() -> None:
+                    await trio.sleep_until(5.0)
+                    await sup.stop()
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(stop_at_5)
+                    with pytest.raises(RuntimeError) as stopped:
+                        await sup.subscribe("okx", symbols=["ETH-USDT"])
+                    raised_at = trio.current_time()
+    assert str(stopped.value) == (
+        "sup.subscribe('okx', ...) did not complete: the supervisor stopped"
+    )
+    assert raised_at == 5.0
