@@ -309,7 +309,8 @@ def test_the_trio_run_has_ended_when_the_async_with_exits(run: Run[None], ending
                 assert at_exit == [(False, True)]
                 assert asyncio.all_tasks() == {asyncio.current_task()}
                 await fake.wait_until(lambda f: not f.sessions[0].open)
-                assert open_fds() == fds_before
+                # Nothing of ours left open (others may close meanwhile: the suite runs on).
+                assert open_fds() - fds_before == set()
 
         run(main())
         assert fake.fake.sessions[0].close_code == 1000
