@@ -11,7 +11,14 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
-PUBLIC_MODULES = ["supervisor", "actors", "actors.exchanges", "actors.net", "supervisor.testing"]
+PUBLIC_MODULES = [
+    "supervisor",
+    "supervisor.aio",
+    "actors",
+    "actors.exchanges",
+    "actors.net",
+    "supervisor.testing",
+]
 
 
 def _public_names(module: ModuleType) -> set[str]:
