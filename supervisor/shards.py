@@ -81,11 +81,14 @@ class Placement(msgspec.Struct, frozen=True, kw_only=True):
         symbols: shard name -> the new symbols it takes.
         raw: shard name -> the new raw topics it takes.
         new: the symbols of each shard to add, in order (none fits the others).
+        unplaced: raw topics no shard has room for (a new shard cannot hold only raw
+            topics: its channels need symbols).
     """
 
     symbols: dict[str, list[str]]
     raw: dict[str, list[str]]
     new: list[list[str]]
+    unplaced: list[str]
 
 
 def place(
@@ -108,12 +111,14 @@ def place(
     room = {spec.name: limit - used for spec, used in shards}
     out_symbols: dict[str, list[str]] = {}
     out_raw: dict[str, list[str]] = {}
+    unplaced: list[str] = []
     for topic in dict.fromkeys(raw):
         if topic in have_raw:
             continue
         name = next((n for n, r in room.items() if r >= 1), None)
         if name is None:
-            name = first.name  # the first shard's check reports the limit
+            unplaced.append(topic)  # raw topics need a shard with symbols: no new one
+            continue
         out_raw.setdefault(name, []).append(topic)
         room[name] -= 1
     new: list[list[str]] = []
@@ -129,4 +134,4 @@ def place(
             new_used = 0
         new[-1].append(symbol)
         new_used += cost[symbol]
-    return Placement(symbols=out_symbols, raw=out_raw, new=new)
+    return Placement(symbols=out_symbols, raw=out_raw, new=new, unplaced=unplaced)

@@ -724,6 +724,15 @@ class Supervisor:
             command.symbols,
             command.raw,
         )
+        if plan.unplaced:
+            limit = ADAPTERS[specs[0].exchange].max_topics
+            raise ConfigError(
+                [
+                    f"Subscribe on sharded connection {name!r}: topics {', '.join(plan.unplaced)}: "
+                    f"no shard has room (each holds at most {limit}; raw topics go on a shard "
+                    "with room, so unsubscribe some first); nothing changed"
+                ]
+            )
         refused: list[SubscriptionRefused] = []
         changes = 0
 

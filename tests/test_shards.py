@@ -60,6 +60,9 @@ def test_place_fills_shards_with_room_then_opens_new_ones() -> None:
     assert plan.raw == {"b": ["x@bookTicker"]}
     assert plan.symbols == {"b": symbols(3, 5000)}  # S0-S2 are on b already
     assert plan.new == [symbols(7, 5003)]
+    assert plan.unplaced == []
+    full = place([(b, 1024)], [], ["x@bookTicker", "y@bookTicker"])
+    assert (full.raw, full.unplaced) == ({}, ["x@bookTicker", "y@bookTicker"])
 
 
 async def test_symbols_subscribed_at_run_time_fill_the_shard_then_open_a_new_one(
@@ -77,8 +80,18 @@ async def test_symbols_subscribed_at_run_time_fill_the_shard_then_open_a_new_one
                 stats = {c.name: c.subscriptions for c in (await sup.stats()).connections}
                 await sup.unsubscribe("b", symbols=symbols(6, 1024))
                 after = [c.name for c in (await sup.stats()).connections]
+                with pytest.raises(ConfigError) as no_room:
+                    await sup.subscribe("b", topics=["btcusdt@bookTicker"])  # b is full
+                unchanged = (await sup.stats()).connections[0].subscriptions
     assert names == ["b", "b#2"]
     assert len(stats["b"]) == 1024 and set(stats["b"].values()) == {"live"}
     assert stats["b#2"] == {f"s{i}usdt@trade": "live" for i in range(1024, 1030)}
     assert after == ["b"]  # b#2 had nothing left: closed and removed
+    # Raw topics need a shard with room (a new shard cannot hold only raw topics).
+    assert no_room.value.problems == [
+        "Subscribe on sharded connection 'b': topics btcusdt@bookTicker: no shard has room "
+        "(each holds at most 1024; raw topics go on a shard with room, so unsubscribe some "
+        "first); nothing changed"
+    ]
+    assert unchanged == stats["b"]
     assert len(fake.sessions) == 2 and fake.sessions[1].close_code == 1000
